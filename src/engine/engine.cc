@@ -1,0 +1,249 @@
+#include "engine/engine.h"
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+
+#include "engine/eal.h"
+#include "engine/engine_impl.h"
+
+namespace machnet::engine {
+
+uint64_t EngineCounters::total_drops() const {
+  uint64_t t = 0;
+  for (uint64_t d : drops) t += d;
+  return t;
+}
+
+UdpSocket::UdpSocket(uint16_t port, uint32_t capacity)
+    : port_(port), capacity_(capacity), slots_(new Slot[capacity]) {}
+
+UdpSocket::~UdpSocket() {
+  while (head_ != tail_) rte_pktmbuf_free(slots_[head_++ % capacity_].m);
+  delete[] slots_;
+}
+
+Engine::Impl::~Impl() {
+  for (UdpSocket*& s : sockets) {
+    delete s;
+    s = nullptr;
+  }
+  arp.reset();  // drops every packet still waiting for resolution
+  tx_flush();
+  if (frag_table != nullptr) {
+    rte_ip_frag_table_destroy(frag_table);
+    rte_ip_frag_free_death_row(&death_row, 0);
+  }
+  if (config.port_id < 0) {
+    // We probed the device: give it back, so a restarted engine finds it free.
+    rte_eth_dev_stop(port_id);
+    rte_eth_dev_close(port_id);
+  }
+  // The mempool stays: mbufs may still sit in a driver ring until close.
+}
+
+uint64_t Engine::Impl::now_ns() const {
+  // TSC to ns without overflow for centuries of uptime at GHz rates.
+  uint64_t c = rte_get_tsc_cycles();
+  return static_cast<uint64_t>(static_cast<unsigned __int128>(c) * 1000000000u / tsc_hz);
+}
+
+bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
+  config = cfg;
+  if (config.ip == 0) {
+    *err = "no IPv4 address configured (set ip = a.b.c.d/prefix)";
+    return false;
+  }
+  if (config.device.empty() && config.port_id < 0) {
+    *err = "no device configured (set device = net_af_xdp0,iface=... or a PCI address)";
+    return false;
+  }
+  if (config.device.rfind("net_af_xdp", 0) == 0 &&
+      config.device.find("xdp_prog=") == std::string::npos) {
+    // Our XDP program hands the engine only its own traffic; the kernel keeps
+    // everything else on the interface.
+    config.device +=
+        ",xdp_prog=" + (config.xdp_prog.empty() ? default_xdp_program_path() : config.xdp_prog);
+  }
+  if (config.device.rfind("net_af_xdp", 0) == 0) {
+    // The PMD attaches only where no program is: remove one left behind by
+    // an engine that crashed (only if it is ours).
+    std::string iface_arg = config.device + ",";
+    auto p = iface_arg.find(",iface=");
+    if (p != std::string::npos) {
+      std::string ifname = iface_arg.substr(p + 7, iface_arg.find(',', p + 7) - p - 7);
+      std::string why;
+      if (!XdpSteering::detach_stale_program(ifname, &why)) {
+        *err = "AF_XDP on " + ifname + ": " + why;
+        return false;
+      }
+    }
+  }
+  if (!eal_init_once(config, err)) return false;
+  tsc_hz = rte_get_tsc_hz();
+  netmask = config.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - config.prefix_len);
+
+  if (!bring_up_port(err)) return false;
+
+  // Reassembly: entries live at most frag_timeout_ms; the table bounds how many
+  // datagrams can be in flight, so endless fragments cannot exhaust memory.
+  uint32_t bucket_entries = 8;
+  uint32_t buckets = (config.frag_max_flows + bucket_entries - 1) / bucket_entries;
+  uint64_t max_cycles = tsc_hz / 1000 * config.frag_timeout_ms;
+  frag_table = rte_ip_frag_table_create(buckets, bucket_entries, buckets * bucket_entries,
+                                        max_cycles, static_cast<int>(rte_socket_id()));
+  if (frag_table == nullptr) {
+    *err = std::string("cannot create the IPv4 reassembly table: ") + rte_strerror(rte_errno);
+    return false;
+  }
+  arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
+  last_timer_ns = now_ns();
+
+  announce_if_link_up();
+  return true;
+}
+
+void Engine::Impl::announce_if_link_up() {
+  // Gratuitous ARP once the link is up (a memif server's link comes up only
+  // when its peer connects): peers that cached an old MAC for us update it.
+  rte_eth_link link;
+  if (rte_eth_link_get_nowait(port_id, &link) != 0 || link.link_status != RTE_ETH_LINK_UP) return;
+  announced = true;
+  send_arp(wire::kArpOpRequest, wire::kBroadcastMac, wire::kZeroMac, config.ip);
+  tx_flush();
+}
+
+void Engine::Impl::run_timers(uint64_t now) {
+  last_timer_ns = now;
+  if (!announced) announce_if_link_up();
+  arp->tick(now);
+  uint32_t before = death_row.cnt;
+  rte_ip_frag_table_del_expired_entries(frag_table, &death_row, rte_get_tsc_cycles());
+  counters.drops[static_cast<size_t>(DropReason::kFragTimeout)] += death_row.cnt - before;
+  rte_ip_frag_free_death_row(&death_row, 0);
+}
+
+std::unique_ptr<Engine> Engine::create(const EngineConfig& config, std::string* err) {
+  auto impl = std::make_unique<Impl>();
+  if (!impl->open(config, err)) return nullptr;
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+size_t Engine::poll() {
+  Impl& e = *impl_;
+  rte_mbuf* burst[kRxBurst];
+  uint16_t n = rte_eth_rx_burst(e.port_id, 0, burst, kRxBurst);
+  for (uint16_t i = 0; i < n; i++) e.rx_one(burst[i]);
+  if (e.death_row.cnt != 0) rte_ip_frag_free_death_row(&e.death_row, 0);
+  uint64_t now = e.now_ns();
+  if (now - e.last_timer_ns >= kTimerPeriodNs) e.run_timers(now);
+  e.tx_flush();
+  return n;
+}
+
+int Engine::udp_bind(uint16_t port, UdpSocket** out) {
+  Impl& e = *impl_;
+  if (port == 0) {
+    for (uint32_t tries = 0; tries <= kEphemeralLast - kEphemeralFirst; tries++) {
+      uint16_t p = e.next_ephemeral;
+      e.next_ephemeral = p == kEphemeralLast ? kEphemeralFirst : p + 1;
+      if (e.sockets[p] == nullptr) {
+        port = p;
+        break;
+      }
+    }
+    if (port == 0) return -EAGAIN;
+  } else if (e.sockets[port] != nullptr) {
+    return -EADDRINUSE;
+  }
+  if (e.xdp != nullptr && e.config.xdp_shared_ip) {
+    std::string err;
+    if (!e.xdp->set_port(port, true, &err)) {
+      fprintf(stderr, "machnet: cannot steer UDP port %u: %s\n", port, err.c_str());
+      return -EIO;
+    }
+  }
+  e.sockets[port] = new UdpSocket(port, e.config.socket_queue_len);
+  *out = e.sockets[port];
+  return 0;
+}
+
+void Engine::udp_close(UdpSocket* sock) {
+  if (sock == nullptr) return;
+  Impl& e = *impl_;
+  if (e.xdp != nullptr && e.config.xdp_shared_ip) {
+    std::string err;
+    e.xdp->set_port(sock->port(), false, &err);
+  }
+  e.sockets[sock->port()] = nullptr;
+  delete sock;
+}
+
+int Engine::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data,
+                       size_t len) {
+  return impl_->udp_sendto(sock, dst_ip, dst_port, static_cast<const uint8_t*>(data), len);
+}
+
+ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                             uint16_t* src_port) {
+  if (sock->head_ == sock->tail_) return -EAGAIN;
+  UdpSocket::Slot& s = sock->slots_[sock->head_ % sock->capacity_];
+  size_t n = len < s.payload_len ? len : s.payload_len;
+  if (n > 0) {
+    // rte_pktmbuf_read copies only when the payload spans segments.
+    const void* p = rte_pktmbuf_read(s.m, s.payload_off, static_cast<uint32_t>(n), buf);
+    if (p != buf && p != nullptr) memcpy(buf, p, n);
+  }
+  if (src_ip) *src_ip = s.src_ip;
+  if (src_port) *src_port = s.src_port;
+  ssize_t full = s.payload_len;
+  rte_pktmbuf_free(s.m);
+  sock->head_++;
+  return full;
+}
+
+uint32_t Engine::udp_pending(const UdpSocket* sock) const { return sock->tail_ - sock->head_; }
+
+const EngineCounters& Engine::counters() const { return impl_->counters; }
+uint64_t Engine::now_ns() const { return impl_->now_ns(); }
+uint32_t Engine::ip() const { return impl_->config.ip; }
+uint16_t Engine::port_id() const { return impl_->port_id; }
+
+void Engine::print_counters(FILE* out) const {
+  const EngineCounters& c = impl_->counters;
+  fprintf(out,
+          "engine counters: rx %" PRIu64 " pkts %" PRIu64 " B, tx %" PRIu64 " pkts %" PRIu64
+          " B, udp rx %" PRIu64 " tx %" PRIu64 ", arp rx %" PRIu64 " tx %" PRIu64
+          ", icmp echo replies %" PRIu64 ", fragments rx %" PRIu64 " reassembled %" PRIu64
+          " tx %" PRIu64 "\n",
+          c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.udp_rx, c.udp_tx, c.rx_arp,
+          c.tx_arp, c.icmp_echo_replies, c.rx_fragments, c.reassembled, c.tx_fragments);
+  fprintf(out, "engine drops: %" PRIu64 " total", c.total_drops());
+  for (size_t i = 0; i < kDropReasonCount; i++) {
+    if (c.drops[i] != 0)
+      fprintf(out, ", %s %" PRIu64, drop_reason_name(static_cast<DropReason>(i)), c.drops[i]);
+  }
+  fprintf(out, "\n");
+}
+
+std::string Engine::describe() const {
+  const Impl& e = *impl_;
+  std::string s = e.device_name + " (port " + std::to_string(e.port_id) + ") ip " +
+                  wire::format_ipv4(e.config.ip) + "/" + std::to_string(e.config.prefix_len) +
+                  " mac " + wire::format_mac(e.mac) + " mtu " + std::to_string(e.mtu) +
+                  ", checksums: ip " + (e.tx_ip_csum ? "offloaded" : "software") + ", udp " +
+                  (e.tx_udp_csum ? "offloaded" : "software");
+  if (e.xdp != nullptr)
+    s += std::string(", xdp steering on ") + e.iface +
+         (e.config.xdp_shared_ip ? " (shared IP: bound UDP ports)" : " (own IP)");
+  return s;
+}
+
+}  // namespace machnet::engine

@@ -1,0 +1,103 @@
+// The DPDK engine: one port, one queue pair, run to completion on the thread
+// that calls poll(). It answers ARP and ICMP echo for its address, resolves
+// neighbours, reassembles and fragments IPv4, and serves UDP sockets.
+// Not thread-safe: one thread drives an Engine (the socket layer above adds
+// the locking its threading model needs).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "common/drop_reason.h"
+#include "engine/engine_config.h"
+
+namespace machnet::engine {
+
+struct EngineCounters {
+  uint64_t rx_packets = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t rx_arp = 0;
+  uint64_t tx_arp = 0;
+  uint64_t icmp_echo_replies = 0;
+  uint64_t rx_fragments = 0;
+  uint64_t reassembled = 0;
+  uint64_t tx_fragments = 0;
+  uint64_t udp_rx = 0;  // datagrams queued to a socket
+  uint64_t udp_tx = 0;  // datagrams sent
+  uint64_t drops[kDropReasonCount] = {};
+
+  uint64_t drop(DropReason r) const { return drops[static_cast<size_t>(r)]; }
+  uint64_t total_drops() const;
+};
+
+class Engine;
+
+// A bound UDP port on the engine. Received datagrams wait in a bounded queue
+// (EngineConfig::socket_queue_len); when it is full, new ones are dropped and
+// counted as kSocketQueueFull.
+class UdpSocket {
+ public:
+  uint16_t port() const { return port_; }
+
+ private:
+  friend class Engine;
+  struct Slot;
+  UdpSocket(uint16_t port, uint32_t capacity);
+  ~UdpSocket();
+  uint16_t port_;
+  uint32_t capacity_;
+  uint32_t head_ = 0;  // next to read
+  uint32_t tail_ = 0;  // next to write
+  Slot* slots_;
+};
+
+class Engine {
+ public:
+  // Initialises EAL (once per process) and brings the port up.
+  static std::unique_ptr<Engine> create(const EngineConfig& config, std::string* err);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // One iteration: receive a burst, process it, run due timers, flush TX.
+  // Returns the number of packets received.
+  size_t poll();
+
+  // port 0 picks a free ephemeral port. Errors: -EADDRINUSE, -EAGAIN (no free
+  // ephemeral port), -EINVAL.
+  int udp_bind(uint16_t port, UdpSocket** out);
+  void udp_close(UdpSocket* sock);
+  // Sends one datagram (fragmented above the MTU). Returns 0 or -errno:
+  // -EMSGSIZE (> 65507 bytes), -ENETUNREACH (off-subnet, no gateway),
+  // -ENOBUFS (no mbufs / TX full: the datagram was dropped and counted).
+  int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data,
+                 size_t len);
+  // Copies the oldest datagram into buf (truncated to len; the rest is
+  // discarded, like recvfrom). Returns its full length, or -EAGAIN.
+  ssize_t udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                       uint16_t* src_port);
+  // Datagrams waiting on the socket.
+  uint32_t udp_pending(const UdpSocket* sock) const;
+
+  const EngineCounters& counters() const;
+  void print_counters(FILE* out) const;
+  // One line: device, address, MAC, MTU, checksum offloads, XDP steering.
+  std::string describe() const;
+  uint64_t now_ns() const;
+  uint32_t ip() const;
+  uint16_t port_id() const;
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace machnet::engine

@@ -1,0 +1,46 @@
+// Everything the engine reads from machnet.conf / MACHNET_* variables.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "net/arp_cache.h"
+
+namespace machnet::engine {
+
+struct EngineConfig {
+  // DPDK device: a vdev string ("net_af_xdp0,iface=veth0", "net_memif0,role=server,...")
+  // or a PCI address for a real NIC ("0000:00:04.0"). Empty with port_id >= 0
+  // when the caller created the port itself (tests: rte_eth_from_rings).
+  std::string device;
+  int port_id = -1;
+  uint32_t ip = 0;  // host order
+  uint8_t prefix_len = 24;
+  uint32_t gateway = 0;  // host order, 0 = none
+  uint16_t mtu = 1500;
+  std::string mac;  // optional override ("02:00:00:00:00:01")
+  bool hugepages = true;
+  std::string log_level = "warning";  // DPDK log level
+  std::string eal_args;               // extra EAL arguments, space separated
+  uint32_t num_mbufs = 16383;
+  uint16_t rx_desc = 1024;
+  uint16_t tx_desc = 1024;
+  uint32_t socket_queue_len = 1024;  // datagrams buffered per UDP socket
+  net::ArpConfig arp;
+  uint32_t frag_timeout_ms = 2000;
+  uint32_t frag_max_flows = 4096;
+  std::string xdp_prog;        // AF_XDP only; default: the installed machnet_xdp.bpf.o
+  bool xdp_shared_ip = false;  // engine IP == kernel IP: steer only bound UDP ports
+  double fault_rx_drop = 0.0;  // fault injection: probability a received frame is dropped
+  double fault_tx_drop = 0.0;
+
+  // Every key the engine understands ("device", "ip", "arp.retry_ms", ...).
+  static const std::vector<std::string>& keys();
+  // Reads the keys present in `c`; returns false with an error naming the
+  // origin (file:line or environment variable) of the bad value.
+  bool load(const Config& c, std::string* err);
+};
+
+}  // namespace machnet::engine

@@ -1,0 +1,115 @@
+// Engine internals shared by engine.cc (set-up, sockets, timers),
+// engine_rx.cc (receive path) and engine_tx.cc (transmit path).
+#pragma once
+
+#include <rte_ethdev.h>
+#include <rte_ip_frag.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <array>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "engine/engine.h"
+#include "engine/xdp_steering.h"
+#include "net/arp_cache.h"
+#include "wire/headers.h"
+#include "wire/parse.h"
+
+namespace machnet::engine {
+
+constexpr uint16_t kRxBurst = 32;
+constexpr uint16_t kTxBufferSize = 64;
+constexpr uint16_t kEphemeralFirst = 32768;  // Linux's default range
+constexpr uint16_t kEphemeralLast = 60999;
+constexpr uint64_t kTimerPeriodNs = 1'000'000;  // ARP retries, fragment expiry
+
+struct UdpSocket::Slot {
+  rte_mbuf* m;
+  uint32_t src_ip;
+  uint16_t src_port;
+  uint16_t payload_off;
+  uint16_t payload_len;
+};
+
+// Adapts ArpCache's effects to mbufs and the TX buffer.
+class EngineArpEvents : public net::ArpEvents {
+ public:
+  explicit EngineArpEvents(Engine::Impl* e) : e_(e) {}
+  void send_request(uint32_t ip_host) override;
+  void release(void* pkt, const wire::MacAddr& mac) override;
+  void drop(void* pkt, DropReason reason) override;
+
+ private:
+  Engine::Impl* e_;
+};
+
+struct Engine::Impl {
+  EngineConfig config;
+  uint16_t port_id = 0;
+  std::string device_name;
+  std::string iface;  // AF_XDP: the kernel interface
+  wire::MacAddr mac{};
+  uint16_t mtu = 1500;
+  uint32_t netmask = 0;
+  bool tx_ip_csum = false;   // NIC fills the IPv4 header checksum
+  bool tx_udp_csum = false;  // NIC fills the UDP checksum (unfragmented only)
+  rte_mempool* pool = nullptr;
+  rte_ip_frag_tbl* frag_table = nullptr;
+  rte_ip_frag_death_row death_row{};
+  uint64_t tsc_hz = 0;
+  uint64_t last_timer_ns = 0;
+  uint16_t ip_id = 1;
+  bool announced = false;  // gratuitous ARP sent
+
+  EngineArpEvents arp_events{this};
+  std::unique_ptr<net::ArpCache> arp;
+  std::unique_ptr<XdpSteering> xdp;
+
+  std::array<UdpSocket*, 65536> sockets{};
+  uint16_t next_ephemeral = kEphemeralFirst;
+
+  rte_mbuf* tx_buf[kTxBufferSize];
+  uint16_t tx_count = 0;
+
+  std::minstd_rand fault_rng{12345};
+  std::uniform_real_distribution<double> fault_dist{0.0, 1.0};
+
+  EngineCounters counters;
+
+  ~Impl();
+  bool open(const EngineConfig& cfg, std::string* err);
+  bool bring_up_port(std::string* err);
+
+  uint64_t now_ns() const;
+  void count_drop(DropReason r) { counters.drops[static_cast<size_t>(r)]++; }
+  void drop_mbuf(rte_mbuf* m, DropReason r) {
+    count_drop(r);
+    rte_pktmbuf_free(m);
+  }
+  void run_timers(uint64_t now);
+  void announce_if_link_up();
+
+  // Receive path (engine_rx.cc)
+  void rx_one(rte_mbuf* m);
+  void rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_reassembled(rte_mbuf* m);
+  void deliver_udp(rte_mbuf* m, uint32_t src_ip, uint16_t src_port, uint16_t dst_port,
+                   uint16_t payload_off, uint16_t payload_len);
+
+  // Transmit path (engine_tx.cc)
+  int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const uint8_t* data,
+                 size_t len);
+  bool next_hop(uint32_t dst_ip, uint32_t* nh, bool* broadcast) const;
+  void send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadcast);
+  void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha,
+                uint32_t tpa);
+  void tx_enqueue(rte_mbuf* m);  // frame complete, dst MAC set
+  void tx_flush();
+};
+
+}  // namespace machnet::engine

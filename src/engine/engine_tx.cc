@@ -1,0 +1,186 @@
+// Transmit path: UDP datagrams (fragmented above the MTU), ARP, neighbour
+// resolution, and the TX buffer flushed once per poll or per send.
+#include <rte_ip.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "engine/engine_impl.h"
+#include "wire/build.h"
+#include "wire/checksum.h"
+
+namespace machnet::engine {
+
+constexpr uint8_t kTtl = 64;
+constexpr int kTxRetries = 16;  // bursts tried before a full TX ring drops
+
+void EngineArpEvents::send_request(uint32_t ip_host) {
+  e_->send_arp(wire::kArpOpRequest, wire::kBroadcastMac, wire::kZeroMac, ip_host);
+}
+
+void EngineArpEvents::release(void* pkt, const wire::MacAddr& mac) {
+  auto* m = static_cast<rte_mbuf*>(pkt);
+  memcpy(rte_pktmbuf_mtod(m, uint8_t*), mac.data(), mac.size());
+  e_->tx_enqueue(m);
+}
+
+void EngineArpEvents::drop(void* pkt, DropReason reason) {
+  e_->drop_mbuf(static_cast<rte_mbuf*>(pkt), reason);
+}
+
+bool Engine::Impl::next_hop(uint32_t dst_ip, uint32_t* nh, bool* broadcast) const {
+  uint32_t directed = (config.ip & netmask) | ~netmask;
+  *broadcast = dst_ip == 0xffffffffu || (netmask != 0xffffffffu && dst_ip == directed);
+  if (*broadcast || (dst_ip & netmask) == (config.ip & netmask)) {
+    *nh = dst_ip;
+    return true;
+  }
+  if (config.gateway == 0) return false;
+  *nh = config.gateway;
+  return true;
+}
+
+void Engine::Impl::send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadcast) {
+  wire::MacAddr dst;
+  if (broadcast) {
+    dst = wire::kBroadcastMac;
+  } else if (arp->resolve(next_hop_ip, now_ns(), m, &dst) != net::ArpLookup::kHit) {
+    return;  // queued until the neighbour answers, or already dropped and counted
+  }
+  memcpy(rte_pktmbuf_mtod(m, uint8_t*), dst.data(), dst.size());
+  tx_enqueue(m);
+}
+
+void Engine::Impl::send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha,
+                            uint32_t tpa) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  if (m == nullptr) {
+    count_drop(DropReason::kNoMbuf);
+    return;
+  }
+  auto* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, wire::kArpFrameLen));
+  wire::build_arp(p, op, eth_dst, mac, config.ip, tha, tpa);
+  counters.tx_arp++;
+  tx_enqueue(m);
+}
+
+int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
+                             const uint8_t* data, size_t len) {
+  if (len > wire::kMaxUdpPayload) return -EMSGSIZE;
+  if (dst_port == 0 || dst_ip == 0) return -EINVAL;
+  uint32_t nh;
+  bool bcast;
+  if (!next_hop(dst_ip, &nh, &bcast)) return -ENETUNREACH;
+
+  wire::UdpFlow flow;
+  flow.src_mac = mac;
+  flow.src_ip = config.ip;
+  flow.dst_ip = dst_ip;
+  flow.src_port = sock->port();
+  flow.dst_port = dst_port;
+  uint16_t id = ip_id++;
+  constexpr size_t kIpUdp = sizeof(wire::Ipv4Hdr) + sizeof(wire::UdpHdr);
+
+  if (len + kIpUdp <= mtu) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    if (m == nullptr) {
+      count_drop(DropReason::kNoMbuf);
+      return -ENOBUFS;
+    }
+    auto* p = reinterpret_cast<uint8_t*>(
+        rte_pktmbuf_append(m, static_cast<uint16_t>(wire::kUdpHeadersLen + len)));
+    wire::build_udp_headers(p, flow, static_cast<uint16_t>(len), id, kTtl, tx_ip_csum);
+    memcpy(p + wire::kUdpHeadersLen, data, len);
+    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
+    auto* udp = reinterpret_cast<wire::UdpHdr*>(p + wire::kEthHdrLen + sizeof(wire::Ipv4Hdr));
+    m->l2_len = wire::kEthHdrLen;
+    m->l3_len = sizeof(wire::Ipv4Hdr);
+    if (tx_ip_csum) m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+    if (tx_udp_csum) {
+      udp->checksum = wire::udp_pseudo_header_checksum(*ip, ntohs(udp->length));
+      m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_UDP_CKSUM;
+    } else {
+      udp->checksum = wire::udp_checksum(*ip, *udp, data, len);
+    }
+    send_resolved(m, nh, bcast);
+  } else {
+    // Fragment straight from the caller's buffer: one copy per byte, and every
+    // fragment a single-segment mbuf, which every PMD (AF_XDP included) can
+    // send. DPDK's rte_ipv4_fragment_packet would need a chained or contiguous
+    // copy of the whole datagram first.
+    wire::Ipv4Hdr ip_whole;
+    wire::UdpHdr udp;
+    uint8_t hdrs[wire::kUdpHeadersLen];
+    wire::build_udp_headers(hdrs, flow, static_cast<uint16_t>(len), id, kTtl, true);
+    memcpy(&ip_whole, hdrs + wire::kEthHdrLen, sizeof(ip_whole));
+    memcpy(&udp, hdrs + wire::kEthHdrLen + sizeof(ip_whole), sizeof(udp));
+    udp.checksum = wire::udp_checksum(ip_whole, udp, data, len);
+
+    size_t l4_total = sizeof(wire::UdpHdr) + len;
+    size_t chunk = (mtu - sizeof(wire::Ipv4Hdr)) & ~size_t{7};
+    for (size_t off = 0; off < l4_total; off += chunk) {
+      size_t n = l4_total - off < chunk ? l4_total - off : chunk;
+      rte_mbuf* m = rte_pktmbuf_alloc(pool);
+      if (m == nullptr) {
+        count_drop(DropReason::kNoMbuf);
+        return -ENOBUFS;
+      }
+      auto* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(
+          m, static_cast<uint16_t>(wire::kEthHdrLen + sizeof(wire::Ipv4Hdr) + n)));
+      memcpy(p, hdrs, wire::kEthHdrLen);
+      auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
+      *ip = ip_whole;
+      ip->total_length = htons(static_cast<uint16_t>(sizeof(wire::Ipv4Hdr) + n));
+      bool more = off + n < l4_total;
+      ip->frag_off = htons(static_cast<uint16_t>((off / 8) | (more ? wire::kIpFlagMoreFragments : 0)));
+      ip->checksum = 0;
+      m->l2_len = wire::kEthHdrLen;
+      m->l3_len = sizeof(wire::Ipv4Hdr);
+      if (tx_ip_csum)
+        m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+      else
+        ip->checksum = wire::internet_checksum(ip, sizeof(wire::Ipv4Hdr));
+      uint8_t* out = p + wire::kEthHdrLen + sizeof(wire::Ipv4Hdr);
+      if (off == 0) {
+        memcpy(out, &udp, sizeof(udp));
+        memcpy(out + sizeof(udp), data, n - sizeof(udp));
+      } else {
+        memcpy(out, data + off - sizeof(udp), n);
+      }
+      counters.tx_fragments++;
+      send_resolved(m, nh, bcast);
+    }
+  }
+  counters.udp_tx++;
+  tx_flush();
+  return 0;
+}
+
+void Engine::Impl::tx_enqueue(rte_mbuf* m) {
+  if (config.fault_tx_drop > 0 && fault_dist(fault_rng) < config.fault_tx_drop) {
+    drop_mbuf(m, DropReason::kInjected);
+    return;
+  }
+  if (tx_count == kTxBufferSize) tx_flush();
+  tx_buf[tx_count++] = m;
+}
+
+void Engine::Impl::tx_flush() {
+  if (tx_count == 0) return;
+  uint64_t bytes = 0;
+  uint32_t lens[kTxBufferSize];
+  for (uint16_t i = 0; i < tx_count; i++) lens[i] = tx_buf[i]->pkt_len;
+  uint16_t sent = 0;
+  for (int tries = 0; sent < tx_count && tries < kTxRetries; tries++) {
+    uint16_t n = rte_eth_tx_burst(port_id, 0, tx_buf + sent, tx_count - sent);
+    sent += n;
+    if (n == 0) rte_eth_tx_done_cleanup(port_id, 0, 0);
+  }
+  for (uint16_t i = 0; i < sent; i++) bytes += lens[i];
+  counters.tx_packets += sent;
+  counters.tx_bytes += bytes;
+  for (uint16_t i = sent; i < tx_count; i++) drop_mbuf(tx_buf[i], DropReason::kTxRingFull);
+  tx_count = 0;
+}
+
+}  // namespace machnet::engine

@@ -1,0 +1,142 @@
+// Port bring-up: mempool and queue sizing, checksum offloads where the PMD has
+// them, MTU, MAC, and AF_XDP steering when the device is an AF_XDP vdev.
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include <cstring>
+
+#include "engine/engine_impl.h"
+
+namespace machnet::engine {
+namespace {
+
+std::string devarg(const std::string& device, const std::string& key) {
+  std::string k = "," + key + "=";
+  auto p = device.find(k);
+  if (p == std::string::npos) return "";
+  p += k.size();
+  auto e = device.find(',', p);
+  return device.substr(p, e == std::string::npos ? std::string::npos : e - p);
+}
+
+}  // namespace
+
+bool Engine::Impl::bring_up_port(std::string* err) {
+  device_name = config.device.substr(0, config.device.find(','));
+  if (config.port_id >= 0) {
+    port_id = static_cast<uint16_t>(config.port_id);
+    if (!rte_eth_dev_is_valid_port(port_id)) {
+      *err = "port " + std::to_string(port_id) + " does not exist";
+      return false;
+    }
+    char name[RTE_ETH_NAME_MAX_LEN];
+    if (rte_eth_dev_get_name_by_port(port_id, name) == 0) device_name = name;
+  } else if (rte_eth_dev_get_port_by_name(device_name.c_str(), &port_id) != 0) {
+    *err = "DPDK device '" + device_name + "' was not created (check the device string '" +
+           config.device + "' and the DPDK log above)";
+    return false;
+  }
+
+  rte_eth_dev_info info;
+  int rc = rte_eth_dev_info_get(port_id, &info);
+  if (rc != 0) {
+    *err = "rte_eth_dev_info_get: " + std::string(rte_strerror(-rc));
+    return false;
+  }
+  bool is_af_xdp = device_name.rfind("net_af_xdp", 0) == 0;
+
+  // mbufs carry one frame each; datagrams above the MTU are fragmented, so the
+  // data room only needs the largest frame plus headroom.
+  uint32_t frame = static_cast<uint32_t>(config.mtu) + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+  uint16_t data_room = RTE_MBUF_DEFAULT_BUF_SIZE;
+  if (!is_af_xdp && frame + RTE_PKTMBUF_HEADROOM > data_room)
+    data_room = static_cast<uint16_t>(frame + RTE_PKTMBUF_HEADROOM);
+  std::string pool_name = "mn_pool_" + std::to_string(port_id);
+  pool = rte_pktmbuf_pool_create(pool_name.c_str(), config.num_mbufs, 256, 0, data_room,
+                                 static_cast<int>(rte_socket_id()));
+  if (pool == nullptr) {
+    *err = "cannot create the mbuf pool (" + std::to_string(config.num_mbufs) +
+           " mbufs): " + rte_strerror(rte_errno) +
+           " - are hugepages reserved? (tools/install-deps.sh, or hugepages = no)";
+    return false;
+  }
+
+  rte_eth_conf conf;
+  memset(&conf, 0, sizeof(conf));
+  uint64_t want_tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+  uint64_t want_rx = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+  conf.txmode.offloads = info.tx_offload_capa & want_tx;
+  conf.rxmode.offloads = info.rx_offload_capa & want_rx;
+  tx_ip_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+  tx_udp_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM) != 0;
+
+  rc = rte_eth_dev_configure(port_id, 1, 1, &conf);
+  if (rc != 0) {
+    *err = "rte_eth_dev_configure: " + std::string(rte_strerror(-rc));
+    return false;
+  }
+  uint16_t nrx = config.rx_desc, ntx = config.tx_desc;
+  rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nrx, &ntx);
+  int socket = rte_eth_dev_socket_id(port_id);
+  if (socket < 0) socket = static_cast<int>(rte_socket_id());
+  rc = rte_eth_rx_queue_setup(port_id, 0, nrx, static_cast<unsigned>(socket), nullptr, pool);
+  if (rc != 0) {
+    *err = "rte_eth_rx_queue_setup: " + std::string(rte_strerror(-rc));
+    return false;
+  }
+  rte_eth_txconf txconf = info.default_txconf;
+  txconf.offloads = conf.txmode.offloads;
+  rc = rte_eth_tx_queue_setup(port_id, 0, ntx, static_cast<unsigned>(socket), &txconf);
+  if (rc != 0) {
+    *err = "rte_eth_tx_queue_setup: " + std::string(rte_strerror(-rc));
+    return false;
+  }
+
+  // Some PMDs (memif, ring) do not implement MTU changes; then the configured
+  // MTU is what we send, bounded by what the PMD reports as its maximum.
+  mtu = config.mtu;
+  if (rte_eth_dev_set_mtu(port_id, mtu) != 0 && info.max_mtu != 0 && info.max_mtu < mtu)
+    mtu = info.max_mtu;
+
+  bool mac_in_software = false;
+  if (!config.mac.empty()) {
+    rte_ether_addr a;
+    wire::MacAddr m;
+    wire::parse_mac(config.mac, &m);
+    memcpy(a.addr_bytes, m.data(), 6);
+    rc = rte_eth_dev_default_mac_addr_set(port_id, &a);
+    // Virtual PMDs without MAC filtering (ring) cannot set one: then the
+    // address only goes into our frames, which is all such a port needs.
+    if (rc == -ENOTSUP) {
+      mac_in_software = true;
+    } else if (rc != 0) {
+      *err = "cannot set MAC " + config.mac + ": " + rte_strerror(-rc);
+      return false;
+    }
+  }
+
+  rc = rte_eth_dev_start(port_id);
+  if (rc != 0) {
+    *err = "rte_eth_dev_start: " + std::string(rte_strerror(-rc));
+    return false;
+  }
+  if (mac_in_software) {
+    wire::parse_mac(config.mac, &mac);
+  } else {
+    rte_ether_addr addr;
+    rte_eth_macaddr_get(port_id, &addr);
+    memcpy(mac.data(), addr.addr_bytes, 6);
+  }
+
+  if (is_af_xdp) {
+    iface = devarg(config.device, "iface");
+    xdp = std::make_unique<XdpSteering>();
+    if (!xdp->attach(iface, err) || !xdp->configure(config.ip, config.xdp_shared_ip, err)) {
+      *err = "AF_XDP steering on " + iface + ": " + *err;
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace machnet::engine
