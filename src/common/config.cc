@@ -119,8 +119,7 @@ bool Config::get_u64(const std::string& key, uint64_t min, uint64_t max, uint64_
   char* end = nullptr;
   errno = 0;
   unsigned long long v = std::strtoull(s, &end, 0);
-  if (e->value.empty() || e->value[0] == '-' || errno != 0 || *end != '\0' || v < min ||
-      v > max) {
+  if (e->value.empty() || e->value[0] == '-' || errno != 0 || *end != '\0' || v < min || v > max) {
     *err = e->origin + ": " + key + ": expected an integer in [" + std::to_string(min) + ", " +
            std::to_string(max) + "], got '" + e->value + "'";
     return false;

@@ -188,7 +188,13 @@ void Engine::udp_close(UdpSocket* sock) {
 
 int Engine::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data,
                        size_t len) {
-  return impl_->udp_sendto(sock, dst_ip, dst_port, static_cast<const uint8_t*>(data), len);
+  iovec iov{const_cast<void*>(data), len};
+  return impl_->udp_sendv(sock, dst_ip, dst_port, &iov, 1);
+}
+
+int Engine::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov,
+                      int iovcnt) {
+  return impl_->udp_sendv(sock, dst_ip, dst_port, iov, iovcnt);
 }
 
 ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
@@ -209,12 +215,22 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
   return full;
 }
 
-uint32_t Engine::udp_pending(const UdpSocket* sock) const { return sock->tail_ - sock->head_; }
+uint32_t Engine::udp_pending(const UdpSocket* sock) const {
+  return sock->tail_ - sock->head_;
+}
 
-const EngineCounters& Engine::counters() const { return impl_->counters; }
-uint64_t Engine::now_ns() const { return impl_->now_ns(); }
-uint32_t Engine::ip() const { return impl_->config.ip; }
-uint16_t Engine::port_id() const { return impl_->port_id; }
+const EngineCounters& Engine::counters() const {
+  return impl_->counters;
+}
+uint64_t Engine::now_ns() const {
+  return impl_->now_ns();
+}
+uint32_t Engine::ip() const {
+  return impl_->config.ip;
+}
+uint16_t Engine::port_id() const {
+  return impl_->port_id;
+}
 
 void Engine::print_counters(FILE* out) const {
   const EngineCounters& c = impl_->counters;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -76,8 +77,9 @@ class Engine {
   // Sends one datagram (fragmented above the MTU). Returns 0 or -errno:
   // -EMSGSIZE (> 65507 bytes), -ENETUNREACH (off-subnet, no gateway),
   // -ENOBUFS (no mbufs / TX full: the datagram was dropped and counted).
-  int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data,
-                 size_t len);
+  int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data, size_t len);
+  // Gather form of udp_sendto: the datagram is the concatenation of iov.
+  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);
   // Copies the oldest datagram into buf (truncated to len; the rest is
   // discarded, like recvfrom). Returns its full length, or -EAGAIN.
   ssize_t udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,

@@ -6,12 +6,28 @@ namespace machnet::engine {
 
 const std::vector<std::string>& EngineConfig::keys() {
   static const std::vector<std::string> k = {
-      "device",          "ip",            "gateway",        "mtu",
-      "mac",             "hugepages",     "log_level",      "eal_args",
-      "mbufs",           "rx_desc",       "tx_desc",        "socket_queue_len",
-      "arp.retry_ms",    "arp.max_requests", "arp.reachable_s", "arp.max_entries",
-      "frag.timeout_ms", "frag.max_flows", "xdp_prog",      "xdp_shared_ip",
-      "fault.rx_drop",   "fault.tx_drop",
+      "device",
+      "ip",
+      "gateway",
+      "mtu",
+      "mac",
+      "hugepages",
+      "log_level",
+      "eal_args",
+      "mbufs",
+      "rx_desc",
+      "tx_desc",
+      "socket_queue_len",
+      "arp.retry_ms",
+      "arp.max_requests",
+      "arp.reachable_s",
+      "arp.max_entries",
+      "frag.timeout_ms",
+      "frag.max_flows",
+      "xdp_prog",
+      "xdp_shared_ip",
+      "fault.rx_drop",
+      "fault.tx_drop",
   };
   return k;
 }

@@ -102,12 +102,10 @@ struct Engine::Impl {
                    uint16_t payload_off, uint16_t payload_len);
 
   // Transmit path (engine_tx.cc)
-  int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const uint8_t* data,
-                 size_t len);
+  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);
   bool next_hop(uint32_t dst_ip, uint32_t* nh, bool* broadcast) const;
   void send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadcast);
-  void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha,
-                uint32_t tpa);
+  void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha, uint32_t tpa);
   void tx_enqueue(rte_mbuf* m);  // frame complete, dst MAC set
   void tx_flush();
 };

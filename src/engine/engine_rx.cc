@@ -22,10 +22,8 @@ void Engine::Impl::rx_one(rte_mbuf* m) {
   opts.local_ip = config.ip;
   opts.accept_broadcast_ip = true;
   opts.prefix_len = config.prefix_len;
-  opts.ip_checksum_ok =
-      (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-  opts.l4_checksum_ok =
-      (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+  opts.ip_checksum_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+  opts.l4_checksum_ok = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
   // Frames arrive in one segment (the data room holds a full MTU frame); a PMD
   // that scatters anyway gets its first segment parsed, and lengths that run
   // past it are rejected by the parser as truncated.
@@ -87,8 +85,8 @@ void Engine::Impl::rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf) {
   // inconsistent fragments make DPDK put the whole datagram on the death row.
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, pf.l3_offset);
   uint32_t before = death_row.cnt;
-  rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(frag_table, &death_row, m,
-                                                    rte_get_tsc_cycles(), ip);
+  rte_mbuf* whole =
+      rte_ipv4_frag_reassemble_packet(frag_table, &death_row, m, rte_get_tsc_cycles(), ip);
   if (death_row.cnt != before)
     counters.drops[static_cast<size_t>(DropReason::kBadFragment)] += death_row.cnt - before;
   if (whole == nullptr) return;  // waiting for more, or dropped above
@@ -145,8 +143,8 @@ void Engine::Impl::rx_reassembled(rte_mbuf* m) {
               static_cast<uint16_t>(udp_len - sizeof(wire::UdpHdr)));
 }
 
-void Engine::Impl::deliver_udp(rte_mbuf* m, uint32_t src_ip, uint16_t src_port,
-                               uint16_t dst_port, uint16_t payload_off, uint16_t payload_len) {
+void Engine::Impl::deliver_udp(rte_mbuf* m, uint32_t src_ip, uint16_t src_port, uint16_t dst_port,
+                               uint16_t payload_off, uint16_t payload_len) {
   UdpSocket* s = sockets[dst_port];
   if (s == nullptr) {
     drop_mbuf(m, DropReason::kNoSocket);

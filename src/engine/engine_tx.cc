@@ -8,6 +8,7 @@
 #include "engine/engine_impl.h"
 #include "wire/build.h"
 #include "wire/checksum.h"
+#include "wire/parse.h"
 
 namespace machnet::engine {
 
@@ -64,10 +65,54 @@ void Engine::Impl::send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wir
   tx_enqueue(m);
 }
 
-int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
-                             const uint8_t* data, size_t len) {
+namespace {
+
+// Reads a datagram spread over an iovec array in order, without allocating.
+class IovReader {
+ public:
+  IovReader(const iovec* iov, int n) : iov_(iov), n_(n) {}
+  void copy(uint8_t* out, size_t len) {
+    while (len > 0) {
+      size_t avail = iov_[i_].iov_len - off_;
+      size_t take = avail < len ? avail : len;
+      memcpy(out, static_cast<const uint8_t*>(iov_[i_].iov_base) + off_, take);
+      out += take;
+      len -= take;
+      off_ += take;
+      if (off_ == iov_[i_].iov_len && i_ + 1 < n_) {
+        i_++;
+        off_ = 0;
+      }
+    }
+  }
+
+ private:
+  const iovec* iov_;
+  int n_;
+  int i_ = 0;
+  size_t off_ = 0;
+};
+
+uint16_t udp_checksum_iov(const wire::Ipv4Hdr& ip, const wire::UdpHdr& udp, const iovec* iov,
+                          int n) {
+  wire::ChecksumAccumulator acc;
+  wire::add_udp_pseudo_header(ip, ntohs(udp.length), &acc);
+  wire::UdpHdr h = udp;
+  h.checksum = 0;
+  acc.add(&h, sizeof(h));
+  for (int i = 0; i < n; i++) acc.add(iov[i].iov_base, iov[i].iov_len);
+  uint16_t c = acc.finish();
+  return c == 0 ? 0xffff : c;  // RFC 768: 0 means "no checksum"
+}
+
+}  // namespace
+
+int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov,
+                            int iovcnt) {
+  size_t len = 0;
+  for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
   if (len > wire::kMaxUdpPayload) return -EMSGSIZE;
-  if (dst_port == 0 || dst_ip == 0) return -EINVAL;
+  if (dst_port == 0 || dst_ip == 0 || iovcnt < 0) return -EINVAL;
   uint32_t nh;
   bool bcast;
   if (!next_hop(dst_ip, &nh, &bcast)) return -ENETUNREACH;
@@ -80,6 +125,7 @@ int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port
   flow.dst_port = dst_port;
   uint16_t id = ip_id++;
   constexpr size_t kIpUdp = sizeof(wire::Ipv4Hdr) + sizeof(wire::UdpHdr);
+  IovReader reader(iov, iovcnt);
 
   if (len + kIpUdp <= mtu) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
@@ -90,7 +136,7 @@ int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port
     auto* p = reinterpret_cast<uint8_t*>(
         rte_pktmbuf_append(m, static_cast<uint16_t>(wire::kUdpHeadersLen + len)));
     wire::build_udp_headers(p, flow, static_cast<uint16_t>(len), id, kTtl, tx_ip_csum);
-    memcpy(p + wire::kUdpHeadersLen, data, len);
+    reader.copy(p + wire::kUdpHeadersLen, len);
     auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
     auto* udp = reinterpret_cast<wire::UdpHdr*>(p + wire::kEthHdrLen + sizeof(wire::Ipv4Hdr));
     m->l2_len = wire::kEthHdrLen;
@@ -100,21 +146,21 @@ int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port
       udp->checksum = wire::udp_pseudo_header_checksum(*ip, ntohs(udp->length));
       m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_UDP_CKSUM;
     } else {
-      udp->checksum = wire::udp_checksum(*ip, *udp, data, len);
+      udp->checksum = wire::udp_checksum(*ip, *udp, p + wire::kUdpHeadersLen, len);
     }
     send_resolved(m, nh, bcast);
   } else {
-    // Fragment straight from the caller's buffer: one copy per byte, and every
-    // fragment a single-segment mbuf, which every PMD (AF_XDP included) can
-    // send. DPDK's rte_ipv4_fragment_packet would need a chained or contiguous
-    // copy of the whole datagram first.
+    // Fragment straight from the caller's buffers: one copy per byte, and
+    // every fragment a single-segment mbuf, which every PMD (AF_XDP included)
+    // can send. DPDK's rte_ipv4_fragment_packet would need a chained or
+    // contiguous copy of the whole datagram first.
     wire::Ipv4Hdr ip_whole;
     wire::UdpHdr udp;
     uint8_t hdrs[wire::kUdpHeadersLen];
     wire::build_udp_headers(hdrs, flow, static_cast<uint16_t>(len), id, kTtl, true);
     memcpy(&ip_whole, hdrs + wire::kEthHdrLen, sizeof(ip_whole));
     memcpy(&udp, hdrs + wire::kEthHdrLen + sizeof(ip_whole), sizeof(udp));
-    udp.checksum = wire::udp_checksum(ip_whole, udp, data, len);
+    udp.checksum = udp_checksum_iov(ip_whole, udp, iov, iovcnt);
 
     size_t l4_total = sizeof(wire::UdpHdr) + len;
     size_t chunk = (mtu - sizeof(wire::Ipv4Hdr)) & ~size_t{7};
@@ -132,7 +178,8 @@ int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port
       *ip = ip_whole;
       ip->total_length = htons(static_cast<uint16_t>(sizeof(wire::Ipv4Hdr) + n));
       bool more = off + n < l4_total;
-      ip->frag_off = htons(static_cast<uint16_t>((off / 8) | (more ? wire::kIpFlagMoreFragments : 0)));
+      ip->frag_off =
+          htons(static_cast<uint16_t>((off / 8) | (more ? wire::kIpFlagMoreFragments : 0)));
       ip->checksum = 0;
       m->l2_len = wire::kEthHdrLen;
       m->l3_len = sizeof(wire::Ipv4Hdr);
@@ -143,9 +190,9 @@ int Engine::Impl::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port
       uint8_t* out = p + wire::kEthHdrLen + sizeof(wire::Ipv4Hdr);
       if (off == 0) {
         memcpy(out, &udp, sizeof(udp));
-        memcpy(out + sizeof(udp), data, n - sizeof(udp));
+        reader.copy(out + sizeof(udp), n - sizeof(udp));
       } else {
-        memcpy(out, data + off - sizeof(udp), n);
+        reader.copy(out, n);
       }
       counters.tx_fragments++;
       send_resolved(m, nh, bcast);

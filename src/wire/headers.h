@@ -36,7 +36,7 @@ struct EthHdr {
   uint16_t ethertype;  // network order
 };
 
-struct ArpHdr {  // Ethernet + IPv4 only
+struct ArpHdr {    // Ethernet + IPv4 only
   uint16_t htype;  // 1
   uint16_t ptype;  // 0x0800
   uint8_t hlen;    // 6
@@ -91,7 +91,7 @@ static_assert(sizeof(IcmpHdr) == 8, "ICMP echo header is 8 bytes");
 
 constexpr size_t kEthHdrLen = sizeof(EthHdr);
 constexpr size_t kUdpHeadersLen = sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(UdpHdr);  // 42
-constexpr size_t kArpFrameLen = sizeof(EthHdr) + sizeof(ArpHdr);                       // 42
+constexpr size_t kArpFrameLen = sizeof(EthHdr) + sizeof(ArpHdr);                      // 42
 
 // "10.1.2.3" <-> host-order address. parse returns false on malformed input.
 bool parse_ipv4(const std::string& text, uint32_t* host_order_ip);

@@ -36,8 +36,8 @@ struct ParsedFrame {
   uint32_t src_ip = 0;  // host order
   uint32_t dst_ip = 0;  // host order
   uint16_t l3_offset = 0;
-  uint16_t l4_offset = 0;      // first byte after the IPv4 header
-  uint16_t ip_total_len = 0;   // from the header; frame may carry Ethernet padding after it
+  uint16_t l4_offset = 0;     // first byte after the IPv4 header
+  uint16_t ip_total_len = 0;  // from the header; frame may carry Ethernet padding after it
   // UDP (kUdp)
   uint16_t src_port = 0;  // host order
   uint16_t dst_port = 0;  // host order

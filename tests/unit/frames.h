@@ -8,12 +8,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <vector>
 
 #include "wire/build.h"
 #include "wire/checksum.h"
 #include "wire/headers.h"
 #include "wire/parse.h"
+
+namespace machnet {
+// Failure messages show drop reasons by name instead of as raw bytes.
+inline void PrintTo(DropReason r, std::ostream* os) {
+  *os << drop_reason_name(r);
+}
+}  // namespace machnet
 
 namespace machnet::test {
 

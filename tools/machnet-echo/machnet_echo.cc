@@ -32,7 +32,9 @@ using machnet::engine::UdpSocket;
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) {
+  g_stop = 1;
+}
 
 void usage(FILE* out) {
   fprintf(out,
@@ -90,7 +92,6 @@ void fill(uint8_t* buf, size_t len, uint64_t seq) {
   for (size_t i = 0; i < len; i++) buf[i] = static_cast<uint8_t>((seq * 131 + i * 7 + 1) & 0xff);
   if (len >= 8) memcpy(buf, &seq, 8);
 }
-
 
 // The two datapaths machnet-echo measures with the same loop: the engine, and
 // kernel UDP sockets (--kernel) as the baseline.
@@ -159,8 +160,8 @@ class KernelIo : public EchoIo {
   ssize_t recv(uint8_t* buf, size_t len, uint32_t* ip, uint16_t* port) override {
     sockaddr_in a{};
     socklen_t alen = sizeof(a);
-    ssize_t n = recvfrom(fd_, buf, len, busy_ ? MSG_DONTWAIT : 0,
-                         reinterpret_cast<sockaddr*>(&a), &alen);
+    ssize_t n =
+        recvfrom(fd_, buf, len, busy_ ? MSG_DONTWAIT : 0, reinterpret_cast<sockaddr*>(&a), &alen);
     if (n < 0) return errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
     *ip = ntohl(a.sin_addr.s_addr);
     *port = ntohs(a.sin_port);
@@ -217,8 +218,8 @@ int run_server(EchoIo& eng, uint16_t port, uint64_t count, double duration_s) {
 }
 
 int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local_port,
-               const std::vector<size_t>& sizes, uint64_t count, double duration_s,
-               uint64_t warmup, uint64_t timeout_ms, bool verify) {
+               const std::vector<size_t>& sizes, uint64_t count, double duration_s, uint64_t warmup,
+               uint64_t timeout_ms, bool verify) {
   int rc = eng.bind(local_port);
   if (rc != 0) {
     fprintf(stderr, "machnet-echo: bind port %u: %s\n", local_port, strerror(-rc));
@@ -261,15 +262,16 @@ int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local
                        memcmp(rx.data(), tx.data(), len) != 0)) {
           bad++;
           if (bad <= 5)
-            fprintf(stderr, "machnet-echo: reply %" PRIu64 " differs (%zd bytes, sent %zu)\n",
-                    seq, n, len);
+            fprintf(stderr, "machnet-echo: reply %" PRIu64 " differs (%zd bytes, sent %zu)\n", seq,
+                    n, len);
         }
         if (done >= warmup) rtts.push_back(now - t0);
         done++;
       } else if (now - t0 > timeout_ns) {
         lost++;
         done++;
-        if (lost <= 5) fprintf(stderr, "machnet-echo: reply %" PRIu64 " lost (%zu bytes)\n", seq, len);
+        if (lost <= 5)
+          fprintf(stderr, "machnet-echo: reply %" PRIu64 " lost (%zu bytes)\n", seq, len);
         break;
       }
     }
@@ -307,43 +309,72 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes = {64};
   std::vector<std::pair<std::string, std::string>> overrides;
 
-  enum { kConfig = 256, kDevice, kIp, kGateway, kMtu, kMac, kNoHuge, kSet, kPeer, kSizes,
-         kWarmup, kTimeout, kNoVerify, kDuration, kKernel, kBusyPoll };
-  static const option opts[] = {
-      {"config", required_argument, nullptr, kConfig},
-      {"device", required_argument, nullptr, kDevice},
-      {"ip", required_argument, nullptr, kIp},
-      {"gateway", required_argument, nullptr, kGateway},
-      {"mtu", required_argument, nullptr, kMtu},
-      {"mac", required_argument, nullptr, kMac},
-      {"no-hugepages", no_argument, nullptr, kNoHuge},
-      {"set", required_argument, nullptr, kSet},
-      {"server", no_argument, nullptr, 's'},
-      {"client", no_argument, nullptr, 'c'},
-      {"peer", required_argument, nullptr, kPeer},
-      {"port", required_argument, nullptr, 'p'},
-      {"size", required_argument, nullptr, kSizes},
-      {"sizes", required_argument, nullptr, kSizes},
-      {"count", required_argument, nullptr, 'n'},
-      {"duration", required_argument, nullptr, kDuration},
-      {"warmup", required_argument, nullptr, kWarmup},
-      {"timeout-ms", required_argument, nullptr, kTimeout},
-      {"verify", no_argument, nullptr, 'v'},
-      {"no-verify", no_argument, nullptr, kNoVerify},
-      {"kernel", no_argument, nullptr, kKernel},
-      {"busy-poll", no_argument, nullptr, kBusyPoll},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0}};
+  enum {
+    kConfig = 256,
+    kDevice,
+    kIp,
+    kGateway,
+    kMtu,
+    kMac,
+    kNoHuge,
+    kSet,
+    kPeer,
+    kSizes,
+    kWarmup,
+    kTimeout,
+    kNoVerify,
+    kDuration,
+    kKernel,
+    kBusyPoll
+  };
+  static const option opts[] = {{"config", required_argument, nullptr, kConfig},
+                                {"device", required_argument, nullptr, kDevice},
+                                {"ip", required_argument, nullptr, kIp},
+                                {"gateway", required_argument, nullptr, kGateway},
+                                {"mtu", required_argument, nullptr, kMtu},
+                                {"mac", required_argument, nullptr, kMac},
+                                {"no-hugepages", no_argument, nullptr, kNoHuge},
+                                {"set", required_argument, nullptr, kSet},
+                                {"server", no_argument, nullptr, 's'},
+                                {"client", no_argument, nullptr, 'c'},
+                                {"peer", required_argument, nullptr, kPeer},
+                                {"port", required_argument, nullptr, 'p'},
+                                {"size", required_argument, nullptr, kSizes},
+                                {"sizes", required_argument, nullptr, kSizes},
+                                {"count", required_argument, nullptr, 'n'},
+                                {"duration", required_argument, nullptr, kDuration},
+                                {"warmup", required_argument, nullptr, kWarmup},
+                                {"timeout-ms", required_argument, nullptr, kTimeout},
+                                {"verify", no_argument, nullptr, 'v'},
+                                {"no-verify", no_argument, nullptr, kNoVerify},
+                                {"kernel", no_argument, nullptr, kKernel},
+                                {"busy-poll", no_argument, nullptr, kBusyPoll},
+                                {"help", no_argument, nullptr, 'h'},
+                                {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "scp:n:vh", opts, nullptr)) != -1) {
     switch (c) {
-      case kConfig: config_path = optarg; break;
-      case kDevice: overrides.push_back({"device", optarg}); break;
-      case kIp: overrides.push_back({"ip", optarg}); break;
-      case kGateway: overrides.push_back({"gateway", optarg}); break;
-      case kMtu: overrides.push_back({"mtu", optarg}); break;
-      case kMac: overrides.push_back({"mac", optarg}); break;
-      case kNoHuge: overrides.push_back({"hugepages", "no"}); break;
+      case kConfig:
+        config_path = optarg;
+        break;
+      case kDevice:
+        overrides.push_back({"device", optarg});
+        break;
+      case kIp:
+        overrides.push_back({"ip", optarg});
+        break;
+      case kGateway:
+        overrides.push_back({"gateway", optarg});
+        break;
+      case kMtu:
+        overrides.push_back({"mtu", optarg});
+        break;
+      case kMac:
+        overrides.push_back({"mac", optarg});
+        break;
+      case kNoHuge:
+        overrides.push_back({"hugepages", "no"});
+        break;
       case kSet: {
         std::string kv = optarg;
         auto eq = kv.find('=');
@@ -354,9 +385,15 @@ int main(int argc, char** argv) {
         overrides.push_back({kv.substr(0, eq), kv.substr(eq + 1)});
         break;
       }
-      case 's': server = true; break;
-      case 'c': client = true; break;
-      case kPeer: peer = optarg; break;
+      case 's':
+        server = true;
+        break;
+      case 'c':
+        client = true;
+        break;
+      case kPeer:
+        peer = optarg;
+        break;
       case 'p': {
         unsigned long p = std::strtoul(optarg, nullptr, 10);
         if (p > 65535) {
@@ -384,16 +421,37 @@ int main(int argc, char** argv) {
         }
         break;
       }
-      case 'n': count = std::strtoull(optarg, nullptr, 10); count_set = true; break;
-      case kDuration: duration = std::strtod(optarg, nullptr); break;
-      case kWarmup: warmup = std::strtoull(optarg, nullptr, 10); break;
-      case kTimeout: timeout_ms = std::strtoull(optarg, nullptr, 10); break;
-      case 'v': verify = true; break;
-      case kNoVerify: verify = false; break;
-      case kKernel: kernel = true; break;
-      case kBusyPoll: busy_poll = true; break;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      case 'n':
+        count = std::strtoull(optarg, nullptr, 10);
+        count_set = true;
+        break;
+      case kDuration:
+        duration = std::strtod(optarg, nullptr);
+        break;
+      case kWarmup:
+        warmup = std::strtoull(optarg, nullptr, 10);
+        break;
+      case kTimeout:
+        timeout_ms = std::strtoull(optarg, nullptr, 10);
+        break;
+      case 'v':
+        verify = true;
+        break;
+      case kNoVerify:
+        verify = false;
+        break;
+      case kKernel:
+        kernel = true;
+        break;
+      case kBusyPoll:
+        busy_poll = true;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (server == client) {
