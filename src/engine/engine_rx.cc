@@ -67,6 +67,12 @@ void Engine::Impl::rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf) {
 }
 
 void Engine::Impl::rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf) {
+  if (pf.dst_ip != config.ip) {
+    // Echo to a broadcast address: ignored, as Linux does by default
+    // (icmp_echo_ignore_broadcasts), and a reply would carry that address.
+    drop_mbuf(m, DropReason::kIcmpUnhandled);
+    return;
+  }
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
   wire::icmp_echo_request_to_reply(frame, pf.l3_offset, pf.l4_offset, pf.ip_total_len);
   // Drop Ethernet padding so the reply is exactly the IP datagram.

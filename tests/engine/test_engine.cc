@@ -396,3 +396,66 @@ TEST_F(EngineTest, EphemeralPortsAreDistinct) {
 
 }  // namespace
 }  // namespace machnet::test
+
+namespace machnet::test {
+namespace {
+
+TEST(EngineConfigTest, BadValuesNameTheirOrigin) {
+  struct Case {
+    const char* text;
+    const char* want;
+  } cases[] = {
+      {"ip = 10.0.0.300/24\n", "e.conf:1: ip"},
+      {"ip = 10.0.0.1/33\n", "e.conf:1: ip: bad prefix"},
+      {"\n\ngateway = nowhere\n", "e.conf:3: gateway"},
+      {"mac = 02:00:00:00:00\n", "e.conf:1: mac"},
+      {"mtu = 100\n", "e.conf:1: mtu"},
+      {"fault.rx_drop = 2\n", "e.conf:1: fault.rx_drop"},
+      {"hugepages = perhaps\n", "e.conf:1: hugepages"},
+  };
+  for (const auto& c : cases) {
+    Config cfg;
+    std::string err;
+    ASSERT_TRUE(cfg.parse(c.text, "e.conf", &err)) << err;
+    engine::EngineConfig ec;
+    EXPECT_FALSE(ec.load(cfg, &err)) << c.text;
+    EXPECT_NE(err.find(c.want), std::string::npos) << "got: " << err;
+  }
+  Config good;
+  std::string err;
+  ASSERT_TRUE(good.parse("ip = 10.1.2.3/16\ngateway = 10.1.0.1\nmtu = 9000\narp.retry_ms = 7\n",
+                         "e.conf", &err));
+  engine::EngineConfig ec;
+  ASSERT_TRUE(ec.load(good, &err)) << err;
+  EXPECT_EQ(ec.ip, 0x0a010203u);
+  EXPECT_EQ(ec.prefix_len, 16);
+  EXPECT_EQ(ec.gateway, 0x0a010001u);
+  EXPECT_EQ(ec.mtu, 9000);
+  EXPECT_EQ(ec.arp.retry_ns, 7'000'000u);
+}
+
+TEST(EalArgsTest, KeepsCallerCpuSetAndAvoidsPciAndSharedFiles) {
+  engine::EngineConfig c;
+  c.device = "net_memif0,role=server";
+  auto args = engine::eal_arguments(c);
+  auto has = [&](const std::string& a) {
+    for (auto& x : args)
+      if (x == a) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("--no-pci"));
+  EXPECT_TRUE(has("--in-memory"));
+  EXPECT_TRUE(has("--vdev=net_memif0,role=server"));
+  EXPECT_TRUE(has("--lcores"));
+  c.device = "0000:00:04.0";
+  args = engine::eal_arguments(c);
+  EXPECT_FALSE(has("--no-pci"));
+  EXPECT_TRUE(has("0000:00:04.0"));
+  c.hugepages = false;
+  args = engine::eal_arguments(c);
+  EXPECT_TRUE(has("--no-huge"));
+  EXPECT_FALSE(has("--in-memory"));  // EAL refuses the pair
+}
+
+}  // namespace
+}  // namespace machnet::test
