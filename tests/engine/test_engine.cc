@@ -10,9 +10,16 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -47,6 +54,9 @@ class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     std::string err;
+    CPU_ZERO(&affinity_before_);
+    ASSERT_EQ(sched_getaffinity(0, sizeof(affinity_before_), &affinity_before_), 0);
+    fds_before_ = open_fds();
     ASSERT_TRUE(engine::eal_init_once(base_config(), &err)) << err;
     test_pool_ = rte_pktmbuf_pool_create("test_pool", 8191, 0, 0, 9216 + 128, 0);
     ASSERT_NE(test_pool_, nullptr);
@@ -142,10 +152,43 @@ class EngineTest : public ::testing::Test {
   }
 
   static inline rte_mempool* test_pool_ = nullptr;
+  static inline cpu_set_t affinity_before_;
+  static inline std::set<int> fds_before_;  // inherited from whoever started us
+
+  static std::set<int> open_fds() {
+    std::set<int> fds;
+    DIR* d = opendir("/proc/self/fd");
+    if (d == nullptr) return fds;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d)) fds.insert(atoi(e->d_name));
+    }
+    closedir(d);
+    return fds;
+  }
   std::unique_ptr<Engine> eng_;
   rte_ring* rx_ = nullptr;
   rte_ring* tx_ = nullptr;
 };
+
+TEST_F(EngineTest, EalKeepsTheCallersCpuSetAndItsFdsAreCloseOnExec) {
+  cpu_set_t now;
+  CPU_ZERO(&now);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(now), &now), 0);
+  EXPECT_TRUE(CPU_EQUAL(&now, &affinity_before_)) << "EAL changed the thread's CPU set";
+  // Every descriptor EAL and the PMDs opened must not leak into an exec'd child.
+  int checked = 0;
+  for (int fd : open_fds()) {
+    if (fds_before_.count(fd) != 0) continue;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) continue;
+    char target[256] = {};
+    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    if (readlink(path.c_str(), target, sizeof(target) - 1) < 0) target[0] = '?';
+    EXPECT_TRUE(flags & FD_CLOEXEC) << "fd " << fd << " (" << target << ") is not close-on-exec";
+    checked++;
+  }
+  EXPECT_GT(checked, 0);  // EAL opens some (memfds, eventfds, telemetry socket)
+}
 
 TEST_F(EngineTest, AnswersArpForItsAddressOnly) {
   inject(make_arp(wire::kArpOpRequest, kPeerIp, kLocalIp));
