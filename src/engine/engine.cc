@@ -215,6 +215,14 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
   return full;
 }
 
+int Engine::udp_take_error(UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port) {
+  int e = sock->error_;
+  if (dst_ip) *dst_ip = sock->error_ip_;
+  if (dst_port) *dst_port = sock->error_port_;
+  sock->error_ = 0;
+  return e;
+}
+
 uint32_t Engine::udp_pending(const UdpSocket* sock) const {
   return sock->tail_ - sock->head_;
 }
@@ -237,10 +245,11 @@ void Engine::print_counters(FILE* out) const {
   fprintf(out,
           "engine counters: rx %" PRIu64 " pkts %" PRIu64 " B, tx %" PRIu64 " pkts %" PRIu64
           " B, udp rx %" PRIu64 " tx %" PRIu64 ", arp rx %" PRIu64 " tx %" PRIu64
-          ", icmp echo replies %" PRIu64 ", fragments rx %" PRIu64 " reassembled %" PRIu64
-          " tx %" PRIu64 "\n",
+          ", icmp echo replies %" PRIu64 " unreachable rx %" PRIu64 " tx %" PRIu64
+          ", fragments rx %" PRIu64 " reassembled %" PRIu64 " tx %" PRIu64 "\n",
           c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.udp_rx, c.udp_tx, c.rx_arp,
-          c.tx_arp, c.icmp_echo_replies, c.rx_fragments, c.reassembled, c.tx_fragments);
+          c.tx_arp, c.icmp_echo_replies, c.icmp_unreachable_rx, c.icmp_unreachable_tx,
+          c.rx_fragments, c.reassembled, c.tx_fragments);
   fprintf(out, "engine drops: %" PRIu64 " total", c.total_drops());
   for (size_t i = 0; i < kDropReasonCount; i++) {
     if (c.drops[i] != 0)

@@ -26,6 +26,8 @@ struct EngineCounters {
   uint64_t rx_arp = 0;
   uint64_t tx_arp = 0;
   uint64_t icmp_echo_replies = 0;
+  uint64_t icmp_unreachable_rx = 0;  // reports about datagrams we sent
+  uint64_t icmp_unreachable_tx = 0;  // port unreachable for datagrams to no socket
   uint64_t rx_fragments = 0;
   uint64_t reassembled = 0;
   uint64_t tx_fragments = 0;
@@ -53,6 +55,9 @@ class UdpSocket {
   ~UdpSocket();
   uint16_t port_;
   uint32_t capacity_;
+  int error_ = 0;  // from ICMP, like the kernel's sk_err: ECONNREFUSED, EHOSTUNREACH
+  uint32_t error_ip_ = 0;
+  uint16_t error_port_ = 0;
   uint32_t head_ = 0;  // next to read
   uint32_t tail_ = 0;  // next to write
   Slot* slots_;
@@ -84,6 +89,11 @@ class Engine {
   // discarded, like recvfrom). Returns its full length, or -EAGAIN.
   ssize_t udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
                        uint16_t* src_port);
+  // The error an ICMP destination-unreachable reported for a datagram this
+  // socket sent (ECONNREFUSED for port unreachable, EHOSTUNREACH,
+  // ENETUNREACH), with the destination it concerned; 0 if none. Reading
+  // clears it, like SO_ERROR.
+  int udp_take_error(UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port);
   // Datagrams waiting on the socket.
   uint32_t udp_pending(const UdpSocket* sock) const;
 

@@ -25,6 +25,10 @@ constexpr uint16_t kTxBufferSize = 64;
 constexpr uint16_t kEphemeralFirst = 32768;  // Linux's default range
 constexpr uint16_t kEphemeralLast = 60999;
 constexpr uint64_t kTimerPeriodNs = 1'000'000;  // ARP retries, fragment expiry
+// ICMP errors we send: at most 1000/s with bursts of 50 (Linux's
+// icmp_ratelimit spirit), so a port scan cannot turn us into an amplifier.
+constexpr uint64_t kIcmpTokensPerSec = 1000;
+constexpr uint64_t kIcmpBurst = 50;
 
 struct UdpSocket::Slot {
   rte_mbuf* m;
@@ -62,6 +66,8 @@ struct Engine::Impl {
   uint64_t tsc_hz = 0;
   uint64_t last_timer_ns = 0;
   uint16_t ip_id = 1;
+  uint64_t icmp_tokens = kIcmpBurst;
+  uint64_t icmp_refill_ns = 0;
   bool announced = false;  // gratuitous ARP sent
 
   EngineArpEvents arp_events{this};
@@ -97,9 +103,11 @@ struct Engine::Impl {
   void rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf);
   void rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf);
   void rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_icmp_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void send_port_unreachable(rte_mbuf* m, uint16_t l3_off);
   void rx_reassembled(rte_mbuf* m);
-  void deliver_udp(rte_mbuf* m, uint32_t src_ip, uint16_t src_port, uint16_t dst_port,
-                   uint16_t payload_off, uint16_t payload_len);
+  void deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, uint16_t src_port,
+                   uint16_t dst_port, uint16_t payload_off, uint16_t payload_len);
 
   // Transmit path (engine_tx.cc)
   int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);

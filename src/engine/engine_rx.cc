@@ -3,6 +3,7 @@
 #include <rte_cycles.h>
 #include <rte_ip.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "engine/engine_impl.h"
@@ -43,7 +44,11 @@ void Engine::Impl::rx_one(rte_mbuf* m) {
       rx_fragment(m, pf);
       return;
     case wire::FrameKind::kUdp:
-      deliver_udp(m, pf.src_ip, pf.src_port, pf.dst_port, pf.payload_offset, pf.payload_len);
+      deliver_udp(m, pf.l3_offset, pf.src_ip, pf.src_port, pf.dst_port, pf.payload_offset,
+                  pf.payload_len);
+      return;
+    case wire::FrameKind::kIcmpUnreachable:
+      rx_icmp_unreachable(m, pf);
       return;
   }
 }
@@ -144,15 +149,57 @@ void Engine::Impl::rx_reassembled(rte_mbuf* m) {
       return;
     }
   }
-  deliver_udp(m, ntohl(ip->src), ntohs(udp->src_port), ntohs(udp->dst_port),
+  deliver_udp(m, l3, ntohl(ip->src), ntohs(udp->src_port), ntohs(udp->dst_port),
               static_cast<uint16_t>(l4 + sizeof(wire::UdpHdr)),
               static_cast<uint16_t>(udp_len - sizeof(wire::UdpHdr)));
 }
 
-void Engine::Impl::deliver_udp(rte_mbuf* m, uint32_t src_ip, uint16_t src_port, uint16_t dst_port,
-                               uint16_t payload_off, uint16_t payload_len) {
+void Engine::Impl::rx_icmp_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf) {
+  counters.icmp_unreachable_rx++;
+  UdpSocket* s = sockets[pf.src_port];
+  if (s != nullptr) {
+    // RFC 1122 4.1.3.3: report to the application (the kernel does so on
+    // connected sockets; the socket layer decides, we keep the latest).
+    s->error_ = pf.icmp_code == 3 ? ECONNREFUSED : pf.icmp_code == 0 ? ENETUNREACH : EHOSTUNREACH;
+    s->error_ip_ = pf.inner_dst_ip;
+    s->error_port_ = pf.dst_port;
+  }
+  rte_pktmbuf_free(m);
+}
+
+void Engine::Impl::send_port_unreachable(rte_mbuf* m, uint16_t l3_off) {
+  auto* ip = rte_pktmbuf_mtod_offset(m, const wire::Ipv4Hdr*, l3_off);
+  if (ntohl(ip->dst) != config.ip) return;  // never for broadcasts (RFC 1122 3.2.2)
+  uint64_t now = now_ns();
+  if (now - icmp_refill_ns >= 1'000'000) {
+    icmp_tokens += (now - icmp_refill_ns) / (1'000'000'000 / kIcmpTokensPerSec);
+    if (icmp_tokens > kIcmpBurst) icmp_tokens = kIcmpBurst;
+    icmp_refill_ns = now;
+  }
+  if (icmp_tokens == 0) return;
+  rte_mbuf* r = rte_pktmbuf_alloc(pool);
+  if (r == nullptr) return;
+  auto* frame = reinterpret_cast<uint8_t*>(
+      rte_pktmbuf_append(r, static_cast<uint16_t>(wire::kUdpHeadersLen + wire::kIcmpQuoteMax)));
+  const auto* eth = rte_pktmbuf_mtod(m, const wire::EthHdr*);
+  size_t avail = m->data_len - l3_off;
+  size_t len = wire::build_icmp_unreachable(frame, 3, mac, eth->src, config.ip, ntohl(ip->src),
+                                            reinterpret_cast<const uint8_t*>(ip), avail);
+  if (len == 0) {
+    rte_pktmbuf_free(r);
+    return;
+  }
+  rte_pktmbuf_trim(r, static_cast<uint16_t>(r->pkt_len - len));
+  icmp_tokens--;
+  counters.icmp_unreachable_tx++;
+  tx_enqueue(r);
+}
+
+void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, uint16_t src_port,
+                               uint16_t dst_port, uint16_t payload_off, uint16_t payload_len) {
   UdpSocket* s = sockets[dst_port];
   if (s == nullptr) {
+    send_port_unreachable(m, l3_off);
     drop_mbuf(m, DropReason::kNoSocket);
     return;
   }

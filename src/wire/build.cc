@@ -142,4 +142,42 @@ void icmp_echo_request_to_reply(uint8_t* frame, uint16_t l3_offset, uint16_t l4_
   store(l4, icmp);
 }
 
+size_t build_icmp_unreachable(uint8_t* buf, uint8_t code, const MacAddr& src_mac,
+                              const MacAddr& dst_mac, uint32_t src_ip_host, uint32_t dst_ip_host,
+                              const uint8_t* orig_ip, size_t orig_len) {
+  if (orig_len < sizeof(Ipv4Hdr)) return 0;
+  const size_t orig_hl = static_cast<size_t>(orig_ip[0] & 0x0f) * 4;
+  if (orig_hl < sizeof(Ipv4Hdr) || orig_len < orig_hl + 8) return 0;
+  const size_t quote = orig_len < kIcmpQuoteMax ? orig_len : kIcmpQuoteMax;
+
+  EthHdr eth;
+  eth.dst = dst_mac;
+  eth.src = src_mac;
+  eth.ethertype = htons(kEtherTypeIpv4);
+  store(buf, eth);
+
+  const size_t ip_len = sizeof(Ipv4Hdr) + sizeof(IcmpHdr) + quote;
+  Ipv4Hdr ip{};
+  ip.version_ihl = 0x45;
+  ip.total_length = htons(static_cast<uint16_t>(ip_len));
+  ip.ttl = kReplyTtl;
+  ip.protocol = kIpProtoIcmp;
+  ip.src = htonl(src_ip_host);
+  ip.dst = htonl(dst_ip_host);
+  uint8_t* l3 = buf + kEthHdrLen;
+  store(l3, ip);
+  const uint16_t ip_csum = internet_checksum(l3, sizeof(Ipv4Hdr));
+  std::memcpy(l3 + offsetof(Ipv4Hdr, checksum), &ip_csum, sizeof(ip_csum));
+
+  uint8_t* l4 = l3 + sizeof(Ipv4Hdr);
+  IcmpHdr icmp{};
+  icmp.type = kIcmpDestUnreachable;
+  icmp.code = code;
+  store(l4, icmp);  // id/seq are the "unused" word, zero
+  std::memcpy(l4 + sizeof(IcmpHdr), orig_ip, quote);
+  const uint16_t c = internet_checksum(l4, sizeof(IcmpHdr) + quote);
+  std::memcpy(l4 + offsetof(IcmpHdr, checksum), &c, sizeof(c));
+  return kEthHdrLen + ip_len;
+}
+
 }  // namespace machnet::wire

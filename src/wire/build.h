@@ -44,4 +44,14 @@ uint16_t udp_pseudo_header_checksum(const Ipv4Hdr& ip, uint16_t udp_len);
 void icmp_echo_request_to_reply(uint8_t* frame, uint16_t l3_offset, uint16_t l4_offset,
                                 uint16_t ip_total_len);
 
+// ICMP destination unreachable (type 3, `code`) about the received datagram
+// whose IPv4 header starts at orig_ip (orig_len bytes available: its header
+// and at least 8 bytes are quoted, up to kIcmpQuoteMax). Writes a complete
+// frame to buf (at least kUdpHeadersLen + kIcmpQuoteMax bytes) and returns its
+// length, or 0 when orig_len is too short to quote.
+constexpr size_t kIcmpQuoteMax = 548;  // keeps the error within 576 bytes (RFC 1812)
+size_t build_icmp_unreachable(uint8_t* buf, uint8_t code, const MacAddr& src_mac,
+                              const MacAddr& dst_mac, uint32_t src_ip_host, uint32_t dst_ip_host,
+                              const uint8_t* orig_ip, size_t orig_len);
+
 }  // namespace machnet::wire

@@ -92,6 +92,37 @@ ParsedFrame parse_arp(const uint8_t* frame, size_t len, const ParseOptions& opts
   return f;
 }
 
+// ICMP destination unreachable (RFC 792): 8-byte ICMP header, then the
+// offending datagram's IPv4 header and at least its first 8 bytes. Only
+// reports about UDP datagrams that we sent (inner source = our address) are
+// of use; anything else is counted as unhandled.
+ParsedFrame parse_unreachable(const uint8_t* l4, size_t l4_avail, const ParseOptions& opts,
+                              ParsedFrame f) {
+  if (!opts.l4_checksum_ok && internet_checksum(l4, l4_avail) != 0) {
+    return drop(f, DropReason::kBadIcmpChecksum);
+  }
+  const uint8_t* inner = l4 + sizeof(IcmpHdr);
+  const size_t inner_avail = l4_avail - sizeof(IcmpHdr);
+  if (inner_avail < sizeof(Ipv4Hdr)) return drop(f, DropReason::kTruncatedIcmp);
+  const Ipv4Hdr ip = load<Ipv4Hdr>(inner);
+  const size_t hl = ip.header_len();
+  if (ip.version() != 4 || hl < sizeof(Ipv4Hdr) || hl + sizeof(UdpHdr) > inner_avail) {
+    return drop(f, DropReason::kTruncatedIcmp);
+  }
+  if (ip.protocol != kIpProtoUdp || ntohl(ip.src) != opts.local_ip ||
+      (ntohs(ip.frag_off) & kIpFragOffsetMask) != 0) {
+    return drop(f, DropReason::kIcmpUnhandled);
+  }
+  const UdpHdr udp = load<UdpHdr>(inner + hl);
+  const IcmpHdr icmp = load<IcmpHdr>(l4);
+  f.icmp_code = icmp.code;
+  f.inner_dst_ip = ntohl(ip.dst);
+  f.src_port = ntohs(udp.src_port);
+  f.dst_port = ntohs(udp.dst_port);
+  f.kind = FrameKind::kIcmpUnreachable;
+  return f;
+}
+
 ParsedFrame parse_ipv4_frame(const uint8_t* frame, size_t len, const ParseOptions& opts,
                              ParsedFrame f) {
   const uint8_t* l3 = frame + kEthHdrLen;
@@ -142,6 +173,7 @@ ParsedFrame parse_ipv4_frame(const uint8_t* frame, size_t len, const ParseOption
     case kIpProtoIcmp: {
       if (l4_avail < sizeof(IcmpHdr)) return drop(f, DropReason::kTruncatedIcmp);
       const IcmpHdr icmp = load<IcmpHdr>(l4);
+      if (icmp.type == kIcmpDestUnreachable) return parse_unreachable(l4, l4_avail, opts, f);
       // Only echo requests are answered; other types are not worth verifying.
       if (icmp.type != kIcmpEchoRequest || icmp.code != 0) {
         return drop(f, DropReason::kIcmpUnhandled);

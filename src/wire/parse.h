@@ -13,11 +13,13 @@
 namespace machnet::wire {
 
 enum class FrameKind : uint8_t {
-  kDrop,          // see ParsedFrame::drop
-  kArp,           // arp_* fields valid; request or reply addressed to us
-  kIcmpEcho,      // ICMP echo request to us, checksum verified
-  kUdp,           // complete (unfragmented) UDP datagram to us, checksum verified
-  kIpv4Fragment,  // IPv4 header valid, a fragment for us: hand to reassembly
+  kDrop,             // see ParsedFrame::drop
+  kArp,              // arp_* fields valid; request or reply addressed to us
+  kIcmpEcho,         // ICMP echo request to us, checksum verified
+  kUdp,              // complete (unfragmented) UDP datagram to us, checksum verified
+  kIpv4Fragment,     // IPv4 header valid, a fragment for us: hand to reassembly
+  kIcmpUnreachable,  // ICMP destination unreachable about a UDP datagram we sent:
+                     // src_port/dst_port/inner_dst_ip describe that datagram
 };
 
 struct ParseOptions {
@@ -43,6 +45,10 @@ struct ParsedFrame {
   uint16_t dst_port = 0;  // host order
   uint16_t payload_offset = 0;
   uint16_t payload_len = 0;
+  // kIcmpUnreachable: the code (3 = port unreachable) and the datagram's
+  // destination; src_port is our (local) port, dst_port the remote one.
+  uint8_t icmp_code = 0;
+  uint32_t inner_dst_ip = 0;  // host order
   // ARP (kArp)
   uint16_t arp_op = 0;
   MacAddr arp_sha{};

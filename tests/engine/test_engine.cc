@@ -248,6 +248,49 @@ TEST_F(EngineTest, DeliversUdpToBoundPortAndCountsTheRest) {
   eng_->udp_close(s);
 }
 
+TEST_F(EngineTest, PortUnreachableBothWays) {
+  // A datagram to a port nobody bound gets ICMP port unreachable back.
+  Frame to_nowhere = make_udp(20, 1, 4000, 4444);
+  inject(to_nowhere);
+  poll();
+  auto out = drain_tx();
+  ASSERT_EQ(out.size(), 1u);
+  wire::ParseOptions peer;
+  peer.local_ip = kPeerIp;
+  auto pf = parse(out[0], peer);
+  ASSERT_EQ(pf.kind, wire::FrameKind::kIcmpUnreachable);
+  EXPECT_EQ(pf.dst_port, 4444);
+  EXPECT_EQ(eng_->counters().icmp_unreachable_tx, 1u);
+  // ... but never for a broadcast, and at most a burst of them.
+  Frame bcast = make_udp(20, 1, 4000, 4444);
+  put32(&bcast, kL3 + 16, 0xffffffffu);
+  fix_ip_checksum(&bcast);
+  fix_udp_checksum(&bcast);
+  inject(bcast);
+  for (int i = 0; i < 200; i++) inject(to_nowhere);
+  drain_rx();
+  size_t icmp = drain_tx().size();
+  EXPECT_GE(icmp, 40u);
+  EXPECT_LE(icmp, 60u);  // burst of 50 plus what refilled meanwhile
+  // A peer's report about one of our datagrams surfaces as the socket error.
+  UdpSocket* s = nullptr;
+  ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
+  Frame ours = make_udp(30, 1, kPort, 6000);  // as if we had sent it to the peer
+  std::swap_ranges(ours.begin() + kL3 + 12, ours.begin() + kL3 + 16, ours.begin() + kL3 + 16);
+  Frame report(wire::kUdpHeadersLen + wire::kIcmpQuoteMax);
+  report.resize(wire::build_icmp_unreachable(report.data(), 3, kPeerMac, kLocalMac, kPeerIp,
+                                             kLocalIp, ours.data() + kL3, ours.size() - kL3));
+  inject(report);
+  poll();
+  uint32_t ip = 0;
+  uint16_t port = 0;
+  EXPECT_EQ(eng_->udp_take_error(s, &ip, &port), ECONNREFUSED);
+  EXPECT_EQ(ip, kPeerIp);
+  EXPECT_EQ(port, 6000);
+  EXPECT_EQ(eng_->udp_take_error(s, &ip, &port), 0);  // cleared by reading
+  eng_->udp_close(s);
+}
+
 TEST_F(EngineTest, SocketQueueIsBounded) {
   UdpSocket* s = nullptr;
   ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);

@@ -35,10 +35,15 @@ ip netns exec "$MN_NS_B" python3 "$UDP_PEER" client "$ENGINE_IP" 7 1,1472,8000 2
   fail "kernel client <-> machnet-echo server"
 echo "ok: kernel UDP client <-> engine, 1/1472/8000 bytes"
 
+ip netns exec "$MN_NS_B" python3 "$UDP_PEER" refused "$ENGINE_IP" 4444 ||
+  fail "no ICMP port unreachable from the engine for a closed port"
+echo "ok: closed engine port -> ECONNREFUSED on the kernel's connected socket"
+
 stop_bg "$SERVER" || fail "machnet-echo server exited with an error"
 cat "$TMP/server.log"
 grep -q "reassembled [1-9]" "$TMP/server.log" || fail "server reassembled no datagram"
 grep -q "icmp echo replies [1-9]" "$TMP/server.log" || fail "server sent no ICMP echo reply"
+grep -q "unreachable rx 0 tx [1-9]" "$TMP/server.log" || fail "server sent no port unreachable"
 
 echo "# machnet-echo as client against a kernel echo server on $MN_IP_B"
 start_bg peer ip netns exec "$MN_NS_B" python3 "$UDP_PEER" echo 9000

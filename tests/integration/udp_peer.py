@@ -3,6 +3,7 @@
 
   udp_peer.py client HOST PORT SIZES COUNT   send each size COUNT times, check each echo
   udp_peer.py echo PORT [BIND]              echo every datagram back to its sender
+  udp_peer.py refused HOST PORT             a connected socket must get ECONNREFUSED
 Exits 0 only if every reply came back byte for byte.
 """
 import os
@@ -32,6 +33,25 @@ def client(host, port, sizes, count):
     return 1 if bad else 0
 
 
+def refused(host, port):
+    """The peer answers a datagram to a closed port with ICMP port unreachable,
+    which Linux reports on a connected socket's next receive."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2.0)
+    s.connect((host, port))
+    s.send(b"anyone there?")
+    try:
+        s.recv(100)
+    except ConnectionRefusedError:
+        print(f"udp_peer: {host}:{port} refused (ICMP port unreachable)")
+        return 0
+    except socket.timeout:
+        print(f"udp_peer: no ICMP port unreachable from {host}:{port}")
+        return 1
+    print("udp_peer: unexpected reply")
+    return 1
+
+
 def echo(port, bind):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((bind, port))
@@ -45,6 +65,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "client":
         sizes = [int(x) for x in sys.argv[4].split(",")]
         sys.exit(client(sys.argv[2], int(sys.argv[3]), sizes, int(sys.argv[5])))
+    elif sys.argv[1] == "refused":
+        sys.exit(refused(sys.argv[2], int(sys.argv[3])))
     elif sys.argv[1] == "echo":
         echo(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0")
     else:
