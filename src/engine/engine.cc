@@ -107,12 +107,40 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
   return true;
 }
 
+void Engine::Impl::resolve_through_kernel(uint64_t now) {
+  // Ask about what the ARP cache wants: a usable kernel entry answers at
+  // once; otherwise the kernel resolves it and its notification answers.
+  for (size_t i = 0; i < neigh_queued; i++) {
+    KernelNeighbours::Mac mac;
+    if (kernel_neigh->lookup(neigh_queue[i], &mac)) {
+      arp->learn(neigh_queue[i], mac, now, /*create=*/false);
+    } else {
+      std::string why;
+      kernel_neigh->request(neigh_queue[i], &why);
+      counters.tx_arp++;  // an ARP request, sent by the kernel for us
+    }
+  }
+  neigh_queued = 0;
+  struct Ctx {
+    Engine::Impl* e;
+    uint64_t now;
+  } ctx{this, now};
+  kernel_neigh->poll(
+      [](void* c, uint32_t ip, const KernelNeighbours::Mac& mac) {
+        auto* x = static_cast<Ctx*>(c);
+        x->e->counters.rx_arp++;
+        x->e->arp->learn(ip, mac, x->now, /*create=*/false);
+      },
+      &ctx);
+}
+
 void Engine::Impl::announce_if_link_up() {
   // Gratuitous ARP once the link is up (a memif server's link comes up only
   // when its peer connects): peers that cached an old MAC for us update it.
   rte_eth_link link;
   if (rte_eth_link_get_nowait(port_id, &link) != 0 || link.link_status != RTE_ETH_LINK_UP) return;
   announced = true;
+  if (kernel_neigh != nullptr) return;  // shared IP: the kernel owns ARP for it
   send_arp(wire::kArpOpRequest, wire::kBroadcastMac, wire::kZeroMac, config.ip);
   tx_flush();
 }
@@ -120,6 +148,7 @@ void Engine::Impl::announce_if_link_up() {
 void Engine::Impl::run_timers(uint64_t now) {
   last_timer_ns = now;
   if (!announced) announce_if_link_up();
+  if (kernel_neigh != nullptr) resolve_through_kernel(now);
   arp->tick(now);
   uint32_t before = death_row.cnt;
   rte_ip_frag_table_del_expired_entries(frag_table, &death_row, rte_get_tsc_cycles());
@@ -267,7 +296,9 @@ std::string Engine::describe() const {
                   (e.tx_udp_csum ? "offloaded" : "software");
   if (e.xdp != nullptr)
     s += std::string(", xdp steering on ") + e.iface +
-         (e.config.xdp_shared_ip ? " (shared IP: bound UDP ports)" : " (own IP)");
+         (e.config.xdp_shared_ip ? " (shared IP: bound UDP ports; ARP, ICMP and the rest to the "
+                                   "kernel, neighbours from its table)"
+                                 : " (own IP: ARP and IPv4 for it)");
   return s;
 }
 

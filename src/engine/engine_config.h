@@ -23,7 +23,7 @@ struct EngineConfig {
   std::string mac;  // optional override ("02:00:00:00:00:01")
   bool hugepages = true;
   std::string log_level = "error";  // DPDK log level: quiet unless something fails
-  std::string eal_args;               // extra EAL arguments, space separated
+  std::string eal_args;             // extra EAL arguments, space separated
   uint32_t num_mbufs = 16383;
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "engine/kernel_neighbours.h"
 #include "engine/xdp_steering.h"
 #include "net/arp_cache.h"
 #include "wire/headers.h"
@@ -73,6 +74,13 @@ struct Engine::Impl {
   EngineArpEvents arp_events{this};
   std::unique_ptr<net::ArpCache> arp;
   std::unique_ptr<XdpSteering> xdp;
+  // Shared-IP mode: ARP stays with the kernel, so neighbours are resolved
+  // through its table. Addresses to ask about wait here, because ArpCache
+  // callbacks must not call back into the cache.
+  std::unique_ptr<KernelNeighbours> kernel_neigh;
+  static constexpr size_t kNeighQueue = 64;
+  uint32_t neigh_queue[kNeighQueue];
+  size_t neigh_queued = 0;
 
   std::array<UdpSocket*, 65536> sockets{};
   uint16_t next_ephemeral = kEphemeralFirst;
@@ -97,6 +105,7 @@ struct Engine::Impl {
   }
   void run_timers(uint64_t now);
   void announce_if_link_up();
+  void resolve_through_kernel(uint64_t now);
 
   // Receive path (engine_rx.cc)
   void rx_one(rte_mbuf* m);

@@ -16,6 +16,11 @@ constexpr uint8_t kTtl = 64;
 constexpr int kTxRetries = 16;  // bursts tried before a full TX ring drops
 
 void EngineArpEvents::send_request(uint32_t ip_host) {
+  if (e_->kernel_neigh != nullptr) {
+    // Shared IP: ARP replies go to the kernel; ask it (next timer tick).
+    if (e_->neigh_queued < Engine::Impl::kNeighQueue) e_->neigh_queue[e_->neigh_queued++] = ip_host;
+    return;
+  }
   e_->send_arp(wire::kArpOpRequest, wire::kBroadcastMac, wire::kZeroMac, ip_host);
 }
 

@@ -135,6 +135,13 @@ bool Engine::Impl::bring_up_port(std::string* err) {
       *err = "AF_XDP steering on " + iface + ": " + *err;
       return false;
     }
+    if (config.xdp_shared_ip) {
+      kernel_neigh = std::make_unique<KernelNeighbours>();
+      if (!kernel_neigh->open(iface, err)) {
+        *err = "kernel neighbour table of " + iface + ": " + *err;
+        return false;
+      }
+    }
   }
   return true;
 }
