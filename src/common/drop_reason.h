@@ -27,8 +27,7 @@ namespace machnet {
   X(kTruncatedIcmp, "truncated_icmp")                                     \
   X(kBadIcmpChecksum, "bad_icmp_checksum")                                \
   X(kIcmpUnhandled, "icmp_unhandled") /* not an echo request */           \
-  X(kBadFragment, "bad_fragment")     /* overlap, too large, ... */       \
-  X(kFragTableFull, "frag_table_full")                                    \
+  X(kBadFragment, "bad_fragment")     /* overlap, too many, table full */ \
   X(kFragTimeout, "frag_timeout")                                         \
   X(kNoSocket, "no_socket") /* no one bound the port */                   \
   X(kSocketQueueFull, "socket_queue_full")                                \

@@ -212,6 +212,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(static_cast<size_t>(p.l3_offset) + p.ip_total_len <= size);
         FUZZ_CHECK(p.l4_offset <= p.l3_offset + p.ip_total_len);
         break;
+      case wire::FrameKind::kIcmpUnreachable: {
+        // The quoted datagram is one we sent, and quoting it back must work:
+        // the engine answers closed ports with the same builder.
+        FUZZ_CHECK(static_cast<size_t>(p.l4_offset) + 8 + 20 + 8 <= size);
+        const uint8_t* quoted = frame.data() + p.l4_offset + 8;
+        const size_t quoted_len = p.l3_offset + p.ip_total_len - (p.l4_offset + 8u);
+        std::vector<uint8_t> out(wire::kUdpHeadersLen + wire::kIcmpQuoteMax);
+        const size_t n =
+            wire::build_icmp_unreachable(out.data(), 3, wire::kZeroMac, wire::kZeroMac, o.local_ip,
+                                         p.inner_dst_ip, quoted, quoted_len);
+        FUZZ_CHECK(n <= out.size());
+        if (n != 0) {
+          wire::ParseOptions peer;
+          peer.local_ip = p.inner_dst_ip;
+          out.resize(n);
+          // The builder's output is a valid frame for its destination.
+          const wire::ParsedFrame q = wire::parse_frame(out.data(), out.size(), peer);
+          FUZZ_CHECK(q.kind != wire::FrameKind::kDrop || q.drop == DropReason::kIcmpUnhandled ||
+                     q.drop == DropReason::kIpNotForUs || q.drop == DropReason::kTruncatedIcmp);
+        }
+        break;
+      }
     }
   }
   fuzz_arp(data, size, arps);
