@@ -131,7 +131,6 @@ void icmp_echo_request_to_reply(uint8_t* frame, uint16_t l3_offset, uint16_t l4_
   // ICMP: only the type changes (8 -> 0), so update the checksum incrementally
   // (RFC 1624, eqn. 3) instead of summing a payload of up to 64 KiB again.
   uint8_t* l4 = frame + l4_offset;
-  (void)ip_total_len;  // the incremental update does not need the length
   IcmpHdr icmp = load<IcmpHdr>(l4);
   const uint16_t old_word = static_cast<uint16_t>(icmp.type << 8 | icmp.code);
   icmp.type = kIcmpEchoReply;
@@ -140,6 +139,15 @@ void icmp_echo_request_to_reply(uint8_t* frame, uint16_t l3_offset, uint16_t l4_
                        static_cast<uint16_t>(~old_word) + static_cast<uint64_t>(new_word);
   icmp.checksum = htons(static_cast<uint16_t>(~fold(sum)));
   store(l4, icmp);
+  if (icmp.checksum == 0) {
+    // RFC 1624's ones'-complement zero ambiguity: 0x0000 is right only if
+    // the rest of the message does not sum to zero (an all-zero reply needs
+    // 0xffff). Rare, so settle it with a full sum.
+    const size_t icmp_len = ip_total_len - hl;
+    std::memset(l4 + offsetof(IcmpHdr, checksum), 0, sizeof(uint16_t));
+    const uint16_t c = internet_checksum(l4, icmp_len);
+    std::memcpy(l4 + offsetof(IcmpHdr, checksum), &c, sizeof(c));
+  }
 }
 
 size_t build_icmp_unreachable(uint8_t* buf, uint8_t code, const MacAddr& src_mac,

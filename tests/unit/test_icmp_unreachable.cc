@@ -90,5 +90,19 @@ TEST(IcmpUnreachable, MalformedReportsAreDropped) {
   EXPECT_EQ(parse(ihl, peer_opts()).drop, DropReason::kTruncatedIcmp);
 }
 
+// Found by the fuzzer: an echo request whose only non-zero words are the
+// type and checksum. The incremental update gave 0x0000, which receivers read
+// as a bad checksum; the reply needs 0xffff.
+TEST(IcmpEcho, ReplyToAllZeroRequestHasValidChecksum) {
+  Frame f = make_icmp_echo(5);
+  for (size_t i = kL4 + 4; i < f.size(); i++) f[i] = 0;  // id, seq and payload zero
+  fix_icmp_checksum(&f);
+  auto pf = parse(f);
+  ASSERT_EQ(pf.kind, wire::FrameKind::kIcmpEcho);
+  wire::icmp_echo_request_to_reply(f.data(), pf.l3_offset, pf.l4_offset, pf.ip_total_len);
+  EXPECT_EQ(wire::internet_checksum(f.data() + kL4, f.size() - kL4), 0);
+  EXPECT_EQ(get16(f, kL4 + 2), 0xffff);
+}
+
 }  // namespace
 }  // namespace machnet::test
