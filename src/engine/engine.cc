@@ -102,6 +102,11 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
   }
   arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
   last_timer_ns = now_ns();
+  for (const auto& [nip, mac_text] : config.static_neighbours) {
+    wire::MacAddr m;
+    wire::parse_mac(mac_text, &m);
+    arp->learn(nip, m, last_timer_ns, /*create=*/true);
+  }
 
   announce_if_link_up();
   return true;

@@ -22,6 +22,7 @@ const std::vector<std::string>& EngineConfig::keys() {
       "arp.max_requests",
       "arp.reachable_s",
       "arp.max_entries",
+      "arp.static",
       "frag.timeout_ms",
       "frag.max_flows",
       "xdp_prog",
@@ -99,6 +100,23 @@ bool EngineConfig::load(const Config& c, std::string* err) {
   v = arp.max_entries;
   if (!c.get_u64("arp.max_entries", 16, 1u << 20, &v, err)) return false;
   arp.max_entries = v;
+  if (const auto* e = c.find("arp.static")) {
+    static_neighbours.clear();
+    std::string list = e->value + ",";
+    for (size_t b = 0, comma; (comma = list.find(',', b)) != std::string::npos; b = comma + 1) {
+      std::string item = list.substr(b, comma - b);
+      if (item.empty()) continue;
+      auto at = item.find('@');
+      uint32_t nip = 0;
+      wire::MacAddr m;
+      if (at == std::string::npos || !wire::parse_ipv4(item.substr(0, at), &nip) ||
+          !wire::parse_mac(item.substr(at + 1), &m)) {
+        *err = e->origin + ": arp.static: expected ip@mac[,ip@mac...], got '" + item + "'";
+        return false;
+      }
+      static_neighbours.emplace_back(nip, item.substr(at + 1));
+    }
+  }
   v = frag_timeout_ms;
   if (!c.get_u64("frag.timeout_ms", 10, 60000, &v, err)) return false;
   frag_timeout_ms = static_cast<uint32_t>(v);

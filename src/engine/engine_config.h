@@ -29,6 +29,9 @@ struct EngineConfig {
   uint16_t tx_desc = 1024;
   uint32_t socket_queue_len = 1024;  // datagrams buffered per UDP socket
   net::ArpConfig arp;
+  // Neighbours known in advance ("ip@mac,ip@mac"): used as if learned by ARP
+  // at start. For peers that do not answer ARP (a raw DPDK reflector).
+  std::vector<std::pair<uint32_t, std::string>> static_neighbours;
   uint32_t frag_timeout_ms = 2000;
   uint32_t frag_max_flows = 4096;
   std::string xdp_prog;        // AF_XDP only; default: the installed machnet_xdp.bpf.o

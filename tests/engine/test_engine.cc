@@ -446,6 +446,20 @@ TEST_F(EngineTest, GatherSendMatchesContiguousSend) {
   eng_->udp_close(s);
 }
 
+TEST_F(EngineTest, StaticNeighboursNeedNoArp) {
+  EngineConfig c = base_config();
+  c.static_neighbours.emplace_back(kPeerIp, "02:00:00:00:00:02");
+  make_engine(c);
+  UdpSocket* s = nullptr;
+  ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
+  uint8_t b[10] = {};
+  ASSERT_EQ(eng_->udp_sendto(s, kPeerIp, 6000, b, sizeof(b)), 0);
+  auto out = drain_tx();
+  ASSERT_EQ(out.size(), 1u);  // the datagram itself, no ARP request first
+  EXPECT_EQ(0, memcmp(out[0].data(), kPeerMac.data(), 6));
+  eng_->udp_close(s);
+}
+
 TEST_F(EngineTest, UnansweredArpDropsWaitingPackets) {
   UdpSocket* s = nullptr;
   ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
@@ -498,6 +512,7 @@ TEST(EngineConfigTest, BadValuesNameTheirOrigin) {
       {"mtu = 100\n", "e.conf:1: mtu"},
       {"fault.rx_drop = 2\n", "e.conf:1: fault.rx_drop"},
       {"hugepages = perhaps\n", "e.conf:1: hugepages"},
+      {"arp.static = 10.0.0.2@02:00:00:00:00:02,10.0.0.3\n", "e.conf:1: arp.static"},
   };
   for (const auto& c : cases) {
     Config cfg;

@@ -1,0 +1,233 @@
+// Flow plumbing shared by all paths: construction, outgoing header fields,
+// the state summary, failure, and timer dispatch.
+#include "transport/flow.h"
+
+#include <algorithm>
+
+namespace machnet {
+namespace transport {
+
+Flow::Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint& remote,
+           bool stream)
+    : env_(env),
+      t_(*env.t),
+      id_(id),
+      local_(local),
+      remote_(remote),
+      stream_(stream),
+      state_(FlowState::kSynSent),
+      mss_(env.t->mtu_payload),
+      max_msg_(env.t->max_message_bytes),
+      rto_(env.t->rto_initial_ns) {
+  // Rings start small and double on demand up to their hard bound.
+  sent_.reset(64, t_.max_inflight_segments);
+  out_msgs_.reset(16, t_.send_buffer_bytes);
+  slots_.reset(64, t_.max_inflight_segments);
+  in_msgs_.reset(8, t_.max_reassembly_messages);
+  ready_.reset(16, size_t{t_.recv_buffer_bytes} + t_.max_message_bytes);
+  rtx_fifo_.reset(16, t_.max_inflight_segments);
+  last_adv_wnd_ = t_.recv_buffer_bytes;
+}
+
+bool Flow::established_like() const {
+  switch (state_) {
+    case FlowState::kEstablished:
+    case FlowState::kFinWait:
+    case FlowState::kCloseWait:
+    case FlowState::kClosing:
+    case FlowState::kTimeWait:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void Flow::init_established(uint64_t now) {
+  state_ = FlowState::kEstablished;
+  state_deadline_ = kNever;
+  cc_.init(t_, mss_, now);
+  last_rx_ns_ = now;
+  ka_probes_ = 0;
+  rtx_scan_ = loss_scan_ = snd_una_;
+  update_state(now);
+}
+
+uint32_t Flow::advertised_window() const {
+  uint64_t b = t_.recv_buffer_bytes;
+  return held_bytes_ >= b ? 0 : static_cast<uint32_t>(b - held_bytes_);
+}
+
+void Flow::fill_ack_fields(uint64_t now, Segment* s) {
+  s->src_conn = id_;
+  s->dst_conn = peer_id_;
+  s->flags |= kFlagAck;
+  s->ack = rcv_nxt_;
+  s->rwnd = advertised_window();
+  s->tsval = static_cast<uint32_t>(now);
+  if (have_ts_) {
+    s->flags |= kFlagTsEcho;
+    s->tsecr = ts_recent_;
+    uint64_t d = now - ts_recent_rx_ns_;
+    s->ack_delay = d > 0xffffffffu ? 0xffffffffu : static_cast<uint32_t>(d);
+  }
+  s->sack_count = n_sacks_;
+  for (uint8_t i = 0; i < n_sacks_; ++i) s->sack[i] = sacks_[i];
+  // Whatever carries the ACK satisfies the delayed-ACK obligation.
+  unacked_segs_ = 0;
+  ack_deadline_ = kNever;
+  last_adv_wnd_ = s->rwnd;
+}
+
+void Flow::transmit(uint64_t now, Segment* s, const uint8_t* payload, uint32_t len) {
+  (void)now;
+  s->payload_len = static_cast<uint16_t>(len);
+  if (t_.payload_checksum && len > 0) s->flags |= kFlagPayloadCsum;
+  uint8_t hdr[kHeaderSize];
+  iovec iov{const_cast<uint8_t*>(payload), len};
+  encode_header(*s, &iov, len > 0 ? 1 : 0, hdr);
+  if (env_.sink->send(local_, remote_, hdr, kHeaderSize, &iov, len > 0 ? 1 : 0)) {
+    ++env_.counters->tx_datagrams;
+  } else {
+    ++env_.counters->tx_sink_full;
+  }
+}
+
+void Flow::send_control(uint64_t now, SegType type) {
+  Segment s;
+  s.type = type;
+  fill_ack_fields(now, &s);
+  s.seq = snd_nxt_;
+  transmit(now, &s, nullptr, 0);
+}
+
+void Flow::send_pure_ack(uint64_t now) {
+  ++env_.counters->tx_pure_acks;
+  ++st_.acks_sent;
+  send_control(now, SegType::kAck);
+}
+
+void Flow::update_state(uint64_t now) {
+  if (!established_like()) return;
+  if (state_ == FlowState::kTimeWait) return;
+  FlowState next;
+  if (fin_acked_ && peer_fin_) {
+    next = FlowState::kTimeWait;
+  } else if (fin_sent_ && peer_fin_) {
+    next = FlowState::kClosing;
+  } else if (fin_queued_) {
+    next = FlowState::kFinWait;
+  } else if (peer_fin_) {
+    next = FlowState::kCloseWait;
+  } else {
+    next = FlowState::kEstablished;
+  }
+  state_ = next;
+  if (state_ == FlowState::kTimeWait) {
+    // Both directions are done: nothing is outstanding any more. Linger only
+    // to re-ACK a retransmitted FIN whose ACK was lost.
+    state_deadline_ = now + t_.time_wait_ns;
+    rto_deadline_ = tlp_deadline_ = kNever;
+    persist_ = false;
+  }
+}
+
+void Flow::free_buffers(bool keep_ready) {
+  sent_.clear();
+  rtx_fifo_.clear();
+  out_msgs_.clear();
+  slots_.clear();
+  send_buffered_ = outstanding_bytes_ = sacked_bytes_ = rtx_pending_bytes_ = 0;
+  rtx_pending_segs_ = 0;
+  for (size_t i = 0; i < in_msgs_.size(); ++i) reserved_bytes_ -= in_msgs_[i].data.size();
+  in_msgs_.clear();
+  if (!keep_ready) {
+    // Unread messages are dropped only on failure (like TCP on RST).
+    ready_.clear();
+    held_bytes_ = reserved_bytes_ = 0;
+    ready_off_ = 0;
+  }
+}
+
+void Flow::fail(uint64_t now, FlowError e, bool send_rst) {
+  if (done()) return;
+  if (send_rst && state_ != FlowState::kSynSent) {
+    ++env_.counters->tx_rst;
+    send_control(now, SegType::kRst);
+  }
+  state_ = FlowState::kFailed;
+  error_ = e;
+  rto_deadline_ = ack_deadline_ = state_deadline_ = tlp_deadline_ = kNever;
+  free_buffers(/*keep_ready=*/false);
+}
+
+void Flow::abort(uint64_t now) {
+  fail(now, FlowError::kAborted, true);
+}
+
+uint64_t Flow::next_deadline() const {
+  if (done()) return kNever;
+  uint64_t d = std::min({rto_deadline_, tlp_deadline_, ack_deadline_, state_deadline_});
+  if (t_.keepalive_idle_ns != 0 && established_like() && state_ != FlowState::kTimeWait) {
+    uint64_t ka = ka_probes_ == 0 ? last_rx_ns_ + t_.keepalive_idle_ns
+                                  : ka_last_probe_ns_ + t_.keepalive_interval_ns;
+    d = std::min(d, ka);
+  }
+  return d;
+}
+
+void Flow::on_timer(uint64_t now) {
+  if (done()) return;
+  if (state_ == FlowState::kSynSent || state_ == FlowState::kSynReceived) {
+    if (state_deadline_ <= now) on_handshake_timer(now);
+    return;
+  }
+  if (state_ == FlowState::kTimeWait && state_deadline_ <= now) {
+    state_ = FlowState::kClosed;
+    state_deadline_ = ack_deadline_ = rto_deadline_ = tlp_deadline_ = kNever;
+    free_buffers(/*keep_ready=*/true);  // the application may not have read everything yet
+    return;
+  }
+  if (ack_deadline_ <= now) send_pure_ack(now);
+  if (tlp_deadline_ <= now) on_tlp_timer(now);
+  if (rto_deadline_ <= now) {
+    if (persist_) {
+      on_persist_timer(now);
+    } else {
+      on_rto_timer(now);
+    }
+  }
+  if (done()) return;
+  if (t_.keepalive_idle_ns != 0 && state_ != FlowState::kTimeWait) {
+    uint64_t ka = ka_probes_ == 0 ? last_rx_ns_ + t_.keepalive_idle_ns
+                                  : ka_last_probe_ns_ + t_.keepalive_interval_ns;
+    if (ka <= now) on_keepalive_timer(now);
+  }
+}
+
+void Flow::track_high_water() {
+  st_.max_send_buffered_bytes = std::max(st_.max_send_buffered_bytes, send_buffered_);
+  st_.max_recv_reserved_bytes = std::max(st_.max_recv_reserved_bytes, reserved_bytes_);
+  st_.max_recv_held_bytes = std::max(st_.max_recv_held_bytes, held_bytes_);
+}
+
+FlowStats Flow::stats() const {
+  FlowStats s = st_;
+  s.state = state_;
+  s.error = error_;
+  s.stream_mode = stream_;
+  s.mss = mss_;
+  s.max_message_bytes = max_msg_;
+  s.srtt_ns = srtt_;
+  s.rttvar_ns = rttvar_;
+  s.rto_ns = current_rto();
+  s.cwnd_bytes = cc_.cwnd_bytes();
+  s.min_rtt_ns = cc_.min_rtt_ns();
+  s.peer_rwnd = peer_rwnd_;
+  s.send_buffered_bytes = send_buffered_;
+  s.recv_held_bytes = held_bytes_;
+  s.recv_reserved_bytes = reserved_bytes_;
+  return s;
+}
+
+}  // namespace transport
+}  // namespace machnet

@@ -1,0 +1,272 @@
+// One connection: handshake state machine, send path (segmentation, windows),
+// receive path (reassembly, delayed/selective ACKs), loss recovery (RTO, SACK
+// fast retransmit) and the per-flow timers. Implementation is split by concern
+// over handshake.cc, send_path.cc, receive_path.cc, loss_recovery.cc, flow.cc.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "transport/congestion_control.h"
+#include "transport/ring.h"
+#include "transport/tunables.h"
+#include "transport/types.h"
+#include "transport/wire_format.h"
+
+namespace machnet {
+namespace transport {
+
+// What a flow needs from its Transport.
+struct FlowEnv {
+  const Tunables* t = nullptr;
+  DatagramSink* sink = nullptr;
+  Counters* counters = nullptr;
+  Rng* rng = nullptr;
+};
+
+// Per-flow numbers, for tests, machnet-stat and the socket layer.
+struct FlowStats {
+  FlowState state = FlowState::kClosed;
+  FlowError error = FlowError::kNone;
+  bool stream_mode = false;
+  uint32_t mss = 0;
+  uint32_t max_message_bytes = 0;  // negotiated: the smaller of both ends
+  uint64_t srtt_ns = 0;
+  uint64_t rttvar_ns = 0;
+  uint64_t rto_ns = 0;
+  uint64_t cwnd_bytes = 0;
+  uint64_t min_rtt_ns = 0;
+  uint32_t peer_rwnd = 0;
+  // memory (all bounded: see Tunables)
+  uint64_t send_buffered_bytes = 0;      // queued + unacknowledged
+  uint64_t recv_held_bytes = 0;          // in order, not yet read
+  uint64_t recv_reserved_bytes = 0;      // reassembly buffers allocated
+  uint64_t max_send_buffered_bytes = 0;  // high-water marks
+  uint64_t max_recv_reserved_bytes = 0;
+  uint64_t max_recv_held_bytes = 0;
+  // traffic
+  uint64_t messages_sent = 0;
+  uint64_t messages_received = 0;
+  uint64_t bytes_acked = 0;
+  uint64_t segments_sent = 0;
+  uint64_t retransmits = 0;
+  uint64_t fast_retransmits = 0;  // losses found by SACK/dup-ACK/RACK, not by timeout
+  uint64_t tail_loss_probes = 0;
+  uint64_t rto_count = 0;
+  uint64_t acks_sent = 0;  // pure ACKs
+  uint64_t segments_received = 0;
+  uint64_t keepalives_sent = 0;
+  uint64_t zero_window_probes = 0;
+};
+
+class Flow {
+ public:
+  Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint& remote, bool stream);
+
+  // --- handshake.cc ---------------------------------------------------------
+  void start_connect(uint64_t now);
+  // Server side: a SYN arrived for a listener; becomes SYN_RECEIVED.
+  void start_accept(uint64_t now, const Segment& syn);
+  // A retransmitted SYN for this half-open flow: answer again.
+  void on_duplicate_syn(uint64_t now, const Segment& syn);
+  void on_icmp_unreachable(uint64_t now);
+
+  // --- receive_path.cc --------------------------------------------------------
+  // `s` passed header validation and dst_conn == id().
+  void on_segment(uint64_t now, const Segment& s);
+  Status recv_message(uint64_t now, std::vector<uint8_t>* out);
+  Status recv_stream(uint64_t now, uint8_t* buf, size_t cap, size_t* got);
+  bool readable() const;
+  uint32_t events() const;  // FlowEvents mask
+
+  // --- send_path.cc ---------------------------------------------------------
+  Status send_message(uint64_t now, const uint8_t* data, size_t len);
+  Status send_stream(uint64_t now, const uint8_t* data, size_t len, size_t* accepted);
+  Status shutdown_send(uint64_t now);
+  size_t send_space() const;
+
+  // --- flow.cc ----------------------------------------------------------------
+  void abort(uint64_t now);
+  uint64_t next_deadline() const;
+  void on_timer(uint64_t now);
+
+  FlowId id() const { return id_; }
+  uint32_t peer_id() const { return peer_id_; }
+  const Endpoint& local() const { return local_; }
+  const Endpoint& remote() const { return remote_; }
+  FlowState state() const { return state_; }
+  FlowError error() const { return error_; }
+  bool stream_mode() const { return stream_; }
+  bool done() const { return state_ == FlowState::kClosed || state_ == FlowState::kFailed; }
+  bool half_open() const { return state_ == FlowState::kSynReceived; }
+  FlowStats stats() const;
+
+  // Bookkeeping owned by the Transport.
+  bool released = false;        // the application gave the handle up (close/abort)
+  bool passive = false;         // created from a SYN (server side)
+  bool accept_pending = false;  // server flow established, waiting for the listener
+  bool accepted = false;
+  uint64_t heap_deadline = kNever;  // earliest entry of this flow in the timer heap
+  uint32_t reported_events = 0;     // last mask given to the event handler
+
+ private:
+  struct SentSeg {
+    uint32_t msg_id = 0;
+    uint32_t offset = 0;
+    uint32_t len = 0;
+    uint64_t sent_ns = 0;
+    bool fin = false;
+    bool sacked = false;
+    bool needs_rtx = false;    // declared lost, waiting for retransmission
+    bool loss_marked = false;  // already declared lost once (SACK/dup-ACK)
+    uint16_t xmits = 0;
+  };
+  struct OutMessage {
+    std::vector<uint8_t> data;
+    uint32_t last_seq = 0;  // seq of its last segment, once fully segmented
+    bool segmented = false;
+  };
+  struct RecvSlot {
+    uint32_t len = 0;
+    uint8_t state = 0;  // 0 empty, 1 data, 2 FIN
+  };
+  struct InMessage {
+    std::vector<uint8_t> data;
+    uint32_t len = 0;
+    uint32_t received = 0;
+    bool allocated = false;
+  };
+
+  // flow.cc
+  void fail(uint64_t now, FlowError e, bool send_rst);
+  void update_state(uint64_t now);
+  void fill_ack_fields(uint64_t now, Segment* s);
+  void transmit(uint64_t now, Segment* s, const uint8_t* payload, uint32_t len);
+  void send_pure_ack(uint64_t now);
+  void send_control(uint64_t now, SegType type);
+  void free_buffers(bool keep_ready);
+  void track_high_water();
+  uint32_t advertised_window() const;
+  bool established_like() const;
+  void init_established(uint64_t now);
+
+  // handshake.cc
+  void send_syn(uint64_t now);
+  void send_syn_ack(uint64_t now);
+  void on_handshake_timer(uint64_t now);
+  bool on_segment_handshake(uint64_t now, const Segment& s);
+  void apply_peer_params(const Segment& s);
+
+  // send_path.cc
+  void try_transmit(uint64_t now);
+  bool send_new_segment(uint64_t now);
+  void send_segment(uint64_t now, SentSeg& seg, uint32_t seq, bool rtx);
+  void arm_rto(uint64_t now);
+  uint64_t pipe_bytes() const;
+
+  // receive_path.cc
+  void on_data_or_fin(uint64_t now, const Segment& s);
+  bool accept_data(const Segment& s, uint32_t off);
+  void advance_rcv_nxt();
+  void deliver_complete_messages();
+  void add_sack(uint32_t seq);
+  void maybe_window_update(uint64_t now);
+  void consume_read(size_t bytes);
+
+  // loss_recovery.cc
+  void on_ack_fields(uint64_t now, const Segment& s, bool has_data);
+  void process_sack(const Segment& s, uint64_t* newly_sacked);
+  void detect_losses(uint64_t now);
+  void on_rto_timer(uint64_t now);
+  void on_persist_timer(uint64_t now);
+  void update_rtt(uint64_t sample_ns);
+  uint64_t current_rto() const;
+  void mark_lost(SentSeg& g, uint32_t seq);
+  void rack_detect();
+  void arm_tlp(uint64_t now);
+  void on_tlp_timer(uint64_t now);
+  void on_keepalive_timer(uint64_t now);
+
+  FlowEnv env_;
+  const Tunables& t_;
+  FlowId id_;
+  uint32_t peer_id_ = 0;
+  Endpoint local_, remote_;
+  bool stream_;
+  FlowState state_;
+  FlowError error_ = FlowError::kNone;
+  uint32_t mss_;
+
+  // ---- send side ----
+  uint32_t iss_ = 0;
+  uint32_t snd_una_ = 0;       // oldest unacknowledged
+  uint32_t snd_nxt_ = 0;       // next new sequence number
+  Ring<SentSeg> sent_;         // [snd_una_, snd_nxt_)
+  Ring<OutMessage> out_msgs_;  // messages not fully acknowledged; front id = out_base_id_
+  uint32_t out_base_id_ = 0;
+  uint32_t next_msg_id_ = 0;  // id of the next message queued
+  uint32_t seg_msg_id_ = 0;   // message being segmented
+  uint32_t seg_offset_ = 0;   // next byte of it to send
+  uint64_t send_buffered_ = 0;
+  uint64_t outstanding_bytes_ = 0;  // payload in [una, nxt)
+  uint64_t sacked_bytes_ = 0;
+  uint64_t rtx_pending_bytes_ = 0;
+  uint32_t rtx_pending_segs_ = 0;
+  uint32_t probe_unanswered_ = 0;
+  uint32_t rtx_scan_ = 0;        // no needs_rtx segment below this
+  uint32_t highest_sacked_ = 0;  // one past the highest SACKed seq (if any)
+  bool have_sacked_ = false;
+  uint32_t loss_scan_ = 0;  // segments below were examined for loss
+  uint32_t dupacks_ = 0;
+  bool in_recovery_ = false;
+  uint32_t recovery_point_ = 0;
+  uint32_t peer_rwnd_ = 0;
+  uint32_t peer_ring_ = 0;
+  uint32_t max_msg_;  // min(ours, the peer's max_message_bytes)
+  bool fin_queued_ = false;
+  bool fin_sent_ = false;
+  bool fin_acked_ = false;
+  CongestionControl cc_;
+
+  // RTT / RTO
+  uint64_t srtt_ = 0, rttvar_ = 0, rto_;
+  uint32_t backoff_ = 0;  // consecutive RTOs / probes without progress
+  uint64_t rto_deadline_ = kNever;
+  uint64_t tlp_deadline_ = kNever;  // tail loss probe (one per flight)
+  uint64_t rack_xmit_ns_ = 0;       // send time of the most recently delivered segment
+  Ring<uint32_t> rtx_fifo_;         // retransmitted seqs in send order (RACK for them)
+  bool persist_ = false;            // rto_deadline_ is a zero-window probe
+
+  // ---- receive side ----
+  uint32_t irs_ = 0;
+  uint32_t rcv_nxt_ = 0;
+  Ring<RecvSlot> slots_;     // [rcv_nxt_, ...)
+  Ring<InMessage> in_msgs_;  // messages being reassembled; front id = rcv_msg_base_
+  uint32_t rcv_msg_base_ = 0;
+  Ring<std::vector<uint8_t>> ready_;  // complete, unread
+  size_t ready_off_ = 0;              // stream mode: bytes of ready_.front() already read
+  uint64_t held_bytes_ = 0;           // in order, unread (drives the window)
+  uint64_t reserved_bytes_ = 0;       // allocated reassembly + ready buffers
+  bool peer_fin_ = false;
+  SackBlock sacks_[kMaxSackBlocks];  // most recent first
+  uint8_t n_sacks_ = 0;
+  uint32_t ts_recent_ = 0;
+  uint64_t ts_recent_rx_ns_ = 0;
+  bool have_ts_ = false;
+  uint32_t unacked_segs_ = 0;
+  uint64_t ack_deadline_ = kNever;
+  uint32_t last_adv_wnd_ = 0;
+
+  // ---- liveness ----
+  uint64_t last_rx_ns_ = 0;
+  uint32_t ka_probes_ = 0;
+  uint64_t ka_last_probe_ns_ = 0;
+  uint64_t state_deadline_ = kNever;  // TIME_WAIT end, SYN retransmit
+  uint32_t syn_retries_ = 0;
+  uint64_t syn_sent_ns_ = 0;
+
+  FlowStats st_;
+};
+
+}  // namespace transport
+}  // namespace machnet

@@ -1,0 +1,174 @@
+// Connection setup: SYN / SYN-ACK / ACK with random initial sequence numbers
+// and random connection ids on both sides. Event driven: the client is
+// established the moment the SYN-ACK arrives (one RTT), the server when the
+// first segment carrying the right ack arrives. Retransmissions back off
+// exponentially and give up after syn_max_retries.
+#include "transport/flow.h"
+
+namespace machnet {
+namespace transport {
+
+void Flow::send_syn(uint64_t now) {
+  Segment s;
+  s.type = SegType::kSyn;
+  s.src_conn = id_;
+  s.dst_conn = 0;
+  s.seq = iss_;
+  s.rwnd = advertised_window();
+  s.msg_id = t_.max_inflight_segments;  // our receive ring: the peer's limit in segments
+  s.msg_len = t_.mtu_payload;           // the largest payload we accept
+  s.msg_offset = t_.max_message_bytes;  // the largest message we accept
+  s.tsval = static_cast<uint32_t>(now);
+  if (stream_) s.flags |= kFlagStream;
+  ++env_.counters->tx_syn;
+  transmit(now, &s, nullptr, 0);
+}
+
+void Flow::send_syn_ack(uint64_t now) {
+  Segment s;
+  s.type = SegType::kSynAck;
+  fill_ack_fields(now, &s);
+  s.seq = iss_;
+  s.msg_id = t_.max_inflight_segments;
+  s.msg_len = t_.mtu_payload;
+  s.msg_offset = t_.max_message_bytes;
+  if (stream_) s.flags |= kFlagStream;
+  ++env_.counters->tx_syn;
+  transmit(now, &s, nullptr, 0);
+}
+
+void Flow::apply_peer_params(const Segment& s) {
+  peer_ring_ = s.msg_id;
+  if (s.msg_offset != 0 && s.msg_offset < max_msg_) max_msg_ = s.msg_offset;
+  if (s.msg_len < mss_) mss_ = s.msg_len;
+  peer_rwnd_ = s.rwnd;
+}
+
+void Flow::start_connect(uint64_t now) {
+  iss_ = env_.rng->next32();
+  snd_una_ = iss_;
+  snd_nxt_ = iss_ + 1;  // the SYN consumes one sequence number
+  state_ = FlowState::kSynSent;
+  syn_retries_ = 0;
+  syn_sent_ns_ = now;
+  send_syn(now);
+  state_deadline_ = now + t_.syn_rto_ns;
+}
+
+void Flow::start_accept(uint64_t now, const Segment& syn) {
+  passive = true;
+  peer_id_ = syn.src_conn;
+  irs_ = syn.seq;
+  rcv_nxt_ = irs_ + 1;
+  apply_peer_params(syn);
+  iss_ = env_.rng->next32();
+  snd_una_ = iss_;
+  snd_nxt_ = iss_ + 1;
+  have_ts_ = true;
+  ts_recent_ = syn.tsval;
+  ts_recent_rx_ns_ = now;
+  state_ = FlowState::kSynReceived;
+  last_rx_ns_ = now;
+  syn_retries_ = 0;
+  send_syn_ack(now);
+  state_deadline_ = now + t_.syn_rto_ns;
+}
+
+void Flow::on_duplicate_syn(uint64_t now, const Segment& syn) {
+  if (state_ != FlowState::kSynReceived || syn.seq != irs_) return;
+  // Our SYN-ACK was lost (or is slow): answer the retransmitted SYN at once.
+  ts_recent_ = syn.tsval;
+  ts_recent_rx_ns_ = now;
+  send_syn_ack(now);
+}
+
+void Flow::on_handshake_timer(uint64_t now) {
+  if (++syn_retries_ > t_.syn_max_retries) {
+    fail(now, FlowError::kConnectTimeout, false);
+    return;
+  }
+  if (state_ == FlowState::kSynSent) {
+    send_syn(now);
+  } else {
+    send_syn_ack(now);
+  }
+  uint32_t shift = syn_retries_ < 20 ? syn_retries_ : 20;
+  state_deadline_ = now + (t_.syn_rto_ns << shift);
+}
+
+void Flow::on_icmp_unreachable(uint64_t now) {
+  // Only a connect in progress fails fast (ECONNREFUSED); on an established
+  // flow ICMP is a soft error (RFC 1122 4.2.3.9) and spoofable, so ignore it.
+  if (state_ == FlowState::kSynSent) fail(now, FlowError::kConnectionRefused, false);
+}
+
+// Returns true when the segment was consumed by the handshake.
+bool Flow::on_segment_handshake(uint64_t now, const Segment& s) {
+  if (state_ == FlowState::kSynSent) {
+    if (s.type == SegType::kRst) {
+      if (s.ack == iss_ + 1) {
+        ++env_.counters->rx_rst;
+        fail(now, FlowError::kConnectionRefused, false);
+      } else {
+        ++env_.counters->rx_out_of_window;
+      }
+      return true;
+    }
+    if (s.type != SegType::kSynAck) {
+      ++env_.counters->rx_unexpected;
+      return true;
+    }
+    if (!(s.flags & kFlagAck) || s.ack != iss_ + 1) {
+      ++env_.counters->rx_out_of_window;
+      return true;
+    }
+    if (s.msg_len == 0 || s.msg_id == 0) {
+      ++env_.counters->rx_bad_fragment;
+      return true;
+    }
+    peer_id_ = s.src_conn;
+    irs_ = s.seq;
+    rcv_nxt_ = irs_ + 1;
+    apply_peer_params(s);
+    snd_una_ = iss_ + 1;
+    if (s.flags & kFlagTsEcho) {
+      uint32_t rtt = static_cast<uint32_t>(now) - s.tsecr;
+      if (static_cast<int32_t>(rtt) >= 0) update_rtt(rtt == 0 ? 1 : rtt);
+    }
+    have_ts_ = true;
+    ts_recent_ = s.tsval;
+    ts_recent_rx_ns_ = now;
+    init_established(now);
+    for (size_t i = 0; i < out_msgs_.size(); ++i) {
+      if (out_msgs_[i].data.size() > max_msg_) {
+        // Queued while only our own limit was known; the peer would drop it.
+        fail(now, FlowError::kPeerMessageLimit, true);
+        return true;
+      }
+    }
+    try_transmit(now);  // queued messages leave with the handshake ACK
+    if (snd_nxt_ == snd_una_) send_pure_ack(now);
+    return true;
+  }
+  // SYN_RECEIVED: the client's first ACK (or data) completes the handshake.
+  if (s.type == SegType::kSyn || s.type == SegType::kSynAck) {
+    ++env_.counters->rx_unexpected;
+    return true;
+  }
+  if (!(s.flags & kFlagAck) || s.ack != iss_ + 1) {
+    ++env_.counters->rx_out_of_window;
+    return true;
+  }
+  snd_una_ = iss_ + 1;
+  if (s.flags & kFlagTsEcho) {
+    uint32_t rtt = static_cast<uint32_t>(now) - s.tsecr;
+    uint32_t d = s.ack_delay < rtt ? s.ack_delay : 0;
+    if (static_cast<int32_t>(rtt) >= 0 && syn_retries_ == 0) update_rtt(rtt - d == 0 ? 1 : rtt - d);
+  }
+  init_established(now);
+  accept_pending = true;
+  return false;  // the segment may carry data: process it normally
+}
+
+}  // namespace transport
+}  // namespace machnet

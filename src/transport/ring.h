@@ -1,0 +1,76 @@
+// Growable ring buffer (FIFO with random access). Capacity doubles up to a
+// hard maximum and never shrinks, so steady state allocates nothing per
+// packet and a flow's tracking memory is bounded by max_cap.
+#pragma once
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+namespace machnet {
+namespace transport {
+
+template <class T>
+class Ring {
+ public:
+  void reset(size_t initial_cap, size_t max_cap) {
+    size_t cap = 1;
+    while (cap < initial_cap) cap <<= 1;
+    max_cap_ = max_cap;
+    buf_.assign(cap, T{});
+    head_ = 0;
+    size_ = 0;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t max_size() const { return max_cap_; }
+  T& operator[](size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }
+  const T& operator[](size_t i) const { return buf_[(head_ + i) & (buf_.size() - 1)]; }
+  T& front() { return (*this)[0]; }
+
+  // Grows the logical size to n with default elements; false past max_cap.
+  bool extend_to(size_t n) {
+    if (n <= size_) return true;
+    if (n > max_cap_) return false;
+    if (n > buf_.size()) grow(n);
+    for (size_t i = size_; i < n; ++i) buf_[(head_ + i) & (buf_.size() - 1)] = T{};
+    size_ = n;
+    return true;
+  }
+  bool push_back(const T& v) {
+    if (!extend_to(size_ + 1)) return false;
+    (*this)[size_ - 1] = v;
+    return true;
+  }
+  bool push_back(T&& v) {
+    if (!extend_to(size_ + 1)) return false;
+    (*this)[size_ - 1] = std::move(v);
+    return true;
+  }
+  void pop_front() {
+    buf_[head_] = T{};  // release resources held by T (e.g. vectors)
+    head_ = (head_ + 1) & (buf_.size() - 1);
+    --size_;
+  }
+  void clear() {
+    while (size_ > 0) pop_front();
+  }
+
+ private:
+  void grow(size_t need) {
+    size_t cap = buf_.size();
+    while (cap < need) cap <<= 1;
+    std::vector<T> nb(cap);
+    for (size_t i = 0; i < size_; ++i) nb[i] = std::move((*this)[i]);
+    buf_.swap(nb);
+    head_ = 0;
+  }
+
+  std::vector<T> buf_ = std::vector<T>(1);
+  size_t head_ = 0;
+  size_t size_ = 0;
+  size_t max_cap_ = 0;
+};
+
+}  // namespace transport
+}  // namespace machnet

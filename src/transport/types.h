@@ -1,0 +1,192 @@
+// Vocabulary shared by every part of the transport: endpoints, status and error
+// codes, sequence arithmetic, counters and the packet I/O interface the engine
+// implements. No DPDK types: the same code runs over DPDK and the simulator.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+
+namespace machnet {
+namespace transport {
+
+constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+
+// IPv4 address + UDP port, both in host byte order.
+struct Endpoint {
+  uint32_t ip = 0;
+  uint16_t port = 0;
+  bool operator==(const Endpoint& o) const { return ip == o.ip && port == o.port; }
+  bool operator!=(const Endpoint& o) const { return !(*this == o); }
+};
+
+struct EndpointHash {
+  size_t operator()(const Endpoint& e) const {
+    return std::hash<uint64_t>()((uint64_t{e.ip} << 16) | e.port);
+  }
+};
+
+// Handle the application holds: the local connection id (random, never 0).
+using FlowId = uint32_t;
+
+// Outcome of an API call (errno-like; the socket layer maps them to errno).
+#define MACHNET_TRANSPORT_STATUSES(X)                                     \
+  X(kOk, "ok")                                                            \
+  X(kAgain, "would block (EAGAIN)")                                       \
+  X(kEof, "peer closed its sending side (EOF)")                           \
+  X(kInvalidArgument, "invalid argument (EINVAL)")                        \
+  X(kMessageTooLarge, "message larger than max_message_bytes (EMSGSIZE)") \
+  X(kNoSuchFlow, "no such flow (EBADF)")                                  \
+  X(kNotConnected, "flow not connected yet (ENOTCONN)")                   \
+  X(kFlowFailed, "flow failed; see flow error")                           \
+  X(kShutdown, "sending side already shut down (EPIPE)")                  \
+  X(kTooManyFlows, "flow table full (ENOBUFS)")                           \
+  X(kAddressInUse, "port already listening (EADDRINUSE)")                 \
+  X(kNotListening, "no listener on that port")                            \
+  X(kWrongMode, "call does not match the flow's message/stream mode")
+
+enum class Status : uint8_t {
+#define MACHNET_X(n, s) n,
+  MACHNET_TRANSPORT_STATUSES(MACHNET_X)
+#undef MACHNET_X
+};
+const char* status_string(Status s);
+
+// Why a flow failed. Reported once the flow is in kFailed.
+#define MACHNET_FLOW_ERRORS(X)                                                      \
+  X(kNone, "no error")                                                              \
+  X(kConnectTimeout, "connect timed out: peer never answered the handshake")        \
+  X(kConnectionRefused, "connection refused: RST or ICMP port unreachable")         \
+  X(kReset, "connection reset by peer")                                             \
+  X(kRetransmitTimeout, "peer stopped acknowledging: retransmission limit reached") \
+  X(kDeadPeer, "peer dead: keepalive probes unanswered")                            \
+  X(kAborted, "aborted locally")                                                    \
+  X(kPeerMessageLimit, "a message queued before connect exceeds the peer's max message size")
+
+enum class FlowError : uint8_t {
+#define MACHNET_X(n, s) n,
+  MACHNET_FLOW_ERRORS(MACHNET_X)
+#undef MACHNET_X
+};
+const char* flow_error_string(FlowError e);
+
+enum class FlowState : uint8_t {
+  kSynSent,      // client: SYN sent, waiting for SYN-ACK
+  kSynReceived,  // server: SYN-ACK sent, waiting for the first ACK (half-open)
+  kEstablished,  // both directions open
+  kFinWait,      // our FIN sent (or queued); peer may still send
+  kCloseWait,    // peer's FIN received; we may still send
+  kClosing,      // both FINs sent, ours not acknowledged yet
+  kTimeWait,     // both directions closed; lingering to re-ACK a lost FIN
+  kClosed,       // done, nothing left to do
+  kFailed,       // see FlowError
+};
+const char* flow_state_name(FlowState s);
+
+// Transport-wide counters. Every dropped datagram increments exactly one rx_*
+// drop counter, so nothing is dropped silently.
+#define MACHNET_TRANSPORT_COUNTERS(X)                                     \
+  X(rx_datagrams)                                                         \
+  X(rx_malformed_short) /* shorter than the header */                     \
+  X(rx_bad_magic)                                                         \
+  X(rx_bad_version)                                                       \
+  X(rx_bad_type)                                                          \
+  X(rx_bad_length) /* payload_len disagrees with the datagram */          \
+  X(rx_bad_checksum)                                                      \
+  X(rx_bad_fragment)     /* msg_len/offset inconsistent */                \
+  X(rx_bad_sack)         /* SACK block count or range invalid */          \
+  X(rx_no_flow)          /* unknown connection id (answered by RST) */    \
+  X(rx_bad_conn_id)      /* known dst id, wrong src id: spoof or stale */ \
+  X(rx_out_of_window)    /* seq or ack outside the window */              \
+  X(rx_duplicate)        /* already received segment */                   \
+  X(rx_recv_buffer_full) /* sender ignored our window */                  \
+  X(rx_syn_no_listener)                                                   \
+  X(rx_syn_half_open_full)                                                \
+  X(rx_syn_backlog_full)                                                  \
+  X(rx_syn_flow_table_full)                                               \
+  X(rx_unexpected) /* valid header, wrong type for the flow's state */    \
+  X(rx_rst)                                                               \
+  X(rx_icmp_unreachable)                                                  \
+  X(tx_datagrams)                                                         \
+  X(tx_sink_full) /* sink refused: treated as a loss */                   \
+  X(tx_data_segments)                                                     \
+  X(tx_retransmits)                                                       \
+  X(tx_fast_retransmits)                                                  \
+  X(tx_rto)                                                               \
+  X(tx_pure_acks)                                                         \
+  X(tx_rst)                                                               \
+  X(tx_rst_suppressed) /* RST replies over the rate limit */              \
+  X(tx_keepalives)                                                        \
+  X(tx_syn)                                                               \
+  X(flows_created)                                                        \
+  X(flows_destroyed)
+
+struct Counters {
+#define MACHNET_X(n) uint64_t n = 0;
+  MACHNET_TRANSPORT_COUNTERS(MACHNET_X)
+#undef MACHNET_X
+};
+
+// Readiness of a flow, for the socket layer's poll/epoll and wake-ups.
+enum FlowEvents : uint32_t {
+  kEvReadable = 1u << 0,    // a message/bytes to read, EOF, or an error to report
+  kEvWritable = 1u << 1,    // connected and the send buffer has room
+  kEvConnected = 1u << 2,   // handshake completed (stays set)
+  kEvPeerClosed = 1u << 3,  // peer's FIN received (EPOLLRDHUP)
+  kEvError = 1u << 4,       // flow failed; see FlowError
+};
+
+// Packet output. The engine implements it over DPDK (UDP/IPv4 from `local`
+// to `remote`); the simulator over its virtual links. The header and payload
+// are separate so the engine can chain the payload as an external mbuf
+// without copying it. Returning false means "not sent" (TX ring full); the
+// transport treats that as a loss and recovers through retransmission.
+class DatagramSink {
+ public:
+  virtual ~DatagramSink() = default;
+  virtual bool send(const Endpoint& local, const Endpoint& remote, const uint8_t* hdr,
+                    size_t hdr_len, const iovec* payload, size_t n_payload) = 0;
+};
+
+// 32-bit sequence numbers wrap; compare through signed distance (RFC 1982).
+inline int32_t seq_diff(uint32_t a, uint32_t b) {
+  return static_cast<int32_t>(a - b);
+}
+inline bool seq_lt(uint32_t a, uint32_t b) {
+  return seq_diff(a, b) < 0;
+}
+inline bool seq_le(uint32_t a, uint32_t b) {
+  return seq_diff(a, b) <= 0;
+}
+inline bool seq_gt(uint32_t a, uint32_t b) {
+  return seq_diff(a, b) > 0;
+}
+inline bool seq_ge(uint32_t a, uint32_t b) {
+  return seq_diff(a, b) >= 0;
+}
+
+// Small deterministic PRNG (splitmix64). Seeded by the owner: from a fixed
+// seed in tests, from the OS (getrandom/rte_rand) in the engine.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  uint32_t next32() { return static_cast<uint32_t>(next() >> 32); }
+  // Uniform in [0, n).
+  uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+ private:
+  uint64_t s_;
+};
+
+}  // namespace transport
+}  // namespace machnet
