@@ -1,0 +1,147 @@
+#include "native/native_config.h"
+
+#include <cstdlib>
+
+#include "transport/wire_format.h"
+
+namespace machnet::native {
+
+namespace {
+
+// Transport knobs exposed as configuration keys. Times are given in the unit
+// named by the key (the tunables hold nanoseconds).
+enum class Kind { kU32, kU64Time, kBool };
+struct TunableKey {
+  const char* key;
+  Kind kind;
+  uint64_t unit_ns;  // kU64Time: nanoseconds per unit of the key
+  uint64_t min, max;
+  uint32_t transport::Tunables::*u32;
+  uint64_t transport::Tunables::*u64;
+  bool transport::Tunables::*b;
+};
+
+using T = transport::Tunables;
+constexpr uint64_t kUs = 1000, kMs = 1000 * 1000;
+const TunableKey kTunableKeys[] = {
+    {"transport.mtu_payload", Kind::kU32, 0, 64, 65419, &T::mtu_payload, nullptr, nullptr},
+    {"transport.max_message_bytes", Kind::kU32, 0, 1, 1u << 30, &T::max_message_bytes, nullptr,
+     nullptr},
+    {"transport.send_buffer_bytes", Kind::kU32, 0, 1, 1u << 31, &T::send_buffer_bytes, nullptr,
+     nullptr},
+    {"transport.recv_buffer_bytes", Kind::kU32, 0, 1, 1u << 31, &T::recv_buffer_bytes, nullptr,
+     nullptr},
+    {"transport.max_inflight_segments", Kind::kU32, 0, 4, 1u << 24, &T::max_inflight_segments,
+     nullptr, nullptr},
+    {"transport.max_flows", Kind::kU32, 0, 1, 1u << 24, &T::max_flows, nullptr, nullptr},
+    {"transport.listen_backlog", Kind::kU32, 0, 1, 1u << 20, &T::listen_backlog, nullptr, nullptr},
+    {"transport.syn_rto_us", Kind::kU64Time, kUs, 1, 10'000'000, nullptr, &T::syn_rto_ns, nullptr},
+    {"transport.syn_max_retries", Kind::kU32, 0, 0, 30, &T::syn_max_retries, nullptr, nullptr},
+    {"transport.rto_initial_us", Kind::kU64Time, kUs, 1, 10'000'000, nullptr, &T::rto_initial_ns,
+     nullptr},
+    {"transport.rto_min_us", Kind::kU64Time, kUs, 1, 10'000'000, nullptr, &T::rto_min_ns, nullptr},
+    {"transport.rto_max_us", Kind::kU64Time, kUs, 1, 100'000'000, nullptr, &T::rto_max_ns, nullptr},
+    {"transport.max_retransmits", Kind::kU32, 0, 1, 1000, &T::max_retransmits, nullptr, nullptr},
+    {"transport.delayed_ack_us", Kind::kU64Time, kUs, 0, 10'000'000, nullptr, &T::delayed_ack_ns,
+     nullptr},
+    {"transport.ack_every_segments", Kind::kU32, 0, 1, 1024, &T::ack_every_segments, nullptr,
+     nullptr},
+    {"transport.keepalive_idle_ms", Kind::kU64Time, kMs, 0, 3'600'000, nullptr,
+     &T::keepalive_idle_ns, nullptr},
+    {"transport.keepalive_interval_ms", Kind::kU64Time, kMs, 1, 3'600'000, nullptr,
+     &T::keepalive_interval_ns, nullptr},
+    {"transport.keepalive_probes", Kind::kU32, 0, 1, 1000, &T::keepalive_probes, nullptr, nullptr},
+    {"transport.time_wait_ms", Kind::kU64Time, kMs, 0, 600'000, nullptr, &T::time_wait_ns, nullptr},
+    {"transport.initial_cwnd_segments", Kind::kU32, 0, 1, 1u << 20, &T::initial_cwnd_segments,
+     nullptr, nullptr},
+    {"transport.payload_checksum", Kind::kBool, 0, 0, 0, nullptr, nullptr, &T::payload_checksum},
+    {"transport.cc_slow_start", Kind::kBool, 0, 0, 0, nullptr, nullptr, &T::cc_slow_start},
+};
+
+constexpr const char* kLingerKey = "native.linger_ms";
+constexpr const char* kProgressKey = "native.progress_thread";
+constexpr const char* kProgressIdleKey = "native.progress_idle_us";
+
+}  // namespace
+
+const std::vector<std::string>& NativeConfig::keys() {
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> v = engine::EngineConfig::keys();
+    for (const TunableKey& t : kTunableKeys) v.push_back(t.key);
+    v.push_back(kLingerKey);
+    v.push_back(kProgressKey);
+    v.push_back(kProgressIdleKey);
+    return v;
+  }();
+  return k;
+}
+
+bool NativeConfig::load(const Config& c, std::string* err) {
+  if (!engine.load(c, err)) return false;
+  for (const TunableKey& t : kTunableKeys) {
+    if (!c.has(t.key)) continue;
+    uint64_t v = 0;
+    switch (t.kind) {
+      case Kind::kU32:
+        if (!c.get_u64(t.key, t.min, t.max, &v, err)) return false;
+        tunables.*(t.u32) = static_cast<uint32_t>(v);
+        break;
+      case Kind::kU64Time:
+        if (!c.get_u64(t.key, t.min, t.max, &v, err)) return false;
+        tunables.*(t.u64) = v * t.unit_ns;
+        break;
+      case Kind::kBool:
+        if (!c.get_bool(t.key, &(tunables.*(t.b)), err)) return false;
+        break;
+    }
+  }
+  if (!c.has("transport.mtu_payload")) {
+    // The transport's default (1400) assumes a smaller header: with its 88
+    // bytes plus IPv4 and UDP it would not fit a 1500-byte frame and every
+    // segment would leave as two IP fragments.
+    uint32_t fit = uint32_t{engine.mtu} - 20 - 8 - static_cast<uint32_t>(transport::kHeaderSize);
+    if (fit < tunables.mtu_payload) tunables.mtu_payload = fit;
+  }
+  uint64_t v = linger_ns / kMs;
+  if (!c.get_u64(kLingerKey, 0, 600'000, &v, err)) return false;
+  linger_ns = v * kMs;
+  if (!c.get_bool(kProgressKey, &progress_thread, err)) return false;
+  v = progress_idle_ns / kUs;
+  if (!c.get_u64(kProgressIdleKey, 10, 10'000'000, &v, err)) return false;
+  progress_idle_ns = v * kUs;
+  std::string why = tunables.validate();
+  if (!why.empty()) {
+    *err = "transport settings: " + why;
+    return false;
+  }
+  return true;
+}
+
+bool load_native_config(const std::string& path, const std::vector<std::string>& overrides,
+                        NativeConfig* out, std::string* err) {
+  Config cfg;
+  std::string file = path;
+  if (file.empty()) {
+    const char* env = std::getenv("MACHNET_CONFIG");
+    if (env != nullptr) file = env;
+  }
+  if (!file.empty() && !cfg.load_file(file, err)) return false;
+  cfg.apply_env(NativeConfig::keys());
+  for (const std::string& kv : overrides) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      *err = "override '" + kv + "': expected KEY=VALUE";
+      return false;
+    }
+    cfg.set(kv.substr(0, eq), kv.substr(eq + 1), "override " + kv.substr(0, eq));
+  }
+  std::string origin;
+  auto unknown = cfg.unknown_keys(NativeConfig::keys(), &origin);
+  if (!unknown.empty()) {
+    *err = origin + ": unknown key '" + unknown[0] + "'";
+    return false;
+  }
+  return out->load(cfg, err);
+}
+
+}  // namespace machnet::native
