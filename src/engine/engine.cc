@@ -4,12 +4,18 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
 
 #include "engine/eal.h"
 #include "engine/engine_impl.h"
+#include "engine/memif_guard.h"
 
 namespace machnet::engine {
 
@@ -44,6 +50,7 @@ Engine::Impl::~Impl() {
     rte_eth_dev_close(port_id);
   }
   // The mempool stays: mbufs may still sit in a driver ring until close.
+  if (iface_lock_fd >= 0) ::close(iface_lock_fd);  // the interface is free again
 }
 
 uint64_t Engine::Impl::now_ns() const {
@@ -76,6 +83,9 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
     auto p = iface_arg.find(",iface=");
     if (p != std::string::npos) {
       std::string ifname = iface_arg.substr(p + 7, iface_arg.find(',', p + 7) - p - 7);
+      // Only one engine may own the interface: a lock held for the engine's
+      // life tells a live owner from a program left behind by a dead one.
+      if (!lock_interface(ifname, err)) return false;
       std::string why;
       if (!XdpSteering::detach_stale_program(ifname, &why)) {
         *err = "AF_XDP on " + ifname + ": " + why;
@@ -109,6 +119,35 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
   }
 
   announce_if_link_up();
+  return true;
+}
+
+bool Engine::Impl::lock_interface(const std::string& ifname, std::string* err) {
+  // Interface names are per network namespace: key the lock on both.
+  struct stat ns;
+  if (stat("/proc/self/ns/net", &ns) != 0) ns.st_ino = 0;
+  mkdir("/run/machnet", 0755);
+  std::string path = "/run/machnet/af_xdp-" + std::to_string(ns.st_ino) + "-" + ifname + ".lock";
+  iface_lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (iface_lock_fd < 0) {
+    *err = "cannot open " + path + ": " + strerror(errno);
+    return false;
+  }
+  if (flock(iface_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char owner[32] = {};
+    ssize_t n = pread(iface_lock_fd, owner, sizeof(owner) - 1, 0);
+    *err = "interface " + ifname + " is in use by another machnet engine" +
+           (n > 0 ? std::string(" (pid ") + owner + ")" : std::string()) +
+           "; one standalone engine per interface (machnetd shares one)";
+    ::close(iface_lock_fd);
+    iface_lock_fd = -1;
+    return false;
+  }
+  std::string pid = std::to_string(getpid());
+  if (ftruncate(iface_lock_fd, 0) == 0) {
+    ssize_t w = pwrite(iface_lock_fd, pid.data(), pid.size(), 0);
+    (void)w;  // the pid is only a hint in the error above
+  }
   return true;
 }
 
@@ -173,7 +212,9 @@ Engine::~Engine() = default;
 size_t Engine::poll() {
   Impl& e = *impl_;
   rte_mbuf* burst[kRxBurst];
+  if (e.memif) memif_guard::enter();
   uint16_t n = rte_eth_rx_burst(e.port_id, 0, burst, kRxBurst);
+  if (e.memif) memif_guard::leave();
   for (uint16_t i = 0; i < n; i++) e.rx_one(burst[i]);
   if (e.death_row.cnt != 0) rte_ip_frag_free_death_row(&e.death_row, 0);
   uint64_t now = e.now_ns();

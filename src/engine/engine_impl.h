@@ -61,6 +61,7 @@ struct Engine::Impl {
   uint32_t netmask = 0;
   bool tx_ip_csum = false;   // NIC fills the IPv4 header checksum
   bool tx_udp_csum = false;  // NIC fills the UDP checksum (unfragmented only)
+  bool memif = false;        // bursts go through memif_guard (see memif_guard.h)
   rte_mempool* pool = nullptr;
   rte_ip_frag_tbl* frag_table = nullptr;
   rte_ip_frag_death_row death_row{};
@@ -105,6 +106,8 @@ struct Engine::Impl {
   }
   void run_timers(uint64_t now);
   void announce_if_link_up();
+  bool lock_interface(const std::string& ifname, std::string* err);
+  int iface_lock_fd = -1;
   void resolve_through_kernel(uint64_t now);
 
   // Receive path (engine_rx.cc)

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "engine/engine_impl.h"
+#include "engine/memif_guard.h"
 #include "wire/build.h"
 #include "wire/checksum.h"
 #include "wire/parse.h"
@@ -224,7 +225,9 @@ void Engine::Impl::tx_flush() {
   for (uint16_t i = 0; i < tx_count; i++) lens[i] = tx_buf[i]->pkt_len;
   uint16_t sent = 0;
   for (int tries = 0; sent < tx_count && tries < kTxRetries; tries++) {
+    if (memif) memif_guard::enter();
     uint16_t n = rte_eth_tx_burst(port_id, 0, tx_buf + sent, tx_count - sent);
+    if (memif) memif_guard::leave();
     sent += n;
     if (n == 0) rte_eth_tx_done_cleanup(port_id, 0, 0);
   }

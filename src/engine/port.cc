@@ -3,9 +3,11 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "engine/engine_impl.h"
+#include "engine/memif_guard.h"
 
 namespace machnet::engine {
 namespace {
@@ -44,6 +46,7 @@ bool Engine::Impl::bring_up_port(std::string* err) {
     return false;
   }
   bool is_af_xdp = device_name.rfind("net_af_xdp", 0) == 0;
+  memif = device_name.rfind("net_memif", 0) == 0;
 
   // mbufs carry one frame each; datagrams above the MTU are fragmented, so the
   // data room only needs the largest frame plus headroom.
@@ -128,6 +131,11 @@ bool Engine::Impl::bring_up_port(std::string* err) {
     memcpy(mac.data(), addr.addr_bytes, 6);
   }
 
+  if (memif && memif_guard::wrapped_callbacks() == 0) {
+    fprintf(stderr,
+            "machnet: warning: memif disconnect guard inactive (libmachnet loaded with "
+            "RTLD_LOCAL?): a peer leaving mid-traffic can crash this process\n");
+  }
   if (is_af_xdp) {
     iface = devarg(config.device, "iface");
     xdp = std::make_unique<XdpSteering>();

@@ -27,6 +27,15 @@ ip netns exec "$MN_NS_B" ip neigh show "$ENGINE_IP" | grep -q -E "REACHABLE|STAL
   fail "host B did not learn the engine's MAC by ARP"
 echo "ok: ping $ENGINE_IP (engine answered ARP and ICMP echo)"
 
+# A second engine on the same interface is refused, and the first keeps it.
+if ip netns exec "$MN_NS_A" "$ECHO_BIN" --server --port 8 --device "$DEV" \
+  --ip "$MN_NET.103/$MN_PREFIX_LEN" --count 1 >"$TMP/second.log" 2>&1; then
+  fail "a second engine took over $MN_IF_A"
+fi
+grep -q "in use by another machnet engine (pid $SERVER" "$TMP/second.log" ||
+  fail "second engine: unexpected error: $(tail -2 "$TMP/second.log")"
+echo "ok: a second engine on $MN_IF_A is refused"
+
 # The kernel of host A still owns its address on the same interface.
 ip netns exec "$MN_NS_B" ping -c 1 -W 2 "$MN_IP_A" >/dev/null || fail "host A's kernel lost its address"
 echo "ok: host A's kernel still answers on $MN_IP_A"

@@ -1,0 +1,839 @@
+// The socket layer: offloaded UDP sockets over the engine, behind the C entry
+// table the preload shim calls (socket_ops.h).
+//
+// Threading: the engine is single-threaded, so one mutex (g.mu) guards it
+// and every socket's engine-side state; a call holds it only for one engine
+// poll plus one datagram, never while sleeping. Socket objects live in
+// chunks that are never freed, and a handle carries a generation: a thread
+// that still holds a handle after another thread closed the fd gets -EBADF,
+// never a recycled socket. In-flight calls hold a reference (acquire /
+// release); the engine port is given back when the last fd is closed and the
+// last call has left.
+//
+// Waiting: a blocking call first spins on the engine for socket.spin_us,
+// with signals blocked; then it sleeps in ppoll() on the kernel twin for at
+// most socket.sleep_us with the caller's mask restored (atomically, in
+// ppoll), so a signal that arrived while spinning, or while sleeping, is
+// delivered to this thread then; it ends the call with EINTR as the kernel
+// would: always for poll/select/epoll and receives with SO_RCVTIMEO, and for
+// other receives unless the handler has SA_RESTART (approximated: see
+// every_handler_restarts), polls the engine again, and so on. The twin also carries
+// whatever reaches the socket through the kernel. A progress thread (socket.progress_us) services
+// the engine while no application thread is in a call; having it wake sleepers through an eventfd
+// is the target design, this bounded spin + sleep loop the first step.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+
+#include "common/config.h"
+#include "engine/engine.h"
+#include "socket/socket_ops.h"
+#include "wire/headers.h"
+
+namespace machnet::socket {
+namespace {
+
+using engine::Engine;
+using engine::EngineConfig;
+using engine::UdpSocket;
+
+constexpr uint32_t kChunkBits = 10;
+constexpr uint32_t kChunkSize = 1u << kChunkBits;
+constexpr uint32_t kMaxChunks = 1024;  // 1M sockets
+constexpr size_t kMaxDatagram = 65535;
+
+struct Sock {
+  // generation << 32 | references held by calls in progress.
+  std::atomic<uint64_t> state{uint64_t{1} << 32};
+  // Everything below is guarded by g.mu.
+  UdpSocket* us = nullptr;
+  int twin = -1;
+  int fd_refs = 0;
+  uint32_t local_ip = 0;  // host order; 0 = INADDR_ANY
+  uint16_t local_port = 0;
+  bool connected = false;
+  uint32_t peer_ip = 0;
+  uint16_t peer_port = 0;
+  // One datagram taken off the engine queue early (FIONREAD, MSG_PEEK): the
+  // engine has no "length of the next datagram" call. Allocated on first use.
+  uint8_t* stash = nullptr;
+  bool has_stash = false;
+  size_t stash_len = 0;
+  uint32_t stash_ip = 0;
+  uint16_t stash_port = 0;
+  uint32_t next_free = 0;  // free list link (slot + 1)
+};
+
+struct Globals {
+  std::mutex mu;
+  Engine* engine = nullptr;  // never destroyed while calls may run (see at_exit)
+  bool down = false;         // engine stopped at exit: calls fail with ENETDOWN
+  pid_t owner = 0;
+  machnet_libc libc{};
+  int64_t spin_ns = 100'000;
+  int64_t sleep_ns = 200'000;
+  int64_t progress_ns = 1'000'000;  // 0: no progress thread
+  pthread_t progress;
+  bool progress_running = false;
+  std::atomic<bool> progress_stop{false};
+  std::atomic<Sock*> chunks[kMaxChunks] = {};
+  uint32_t next_slot = 0;     // slots ever used
+  uint32_t free_head = 0;     // slot + 1
+  uint8_t* bounce = nullptr;  // scatter receive, guarded by mu
+} g;
+
+inline uint32_t handle_slot(uint64_t h) {
+  return static_cast<uint32_t>(h) - 1;
+}
+inline uint32_t handle_gen(uint64_t h) {
+  return static_cast<uint32_t>(h >> 32);
+}
+
+Sock* slot_ptr(uint32_t slot) {
+  if (slot >= kMaxChunks * kChunkSize) return nullptr;
+  Sock* chunk = g.chunks[slot >> kChunkBits].load(std::memory_order_acquire);
+  return chunk == nullptr ? nullptr : &chunk[slot & (kChunkSize - 1)];
+}
+
+// Takes a reference for a call; nullptr when the handle is stale.
+Sock* acquire(uint64_t h) {
+  if (static_cast<uint32_t>(h) == 0) return nullptr;
+  Sock* s = slot_ptr(handle_slot(h));
+  if (s == nullptr) return nullptr;
+  uint64_t st = s->state.load(std::memory_order_acquire);
+  do {
+    if (static_cast<uint32_t>(st >> 32) != handle_gen(h)) return nullptr;
+  } while (!s->state.compare_exchange_weak(st, st + 1, std::memory_order_acq_rel));
+  return s;
+}
+
+void finalize(Sock* s, uint32_t slot) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (s->us != nullptr && g.engine != nullptr && !g.down) g.engine->udp_close(s->us);
+  s->us = nullptr;
+  s->twin = -1;
+  s->connected = false;
+  s->has_stash = false;
+  s->next_free = g.free_head;
+  g.free_head = slot + 1;
+}
+
+void release(Sock* s, uint64_t h) {
+  uint64_t st = s->state.fetch_sub(1, std::memory_order_acq_rel) - 1;
+  // The socket was closed while this call ran and this was the last call.
+  if (static_cast<uint32_t>(st >> 32) != handle_gen(h) && static_cast<uint32_t>(st) == 0)
+    finalize(s, handle_slot(h));
+}
+
+// RAII reference for one call.
+class Ref {
+ public:
+  explicit Ref(uint64_t h) : h_(h), s_(acquire(h)) {}
+  ~Ref() {
+    if (s_ != nullptr) release(s_, h_);
+  }
+  Sock* get() const { return s_; }
+  // Still open? (another thread may close the fd while this call waits)
+  bool open() const {
+    return static_cast<uint32_t>(s_->state.load(std::memory_order_acquire) >> 32) == handle_gen(h_);
+  }
+
+ private:
+  uint64_t h_;
+  Sock* s_;
+};
+
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Destinations only the kernel reaches: loopback, "this host", broadcast and
+// multicast. An offloaded socket sends those through its twin.
+bool kernel_only_dst(uint32_t ip) {
+  return (ip >> 24) == 127 || ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe;
+}
+
+size_t iov_total(const msghdr* m) {
+  size_t n = 0;
+  for (size_t i = 0; i < static_cast<size_t>(m->msg_iovlen); i++) n += m->msg_iov[i].iov_len;
+  return n;
+}
+
+// Copies up to len bytes of src into the iovec; returns the bytes copied.
+size_t scatter(const msghdr* m, const uint8_t* src, size_t len) {
+  size_t done = 0;
+  for (size_t i = 0; i < static_cast<size_t>(m->msg_iovlen) && done < len; i++) {
+    size_t n = std::min(m->msg_iov[i].iov_len, len - done);
+    if (n != 0) memcpy(m->msg_iov[i].iov_base, src + done, n);
+    done += n;
+  }
+  return done;
+}
+
+void fill_name(msghdr* m, uint32_t ip, uint16_t port) {
+  if (m->msg_name != nullptr) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(ip);
+    memcpy(m->msg_name, &a, std::min<size_t>(m->msg_namelen, sizeof(a)));
+  }
+  m->msg_namelen = sizeof(sockaddr_in);
+}
+
+// One receive attempt on the engine (g.mu held). Returns the datagram length
+// reported to the caller, or -EAGAIN.
+ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
+  if (g.down) return -ENETDOWN;
+  for (;;) {
+    if (!s->has_stash && g.engine->udp_pending(s->us) == 0) {
+      g.engine->poll();
+      if (g.engine->udp_pending(s->us) == 0) return -EAGAIN;
+    }
+    size_t cap = iov_total(m);
+    uint32_t ip;
+    uint16_t port;
+    size_t full;
+    const uint8_t* src;
+    if (s->has_stash) {
+      ip = s->stash_ip;
+      port = s->stash_port;
+      full = s->stash_len;
+      src = s->stash;
+    } else if (flags & MSG_PEEK) {
+      // Peek: move the datagram into the stash, where the next call finds it.
+      if (s->stash == nullptr) {
+        s->stash = static_cast<uint8_t*>(malloc(kMaxDatagram));
+        if (s->stash == nullptr) return -ENOMEM;
+      }
+      ssize_t n = g.engine->udp_recvfrom(s->us, s->stash, kMaxDatagram, &ip, &port);
+      if (n < 0) return n;
+      s->has_stash = true;
+      s->stash_len = static_cast<size_t>(n);
+      s->stash_ip = ip;
+      s->stash_port = port;
+      full = s->stash_len;
+      src = s->stash;
+    } else if (m->msg_iovlen == 1) {
+      // Common case: straight into the caller's buffer.
+      ssize_t n =
+          g.engine->udp_recvfrom(s->us, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len, &ip, &port);
+      if (n < 0) return n;
+      full = static_cast<size_t>(n);
+      src = nullptr;
+    } else {
+      ssize_t n = g.engine->udp_recvfrom(s->us, g.bounce, kMaxDatagram, &ip, &port);
+      if (n < 0) return n;
+      full = static_cast<size_t>(n);
+      src = g.bounce;
+    }
+    if (s->connected && (ip != s->peer_ip || port != s->peer_port)) {
+      // A connected UDP socket only hears its peer, as in the kernel.
+      s->has_stash = false;
+      continue;
+    }
+    size_t copied = std::min(full, cap);
+    if (src != nullptr) scatter(m, src, copied);
+    if (!(flags & MSG_PEEK)) s->has_stash = false;
+    fill_name(m, ip, port);
+    m->msg_controllen = 0;
+    m->msg_flags = full > cap ? MSG_TRUNC : 0;
+    return static_cast<ssize_t>((flags & MSG_TRUNC) ? full : copied);
+  }
+}
+
+ssize_t try_recv(Sock* s, msghdr* m, int flags) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  return try_recv_locked(s, m, flags);
+}
+
+// A datagram that reached the socket through the kernel (the twin).
+ssize_t twin_recv(Sock* s, msghdr* m, int flags) {
+  ssize_t n = g.libc.recvmsg(s->twin, m, flags | MSG_DONTWAIT);
+  return n < 0 ? -errno : n;
+}
+
+// Blocks every signal that can be blocked; the caller's mask goes to *old.
+void block_signals(sigset_t* old) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+struct SignalGuard {
+  sigset_t old;
+  bool active = false;
+  void arm() {
+    if (!active) block_signals(&old);
+    active = true;
+  }
+  ~SignalGuard() {
+    if (active) pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+};
+
+// After a signal handler interrupted a receive that has no SO_RCVTIMEO:
+// the kernel would restart the call if that handler had SA_RESTART. Which
+// signal it was is not known here, so the call is restarted only when every
+// signal the caller lets through and catches has SA_RESTART: a program with
+// any handler without it is prepared for EINTR and gets it (the next step
+// is to interpose sigaction and know the signal). Rare: one sigaction per
+// signal number, only after an interruption.
+bool every_handler_restarts(const sigset_t& old) {
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sigismember(&old, sig) == 1) continue;
+    struct sigaction sa;
+    if (sigaction(sig, nullptr, &sa) != 0) continue;
+    bool has_handler =
+        (sa.sa_flags & SA_SIGINFO) != 0 || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+    if (has_handler && !(sa.sa_flags & SA_RESTART)) return false;
+  }
+  return true;
+}
+
+ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  if (flags & MSG_OOB) return -EOPNOTSUPP;
+  if (flags & MSG_ERRQUEUE) return twin_recv(s, m, flags);
+  if (flags & MSG_DONTWAIT) timeout_ns = 0;
+  ssize_t n = try_recv(s, m, flags);
+  if (n != -EAGAIN) return n;
+  if (timeout_ns == 0) {
+    // Non-blocking and the engine has nothing: one look at the twin, the
+    // syscall a kernel socket would have made anyway.
+    return twin_recv(s, m, flags);
+  }
+  int64_t start = now_ns();
+  int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  SignalGuard sig;
+  sig.arm();
+  int64_t spin_end = start + g.spin_ns;
+  for (int64_t t = start; t < spin_end && t < deadline; t = now_ns()) {
+    n = try_recv(s, m, flags);
+    if (n != -EAGAIN) return n;
+    if (!ref.open()) return -EBADF;
+  }
+  for (;;) {
+    int64_t t = now_ns();
+    if (t >= deadline) return -EAGAIN;
+    int64_t wait = std::min(g.sleep_ns, deadline - t);
+    timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+    pollfd p{s->twin, POLLIN, 0};
+    // The caller's mask during the sleep: a pending or new signal is
+    // delivered here, to this thread, as it would be during a kernel recv.
+    int r = g.libc.ppoll(&p, 1, &ts, &sig.old);
+    if (r < 0 && errno == EINTR) {
+      // With SO_RCVTIMEO the kernel never restarts a receive; without it,
+      // a handler with SA_RESTART does (see every_handler_restarts).
+      if (timeout_ns > 0 || !every_handler_restarts(sig.old)) return -EINTR;
+      r = 0;
+    }
+    if (!ref.open()) return -EBADF;
+    if (r > 0 && (p.revents & POLLIN)) {
+      n = twin_recv(s, m, flags);
+      if (n != -EAGAIN) return n;
+    }
+    n = try_recv(s, m, flags);
+    if (n != -EAGAIN) return n;
+  }
+}
+
+ssize_t op_sendmsg(uint64_t h, const msghdr* m, int flags, int64_t timeout_ns) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  if (flags & MSG_OOB) return -EOPNOTSUPP;
+  uint32_t ip;
+  uint16_t port;
+  if (m->msg_name != nullptr && m->msg_namelen != 0) {
+    if (m->msg_namelen < sizeof(sockaddr_in)) return -EINVAL;
+    const auto* a = static_cast<const sockaddr_in*>(m->msg_name);
+    if (a->sin_family != AF_INET) return a->sin_family == AF_UNSPEC ? -EDESTADDRREQ : -EAFNOSUPPORT;
+    ip = ntohl(a->sin_addr.s_addr);
+    port = ntohs(a->sin_port);
+    if (port == 0) return -EINVAL;
+  } else {
+    std::lock_guard<std::mutex> lock(g.mu);
+    if (!s->connected) return -EDESTADDRREQ;
+    ip = s->peer_ip;
+    port = s->peer_port;
+  }
+  size_t total = iov_total(m);
+  if (total > wire::kMaxUdpPayload) return -EMSGSIZE;
+  if (kernel_only_dst(ip)) {
+    ssize_t n = g.libc.sendmsg(s->twin, m, flags);
+    return n < 0 ? -errno : n;
+  }
+  if (flags & MSG_DONTWAIT) timeout_ns = 0;
+  int64_t deadline = 0;
+  for (int attempt = 0;; attempt++) {
+    int rc;
+    {
+      std::lock_guard<std::mutex> lock(g.mu);
+      if (g.down) return -ENETDOWN;
+      rc = g.engine->udp_sendv(s->us, ip, port, m->msg_iov, static_cast<int>(m->msg_iovlen));
+      // Keep the engine moving for programs that only send.
+      g.engine->poll();
+    }
+    if (rc == 0) return static_cast<ssize_t>(total);
+    // TX ring full: a blocking sender waits for room (the engine has just
+    // been polled), a non-blocking one sees ENOBUFS as from a full qdisc.
+    if (rc != -ENOBUFS || timeout_ns == 0) return rc;
+    if (attempt == 0) deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
+    if (now_ns() >= deadline || attempt > 1000) return rc;
+  }
+}
+
+int op_fionread(uint64_t h, int* out) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    if (g.down) return -ENETDOWN;
+    if (!s->has_stash && g.engine->udp_pending(s->us) == 0) g.engine->poll();
+    if (s->has_stash || g.engine->udp_pending(s->us) != 0) {
+      // Peek the head datagram into the stash to learn its length.
+      char c;
+      iovec iov{&c, 0};
+      msghdr m{};
+      m.msg_iov = &iov;
+      m.msg_iovlen = 1;
+      ssize_t n = try_recv_locked(s, &m, MSG_PEEK | MSG_TRUNC);
+      if (n >= 0) {
+        *out = static_cast<int>(n);
+        return 0;
+      }
+    }
+  }
+  int v = 0;
+  if (g.libc.ioctl(s->twin, FIONREAD, &v) != 0) return -errno;
+  *out = v;
+  return 0;
+}
+
+// Engine-side readiness of an offloaded pollfd (g.mu held).
+short engine_revents(Sock* s, short events) {
+  short r = 0;
+  if ((events & (POLLIN | POLLRDNORM)) && (s->has_stash || g.engine->udp_pending(s->us) != 0))
+    r |= events & (POLLIN | POLLRDNORM);
+  if (events & (POLLOUT | POLLWRNORM)) r |= events & (POLLOUT | POLLWRNORM);
+  return r;
+}
+
+int engine_scan(pollfd* fds, nfds_t n, const uint64_t* handles, short* eng) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (g.down) return 0;
+  g.engine->poll();
+  int ready = 0;
+  for (nfds_t i = 0; i < n; i++) {
+    eng[i] = 0;
+    if (handles[i] == 0) continue;
+    Sock* s = slot_ptr(handle_slot(handles[i]));
+    // Under g.mu a socket whose generation still matches cannot be finalized.
+    if (s == nullptr || static_cast<uint32_t>(s->state.load() >> 32) != handle_gen(handles[i]))
+      continue;
+    eng[i] = engine_revents(s, fds[i].events);
+    if (eng[i] != 0) ready++;
+  }
+  return ready;
+}
+
+int merge(pollfd* fds, nfds_t n, const short* eng) {
+  int ready = 0;
+  for (nfds_t i = 0; i < n; i++) {
+    fds[i].revents |= eng[i];
+    if (fds[i].revents != 0) ready++;
+  }
+  return ready;
+}
+
+int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
+            const sigset_t* sigmask) {
+  // Engine readiness per entry; on the stack for the usual handful of fds.
+  short stack_eng[64];
+  std::unique_ptr<short[]> heap_eng;
+  short* eng = stack_eng;
+  if (n > 64) {
+    heap_eng.reset(new (std::nothrow) short[n]);
+    if (!heap_eng) return -ENOMEM;
+    eng = heap_eng.get();
+  }
+  const timespec zero{0, 0};
+  auto kernel_check = [&](const timespec* ts, const sigset_t* mask) -> int {
+    int r = g.libc.ppoll(fds, n, ts, mask);
+    if (r < 0) return -errno;
+    return r;
+  };
+  engine_scan(fds, n, handles, eng);
+  int r = kernel_check(&zero, nullptr);
+  if (r < 0) return r;
+  int ready = merge(fds, n, eng);
+  if (ready > 0 || timeout_ns == 0) return ready;
+  int64_t start = now_ns();
+  int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  SignalGuard sig;
+  sig.arm();
+  const sigset_t* sleep_mask = sigmask != nullptr ? sigmask : &sig.old;
+  int64_t spin_end = start + g.spin_ns;
+  // Spin on the engine; look at the kernel fds every few rounds only, so
+  // the spin is not one syscall per iteration.
+  for (unsigned i = 1; now_ns() < std::min(spin_end, deadline); i++) {
+    if (engine_scan(fds, n, handles, eng) == 0 && (i & 15) != 0) continue;
+    r = kernel_check(&zero, nullptr);
+    if (r < 0) return r;
+    ready = merge(fds, n, eng);
+    if (ready > 0) return ready;
+  }
+  for (;;) {
+    int64_t t = now_ns();
+    if (t >= deadline) {
+      // Report what the last look saw (nothing), as the kernel would.
+      for (nfds_t i = 0; i < n; i++) fds[i].revents = 0;
+      return 0;
+    }
+    int64_t wait = std::min(g.sleep_ns, deadline - t);
+    timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+    r = kernel_check(&ts, sleep_mask);
+    if (r == -EINTR) return -EINTR;
+    if (r < 0) return r;
+    engine_scan(fds, n, handles, eng);
+    ready = merge(fds, n, eng);
+    if (ready > 0) return ready;
+  }
+}
+
+int op_ready(const uint64_t* handles, const short* events, short* revents, size_t n) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (g.down) return 0;
+  g.engine->poll();
+  int ready = 0;
+  for (size_t i = 0; i < n; i++) {
+    revents[i] = 0;
+    Sock* s = slot_ptr(handle_slot(handles[i]));
+    if (s == nullptr || static_cast<uint32_t>(s->state.load() >> 32) != handle_gen(handles[i]))
+      continue;
+    revents[i] = engine_revents(s, events[i]);
+    if (revents[i] != 0) ready++;
+  }
+  return ready;
+}
+
+void op_wait_params(int64_t* spin_ns, int64_t* sleep_ns) {
+  *spin_ns = g.spin_ns;
+  *sleep_ns = g.sleep_ns;
+}
+
+int op_udp_open(int twin, const sockaddr_in* local, uint64_t* handle) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (g.engine == nullptr || g.down) return -ENETDOWN;
+  uint32_t slot;
+  if (g.free_head != 0) {
+    slot = g.free_head - 1;
+  } else {
+    slot = g.next_slot;
+    if (slot >= kMaxChunks * kChunkSize) return -EMFILE;
+    if (g.chunks[slot >> kChunkBits].load() == nullptr) {
+      Sock* chunk = new (std::nothrow) Sock[kChunkSize];
+      if (chunk == nullptr) return -ENOMEM;
+      g.chunks[slot >> kChunkBits].store(chunk, std::memory_order_release);
+    }
+  }
+  Sock* s = slot_ptr(slot);
+  UdpSocket* us = nullptr;
+  int rc = g.engine->udp_bind(ntohs(local->sin_port), &us);
+  if (rc != 0) return rc;
+  if (g.free_head != 0)
+    g.free_head = s->next_free;
+  else
+    g.next_slot++;
+  s->us = us;
+  s->twin = twin;
+  s->fd_refs = 1;
+  s->local_ip = ntohl(local->sin_addr.s_addr);
+  s->local_port = us->port();
+  s->connected = false;
+  s->has_stash = false;
+  *handle = (s->state.load() & ~uint64_t{0xffffffff}) | (slot + 1);
+  return 0;
+}
+
+int op_dup(uint64_t h) {
+  Ref ref(h);
+  if (ref.get() == nullptr) return -EBADF;
+  std::lock_guard<std::mutex> lock(g.mu);
+  ref.get()->fd_refs++;
+  return 0;
+}
+
+int op_close(uint64_t h) {
+  Sock* s = acquire(h);
+  if (s == nullptr) return -EBADF;
+  bool last;
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    last = --s->fd_refs == 0;
+  }
+  if (!last) {
+    release(s, h);  // outside g.mu: it may finalize, which takes g.mu
+    return 0;
+  }
+  // Last fd: a new generation makes every outstanding handle stale; whoever
+  // drops the last reference (this call, or a call still waiting) finalizes.
+  uint64_t st = s->state.load();
+  while (!s->state.compare_exchange_weak(st, st + (uint64_t{1} << 32))) {
+  }
+  release(s, h);
+  return 0;
+}
+
+int op_connect(uint64_t h, const sockaddr_in* peer) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  std::lock_guard<std::mutex> lock(g.mu);
+  s->has_stash = false;  // the kernel drops queued datagrams from others too
+  if (peer == nullptr) {
+    s->connected = false;
+    return 0;
+  }
+  s->connected = true;
+  s->peer_ip = ntohl(peer->sin_addr.s_addr);
+  s->peer_port = ntohs(peer->sin_port);
+  return 0;
+}
+
+int op_getsockname(uint64_t h, sockaddr_in* out) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  std::lock_guard<std::mutex> lock(g.mu);
+  *out = sockaddr_in{};
+  out->sin_family = AF_INET;
+  out->sin_port = htons(s->local_port);
+  // A connected socket bound to INADDR_ANY reports the address it sends
+  // from: the engine's.
+  uint32_t ip = s->local_ip;
+  if (ip == 0 && s->connected && g.engine != nullptr) ip = g.engine->ip();
+  out->sin_addr.s_addr = htonl(ip);
+  return 0;
+}
+
+int op_getpeername(uint64_t h, sockaddr_in* out) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (!s->connected) return -ENOTCONN;
+  *out = sockaddr_in{};
+  out->sin_family = AF_INET;
+  out->sin_port = htons(s->peer_port);
+  out->sin_addr.s_addr = htonl(s->peer_ip);
+  return 0;
+}
+
+uint32_t op_engine_ip() {
+  std::lock_guard<std::mutex> lock(g.mu);
+  return g.engine != nullptr ? htonl(g.engine->ip()) : 0;
+}
+
+std::set<int> open_fds() {
+  std::set<int> fds;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return fds;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd != dirfd(d)) fds.insert(fd);
+  }
+  closedir(d);
+  return fds;
+}
+
+// At exit, the process that started the engine gives the device back (the
+// AF_XDP program leaves the interface). A child made by fork() without exec
+// runs the same atexit handlers: it must not touch the parent's device.
+// The progress thread keeps the engine serviced while no application thread
+// is inside a socket call (the application computes, or waits on kernel fds
+// only): it answers ARP and ping, drains the NIC ring into the socket queues
+// and runs the engine's timers. It only try_locks, so it never delays an
+// application thread, which polls the engine itself. (Waking sleepers through
+// an eventfd is the next step of the target design.)
+void* progress_main(void*) {
+  timespec ts{static_cast<time_t>(g.progress_ns / 1'000'000'000),
+              static_cast<long>(g.progress_ns % 1'000'000'000)};
+  while (!g.progress_stop.load(std::memory_order_relaxed)) {
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
+    if (g.mu.try_lock()) {
+      if (!g.down && g.engine != nullptr) g.engine->poll();
+      g.mu.unlock();
+    }
+  }
+  return nullptr;
+}
+
+void start_progress() {
+  if (g.progress_ns <= 0) return;
+  // Signals are for the application's threads: the new thread blocks them all.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  g.progress_running = pthread_create(&g.progress, nullptr, progress_main, nullptr) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (g.progress_running) pthread_setname_np(g.progress, "machnet-prog");
+}
+
+void at_exit() {
+  // A fork() child runs the parent's atexit handlers too: it has no progress
+  // thread and must not touch the parent's device.
+  if (getpid() != g.owner) return;
+  if (g.progress_running) {
+    g.progress_stop.store(true);
+    pthread_join(g.progress, nullptr);
+    g.progress_running = false;
+  }
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (g.engine == nullptr || g.down) return;
+  g.down = true;
+  delete g.engine;
+  g.engine = nullptr;
+}
+
+void copy_msg(char* msg, size_t len, const std::string& s) {
+  if (len == 0) return;
+  snprintf(msg, len, "%s", s.c_str());
+}
+
+int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t msglen) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (g.engine != nullptr) {
+    copy_msg(msg, msglen, "engine already running");
+    return 0;
+  }
+  if (g.down) return -ENETDOWN;
+  g.libc = *libc;
+  Config cfg;
+  std::string err;
+  if (config_path != nullptr && config_path[0] != '\0' && !cfg.load_file(config_path, &err)) {
+    copy_msg(msg, msglen, err);
+    return -EINVAL;
+  }
+  std::vector<std::string> known = EngineConfig::keys();
+  for (const char* k : {"socket.spin_us", "socket.sleep_us", "socket.progress_us", "strict",
+                        "library", "rules.default", "rules.keep_dns"})
+    known.push_back(k);
+  cfg.apply_env(known);
+  // Numbered rules (rules.N) are the shim's: known whatever their number.
+  std::string origin;
+  for (const auto& k : cfg.unknown_keys(known, &origin)) {
+    if (k.rfind("rules.", 0) == 0) known.push_back(k);
+  }
+  auto unknown = cfg.unknown_keys(known, &origin);
+  if (!unknown.empty()) {
+    copy_msg(msg, msglen, origin + ": unknown key '" + unknown[0] + "'");
+    return -EINVAL;
+  }
+  uint64_t v = static_cast<uint64_t>(g.spin_ns / 1000);
+  if (!cfg.get_u64("socket.spin_us", 0, 10'000'000, &v, &err)) {
+    copy_msg(msg, msglen, err);
+    return -EINVAL;
+  }
+  g.spin_ns = static_cast<int64_t>(v) * 1000;
+  v = static_cast<uint64_t>(g.sleep_ns / 1000);
+  if (!cfg.get_u64("socket.sleep_us", 1, 1'000'000, &v, &err)) {
+    copy_msg(msg, msglen, err);
+    return -EINVAL;
+  }
+  g.sleep_ns = static_cast<int64_t>(v) * 1000;
+  v = static_cast<uint64_t>(g.progress_ns / 1000);
+  if (!cfg.get_u64("socket.progress_us", 0, 1'000'000, &v, &err)) {
+    copy_msg(msg, msglen, err);
+    return -EINVAL;
+  }
+  g.progress_ns = static_cast<int64_t>(v) * 1000;
+  EngineConfig ec;
+  if (!ec.load(cfg, &err)) {
+    copy_msg(msg, msglen, err);
+    return -EINVAL;
+  }
+  g.bounce = static_cast<uint8_t*>(malloc(kMaxDatagram));
+  if (g.bounce == nullptr) return -ENOMEM;
+  // Every fd the engine opens (AF_XDP socket, BPF maps, EAL) is the
+  // engine's alone: close-on-exec, so an exec'd program never inherits them.
+  std::set<int> before = open_fds();
+  // Threads EAL starts (interrupts, telemetry) inherit this thread's mask:
+  // with every signal blocked there, a process-directed signal always goes
+  // to an application thread, whose blocking call then ends with EINTR.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  std::unique_ptr<Engine> e = Engine::create(ec, &err);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  for (int fd : open_fds()) {
+    if (before.count(fd) != 0) continue;
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+  }
+  if (!e) {
+    copy_msg(msg, msglen, err);
+    return -ENETDOWN;
+  }
+  g.engine = e.release();
+  g.owner = getpid();
+  atexit(at_exit);
+  start_progress();
+  copy_msg(msg, msglen,
+           g.engine->describe() + "; socket.spin_us " + std::to_string(g.spin_ns / 1000) +
+               ", socket.sleep_us " + std::to_string(g.sleep_ns / 1000) + ", socket.progress_us " +
+               std::to_string(g.progress_ns / 1000));
+  return 0;
+}
+
+const struct machnet_socket_ops_v1 kOps = {
+    MACHNET_SOCKET_OPS_VERSION,
+    sizeof(struct machnet_socket_ops_v1),
+    op_init,
+    op_engine_ip,
+    op_udp_open,
+    op_dup,
+    op_close,
+    op_connect,
+    op_getsockname,
+    op_getpeername,
+    op_sendmsg,
+    op_recvmsg,
+    op_fionread,
+    op_poll,
+    op_ready,
+    op_wait_params,
+};
+
+}  // namespace
+}  // namespace machnet::socket
+
+extern "C" __attribute__((visibility("default"))) const struct machnet_socket_ops_v1*
+machnet_socket_ops_v1(void) {
+  return &machnet::socket::kOps;
+}

@@ -1,0 +1,94 @@
+/* The C entry table between the preload shim (libmachnet_preload.so, no DPDK)
+ * and the socket layer inside libmachnet.so. The shim dlopen()s libmachnet.so
+ * on the first socket a rule offloads and calls machnet_socket_ops_v1(); the
+ * table is versioned so an old shim never calls into a newer layout blindly.
+ *
+ * Conventions: every function returns >= 0 on success and -errno on failure
+ * (never touches errno). Addresses are struct sockaddr_in in network order.
+ * A socket is named by a 64-bit handle (generation << 32 | slot + 1) that
+ * stays safe to pass after the socket was closed by another thread: a stale
+ * handle yields -EBADF, never another socket.
+ *
+ * The shim keeps the fd table; the socket layer keeps everything behind a
+ * handle (engine port, peer, stash) and the engine lock. Every offloaded
+ * socket has a kernel twin (the fd itself); the socket layer uses it for
+ * traffic that reaches the socket through the kernel, for sleeping and for
+ * destinations the engine cannot reach (loopback, broadcast, multicast). */
+#ifndef MACHNET_SOCKET_OPS_H
+#define MACHNET_SOCKET_OPS_H
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MACHNET_SOCKET_OPS_VERSION 1
+
+/* The real libc functions, resolved by the shim: the socket layer calls these
+ * for the kernel twin so it never goes through the interposers. */
+struct machnet_libc {
+  int (*ppoll)(struct pollfd* fds, nfds_t nfds, const struct timespec* ts, const sigset_t* mask);
+  ssize_t (*recvmsg)(int fd, struct msghdr* msg, int flags);
+  ssize_t (*sendmsg)(int fd, const struct msghdr* msg, int flags);
+  int (*ioctl)(int fd, unsigned long req, void* arg);
+};
+
+struct machnet_socket_ops_v1 {
+  uint32_t version; /* MACHNET_SOCKET_OPS_VERSION */
+  uint32_t size;    /* sizeof(struct machnet_socket_ops_v1) */
+
+  /* Loads the configuration (config_path may be "" for none: then only
+   * MACHNET_* variables) and starts the engine. On success msg holds one line
+   * describing the device; on failure the reason (file:line for bad keys). */
+  int (*init)(const struct machnet_libc* libc, const char* config_path, char* msg, size_t msglen);
+  /* The engine's IPv4 address (network order). */
+  uint32_t (*engine_ip)(void);
+
+  /* Offloads the UDP socket whose kernel twin is twin_fd, already bound to
+   * local (port != 0): binds the same port on the engine. */
+  int (*udp_open)(int twin_fd, const struct sockaddr_in* local, uint64_t* handle);
+  /* Another fd (dup) now names the socket. */
+  int (*dup)(uint64_t handle);
+  /* One fd naming the socket is gone; the last one releases the engine port
+   * once no call is still using it. */
+  int (*close)(uint64_t handle);
+  /* peer == NULL: dissolve the association (connect to AF_UNSPEC). */
+  int (*connect)(uint64_t handle, const struct sockaddr_in* peer);
+  int (*getsockname)(uint64_t handle, struct sockaddr_in* out);
+  int (*getpeername)(uint64_t handle, struct sockaddr_in* out);
+
+  /* Data path. timeout_ns: 0 = non-blocking, < 0 = wait forever, else
+   * SO_RCVTIMEO/SO_SNDTIMEO. Blocking calls spin, then sleep on the twin; a
+   * signal makes them return -EINTR. */
+  ssize_t (*sendmsg)(uint64_t handle, const struct msghdr* msg, int flags, int64_t timeout_ns);
+  ssize_t (*recvmsg)(uint64_t handle, struct msghdr* msg, int flags, int64_t timeout_ns);
+  /* Length of the next datagram (FIONREAD), engine first, then the twin. */
+  int (*fionread)(uint64_t handle, int* out);
+
+  /* poll() over a mix: handles[i] != 0 marks fds[i] as offloaded. sigmask as
+   * in ppoll (NULL: keep the current mask). Returns the ready count. */
+  int (*poll)(struct pollfd* fds, nfds_t nfds, const uint64_t* handles, int64_t timeout_ns,
+              const sigset_t* sigmask);
+  /* Engine-side readiness only (one engine poll, no syscall): revents[i]
+   * for handles[i] and the poll(2) bits in events[i]. Returns how many are
+   * ready. For epoll, whose kernel half the shim asks itself. */
+  int (*ready)(const uint64_t* handles, const short* events, short* revents, size_t n);
+  /* socket.spin_us and socket.sleep_us, for waits the shim runs itself. */
+  void (*wait_params)(int64_t* spin_ns, int64_t* sleep_ns);
+};
+
+typedef const struct machnet_socket_ops_v1* (*machnet_socket_ops_v1_fn)(void);
+const struct machnet_socket_ops_v1* machnet_socket_ops_v1(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MACHNET_SOCKET_OPS_H */
