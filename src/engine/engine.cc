@@ -50,7 +50,10 @@ Engine::Impl::~Impl() {
     rte_eth_dev_close(port_id);
   }
   // The mempool stays: mbufs may still sit in a driver ring until close.
-  if (iface_lock_fd >= 0) ::close(iface_lock_fd);  // the interface is free again
+  if (iface_lock_fd >= 0) {  // the interface is free again
+    unlink(iface_lock_path.c_str());
+    ::close(iface_lock_fd);
+  }
 }
 
 uint64_t Engine::Impl::now_ns() const {
@@ -128,6 +131,7 @@ bool Engine::Impl::lock_interface(const std::string& ifname, std::string* err) {
   if (stat("/proc/self/ns/net", &ns) != 0) ns.st_ino = 0;
   mkdir("/run/machnet", 0755);
   std::string path = "/run/machnet/af_xdp-" + std::to_string(ns.st_ino) + "-" + ifname + ".lock";
+  iface_lock_path = path;
   iface_lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (iface_lock_fd < 0) {
     *err = "cannot open " + path + ": " + strerror(errno);

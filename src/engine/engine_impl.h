@@ -108,6 +108,7 @@ struct Engine::Impl {
   void announce_if_link_up();
   bool lock_interface(const std::string& ifname, std::string* err);
   int iface_lock_fd = -1;
+  std::string iface_lock_path;
   void resolve_through_kernel(uint64_t now);
 
   // Receive path (engine_rx.cc)
