@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  build-essential autoconf automake libtool pkg-config
+  build-essential autoconf automake libtool pkg-config clang-format git
   # DPDK (ethdev, mbuf, ip_frag, the af_xdp/memif/tap/ring PMDs) and what its
   # pkg-config file requires
   dpdk dpdk-dev libdpdk-dev
