@@ -171,9 +171,15 @@ void Flow::on_data_or_fin(uint64_t now, const Segment& s) {
   ++unacked_segs_;
   // ACK at once when the sender needs information fast (reordering or loss,
   // a hole just filled, FIN, end of a burst); otherwise coalesce.
-  bool ack_now = off > 0 || had_gap || s.type == SegType::kFin || (s.flags & kFlagAckNow) ||
-                 unacked_segs_ >= t_.ack_every_segments;
-  if (ack_now) {
+  bool urgent =
+      off > 0 || had_gap || s.type == SegType::kFin || unacked_segs_ >= t_.ack_every_segments;
+  bool ack_now = urgent || (s.flags & kFlagAckNow);
+  if (ack_now && !urgent && t_.reply_grace_ns > 0 && !ready_.empty()) {
+    // The end of a burst that completed a message: wait briefly for the
+    // application's reply to piggyback on.
+    const uint64_t d = now + t_.reply_grace_ns;
+    if (d < ack_deadline_) ack_deadline_ = d;
+  } else if (ack_now) {
     try_transmit(now);  // piggyback on data if we have any
     if (unacked_segs_ > 0) send_pure_ack(now);
   } else if (ack_deadline_ == kNever) {

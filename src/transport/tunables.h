@@ -55,6 +55,12 @@ struct Tunables {
   // --- acknowledgements -----------------------------------------------------
   uint32_t ack_every_segments = 2;   // delayed ACK: at most this many segments unacked
   uint64_t delayed_ack_ns = 25'000;  // ... or this long
+  // A segment that completes a message and asks for an immediate ACK is
+  // acknowledged this much later instead, so a reply the application sends
+  // in the meantime carries the ACK (request/response: 2 packets, not 4).
+  // The ack_delay field lets the sender discount the wait from its RTT.
+  // 0 = acknowledge at once.
+  uint64_t reply_grace_ns = 5'000;
 
   // --- keepalive / dead peer ------------------------------------------------
   // A flow that hears nothing for keepalive_idle_ns sends a probe every

@@ -66,6 +66,7 @@ std::string Tunables::validate() const {
   if (syn_rto_ns == 0) return "syn_rto_ns must be > 0";
   if (ack_every_segments == 0) return "ack_every_segments must be >= 1";
   if (delayed_ack_ns >= rto_min_ns) return "delayed_ack_ns must be < rto_min_ns";
+  if (reply_grace_ns > delayed_ack_ns) return "reply_grace_ns must be <= delayed_ack_ns";
   if (dupack_threshold == 0) return "dupack_threshold must be >= 1";
   if (keepalive_idle_ns != 0 && (keepalive_interval_ns == 0 || keepalive_probes == 0))
     return "keepalive needs interval and probes > 0";

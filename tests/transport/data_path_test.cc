@@ -115,6 +115,53 @@ TEST(DataPath, DelayedAcksAreCoalesced) {
   EXPECT_LE(acks, 51u);  // one per two segments (+ the end-of-burst one)
 }
 
+// Request/response: a reply sent within reply_grace_ns carries the ACK of
+// the request, so neither side sends pure ACKs; without a reply the ACK
+// still leaves once the grace expires.
+TEST(DataPath, RepliesCarryTheAckOfTheRequest) {
+  Pair p;
+  ASSERT_TRUE(p.connect());
+  p.net.run_until(p.net.now() + kMs);
+  uint64_t a0 = p.A().counters().tx_pure_acks, b0 = p.B().counters().tx_pure_acks;
+  for (int i = 0; i < 50; i++) {
+    auto req = pattern(i, 64);
+    ASSERT_EQ(p.A().send_message(p.net.now(), p.fa, req.data(), req.size()), Status::kOk);
+    std::vector<std::vector<uint8_t>> got;
+    ASSERT_TRUE(p.recv_b(1, &got, kSec));
+    ASSERT_EQ(p.B().send_message(p.net.now(), p.fb, got[0].data(), got[0].size()), Status::kOk);
+    std::vector<uint8_t> reply;
+    ASSERT_TRUE(p.net.run_until(
+        [&] { return p.A().recv_message(p.net.now(), p.fa, &reply) == Status::kOk; },
+        p.net.now() + kSec));
+    EXPECT_EQ(reply, req);
+  }
+  EXPECT_EQ(p.B().counters().tx_pure_acks - b0, 0u);  // every ACK rode on a reply
+  // The last reply itself is acknowledged by A after the grace (no data to carry it).
+  p.net.run_until(p.net.now() + kMs);
+  EXPECT_LE(p.A().counters().tx_pure_acks - a0, 50u);
+  // With no reply at all, B's ACK comes reply_grace_ns after the request.
+  Tunables t;
+  Pair q(t, t);
+  ASSERT_TRUE(q.connect());
+  q.net.run_until(q.net.now() + kMs);
+  std::vector<uint64_t> ack_times;
+  q.net.filter = [&](const sim::Packet& pk) {
+    Segment s;
+    if (parse(pk, &s) && pk.from.ip == kIpB && s.type == SegType::kAck)
+      ack_times.push_back(q.net.now());
+    return true;
+  };
+  uint64_t t0 = q.net.now();
+  auto m = pattern(7, 64);
+  ASSERT_EQ(q.A().send_message(t0, q.fa, m.data(), m.size()), Status::kOk);
+  std::vector<std::vector<uint8_t>> got;
+  ASSERT_TRUE(q.recv_b(1, &got, kSec));
+  q.net.run_until(q.net.now() + t.delayed_ack_ns);
+  ASSERT_EQ(ack_times.size(), 1u);
+  EXPECT_GE(ack_times[0] - t0, t.reply_grace_ns);
+  EXPECT_LT(ack_times[0] - t0, t.delayed_ack_ns);
+}
+
 TEST(DataPath, DelayedAckTimerFiresForAnIncompleteBurst) {
   Tunables t;
   t.ack_every_segments = 1000;  // only the timer (or AckNow) triggers ACKs
