@@ -34,6 +34,7 @@ UdpSocket::~UdpSocket() {
 }
 
 Engine::Impl::~Impl() {
+  telemetry_detach(this);
   for (UdpSocket*& s : sockets) {
     delete s;
     s = nullptr;
@@ -122,6 +123,7 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
   }
 
   announce_if_link_up();
+  telemetry_attach(this);
   return true;
 }
 

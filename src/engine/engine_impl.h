@@ -51,6 +51,10 @@ class EngineArpEvents : public net::ArpEvents {
   Engine::Impl* e_;
 };
 
+// DPDK telemetry (/machnet/counters) for the process's engine (telemetry.cc).
+void telemetry_attach(const Engine::Impl* e);
+void telemetry_detach(const Engine::Impl* e);
+
 struct Engine::Impl {
   EngineConfig config;
   uint16_t port_id = 0;

@@ -48,6 +48,11 @@ ip netns exec "$MN_NS_B" python3 "$UDP_PEER" refused "$ENGINE_IP" 4444 ||
   fail "no ICMP port unreachable from the engine for a closed port"
 echo "ok: closed engine port -> ECONNREFUSED on the kernel's connected socket"
 
+# The live engine's counters over DPDK telemetry (/machnet/counters).
+python3 "$UDP_PEER" telemetry "$SERVER" udp_rx=60 udp_tx=60 icmp_echo_replies=3 \
+  icmp_unreachable_tx=1 reassembled=20 || fail "telemetry counters"
+echo "ok: counters readable through DPDK telemetry"
+
 stop_bg "$SERVER" || fail "machnet-echo server exited with an error"
 cat "$TMP/server.log"
 grep -q "reassembled [1-9]" "$TMP/server.log" || fail "server reassembled no datagram"

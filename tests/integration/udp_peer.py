@@ -4,6 +4,7 @@
   udp_peer.py client HOST PORT SIZES COUNT   send each size COUNT times, check each echo
   udp_peer.py echo PORT [BIND]              echo every datagram back to its sender
   udp_peer.py refused HOST PORT             a connected socket must get ECONNREFUSED
+  udp_peer.py telemetry PID KEY=MIN...      engine counters over DPDK telemetry
 Exits 0 only if every reply came back byte for byte.
 """
 import os
@@ -52,6 +53,26 @@ def refused(host, port):
     return 1
 
 
+def telemetry(pid, checks):
+    """Reads /machnet/counters from engine process PID's telemetry socket and
+    checks each KEY=MIN (counter at least MIN)."""
+    import json
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(f"/var/run/dpdk/machnet-{pid}/dpdk_telemetry.v2")
+    json.loads(s.recv(16384))  # greeting
+    s.send(b"/machnet/counters")
+    counters = json.loads(s.recv(65536))["/machnet/counters"]
+    bad = 0
+    for check in checks:
+        key, want = check.split("=")
+        if counters.get(key, -1) < int(want):
+            print(f"udp_peer: telemetry {key} = {counters.get(key)}, want >= {want}")
+            bad += 1
+    print("udp_peer: telemetry " + " ".join(f"{c.split('=')[0]}={counters.get(c.split('=')[0])}"
+                                            for c in checks))
+    return 1 if bad else 0
+
+
 def echo(port, bind):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((bind, port))
@@ -67,6 +88,8 @@ if __name__ == "__main__":
         sys.exit(client(sys.argv[2], int(sys.argv[3]), sizes, int(sys.argv[5])))
     elif sys.argv[1] == "refused":
         sys.exit(refused(sys.argv[2], int(sys.argv[3])))
+    elif sys.argv[1] == "telemetry":
+        sys.exit(telemetry(sys.argv[2], sys.argv[3:]))
     elif sys.argv[1] == "echo":
         echo(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0")
     else:
