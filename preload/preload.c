@@ -11,7 +11,12 @@
  *     the first offload, dlopen()s libmachnet.so and takes its entry table
  *     (src/socket/socket_ops.h), which starts the engine;
  *   - guards re-entry: while a thread is inside the engine (dlopen, EAL,
- *     datapath), its socket calls go straight to libc.
+ *     datapath), its socket calls go straight to libc;
+ *   - keeps, per epoll fd, the members whose readiness the kernel cannot
+ *     see (offloaded sockets, nested epoll fds) and applies level, EPOLLET
+ *     and EPOLLONESHOT to their engine side;
+ *   - lets a wait on a socket not decided yet notice when another thread
+ *     offloads it (slices of PENDING_SLICE_NS).
  * Every offloaded socket keeps its kernel twin, the socket created at
  * socket(): it owns the fd number, holds the port in the kernel and is the
  * fallback. Semantics and limits: machnet.conf(5), section PRELOAD. */
@@ -123,6 +128,7 @@ struct fd_ent {
   _Atomic int64_t sndtimeo_ns;
   _Atomic uint64_t handle;   /* socket layer handle when OFFLOAD */
   _Atomic int err;           /* errno when FAILED */
+  _Atomic int shut;          /* shutdown(2) while PENDING: SHUT_* + 1 bits */
   struct ep_set* _Atomic ep; /* when EPOLL */
 };
 
@@ -297,6 +303,13 @@ static int offload_now(int fd, struct fd_ent* e) {
              strerror(-rc));
     return -rc;
   }
+  /* shutdown(2) before the decision: the engine side gets the bits too. */
+  int shut = atomic_load(&e->shut);
+  if (shut != 0) {
+    g_guard++;
+    g_ops->shutdown(h, shut == 3 ? SHUT_RDWR : shut == 1 ? SHUT_RD : SHUT_WR);
+    g_guard--;
+  }
   atomic_store(&e->handle, h);
   atomic_store_explicit(&e->kind, KIND_OFFLOAD, memory_order_release);
   return 0;
@@ -369,6 +382,7 @@ EXPORT int socket(int domain, int type, int protocol) {
       atomic_store(&e->sndtimeo_ns, 0);
       atomic_store(&e->handle, 0);
       atomic_store(&e->err, 0);
+      atomic_store(&e->shut, 0);
       atomic_store_explicit(&e->kind, KIND_PENDING, memory_order_release);
     }
   } else {
@@ -381,32 +395,73 @@ EXPORT int socket(int domain, int type, int protocol) {
 /* ---- epoll sets ---------------------------------------------------------
  * The kernel epoll set holds every fd, the twins of offloaded sockets
  * included (their kernel-path readiness comes from there). Beside it the
- * shim keeps, per epoll fd, the offloaded members, whose engine-side
- * readiness epoll_wait adds (level-triggered; an EPOLLONESHOT member is
- * disarmed once reported, until EPOLL_CTL_MOD). An offloaded fd may sit in
- * any number of epoll sets. */
+ * shim keeps, per epoll fd, the members the kernel cannot see the whole
+ * readiness of: offloaded sockets (engine-side readiness) and other epoll
+ * fds (an epoll fd inside another one is readable when one of its offloaded
+ * members is). epoll_wait adds their readiness to the kernel's events:
+ *   - level-triggered: reported while ready;
+ *   - EPOLLET: reported when ready and something happened since the last
+ *     report (a datagram arrived through the engine, for EPOLLOUT one was
+ *     sent, or EPOLL_CTL_ADD/MOD), with every ready bit, as the kernel
+ *     does; a nested epoll fd once per change from not ready to ready;
+ *   - EPOLLONESHOT: disarmed after one report, from the engine or from the
+ *     kernel, until EPOLL_CTL_MOD (the twin is disarmed in the kernel too).
+ * An offloaded fd may sit in any number of epoll sets. Sets are never
+ * freed: a closed epoll fd's set is reused with a new generation, so a
+ * stale reference from an enclosing set is recognised. */
+struct ep_set;
+
 struct ep_member {
   int fd;
-  uint64_t handle;
+  uint64_t handle;      /* offloaded socket, 0 for a nested epoll fd */
+  struct ep_set* inner; /* nested epoll fd */
+  uint32_t inner_gen;
   uint32_t events;
   epoll_data_t data;
-  int disarmed;
+  int pend;        /* a socket not decided yet: becomes an offloaded member */
+  int disarmed;    /* EPOLLONESHOT reported */
+  int fresh;       /* EPOLLET: not evaluated since ADD/MOD */
+  uint64_t rx, tx; /* EPOLLET: the socket's counters at the last report */
+  uint64_t wake;   /* EPOLLET, nested: the inner set's counters at the last report */
 };
 
 struct ep_set {
   pthread_mutex_t mu;
-  int n, cap;
+  _Atomic uint32_t gen;
+  _Atomic int n;
+  int cap;
   struct ep_member* m;
+  struct ep_set* next_free;
 };
 
-static void ep_free(struct ep_set* set) {
-  if (set == NULL) return;
-  free(set->m);
-  pthread_mutex_destroy(&set->mu);
-  free(set);
+static pthread_mutex_t g_ep_free_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ep_set* g_ep_free;
+
+static struct ep_set* ep_alloc(void) {
+  pthread_mutex_lock(&g_ep_free_mu);
+  struct ep_set* set = g_ep_free;
+  if (set != NULL) g_ep_free = set->next_free;
+  pthread_mutex_unlock(&g_ep_free_mu);
+  if (set != NULL) return set;
+  set = calloc(1, sizeof(*set));
+  if (set != NULL) pthread_mutex_init(&set->mu, NULL);
+  return set;
 }
 
-/* The offloaded-member list of epfd, created when create is set. */
+/* The epoll fd is gone: empty the set, new generation, back to the pool. */
+static void ep_free(struct ep_set* set) {
+  if (set == NULL) return;
+  pthread_mutex_lock(&set->mu);
+  atomic_store(&set->n, 0);
+  atomic_fetch_add(&set->gen, 1);
+  pthread_mutex_unlock(&set->mu);
+  pthread_mutex_lock(&g_ep_free_mu);
+  set->next_free = g_ep_free;
+  g_ep_free = set;
+  pthread_mutex_unlock(&g_ep_free_mu);
+}
+
+/* The member list of epfd, created when create is set. */
 static struct ep_set* ep_get(int epfd, int create) {
   struct fd_ent* e = lookup(epfd);
   if (e != NULL && atomic_load(&e->kind) == KIND_EPOLL) return atomic_load(&e->ep);
@@ -418,8 +473,7 @@ static struct ep_set* ep_get(int epfd, int create) {
   e = lookup(epfd);
   if (e != NULL) {
     if (atomic_load(&e->kind) == KIND_EPOLL) set = atomic_load(&e->ep);
-  } else if ((e = entry_make(epfd)) != NULL && (set = calloc(1, sizeof(*set))) != NULL) {
-    pthread_mutex_init(&set->mu, NULL);
+  } else if ((e = entry_make(epfd)) != NULL && (set = ep_alloc()) != NULL) {
     atomic_store(&e->ep, set);
     atomic_store_explicit(&e->kind, KIND_EPOLL, memory_order_release);
   }
@@ -504,6 +558,76 @@ static inline struct fd_ent* offloaded(int fd, int* fail) {
     errno = atomic_load(&e->err);
   }
   return NULL;
+}
+
+/* ---- waiting on a socket not decided yet --------------------------------
+ * A thread may block in a receive, poll or epoll on a UDP socket that is not
+ * decided yet (bound to port 0) while another thread's first sendto offloads
+ * it (sockperf's under-load receiver thread does exactly this). Such waits
+ * run in slices of PENDING_SLICE_NS on the kernel twin and look again: once
+ * the socket is offloaded they continue on the engine path. */
+#define PENDING_SLICE_NS 10000000
+
+/* Could a PENDING socket still be offloaded? (no: bad rules, no engine) */
+static inline int may_offload(void) {
+  if (g_cfg_state == -1 || g_engine_err != 0 || atomic_load(&g_forked_child)) return 0;
+  return g_cfg_state == 0 || (g_cfg.have_device && g_cfg.engine_ip != 0);
+}
+
+static int64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The kernel restarts a receive after a handler with SA_RESTART; which
+ * signal arrived is not known here, so restart only when every caught
+ * signal the thread lets through has it (as the socket layer does). */
+static int every_handler_restarts(void) {
+  sigset_t cur;
+  pthread_sigmask(SIG_BLOCK, NULL, &cur);
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sigismember(&cur, sig) == 1) continue;
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) != 0) continue;
+    int handler =
+        (sa.sa_flags & SA_SIGINFO) || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+    if (handler && !(sa.sa_flags & SA_RESTART)) return 0;
+  }
+  return 1;
+}
+
+/* Before a receive on fd that is not offloaded: returns 1 when the socket
+ * became offloaded while waiting (take the engine path), 0 to make the real
+ * call (data is there, or the call does not block, or fd is not a pending
+ * socket), -1 with errno (EINTR, EAGAIN at SO_RCVTIMEO). */
+static int pending_recv_wait(int fd, int flags) {
+  if (g_guard || (flags & MSG_DONTWAIT)) return 0;
+  struct fd_ent* e = lookup(fd);
+  if (e == NULL || atomic_load(&e->kind) != KIND_PENDING ||
+      (atomic_load(&e->flags) & FL_NONBLOCK) || !may_offload())
+    return 0;
+  int64_t t = atomic_load(&e->rcvtimeo_ns);
+  int64_t deadline = t > 0 ? mono_ns() + t : INT64_MAX;
+  for (;;) {
+    int64_t now = mono_ns();
+    if (now >= deadline) {
+      errno = EAGAIN;
+      return -1;
+    }
+    int64_t w = deadline - now < PENDING_SLICE_NS ? deadline - now : PENDING_SLICE_NS;
+    struct timespec ts = {w / 1000000000, w % 1000000000};
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = real_ppoll()(&p, 1, &ts, NULL);
+    uint32_t k = atomic_load(&e->kind);
+    if (k != KIND_PENDING) return k == KIND_OFFLOAD || k == KIND_FAILED;
+    if (r > 0) return 0;
+    if (r < 0 && errno == EINTR) {
+      if (t > 0 || !every_handler_restarts()) return -1;
+      continue;
+    }
+    if (r < 0) return 0; /* the real call reports it */
+  }
 }
 
 EXPORT int bind(int fd, const struct sockaddr* addr, socklen_t len) {
@@ -637,9 +761,23 @@ EXPORT ssize_t writev(int fd, const struct iovec* iov, int cnt) {
   return do_sendmsg(fd, &m, 0);
 }
 
+/* The entry when fd is offloaded, possibly after waiting for a pending
+ * socket to be decided (pending_recv_wait); NULL: *fail set (errno), or the
+ * real call. */
+static inline struct fd_ent* recv_target(int fd, int flags, int* fail) {
+  struct fd_ent* e = offloaded(fd, fail);
+  if (e != NULL || *fail) return e;
+  int w = pending_recv_wait(fd, flags);
+  if (w < 0) {
+    *fail = 1;
+    return NULL;
+  }
+  return w == 0 ? NULL : offloaded(fd, fail);
+}
+
 EXPORT ssize_t recvmsg(int fd, struct msghdr* m, int flags) {
   int fail;
-  struct fd_ent* e = offloaded(fd, &fail);
+  struct fd_ent* e = recv_target(fd, flags, &fail);
   if (e == NULL) return fail ? -1 : real_recvmsg()(fd, m, flags);
   return do_recvmsg(e, m, flags);
 }
@@ -647,7 +785,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr* m, int flags) {
 EXPORT ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockaddr* from,
                         socklen_t* fromlen) {
   int fail;
-  struct fd_ent* e = offloaded(fd, &fail);
+  struct fd_ent* e = recv_target(fd, flags, &fail);
   if (e == NULL) return fail ? -1 : real_recvfrom()(fd, buf, len, flags, from, fromlen);
   struct iovec iov = {buf, len};
   struct msghdr m = {.msg_name = from,
@@ -662,7 +800,7 @@ EXPORT ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockadd
 
 EXPORT ssize_t recv(int fd, void* buf, size_t len, int flags) {
   int fail;
-  struct fd_ent* e = offloaded(fd, &fail);
+  struct fd_ent* e = recv_target(fd, flags, &fail);
   if (e == NULL) return fail ? -1 : real_recv()(fd, buf, len, flags);
   struct iovec iov = {buf, len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -671,7 +809,7 @@ EXPORT ssize_t recv(int fd, void* buf, size_t len, int flags) {
 
 EXPORT ssize_t read(int fd, void* buf, size_t len) {
   int fail;
-  struct fd_ent* e = offloaded(fd, &fail);
+  struct fd_ent* e = recv_target(fd, 0, &fail);
   if (e == NULL) return fail ? -1 : real_read()(fd, buf, len);
   struct iovec iov = {buf, len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -680,7 +818,7 @@ EXPORT ssize_t read(int fd, void* buf, size_t len) {
 
 EXPORT ssize_t readv(int fd, const struct iovec* iov, int cnt) {
   int fail;
-  struct fd_ent* e = offloaded(fd, &fail);
+  struct fd_ent* e = recv_target(fd, 0, &fail);
   if (e == NULL) return fail ? -1 : real_readv()(fd, iov, cnt);
   if (cnt < 0 || cnt > IOV_MAX) return set_errno(-EINVAL);
   struct msghdr m = {.msg_iov = (struct iovec*)iov, .msg_iovlen = (size_t)cnt};
@@ -745,6 +883,32 @@ static int copy_addr(const struct sockaddr_in* a, struct sockaddr* out, socklen_
   memcpy(out, a, n);
   *len = sizeof(*a);
   return 0;
+}
+
+/* shutdown(2): the twin first (its result and errno are the kernel's, and
+ * poll/epoll then see EPOLLIN|EPOLLRDHUP, EPOLLHUP through it), then the
+ * engine side. */
+REAL_FN(int, shutdown, int, int)
+
+EXPORT int shutdown(int fd, int how) {
+  int fail;
+  struct fd_ent* e = offloaded(fd, &fail);
+  if (e == NULL) {
+    if (fail) return -1;
+    int rc = real_shutdown()(fd, how);
+    /* A socket not decided yet keeps the bits for the engine side. */
+    struct fd_ent* p = g_guard ? NULL : lookup(fd);
+    if ((rc == 0 || errno == ENOTCONN) && p != NULL && atomic_load(&p->kind) == KIND_PENDING &&
+        how >= SHUT_RD && how <= SHUT_RDWR)
+      atomic_fetch_or(&p->shut, how + 1);
+    return rc;
+  }
+  int rc = real_shutdown()(fd, how);
+  if (rc != 0 && errno != ENOTCONN) return rc;
+  g_guard++;
+  rc = g_ops->shutdown(atomic_load(&e->handle), how);
+  g_guard--;
+  return set_errno(rc);
 }
 
 EXPORT int getsockname(int fd, struct sockaddr* addr, socklen_t* len) {
@@ -898,21 +1062,56 @@ EXPORT int ioctl(int fd, unsigned long req, ...) {
   return rc;
 }
 
+static int poll_common(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask,
+                       const struct timespec* ts, int via_ppoll, int timeout_ms);
+
+/* poll over kernel fds and sockets not decided yet: in slices, until one of
+ * them is offloaded (then the engine path) or none is pending any more. */
+static int poll_pending(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask) {
+  int64_t deadline = timeout_ns < 0 ? INT64_MAX : mono_ns() + timeout_ns;
+  for (;;) {
+    int64_t left = deadline == INT64_MAX ? PENDING_SLICE_NS * 2 : deadline - mono_ns();
+    if (left < 0) left = 0;
+    int64_t w = left > PENDING_SLICE_NS ? PENDING_SLICE_NS : left;
+    struct timespec ts = {w / 1000000000, w % 1000000000};
+    int r = real_ppoll()(fds, n, &ts, mask);
+    if (r != 0 || left <= PENDING_SLICE_NS) return r;
+    int still = 0, off = 0;
+    for (nfds_t i = 0; i < n; i++) {
+      struct fd_ent* e = lookup(fds[i].fd);
+      uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+      off |= k == KIND_OFFLOAD;
+      still |= k == KIND_PENDING;
+    }
+    if (off || !still || !may_offload()) {
+      int64_t rest = deadline == INT64_MAX ? -1 : deadline - mono_ns();
+      if (deadline != INT64_MAX && rest < 0) rest = 0;
+      struct timespec rt = {rest / 1000000000, rest % 1000000000};
+      return poll_common(fds, n, rest, mask, rest < 0 ? NULL : &rt, 1, 0);
+    }
+  }
+}
+
 /* poll/ppoll: a set with no offloaded fd goes to the kernel untouched. */
 static int poll_common(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask,
                        const struct timespec* ts, int via_ppoll, int timeout_ms) {
   nfds_t first = n;
+  int pending = 0;
   if (!g_guard && !atomic_load_explicit(&g_forked_child, memory_order_relaxed)) {
     for (nfds_t i = 0; i < n; i++) {
       struct fd_ent* e = lookup(fds[i].fd);
-      if (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD) {
+      uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+      if (k == KIND_OFFLOAD) {
         first = i;
         break;
       }
+      pending |= k == KIND_PENDING;
     }
   }
-  if (first == n)
+  if (first == n) {
+    if (pending && timeout_ns != 0 && may_offload()) return poll_pending(fds, n, timeout_ns, mask);
     return via_ppoll ? real_ppoll()(fds, n, ts, mask) : real_poll()(fds, n, timeout_ms);
+  }
   uint64_t stack_h[64];
   uint64_t* h = stack_h;
   if (n > 64) {
@@ -945,25 +1144,55 @@ EXPORT int ppoll(struct pollfd* fds, nfds_t n, const struct timespec* ts, const 
   return poll_common(fds, n, t, mask, ts, 1, 0);
 }
 
+/* Every epoll fd is known from its creation, so that one put inside another
+ * epoll set before it holds an offloaded fd is still seen as nested. */
+REAL_FN(int, epoll_create, int)
+REAL_FN(int, epoll_create1, int)
+
+static int ep_track_new(int fd) {
+  if (fd >= 0 && !g_guard) {
+    struct fd_ent* e = lookup(fd);
+    if (e != NULL) forget(fd); /* a stale entry of an fd closed behind our back */
+    ep_get(fd, 1);
+  }
+  return fd;
+}
+
+EXPORT int epoll_create(int size) {
+  return ep_track_new(real_epoll_create()(size));
+}
+
+EXPORT int epoll_create1(int flags) {
+  return ep_track_new(real_epoll_create1()(flags));
+}
+
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
   int rc = real_epoll_ctl()(epfd, op, fd, ev);
   if (rc != 0 || g_guard) return rc;
   struct fd_ent* e = lookup(fd);
-  int off = e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD && !atomic_load(&g_forked_child);
-  struct ep_set* set = ep_get(epfd, off && op == EPOLL_CTL_ADD);
+  uint32_t kind = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+  int off = kind == KIND_OFFLOAD && !atomic_load(&g_forked_child);
+  int pend = kind == KIND_PENDING && may_offload();
+  struct ep_set* inner = kind == KIND_EPOLL ? atomic_load(&e->ep) : NULL;
+  struct ep_set* set = ep_get(epfd, (off || pend || inner != NULL) && op == EPOLL_CTL_ADD);
   if (set == NULL) return rc;
   pthread_mutex_lock(&set->mu);
+  int n = atomic_load(&set->n);
   int i;
-  for (i = 0; i < set->n && set->m[i].fd != fd; i++) {
+  for (i = 0; i < n && set->m[i].fd != fd; i++) {
   }
   if (op == EPOLL_CTL_DEL) {
-    if (i < set->n) set->m[i] = set->m[--set->n];
-  } else if (op == EPOLL_CTL_MOD && i < set->n) {
+    if (i < n) {
+      set->m[i] = set->m[n - 1];
+      atomic_store(&set->n, n - 1);
+    }
+  } else if (op == EPOLL_CTL_MOD && i < n) {
     set->m[i].events = ev->events;
     set->m[i].data = ev->data;
     set->m[i].disarmed = 0;
-  } else if (op == EPOLL_CTL_ADD && off) {
-    if (i == set->n && set->n == set->cap) {
+    set->m[i].fresh = 1;
+  } else if (op == EPOLL_CTL_ADD && (off || pend || inner != NULL)) {
+    if (i == n && n == set->cap) {
       int cap = set->cap ? set->cap * 2 : 8;
       struct ep_member* m = realloc(set->m, sizeof(*m) * (size_t)cap);
       if (m == NULL) {
@@ -974,39 +1203,229 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
       set->m = m;
       set->cap = cap;
     }
-    set->m[i] = (struct ep_member){fd, atomic_load(&e->handle), ev->events, ev->data, 0};
-    if (i == set->n) set->n++;
+    set->m[i] = (struct ep_member){.fd = fd,
+                                   .handle = off ? atomic_load(&e->handle) : 0,
+                                   .inner = inner,
+                                   .inner_gen = inner != NULL ? atomic_load(&inner->gen) : 0,
+                                   .events = ev->events,
+                                   .data = ev->data,
+                                   .pend = pend,
+                                   .fresh = 1};
+    if (i == n) atomic_store(&set->n, n + 1);
   }
   pthread_mutex_unlock(&set->mu);
   return rc;
 }
 
-/* Adds the engine-ready members to the kernel's events (merged by data). */
-static int ep_merge(struct ep_set* set, struct epoll_event* out, int k, int max, const int* idx,
-                    const uint64_t* h, const short* revents, int n) {
+/* A snapshot of a set's members for one epoll_wait: at most EP_SNAP of each
+ * kind (more are seen only through the kernel: a limit of this version). */
+#define EP_SNAP 64
+struct ep_snap {
+  int n, nn;
+  int pending; /* members not decided yet */
+  /* offloaded sockets */
+  uint64_t h[EP_SNAP];
+  short ev[EP_SNAP], rev[EP_SNAP];
+  uint64_t rx[EP_SNAP], tx[EP_SNAP];
+  int idx[EP_SNAP];
+  /* nested epoll fds */
+  struct ep_set* inner[EP_SNAP];
+  uint32_t inner_gen[EP_SNAP];
+  int inner_ready[EP_SNAP];
+  uint64_t inner_wake[EP_SNAP];
+  int inner_idx[EP_SNAP];
+};
+
+/* set->mu held. */
+static void ep_snapshot(struct ep_set* set, struct ep_snap* s) {
+  s->n = s->nn = s->pending = 0;
+  int n = atomic_load(&set->n);
+  for (int i = 0; i < n; i++) {
+    struct ep_member* m = &set->m[i];
+    if (m->pend) {
+      /* Decided since: an offloaded member from now on, or a kernel one. */
+      struct fd_ent* e = lookup(m->fd);
+      uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+      if (k == KIND_OFFLOAD) {
+        m->handle = atomic_load(&e->handle);
+        m->pend = 0;
+      } else if (k == KIND_PENDING) {
+        s->pending++;
+        continue;
+      } else {
+        m->pend = 0;
+      }
+    }
+    if (m->disarmed) continue;
+    if (m->handle != 0 && s->n < EP_SNAP) {
+      s->h[s->n] = m->handle;
+      s->ev[s->n] = (short)(m->events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
+      s->idx[s->n++] = i;
+    } else if (m->inner != NULL && s->nn < EP_SNAP && atomic_load(&m->inner->n) > 0) {
+      s->inner[s->nn] = m->inner;
+      s->inner_gen[s->nn] = m->inner_gen;
+      s->inner_idx[s->nn++] = i;
+    }
+  }
+}
+
+static int ep_peek(struct ep_set* set, uint32_t gen, int depth, uint64_t* wake);
+
+/* Engine-side readiness of a snapshot (no member state changes). Returns
+ * how many entries are ready. */
+static int ep_scan(struct ep_snap* s, int depth) {
+  int ready = 0;
+  if (s->n > 0) {
+    g_guard++;
+    ready += g_ops->ready_seq(s->h, s->ev, s->rev, s->rx, s->tx, (size_t)s->n);
+    g_guard--;
+  }
+  for (int j = 0; j < s->nn; j++) {
+    s->inner_wake[j] = 0;
+    s->inner_ready[j] =
+        depth < 4 && ep_peek(s->inner[j], s->inner_gen[j], depth + 1, &s->inner_wake[j]);
+    ready += s->inner_ready[j];
+  }
+  return ready;
+}
+
+/* Would epoll_wait on this set report an engine-side event now? (What makes
+ * an epoll fd readable inside another set.) *wake: a sum of the members'
+ * counters, which moves on every arrival or send (an edge for the outer set,
+ * as every wake-up of a member reaches the kernel's outer set). */
+static int ep_peek(struct ep_set* set, uint32_t gen, int depth, uint64_t* wake) {
+  struct ep_snap* s = malloc(sizeof(*s));
+  if (s == NULL) return 0;
+  uint32_t ev[EP_SNAP];
+  int fresh[EP_SNAP];
+  uint64_t rx[EP_SNAP], tx[EP_SNAP];
   pthread_mutex_lock(&set->mu);
-  for (int j = 0; j < n; j++) {
-    if (revents[j] == 0) continue;
-    int i = idx[j];
+  if (atomic_load(&set->gen) != gen) {
+    pthread_mutex_unlock(&set->mu);
+    free(s);
+    return 0;
+  }
+  ep_snapshot(set, s);
+  for (int j = 0; j < s->n; j++) {
+    struct ep_member* m = &set->m[s->idx[j]];
+    ev[j] = m->events;
+    fresh[j] = m->fresh;
+    rx[j] = m->rx;
+    tx[j] = m->tx;
+  }
+  pthread_mutex_unlock(&set->mu);
+  int any = 0;
+  int ready = ep_scan(s, depth);
+  for (int j = 0; j < s->n; j++)
+    *wake += ((ev[j] & EPOLLIN) ? s->rx[j] : 0) + ((ev[j] & EPOLLOUT) ? s->tx[j] : 0);
+  for (int j = 0; j < s->nn; j++) *wake += s->inner_wake[j];
+  if (ready > 0) {
+    for (int j = 0; j < s->n && !any; j++) {
+      if (s->rev[j] == 0) continue;
+      any = !(ev[j] & EPOLLET) || fresh[j] || ((ev[j] & EPOLLIN) && s->rx[j] != rx[j]) ||
+            ((ev[j] & EPOLLOUT) && s->tx[j] != tx[j]);
+    }
+    for (int j = 0; j < s->nn && !any; j++) any = s->inner_ready[j];
+  }
+  free(s);
+  return any;
+}
+
+/* Adds the events to report at index at of out (merged by data). */
+static int ep_put(struct epoll_event* out, int k, int max, uint32_t bits, epoll_data_t data) {
+  int at;
+  for (at = 0; at < k && out[at].data.u64 != data.u64; at++) {
+  }
+  if (at < k) {
+    out[at].events |= bits;
+    return k;
+  }
+  if (k >= max) return -1;
+  out[k].events = bits;
+  out[k].data = data;
+  return k + 1;
+}
+
+/* An EPOLLONESHOT member reported by the engine: disarm its twin in the
+ * kernel set too (EPOLL_CTL_MOD re-arms both). */
+static void ep_disarm_twin(int epfd, struct ep_member* m) {
+  struct epoll_event ev = {.events = EPOLLONESHOT, .data = m->data};
+  real_epoll_ctl()(epfd, EPOLL_CTL_MOD, m->fd, &ev);
+}
+
+/* Merges the snapshot's engine-side readiness into the kernel's k events;
+ * applies EPOLLET and EPOLLONESHOT. Returns the new count. */
+static int ep_merge(int epfd, struct ep_set* set, struct epoll_event* out, int k, int max,
+                    const struct ep_snap* s) {
+  pthread_mutex_lock(&set->mu);
+  int n = atomic_load(&set->n);
+  /* A one-shot member the kernel reported (through its twin) is disarmed. */
+  for (int a = 0; a < k; a++) {
+    for (int i = 0; i < n; i++) {
+      struct ep_member* m = &set->m[i];
+      if ((m->events & EPOLLONESHOT) && !m->disarmed && m->data.u64 == out[a].data.u64)
+        m->disarmed = 1;
+    }
+  }
+  for (int j = 0; j < s->n; j++) {
+    int i = s->idx[j];
     /* Skip members removed or replaced since the snapshot. */
-    if (i >= set->n || set->m[i].handle != h[j] || set->m[i].disarmed) continue;
-    uint32_t bits = (uint32_t)revents[j] & set->m[i].events;
-    int at;
-    for (at = 0; at < k && out[at].data.u64 != set->m[i].data.u64; at++) {
-    }
-    if (at < k) {
-      out[at].events |= bits;
-    } else if (k < max) {
-      out[k].events = bits;
-      out[k].data = set->m[i].data;
-      k++;
+    if (i >= n || set->m[i].handle != s->h[j] || set->m[i].disarmed) continue;
+    struct ep_member* m = &set->m[i];
+    uint32_t bits = (uint32_t)(unsigned short)s->rev[j] & m->events;
+    if (m->events & EPOLLET) {
+      if (bits == 0) continue;
+      int trig = m->fresh || ((m->events & EPOLLIN) && s->rx[j] != m->rx) ||
+                 ((m->events & EPOLLOUT) && s->tx[j] != m->tx);
+      if (!trig) continue;
+      int k2 = ep_put(out, k, max, bits, m->data);
+      if (k2 < 0) continue; /* no room: stays pending for the next call */
+      k = k2;
+      m->fresh = 0;
+      m->rx = s->rx[j];
+      m->tx = s->tx[j];
     } else {
-      continue;
+      if (bits == 0) continue;
+      int k2 = ep_put(out, k, max, bits, m->data);
+      if (k2 < 0) continue;
+      k = k2;
     }
-    if (set->m[i].events & EPOLLONESHOT) set->m[i].disarmed = 1;
+    if (m->events & EPOLLONESHOT) {
+      m->disarmed = 1;
+      ep_disarm_twin(epfd, m);
+    }
+  }
+  for (int j = 0; j < s->nn; j++) {
+    int i = s->inner_idx[j];
+    if (i >= n || set->m[i].inner != s->inner[j] || set->m[i].inner_gen != s->inner_gen[j] ||
+        set->m[i].disarmed)
+      continue;
+    struct ep_member* m = &set->m[i];
+    if (!s->inner_ready[j]) continue;
+    uint32_t bits = (EPOLLIN | EPOLLRDNORM) & m->events;
+    if (bits == 0) continue;
+    if ((m->events & EPOLLET) && !m->fresh && m->wake == s->inner_wake[j]) continue;
+    int k2 = ep_put(out, k, max, bits, m->data);
+    if (k2 < 0) continue;
+    k = k2;
+    m->fresh = 0;
+    m->wake = s->inner_wake[j];
+    if (m->events & EPOLLONESHOT) {
+      m->disarmed = 1;
+      ep_disarm_twin(epfd, m);
+    }
   }
   pthread_mutex_unlock(&set->mu);
   return k;
+}
+
+static int epoll_kernel(int epfd, struct epoll_event* out, int max, int64_t timeout_ns,
+                        const sigset_t* mask) {
+  if (timeout_ns < 0 || timeout_ns % 1000000 != 0) {
+    struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+    return real_epoll_pwait2()(epfd, out, max, timeout_ns < 0 ? NULL : &ts, mask);
+  }
+  return real_epoll_pwait()(epfd, out, max, (int)(timeout_ns / 1000000), mask);
 }
 
 static int epoll_common(int epfd, struct epoll_event* out, int max, int64_t timeout_ns,
@@ -1014,40 +1433,42 @@ static int epoll_common(int epfd, struct epoll_event* out, int max, int64_t time
   struct ep_set* set = (g_guard || atomic_load_explicit(&g_forked_child, memory_order_relaxed))
                            ? NULL
                            : ep_get(epfd, 0);
-  int n = 0;
-  uint64_t h[64];
-  short ev[64], rev[64];
-  int idx[64];
-  if (set != NULL) {
-    /* A snapshot of the first 64 offloaded members (more are seen only
-     * through their kernel twins: a limit of this slice). */
+  if (set == NULL || atomic_load(&set->n) == 0 || max <= 0)
+    return epoll_kernel(epfd, out, max, timeout_ns, mask);
+  struct ep_snap* s = malloc(sizeof(*s));
+  if (s == NULL) return set_errno(-ENOMEM);
+  int64_t end = timeout_ns < 0 ? INT64_MAX : mono_ns() + timeout_ns;
+  for (;;) {
     pthread_mutex_lock(&set->mu);
-    for (int i = 0; i < set->n && n < 64; i++) {
-      if (set->m[i].disarmed) continue;
-      h[n] = set->m[i].handle;
-      ev[n] = (short)(set->m[i].events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
-      idx[n++] = i;
-    }
+    ep_snapshot(set, s);
     pthread_mutex_unlock(&set->mu);
-  }
-  if (n == 0 || max <= 0) {
-    if (timeout_ns < 0 || timeout_ns % 1000000 != 0) {
-      struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
-      return real_epoll_pwait2()(epfd, out, max, timeout_ns < 0 ? NULL : &ts, mask);
+    if (s->n != 0 || s->nn != 0) break;
+    int64_t left = end == INT64_MAX ? -1 : end - mono_ns();
+    if (end != INT64_MAX && left < 0) left = 0;
+    if (s->pending == 0 || left == 0 || !may_offload()) {
+      free(s);
+      return epoll_kernel(epfd, out, max, left, mask);
     }
-    return real_epoll_pwait()(epfd, out, max, (int)(timeout_ns / 1000000), mask);
+    /* Only sockets not decided yet: wait in slices until one is. */
+    int last = left >= 0 && left <= PENDING_SLICE_NS;
+    int k = epoll_kernel(epfd, out, max, last ? left : PENDING_SLICE_NS, mask);
+    if (k != 0 || last) {
+      free(s);
+      return k;
+    }
+  }
+  if (end != INT64_MAX) {
+    timeout_ns = end - mono_ns();
+    if (timeout_ns < 0) timeout_ns = 0;
   }
   const struct timespec zero = {0, 0};
-  int k;
-  g_guard++;
-  int ready = g_ops->ready(h, ev, rev, (size_t)n);
-  g_guard--;
-  k = real_epoll_pwait2()(epfd, out, max, &zero, NULL);
-  if (k < 0) return k;
-  k = ep_merge(set, out, k, max, idx, h, rev, n);
-  if (k > 0 || timeout_ns == 0) return k;
-  int64_t spin_ns, sleep_ns;
-  g_ops->wait_params(&spin_ns, &sleep_ns);
+  int ready = ep_scan(s, 0);
+  int k = real_epoll_pwait2()(epfd, out, max, &zero, NULL);
+  if (k < 0) goto done;
+  if (ready > 0 || k > 0) k = ep_merge(epfd, set, out, k, max, s);
+  if (k > 0 || timeout_ns == 0) goto done;
+  int64_t spin_ns = 0, sleep_ns = PENDING_SLICE_NS;
+  if (g_ops != NULL) g_ops->wait_params(&spin_ns, &sleep_ns);
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   int64_t start = (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec, now = start;
@@ -1071,23 +1492,28 @@ static int epoll_common(int epfd, struct epoll_event* out, int max, int64_t time
       struct timespec ts = {w / 1000000000, w % 1000000000};
       k = real_epoll_pwait2()(epfd, out, max, &ts, sleep_mask);
       if (k < 0) break;
+      if (s->pending > 0) {
+        pthread_mutex_lock(&set->mu);
+        ep_snapshot(set, s);
+        pthread_mutex_unlock(&set->mu);
+      }
     } else if ((it & 15) == 0) {
       k = real_epoll_pwait2()(epfd, out, max, &zero, NULL);
       if (k < 0) break;
     } else {
       k = 0;
     }
-    g_guard++;
-    ready = g_ops->ready(h, ev, rev, (size_t)n);
-    g_guard--;
+    ready = ep_scan(s, 0);
     if (ready > 0 || k > 0) {
-      k = ep_merge(set, out, k, max, idx, h, rev, n);
+      k = ep_merge(epfd, set, out, k, max, s);
       if (k > 0) break;
     }
   }
   int saved = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = saved;
+done:
+  free(s);
   return k;
 }
 
@@ -1113,7 +1539,8 @@ EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv)
     for (int fd = 0; fd < nfds && !any; fd++) {
       if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) {
         struct fd_ent* e = lookup(fd);
-        any = e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD;
+        uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+        any = k == KIND_OFFLOAD || (k == KIND_PENDING && may_offload());
       }
     }
   }
@@ -1129,7 +1556,8 @@ EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv)
     if (ev) p[n++] = (struct pollfd){fd, ev, 0};
   }
   int64_t t = tv == NULL ? -1 : tv_to_ns(tv);
-  int rc = poll_common(p, n, t, NULL, NULL, 0, 0);
+  struct timespec sts = {tv ? tv->tv_sec : 0, tv ? tv->tv_usec * 1000 : 0};
+  int rc = poll_common(p, n, t, NULL, tv ? &sts : NULL, 1, 0);
   if (rc < 0) return -1;
   if (r) FD_ZERO(r);
   if (w) FD_ZERO(w);

@@ -79,6 +79,18 @@ struct Sock {
   size_t stash_len = 0;
   uint32_t stash_ip = 0;
   uint16_t stash_port = 0;
+  bool stash_exempt = false;  // the stashed datagram predates connect()
+  // Datagrams at the head of the engine queue that arrived before the last
+  // connect(): delivered whatever their source, as the kernel does.
+  uint32_t unfiltered = 0;
+  // shutdown(2): the kernel's sk_shutdown bits (the twin has them too).
+  // Atomic: read without g.mu on the data path.
+  std::atomic<bool> shut_rd{false};
+  std::atomic<bool> shut_wr{false};
+  // Datagrams taken off the engine queue, and sent through the engine: with
+  // udp_pending, an arrival and a send count for epoll's edge-triggered mode.
+  uint64_t rx_taken = 0;
+  uint64_t tx_count = 0;
   uint32_t next_free = 0;  // free list link (slot + 1)
 };
 
@@ -132,6 +144,9 @@ void finalize(Sock* s, uint32_t slot) {
   s->twin = -1;
   s->connected = false;
   s->has_stash = false;
+  s->unfiltered = 0;
+  s->shut_rd.store(false);
+  s->shut_wr.store(false);
   s->next_free = g.free_head;
   g.free_head = slot + 1;
 }
@@ -201,6 +216,15 @@ void fill_name(msghdr* m, uint32_t ip, uint16_t port) {
   m->msg_namelen = sizeof(sockaddr_in);
 }
 
+// A datagram was taken off the engine queue (g.mu held). Returns whether it
+// predates the last connect() (then it is not filtered by peer).
+bool take_one(Sock* s) {
+  s->rx_taken++;
+  if (s->unfiltered == 0) return false;
+  s->unfiltered--;
+  return true;
+}
+
 // One receive attempt on the engine (g.mu held). Returns the datagram length
 // reported to the caller, or -EAGAIN.
 ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
@@ -215,7 +239,9 @@ ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
     uint16_t port;
     size_t full;
     const uint8_t* src;
+    bool exempt = false;
     if (s->has_stash) {
+      exempt = s->stash_exempt;
       ip = s->stash_ip;
       port = s->stash_port;
       full = s->stash_len;
@@ -228,6 +254,8 @@ ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
       }
       ssize_t n = g.engine->udp_recvfrom(s->us, s->stash, kMaxDatagram, &ip, &port);
       if (n < 0) return n;
+      exempt = take_one(s);
+      s->stash_exempt = exempt;
       s->has_stash = true;
       s->stash_len = static_cast<size_t>(n);
       s->stash_ip = ip;
@@ -239,16 +267,19 @@ ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
       ssize_t n =
           g.engine->udp_recvfrom(s->us, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len, &ip, &port);
       if (n < 0) return n;
+      exempt = take_one(s);
       full = static_cast<size_t>(n);
       src = nullptr;
     } else {
       ssize_t n = g.engine->udp_recvfrom(s->us, g.bounce, kMaxDatagram, &ip, &port);
       if (n < 0) return n;
+      exempt = take_one(s);
       full = static_cast<size_t>(n);
       src = g.bounce;
     }
-    if (s->connected && (ip != s->peer_ip || port != s->peer_port)) {
-      // A connected UDP socket only hears its peer, as in the kernel.
+    if (s->connected && !exempt && (ip != s->peer_ip || port != s->peer_port)) {
+      // A connected UDP socket only hears its peer, as in the kernel (which
+      // filters on arrival: what was queued before connect() still comes).
       s->has_stash = false;
       continue;
     }
@@ -311,6 +342,17 @@ bool every_handler_restarts(const sigset_t& old) {
   return true;
 }
 
+bool read_shut(Sock* s) {
+  return s->shut_rd.load(std::memory_order_acquire);
+}
+
+// The 0-byte result of a receive after shutdown(SHUT_RD).
+ssize_t eof(msghdr* m) {
+  m->msg_controllen = 0;
+  m->msg_flags = 0;
+  return 0;
+}
+
 ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   Ref ref(h);
   Sock* s = ref.get();
@@ -320,6 +362,12 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   if (flags & MSG_DONTWAIT) timeout_ns = 0;
   ssize_t n = try_recv(s, m, flags);
   if (n != -EAGAIN) return n;
+  if (timeout_ns != 0 && read_shut(s)) {
+    // After shutdown(SHUT_RD) a blocking receive on an empty queue returns
+    // 0 at once (the twin's queue is looked at first, as one socket).
+    n = twin_recv(s, m, flags);
+    return n == -EAGAIN ? eof(m) : n;
+  }
   if (timeout_ns == 0) {
     // Non-blocking and the engine has nothing: one look at the twin, the
     // syscall a kernel socket would have made anyway.
@@ -357,6 +405,8 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
     }
     n = try_recv(s, m, flags);
     if (n != -EAGAIN) return n;
+    // Another thread shut the socket down while this one waited.
+    if (read_shut(s)) return eof(m);
   }
 }
 
@@ -380,6 +430,9 @@ ssize_t op_sendmsg(uint64_t h, const msghdr* m, int flags, int64_t timeout_ns) {
     ip = s->peer_ip;
     port = s->peer_port;
   }
+  // After shutdown(SHUT_WR): EPIPE, and no SIGPIPE (the kernel sends none
+  // for UDP).
+  if (s->shut_wr.load(std::memory_order_acquire)) return -EPIPE;
   size_t total = iov_total(m);
   if (total > wire::kMaxUdpPayload) return -EMSGSIZE;
   if (kernel_only_dst(ip)) {
@@ -394,6 +447,7 @@ ssize_t op_sendmsg(uint64_t h, const msghdr* m, int flags, int64_t timeout_ns) {
       std::lock_guard<std::mutex> lock(g.mu);
       if (g.down) return -ENETDOWN;
       rc = g.engine->udp_sendv(s->us, ip, port, m->msg_iov, static_cast<int>(m->msg_iovlen));
+      if (rc == 0) s->tx_count++;
       // Keep the engine moving for programs that only send.
       g.engine->poll();
     }
@@ -541,6 +595,43 @@ int op_ready(const uint64_t* handles, const short* events, short* revents, size_
   return ready;
 }
 
+// op_ready plus, per socket, counters that move on every arrival and every
+// send through the engine (epoll's edge-triggered mode in the shim).
+int op_ready_seq(const uint64_t* handles, const short* events, short* revents, uint64_t* rx_seq,
+                 uint64_t* tx_seq, size_t n) {
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (g.down) {
+    for (size_t i = 0; i < n; i++) revents[i] = 0, rx_seq[i] = tx_seq[i] = 0;
+    return 0;
+  }
+  g.engine->poll();
+  int ready = 0;
+  for (size_t i = 0; i < n; i++) {
+    revents[i] = 0;
+    rx_seq[i] = tx_seq[i] = 0;
+    Sock* s = slot_ptr(handle_slot(handles[i]));
+    if (s == nullptr || static_cast<uint32_t>(s->state.load() >> 32) != handle_gen(handles[i]))
+      continue;
+    revents[i] = engine_revents(s, events[i]);
+    rx_seq[i] = s->rx_taken + g.engine->udp_pending(s->us);
+    tx_seq[i] = s->tx_count;
+    if (revents[i] != 0) ready++;
+  }
+  return ready;
+}
+
+// shutdown(2): the shim has applied it to the twin (errors, and the
+// readiness poll/epoll see through it); the engine side keeps the bits.
+int op_shutdown(uint64_t h, int how) {
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (how == SHUT_RD || how == SHUT_RDWR) s->shut_rd.store(true, std::memory_order_release);
+  if (how == SHUT_WR || how == SHUT_RDWR) s->shut_wr.store(true, std::memory_order_release);
+  return s->connected ? 0 : -ENOTCONN;
+}
+
 void op_wait_params(int64_t* spin_ns, int64_t* sleep_ns) {
   *spin_ns = g.spin_ns;
   *sleep_ns = g.sleep_ns;
@@ -614,7 +705,10 @@ int op_connect(uint64_t h, const sockaddr_in* peer) {
   Sock* s = ref.get();
   if (s == nullptr) return -EBADF;
   std::lock_guard<std::mutex> lock(g.mu);
-  s->has_stash = false;  // the kernel drops queued datagrams from others too
+  // The kernel filters by peer on arrival: what is queued now (a peeked
+  // datagram included) is still delivered after connect().
+  if (s->has_stash) s->stash_exempt = true;
+  s->unfiltered = g.down ? 0 : g.engine->udp_pending(s->us);
   if (peer == nullptr) {
     s->connected = false;
     return 0;
@@ -828,6 +922,8 @@ const struct machnet_socket_ops_v1 kOps = {
     op_poll,
     op_ready,
     op_wait_params,
+    op_ready_seq,
+    op_shutdown,
 };
 
 }  // namespace

@@ -82,6 +82,18 @@ struct machnet_socket_ops_v1 {
   int (*ready)(const uint64_t* handles, const short* events, short* revents, size_t n);
   /* socket.spin_us and socket.sleep_us, for waits the shim runs itself. */
   void (*wait_params)(int64_t* spin_ns, int64_t* sleep_ns);
+
+  /* Appended (the size field tells an older table): */
+  /* ready, plus per handle a counter of datagrams that reached the socket
+   * through the engine (rx_seq) and one of datagrams it sent (tx_seq): a
+   * change is a wake-up for epoll's edge-triggered mode. */
+  int (*ready_seq)(const uint64_t* handles, const short* events, short* revents, uint64_t* rx_seq,
+                   uint64_t* tx_seq, size_t n);
+  /* shutdown(2) on the engine side, after the shim applied it to the twin:
+   * SHUT_RD makes a blocking receive on an empty queue return 0, SHUT_WR
+   * makes sends fail with EPIPE. Returns 0, or -ENOTCONN (unconnected; the
+   * bits are set all the same, as in the kernel). */
+  int (*shutdown)(uint64_t handle, int how);
 };
 
 typedef const struct machnet_socket_ops_v1* (*machnet_socket_ops_v1_fn)(void);

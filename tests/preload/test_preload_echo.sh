@@ -8,8 +8,8 @@
 #     against a kernel echo server;
 #   - flows the rules leave on the kernel (connect side and bind side) still
 #     work under the preload, and a process with only such flows never starts
-#     the engine;
-#   - sockperf UDP ping-pong: preloaded server, kernel client (2 s).
+#     the engine.
+# sockperf: test_preload_sockperf_*.sh; python and socat: test_preload_python.sh.
 . "$(dirname "$0")/lib_preload.sh"
 require_root
 require_preload_build
@@ -100,29 +100,4 @@ grep -q "machnet:" "$TMP/kserver.log" && fail "the kernel-rule server started th
 stop_bg "$KSERVER" || true
 echo "ok: bind-side rule: a preloaded server on port 7301 serves through the kernel"
 
-echo "# sockperf ping-pong: preloaded server, kernel client"
-if ! command -v sockperf >/dev/null; then
-  echo "SKIP sockperf: not installed"
-else
-  echo "U:0.0.0.0:11111" >"$TMP/sockperf.feed"
-  # recvfrom: one blocking socket (sockperf's default with -i); poll,
-  # select and epoll: through a feed file (-f), as sockperf requires for -F.
-  for mux in recvfrom poll select epoll; do
-    if [ "$mux" = recvfrom ]; then
-      args=(-i 0.0.0.0 -p 11111)
-    else
-      args=(-f "$TMP/sockperf.feed" -F "$mux")
-    fi
-    start_bg "sp_$mux" "${PRE_A[@]}" sockperf server "${args[@]}"
-    SP=$LAST_PID
-    wait_for_line "sp_$mux" "to block on socket" 10
-    ip netns exec "$MN_NS_B" sockperf ping-pong -i "$ENGINE_IP" -p 11111 -t 2 -m 64 \
-      >"$TMP/sp_client_$mux.log" 2>&1 || fail "sockperf ping-pong (-F $mux): $(tail -5 "$TMP/sp_client_$mux.log")"
-    stop_bg "$SP" || true
-    grep -q "Summary: Latency is" "$TMP/sp_client_$mux.log" ||
-      fail "sockperf ($mux) printed no latency: $(tail -5 "$TMP/sp_client_$mux.log")"
-    grep -q "machnet: offloading UDP" "$TMP/sp_$mux.log" || fail "sockperf server ($mux) did not offload"
-    echo "ok: sockperf server ($mux) preloaded: $(grep 'Summary: Latency is' "$TMP/sp_client_$mux.log" | sed 's/.*Summary: //')"
-  done
-fi
 echo "PASS"

@@ -476,6 +476,89 @@ int main(int argc, char** argv) {
   rx[n > 0 ? n : 0] = '\0';
   printf("second whoami: peer saw %s\n", strcmp(rx, argv[3]) == 0 ? "local" : rx);
   close(c3);
+
+  /* connect() keeps what is already queued (the kernel filters by peer on
+   * arrival), a peeked datagram included; later datagrams from others are
+   * dropped */
+  int q = udp_socket();
+  a = any_port(5);
+  report("bind sixth port", bind(q, (struct sockaddr*)&a, sizeof(a)));
+  report("sendto whoami before connect", sendto(q, "whoami", 6, 0, peer, sizeof(g_peer)));
+  usleep(200000);
+  struct sockaddr_in other = g_peer;
+  other.sin_port = htons((uint16_t)(ntohs(g_peer.sin_port) + 1));
+  report("connect elsewhere, one datagram queued",
+         connect(q, (struct sockaddr*)&other, sizeof(other)));
+  n = recv(q, rx, sizeof(rx), MSG_DONTWAIT);
+  report("recv datagram queued before connect", n > 0 ? 1 : n);
+  report("sendto peer while connected elsewhere", sendto(q, "whoami", 6, 0, peer, sizeof(g_peer)));
+  usleep(200000);
+  report("recv reply from a non-peer", recv(q, rx, sizeof(rx), MSG_DONTWAIT));
+  report("connect AF_UNSPEC again",
+         connect(q, (struct sockaddr*)&(struct sockaddr){.sa_family = AF_UNSPEC},
+                 sizeof(struct sockaddr)));
+  report("sendto whoami to peek", sendto(q, "whoami", 6, 0, peer, sizeof(g_peer)));
+  wait_readable(q);
+  report("recv MSG_PEEK before connect", recv(q, rx, 2, MSG_PEEK) > 0 ? 1 : -1);
+  report("connect to the sender", connect(q, peer, sizeof(g_peer)));
+  n = recv(q, rx, sizeof(rx), MSG_DONTWAIT);
+  report("recv peeked datagram after connect", n > 0 ? 1 : n);
+  close(q);
+
+  /* shutdown(2) on UDP: the kernel sets the bits even when it answers
+   * ENOTCONN (unconnected); SHUT_RD makes a blocking receive on an empty
+   * queue return 0 (datagrams still arrive), SHUT_WR makes sends fail with
+   * EPIPE (no SIGPIPE for UDP) */
+  struct sigaction pipe_sa = {.sa_handler = on_alarm_count};
+  sigemptyset(&pipe_sa.sa_mask);
+  sigaction(SIGPIPE, &pipe_sa, NULL);
+  g_alarms = 0;
+  int pd = udp_socket();
+  report("shutdown pending socket", shutdown(pd, SHUT_RDWR));
+  a = any_port(2);
+  report("bind after shutdown", bind(pd, (struct sockaddr*)&a, sizeof(a)));
+  report("sendto after shutdown before bind", sendto(pd, "x", 1, 0, peer, sizeof(g_peer)));
+  report("recv blocking after shutdown before bind", recv(pd, rx, 10, 0));
+  close(pd);
+  int u = udp_socket();
+  a = any_port(4);
+  report("bind fifth port", bind(u, (struct sockaddr*)&a, sizeof(a)));
+  report("shutdown bad how", shutdown(u, 7));
+  report("shutdown SHUT_RD unconnected", shutdown(u, SHUT_RD));
+  pf = (struct pollfd){u, POLLIN | POLLOUT | POLLRDHUP, 0};
+  report("poll after SHUT_RD", poll(&pf, 1, 0));
+  printf("poll after SHUT_RD revents: %#x\n", pf.revents);
+  report("recv MSG_DONTWAIT after SHUT_RD", recv(u, rx, 10, MSG_DONTWAIT));
+  report("recv blocking after SHUT_RD", recv(u, rx, 10, 0));
+  report("sendto whoami after SHUT_RD", sendto(u, "whoami", 6, 0, peer, sizeof(g_peer)));
+  usleep(200000);
+  n = recv(u, rx, sizeof(rx), 0);
+  report("recv datagram after SHUT_RD", n > 0 ? 1 : n);
+  report("recv blocking after SHUT_RD, drained", recv(u, rx, 10, 0));
+  report("shutdown SHUT_WR unconnected", shutdown(u, SHUT_WR));
+  report("sendto after SHUT_WR", sendto(u, "x", 1, 0, peer, sizeof(g_peer)));
+  pf = (struct pollfd){u, POLLIN | POLLOUT | POLLRDHUP, 0};
+  report("poll after SHUT_RDWR", poll(&pf, 1, 0));
+  printf("poll after SHUT_RDWR revents: %#x\n", pf.revents);
+  close(u);
+  int w = udp_socket();
+  a = any_port(3);
+  report("bind fourth port", bind(w, (struct sockaddr*)&a, sizeof(a)));
+  report("connect fourth", connect(w, peer, sizeof(g_peer)));
+  report("shutdown SHUT_WR connected", shutdown(w, SHUT_WR));
+  report("send after SHUT_WR", send(w, "x", 1, 0));
+  report("write after SHUT_WR", write(w, "x", 1));
+  report("recv MSG_DONTWAIT after SHUT_WR", recv(w, rx, 10, MSG_DONTWAIT));
+  pf = (struct pollfd){w, POLLIN | POLLOUT | POLLRDHUP, 0};
+  report("poll after SHUT_WR", poll(&pf, 1, 0));
+  printf("poll after SHUT_WR revents: %#x\n", pf.revents);
+  report("shutdown SHUT_RDWR connected", shutdown(w, SHUT_RDWR));
+  report("read after SHUT_RDWR", read(w, rx, 10));
+  report("connect again after shutdown", connect(w, peer, sizeof(g_peer)));
+  report("send after reconnect", send(w, "x", 1, 0));
+  printf("SIGPIPE: %d\n", g_alarms);
+  report("close fourth", close(w));
+  report("shutdown closed", shutdown(w, SHUT_RD));
   printf("done\n");
   return 0;
 }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# sockperf UDP ping-pong, throughput and under-load through the preload:
+# kernel client (host B) and a preloaded server (host A). One socket (recvfrom) and a feed file of
+# 3 sockets with -F e, -F p, -F s; see lib_sockperf.sh.
+. "$(dirname "$0")/lib_sockperf.sh"
+sockperf_setup
+sockperf_suite preload kernel
+echo "PASS"
