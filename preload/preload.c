@@ -97,6 +97,7 @@ REAL_FN(int, ioctl, int, unsigned long, ...)
 REAL_FN(int, poll, struct pollfd*, nfds_t, int)
 REAL_FN(int, ppoll, struct pollfd*, nfds_t, const struct timespec*, const sigset_t*)
 REAL_FN(int, select, int, fd_set*, fd_set*, fd_set*, struct timeval*)
+REAL_FN(int, pselect, int, fd_set*, fd_set*, fd_set*, const struct timespec*, const sigset_t*)
 REAL_FN(pid_t, fork, void)
 REAL_FN(int, dup, int)
 REAL_FN(int, dup2, int, int)
@@ -1532,19 +1533,24 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const struct 
                       ts == NULL ? -1 : (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec, mask);
 }
 
-/* select over offloaded fds: rewritten as a poll (FD_SETSIZE bound). */
-EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv) {
-  int any = 0;
-  if (!g_guard && !atomic_load(&g_forked_child) && nfds > 0 && nfds <= FD_SETSIZE) {
-    for (int fd = 0; fd < nfds && !any; fd++) {
-      if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) {
-        struct fd_ent* e = lookup(fd);
-        uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
-        any = k == KIND_OFFLOAD || (k == KIND_PENDING && may_offload());
-      }
+/* True when select/pselect must go through the engine: an offloaded (or
+ * about to be offloaded) fd is in the read or write set. */
+static int select_needs_engine(int nfds, fd_set* r, fd_set* w) {
+  if (g_guard || atomic_load(&g_forked_child) || nfds <= 0 || nfds > FD_SETSIZE) return 0;
+  for (int fd = 0; fd < nfds; fd++) {
+    if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) {
+      struct fd_ent* e = lookup(fd);
+      uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+      if (k == KIND_OFFLOAD || (k == KIND_PENDING && may_offload())) return 1;
     }
   }
-  if (!any) return real_select()(nfds, r, w, x, tv);
+  return 0;
+}
+
+/* select and pselect over offloaded fds: rewritten as a poll (FD_SETSIZE
+ * bound); mask is pselect's signal mask (NULL for select). */
+static int select_via_poll(int nfds, fd_set* r, fd_set* w, fd_set* x, int64_t timeout_ns,
+                           const struct timespec* ts, const sigset_t* mask) {
   /* nfds <= FD_SETSIZE: 8 KiB at most, on the stack (no allocation per call). */
   struct pollfd p[FD_SETSIZE];
   nfds_t n = 0;
@@ -1555,9 +1561,7 @@ EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv)
     if (x && FD_ISSET(fd, x)) ev |= POLLPRI;
     if (ev) p[n++] = (struct pollfd){fd, ev, 0};
   }
-  int64_t t = tv == NULL ? -1 : tv_to_ns(tv);
-  struct timespec sts = {tv ? tv->tv_sec : 0, tv ? tv->tv_usec * 1000 : 0};
-  int rc = poll_common(p, n, t, NULL, tv ? &sts : NULL, 1, 0);
+  int rc = poll_common(p, n, timeout_ns, mask, ts, 1, 0);
   if (rc < 0) return -1;
   if (r) FD_ZERO(r);
   if (w) FD_ZERO(w);
@@ -1578,9 +1582,33 @@ EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv)
       count++;
     }
   }
-  if (tv) tv->tv_sec = 0, tv->tv_usec = 0; /* Linux reports the time left; none is tracked */
   return count;
 }
+
+EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv) {
+  if (!select_needs_engine(nfds, r, w)) return real_select()(nfds, r, w, x, tv);
+  int64_t t = tv == NULL ? -1 : tv_to_ns(tv);
+  struct timespec sts = {tv ? tv->tv_sec : 0, tv ? tv->tv_usec * 1000 : 0};
+  int rc = select_via_poll(nfds, r, w, x, t, tv ? &sts : NULL, NULL);
+  if (rc >= 0 && tv) tv->tv_sec = 0, tv->tv_usec = 0; /* Linux reports time left: not tracked */
+  return rc;
+}
+
+EXPORT int pselect(int nfds, fd_set* r, fd_set* w, fd_set* x, const struct timespec* ts,
+                   const sigset_t* mask) {
+  if (!select_needs_engine(nfds, r, w)) return real_pselect()(nfds, r, w, x, ts, mask);
+  int64_t t = ts == NULL ? -1 : (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+  return select_via_poll(nfds, r, w, x, t, ts, mask);
+}
+
+/* vfork() is served as fork() (POSIX allows it): a child sharing the
+ * parent's memory could otherwise reach into the parent's engine state. */
+EXPORT pid_t vfork(void);
+
+/* daemon(): glibc forks through an internal call the preload cannot see, so
+ * the daemon is made here, with the preload's fork(): the daemon then treats
+ * inherited offloaded sockets as any fork child does. */
+EXPORT int daemon(int nochdir, int noclose);
 
 /* fork() without exec: the child has a copy of the engine's memory but not
  * its device, and the parent keeps using both. The child never touches the
@@ -1597,4 +1625,25 @@ EXPORT pid_t fork(void) {
     if (g_engine_up) atomic_store(&g_forked_child, 1);
   }
   return pid;
+}
+
+EXPORT pid_t vfork(void) {
+  return fork();
+}
+
+EXPORT int daemon(int nochdir, int noclose) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid > 0) _exit(0);
+  if (setsid() < 0) return -1;
+  if (!nochdir && chdir("/") != 0) return -1;
+  if (!noclose) {
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) return -1;
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO) close(fd);
+  }
+  return 0;
 }

@@ -147,6 +147,48 @@ int main(int argc, char** argv) {
   printf("exec child: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
   if (whoami("parent after exec child", s) != 0) return 1;
+
+  /* vfork() + exec, the way shells and posix_spawn-less programs start
+   * commands: the exec'd child must start clean, the parent keep working. */
+  fflush(stdout);
+  pid = vfork();
+  if (pid == 0) {
+    execl("/bin/true", "true", (char*)NULL);
+    _exit(127);
+  }
+  waitpid(pid, &st, 0);
+  printf("vfork child: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
+         WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+  if (whoami("parent after vfork child", s) != 0) return 1;
+
+  /* daemon(): glibc forks internally, out of the preload's reach unless
+   * daemon itself is interposed. The daemon must see the inherited socket as
+   * a fork child does, and report through a pipe (its parent exits). */
+  int pfd[2];
+  if (pipe(pfd) != 0) return 1;
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    if (daemon(1, 1) != 0) _exit(2);
+    char rx[16], msg[96];
+    ssize_t n = recv(s, rx, sizeof(rx), MSG_DONTWAIT);
+    int len = snprintf(msg, sizeof(msg), "daemon child: recv inherited: %s\n",
+                       n >= 0 ? "ok" : ename(errno));
+    if (write(pfd[1], msg, (size_t)len) != len) _exit(3);
+    _exit(0);
+  }
+  close(pfd[1]);
+  waitpid(pid, &st, 0);
+  struct pollfd pp = {pfd[0], POLLIN, 0};
+  char line[96] = {0};
+  if (poll(&pp, 1, 3000) == 1 && read(pfd[0], line, sizeof(line) - 1) > 0) {
+    fputs(line, stdout);
+  } else {
+    printf("daemon child: no report\n");
+  }
+  close(pfd[0]);
+  if (whoami("parent after daemon child", s) != 0) return 1;
   close(s);
   return 0;
 }

@@ -41,6 +41,10 @@ diff -u "$TMP/fds.kernel" "$TMP/fds.preload" || fail "the exec'd child inherited
 expect "exec child new socket: peer saw $MN_IP_A"
 expect "exec child: exit 0"
 expect "parent after exec child: peer saw $ENGINE_IP"
+expect "vfork child: exit 0"
+expect "parent after vfork child: peer saw $ENGINE_IP"
+expect "daemon child: recv inherited: EBADFD"
+expect "parent after daemon child: peer saw $ENGINE_IP"
 echo "ok: fork and fork+exec behave as documented"
 
 echo "# an engine that cannot start"

@@ -379,6 +379,24 @@ int main(int argc, char** argv) {
   printf("select socket %d pipe %d\n", FD_ISSET(s, &rs) != 0, FD_ISSET(pipefd[0], &rs) != 0);
   report("recv 20", recv(s, rx, sizeof(rx), 0));
 
+  /* pselect: the same, with a signal mask and a timespec */
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGUSR1);
+  struct timespec pts = {0, 50 * 1000 * 1000};
+  FD_ZERO(&rs);
+  FD_SET(s, &rs);
+  report("pselect empty 50ms", pselect(s + 1, &rs, NULL, NULL, &pts, &mask));
+  printf("pselect socket %d\n", FD_ISSET(s, &rs) != 0);
+  report("sendto 22", sendto(s, buf, 22, 0, peer, sizeof(g_peer)));
+  pts.tv_sec = 2;
+  pts.tv_nsec = 0;
+  FD_ZERO(&rs);
+  FD_SET(s, &rs);
+  report("pselect socket", pselect(s + 1, &rs, NULL, NULL, &pts, &mask));
+  printf("pselect socket %d\n", FD_ISSET(s, &rs) != 0);
+  report("recv 22", recv(s, rx, sizeof(rx), 0));
+
   /* epoll over the socket and the pipe */
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ee = {.events = EPOLLIN, .data.u64 = 0x50c};
