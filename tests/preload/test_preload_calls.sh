@@ -24,7 +24,8 @@ engine_config "$TMP/machnet.conf"
 preload_in_a "$TMP/machnet.conf"
 "${PRE_A[@]}" "$UDP_CALLS" "$MN_IP_B" 7100 "$ENGINE_IP" 41000 \
   >"$TMP/preload.out" 2>"$TMP/preload.err" ||
-  fail "udp_calls under the preload: $(tail -5 "$TMP/preload.err")"
+  fail "udp_calls under the preload: $(tail -5 "$TMP/preload.err")
+last calls: $(tail -5 "$TMP/preload.out")"
 cat "$TMP/preload.err"
 grep -q "^machnet: offloading UDP .*net_af_xdp" "$TMP/preload.err" ||
   fail "no start-up line naming the device on stderr"
