@@ -41,9 +41,11 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "machnetd/control_protocol.h"
 #include "rules.h"
 #include "socket/socket_ops.h"
 
@@ -205,27 +207,143 @@ static int config_ready(void) {
   return g_cfg_state == 1;
 }
 
+/* ---- machnetd discovery ------------------------------------------------
+ * With machnetd the device and the address are the daemon's: when no ip is
+ * configured, the shim asks the daemon once (MN_CTL_INFO, no lease), at the
+ * first decision that needs the address. The engine attaches by itself. */
+#define MACHNETD_INFO_TIMEOUT_MS 300
+
+static int g_daemon_state; /* 0 = not asked, 1 = answered, -1 = not reachable */
+static char g_daemon_why[200];
+static struct mn_ctl_info_reply g_daemon_info;
+
+/* One INFO request on a fresh close-on-exec SOCK_SEQPACKET socket. Returns 0
+ * or -1 with why filled. Only real libc functions (g_guard held anyway). */
+static int machnetd_info(const char* path, struct mn_ctl_info_reply* out, char* why,
+                         size_t whylen) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof(sa.sun_path)) {
+    snprintf(why, whylen, "bad socket path");
+    return -1;
+  }
+  memcpy(sa.sun_path, path, n);
+  int fd = real_socket()(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(why, whylen, "socket: %s", strerror(errno));
+    return -1;
+  }
+  int rc = -1;
+  struct mn_ctl_header req = {MN_CTL_MAGIC, MN_CTL_VERSION, MN_CTL_INFO, 1, 0};
+  if (real_connect()(fd, (const struct sockaddr*)&sa, sizeof(sa)) != 0) {
+    snprintf(why, whylen, "%s", strerror(errno));
+    goto out;
+  }
+  ssize_t w;
+  do {
+    w = real_send()(fd, &req, sizeof(req), MSG_NOSIGNAL);
+  } while (w < 0 && errno == EINTR);
+  if (w != (ssize_t)sizeof(req)) {
+    snprintf(why, whylen, "send: %s", w < 0 ? strerror(errno) : "short");
+    goto out;
+  }
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+    if (spent >= MACHNETD_INFO_TIMEOUT_MS) {
+      snprintf(why, whylen, "no answer within %d ms", MACHNETD_INFO_TIMEOUT_MS);
+      goto out;
+    }
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = real_poll()(&p, 1, (int)(MACHNETD_INFO_TIMEOUT_MS - spent));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      snprintf(why, whylen, "poll: %s", strerror(errno));
+      goto out;
+    }
+    if (r > 0) break;
+  }
+  struct mn_ctl_info_reply rep;
+  ssize_t got;
+  do {
+    got = real_recv()(fd, &rep, sizeof(rep), MSG_DONTWAIT);
+  } while (got < 0 && errno == EINTR);
+  if (got < (ssize_t)sizeof(struct mn_ctl_header) || rep.h.magic != MN_CTL_MAGIC ||
+      rep.h.type != MN_CTL_INFO || rep.h.seq != 1) {
+    snprintf(why, whylen, "%s", got < 0 ? strerror(errno) : got == 0 ? "closed" : "bad reply");
+    goto out;
+  }
+  if (rep.h.status != 0) {
+    snprintf(why, whylen, "INFO: %s", strerror(rep.h.status < 0 ? -rep.h.status : EPROTO));
+    goto out;
+  }
+  if (got < (ssize_t)sizeof(rep) || rep.ip == 0) {
+    snprintf(why, whylen, "short INFO reply");
+    goto out;
+  }
+  *out = rep;
+  rc = 0;
+out:
+  real_close()(fd);
+  return rc;
+}
+
+/* g_decide_mu held. Asks machnetd once; 1 when it answered (g_cfg.engine_ip
+ * is then known: the configured one, else the daemon's). */
+static int ask_machnetd(void) {
+  if (g_daemon_state != 0) return g_daemon_state == 1;
+  g_daemon_state = -1;
+  if (g_cfg.machnetd == MN_MACHNETD_OFF) {
+    snprintf(g_daemon_why, sizeof(g_daemon_why), "machnetd = off");
+    return 0;
+  }
+  g_guard++;
+  int rc = machnetd_info(g_cfg.machnetd_socket, &g_daemon_info, g_daemon_why, sizeof(g_daemon_why));
+  g_guard--;
+  if (rc != 0) return 0;
+  g_daemon_state = 1;
+  if (g_cfg.engine_ip == 0) g_cfg.engine_ip = g_daemon_info.ip;
+  return 1;
+}
+
+/* g_decide_mu held. The engine's address, asking machnetd if need be (0: unknown). */
+static uint32_t engine_ip(void) {
+  if (g_cfg.engine_ip == 0 && g_cfg.machnetd != MN_MACHNETD_OFF) ask_machnetd();
+  return g_cfg.engine_ip;
+}
+
 /* g_decide_mu held. Returns 0 when the engine runs, else an errno. */
 static int engine_ready(void) {
   if (g_engine_up) return 0;
   if (atomic_load(&g_forked_child)) return ENETDOWN;
   if (g_engine_err) return g_engine_err;
   char msg[1024] = "";
-  if (!g_cfg.have_device || g_cfg.engine_ip == 0) {
+  if ((!g_cfg.have_device || g_cfg.engine_ip == 0) &&
+      (g_cfg.machnetd == MN_MACHNETD_OFF || !ask_machnetd())) {
     /* Not worth loading DPDK to learn that: say what is missing. */
     g_engine_err = ENETDOWN;
     const char* tail =
         g_cfg.strict ? "offloaded sockets fail (strict)" : "every socket stays on the kernel";
+    char daemon[400];
+    if (g_cfg.machnetd == MN_MACHNETD_OFF)
+      snprintf(daemon, sizeof(daemon), "machnetd = off");
+    else
+      snprintf(daemon, sizeof(daemon),
+               "machnetd is not reachable at %s (%s; machnetd.socket, MACHNET_MACHNETD_SOCKET)",
+               g_cfg.machnetd_socket, g_daemon_why);
     if (g_cfg.path[0])
       log_line(
-          "machnet: no engine configured: set device and ip in %s (or MACHNET_DEVICE, "
-          "MACHNET_IP); %s",
-          g_cfg.path, tail);
+          "machnet: no engine: %s, and no standalone engine is configured: set device and ip "
+          "in %s (or MACHNET_DEVICE, MACHNET_IP); %s",
+          daemon, g_cfg.path, tail);
     else
       log_line(
-          "machnet: no engine configured: no configuration file (MACHNET_CONFIG, "
-          "/etc/machnet/machnet.conf) and no MACHNET_DEVICE, MACHNET_IP; %s",
-          tail);
+          "machnet: no engine: %s, and no standalone engine is configured: no configuration "
+          "file (MACHNET_CONFIG, /etc/machnet/machnet.conf) and no MACHNET_DEVICE, MACHNET_IP; %s",
+          daemon, tail);
     return ENETDOWN;
   }
   g_guard++;
@@ -341,6 +459,8 @@ static int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t po
     goto out;
   }
   const char* why;
+  /* A bind to a specific address is offloaded only on the engine's. */
+  if (role == MN_ROLE_BIND && addr != 0) engine_ip();
   if (role == MN_ROLE_BIND && port == 0 && (addr == 0 || addr != g_cfg.engine_ip)) {
     goto out; /* ephemeral bind: decided at connect or the first sendto */
   }
@@ -568,11 +688,14 @@ static inline struct fd_ent* offloaded(int fd, int* fail) {
  * run in slices of PENDING_SLICE_NS on the kernel twin and look again: once
  * the socket is offloaded they continue on the engine path. */
 #define PENDING_SLICE_NS 10000000
+/* A sleep slice of epoll_wait when the engine cannot wake it (nested sets). */
+#define EP_SLICE_NS 200000
 
 /* Could a PENDING socket still be offloaded? (no: bad rules, no engine) */
 static inline int may_offload(void) {
   if (g_cfg_state == -1 || g_engine_err != 0 || atomic_load(&g_forked_child)) return 0;
-  return g_cfg_state == 0 || (g_cfg.have_device && g_cfg.engine_ip != 0);
+  return g_cfg_state == 0 || (g_cfg.have_device && g_cfg.engine_ip != 0) ||
+         (g_cfg.machnetd != MN_MACHNETD_OFF && g_daemon_state != -1);
 }
 
 static int64_t mono_ns(void) {
@@ -642,8 +765,7 @@ EXPORT int bind(int fd, const struct sockaddr* addr, socklen_t len) {
     /* The engine's own address is not the kernel's: let the twin hold the
      * port there (IP_FREEBIND) when the rules offload it. */
     pthread_mutex_lock(&g_decide_mu);
-    int mine =
-        config_ready() && g_cfg.engine_ip != 0 && ntohl(a->sin_addr.s_addr) == g_cfg.engine_ip;
+    int mine = config_ready() && engine_ip() != 0 && ntohl(a->sin_addr.s_addr) == g_cfg.engine_ip;
     pthread_mutex_unlock(&g_decide_mu);
     if (!mine) return rc;
     int one = 1;
@@ -1489,9 +1611,36 @@ static int epoll_common(int epfd, struct epoll_event* out, int max, int64_t time
     }
     int spinning = now < start + spin_ns;
     if (!spinning) {
+      /* Sleep on the epoll fd (kernel members) and on the eventfd the
+       * engine side writes when a datagram reaches an offloaded member
+       * (nested sets with offloaded members: bounded slices). */
+      int efd = -EAGAIN;
+      if (s->n > 0 && s->nn == 0 && s->pending == 0) {
+        g_guard++;
+        efd = g_ops->wait_arm(s->h, s->rx, (size_t)s->n);
+        g_guard--;
+      }
       int64_t w = deadline - now < sleep_ns ? deadline - now : sleep_ns;
+      if (efd < 0 && w > EP_SLICE_NS) w = EP_SLICE_NS;
       struct timespec ts = {w / 1000000000, w % 1000000000};
-      k = real_epoll_pwait2()(epfd, out, max, &ts, sleep_mask);
+      if (efd == -EALREADY) {
+        k = 0;
+      } else if (efd >= 0) {
+        struct pollfd p[2] = {{epfd, POLLIN, 0}, {efd, POLLIN, 0}};
+        int r = real_ppoll()(p, 2, &ts, sleep_mask);
+        int saved = errno;
+        g_guard++;
+        g_ops->wait_disarm();
+        g_guard--;
+        if (r < 0) {
+          errno = saved;
+          k = -1;
+          break;
+        }
+        k = r > 0 && (p[0].revents & POLLIN) ? real_epoll_pwait2()(epfd, out, max, &zero, NULL) : 0;
+      } else {
+        k = real_epoll_pwait2()(epfd, out, max, &ts, sleep_mask);
+      }
       if (k < 0) break;
       if (s->pending > 0) {
         pthread_mutex_lock(&set->mu);

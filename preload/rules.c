@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "rules.h"
 
+#include "machnetd/control_protocol.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -141,6 +143,25 @@ static int apply(struct mn_config* c, const char* key, char* value, const char* 
   } else if (!strcmp(key, "device")) {
     c->have_device = value[0] != '\0';
     return 0;
+  } else if (!strcmp(key, "machnetd")) {
+    int on;
+    if (!strcmp(value, "auto")) {
+      c->machnetd = MN_MACHNETD_AUTO;
+      return 0;
+    }
+    if (parse_bool(value, &on) == 0) {
+      c->machnetd = on ? MN_MACHNETD_ON : MN_MACHNETD_OFF;
+      return 0;
+    }
+    snprintf(why, sizeof(why), "expected auto, on or off, got '%s'", value);
+  } else if (!strcmp(key, "machnetd.socket")) {
+    size_t n = strlen(value);
+    if (n > 0 && n < sizeof(c->machnetd_socket)) {
+      memcpy(c->machnetd_socket, value, n + 1);
+      return 0;
+    }
+    snprintf(why, sizeof(why), "expected a unix socket path (< %zu bytes), got '%s'",
+             sizeof(c->machnetd_socket), value);
   } else if (!strcmp(key, "ip")) {
     char buf[64];
     snprintf(buf, sizeof(buf), "%s", value);
@@ -242,6 +263,8 @@ int mn_config_load(struct mn_config* c, const char* default_library, char* err, 
   memset(c, 0, sizeof(*c));
   c->default_action = MN_OFFLOAD;
   c->keep_dns = 1;
+  c->machnetd = MN_MACHNETD_AUTO;
+  snprintf(c->machnetd_socket, sizeof(c->machnetd_socket), "%s", MN_CTL_DEFAULT_SOCKET);
   snprintf(c->library, sizeof(c->library), "%s", default_library);
   const char* path = getenv("MACHNET_CONFIG");
   if (path != NULL && path[0] != '\0') {
@@ -258,6 +281,8 @@ int mn_config_load(struct mn_config* c, const char* default_library, char* err, 
                {"MACHNET_LIBRARY", "library"},
                {"MACHNET_IP", "ip"},
                {"MACHNET_DEVICE", "device"},
+               {"MACHNET_MACHNETD", "machnetd"},
+               {"MACHNET_MACHNETD_SOCKET", "machnetd.socket"},
                {"MACHNET_RULES_DEFAULT", "rules.default"},
                {"MACHNET_RULES_KEEP_DNS", "rules.keep_dns"}};
   char buf[1024], origin[128];

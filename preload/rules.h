@@ -12,6 +12,8 @@
 #define MN_MAX_RULES 64
 
 enum mn_action { MN_KERNEL = 0, MN_OFFLOAD = 1 };
+/* machnetd = auto|on|off: whether the engine looks for the daemon. */
+enum mn_machnetd { MN_MACHNETD_AUTO = 0, MN_MACHNETD_ON = 1, MN_MACHNETD_OFF = 2 };
 enum mn_role { MN_ROLE_ANY = 0, MN_ROLE_BIND = 1, MN_ROLE_CONNECT = 2 };
 
 struct mn_rule {
@@ -25,8 +27,10 @@ struct mn_rule {
 struct mn_config {
   char path[PATH_MAX]; /* "" when no file is used */
   char library[PATH_MAX];
-  uint32_t engine_ip; /* host order, 0 = not configured */
-  int have_device;    /* a device key is set: the engine can start */
+  uint32_t engine_ip;        /* host order, 0 = not configured (machnetd may tell it) */
+  int have_device;           /* a device key is set: a standalone engine can start */
+  int machnetd;              /* enum mn_machnetd */
+  char machnetd_socket[108]; /* machnetd.socket: the daemon's control socket */
   int strict;
   int default_action;
   int keep_dns;

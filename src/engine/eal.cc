@@ -45,16 +45,51 @@ std::string affinity_list(const cpu_set_t& set) {
   return out;
 }
 
+std::mutex g_eal_mutex;
+bool g_eal_done = false;
+std::string g_eal_failed;  // a secondary init failed: EAL cannot be tried again
+
+std::string cpu_list_of_caller() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+    return affinity_list(set);
+  return "";
+}
+
+// rte_eal_init with the engine's guarantees: the caller keeps its CPU set,
+// and every fd EAL opened is close-on-exec. g_eal_mutex held.
+int run_eal_init(const std::vector<std::string>& args_in, std::string* cmd) {
+  std::vector<std::string> args = args_in;
+  cpu_set_t before;
+  CPU_ZERO(&before);
+  bool have_affinity = sched_getaffinity(0, sizeof(before), &before) == 0;
+  std::set<int> fds_before = open_fds();
+
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
+  int saved = rte_errno;
+  for (int fd : open_fds()) {
+    if (fds_before.count(fd) != 0) continue;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  if (have_affinity) sched_setaffinity(0, sizeof(before), &before);
+  cmd->clear();
+  for (auto& a : args_in) *cmd += " " + a;
+  rte_errno = saved;
+  return rc;
+}
+
+}  // namespace
+
 bool is_pci_address(const std::string& dev) {
   // dddd:bb:dd.f or bb:dd.f
   return !dev.empty() && dev.find(':') != std::string::npos && dev.find('.') != std::string::npos &&
          dev.find('=') == std::string::npos && dev.rfind("net_", 0) != 0;
 }
-
-std::mutex g_eal_mutex;
-bool g_eal_done = false;
-
-}  // namespace
 
 std::vector<std::string> eal_arguments(const EngineConfig& config) {
   std::vector<std::string> args = {"machnet"};
@@ -95,33 +130,70 @@ std::vector<std::string> eal_arguments(const EngineConfig& config) {
 bool eal_init_once(const EngineConfig& config, std::string* err) {
   std::lock_guard<std::mutex> lock(g_eal_mutex);
   if (g_eal_done) return true;
-
-  cpu_set_t before;
-  CPU_ZERO(&before);
-  bool have_affinity = sched_getaffinity(0, sizeof(before), &before) == 0;
-  std::set<int> fds_before = open_fds();
-
-  std::vector<std::string> args = eal_arguments(config);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
+  if (!g_eal_failed.empty()) {
+    *err = g_eal_failed;
+    return false;
+  }
+  std::string cmd;
+  int rc = run_eal_init(eal_arguments(config), &cmd);
   if (rc < 0) {
-    std::string cmd;
-    for (auto& a : args) cmd += " " + a;
     *err = std::string("DPDK EAL init failed: ") + rte_strerror(rte_errno) + " (args:" + cmd + ")";
-    // EAL cannot be initialised twice in one process, even after a failure.
-    g_eal_done = false;
     return false;
   }
   g_eal_done = true;
+  return true;
+}
 
-  for (int fd : open_fds()) {
-    if (fds_before.count(fd) != 0) continue;
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+std::vector<std::string> eal_secondary_arguments(const EngineConfig& config,
+                                                 const std::string& eal_prefix, unsigned lcore_id,
+                                                 const std::string& device) {
+  std::vector<std::string> args = {"machnet", "--proc-type=secondary",
+                                   "--file-prefix=" + eal_prefix};
+  // The lease's lcore id (unique among the daemon's processes: it names the
+  // per-lcore mempool caches this process uses), runnable on every CPU the
+  // caller had, so EAL's pinning keeps the application's CPU set.
+  std::string cpus = cpu_list_of_caller();
+  args.push_back("--lcores");
+  args.push_back(std::to_string(lcore_id) + "@(" + (cpus.empty() ? "0" : cpus) + ")");
+  if (is_pci_address(device)) {
+    args.push_back("-a");
+    args.push_back(device);
+  } else {
+    args.push_back("--no-pci");  // vdevs come from the primary
   }
-  if (have_affinity) sched_setaffinity(0, sizeof(before), &before);
+  args.push_back("--log-level=" + config.log_level);
+  std::istringstream extra(config.eal_args);
+  for (std::string a; extra >> a;) args.push_back(a);
+  return args;
+}
+
+bool eal_init_secondary_once(const EngineConfig& config, const std::string& eal_prefix,
+                             unsigned lcore_id, const std::string& device, bool* already,
+                             std::string* err) {
+  std::lock_guard<std::mutex> lock(g_eal_mutex);
+  *already = false;
+  if (g_eal_done) {
+    *already = true;
+    return true;
+  }
+  if (!g_eal_failed.empty()) {
+    *err = g_eal_failed;
+    return false;
+  }
+  std::string cmd;
+  int rc = run_eal_init(eal_secondary_arguments(config, eal_prefix, lcore_id, device), &cmd);
+  if (rc < 0) {
+    // EAL keeps half of its state after a failed init: a second rte_eal_init
+    // in this process is not possible, so remember the failure for good.
+    g_eal_failed = std::string("DPDK EAL init as a secondary of machnetd failed: ") +
+                   (rte_errno != 0 ? rte_strerror(rte_errno) : "see the EAL messages above") +
+                   " (args:" + cmd +
+                   "); EAL cannot be initialised again in this process, so the engine stays off "
+                   "until the program restarts";
+    *err = g_eal_failed;
+    return false;
+  }
+  g_eal_done = true;
   return true;
 }
 

@@ -18,4 +18,24 @@ std::vector<std::string> eal_arguments(const EngineConfig& config);
 // exec'd child starts clean. Safe to call again (returns true once done).
 bool eal_init_once(const EngineConfig& config, std::string* err);
 
+// EAL arguments of a secondary process joining machnetd's EAL: the daemon's
+// file prefix, the lease's lcore id mapped onto the caller's CPU set, no PCI
+// scan unless the daemon's device is a PCI address (then only that one).
+// Never --in-memory and never --proc-type=auto.
+std::vector<std::string> eal_secondary_arguments(const EngineConfig& config,
+                                                 const std::string& eal_prefix, unsigned lcore_id,
+                                                 const std::string& device);
+
+// Initialises the EAL as a secondary of machnetd, with the guarantees of
+// eal_init_once. A failed secondary init cannot be retried in this process:
+// later calls fail at once with the first error. *already is set when EAL
+// was initialised before this call (by an earlier engine, or by a test as a
+// primary); nothing is done then.
+bool eal_init_secondary_once(const EngineConfig& config, const std::string& eal_prefix,
+                             unsigned lcore_id, const std::string& device, bool* already,
+                             std::string* err);
+
+// True when `dev` names a PCI device (0000:00:04.0 or 00:04.0), not a vdev.
+bool is_pci_address(const std::string& dev);
+
 }  // namespace machnet::engine

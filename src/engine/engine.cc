@@ -35,17 +35,31 @@ UdpSocket::~UdpSocket() {
 
 Engine::Impl::~Impl() {
   telemetry_detach(this);
+  // Once machnetd is gone its memory may be unmapped: mbufs still held are
+  // forgotten, never freed (see `detached`).
+  bool gone = detached.load();
   for (UdpSocket*& s : sockets) {
+    if (s != nullptr && gone) s->head_ = s->tail_;
     delete s;
     s = nullptr;
   }
+  bound.clear();
   arp.reset();  // drops every packet still waiting for resolution
   tx_flush();
   if (frag_table != nullptr) {
     rte_ip_frag_table_destroy(frag_table);
     rte_ip_frag_free_death_row(&death_row, 0);
   }
-  if (config.port_id < 0) {
+  if (attached) {
+    // The port, its queues and the mempools are the daemon's: nothing is
+    // stopped or freed here. Closing the control connection gives the lease
+    // (and every port bound through it) back; EAL stays (other threads of
+    // the program may still be around, and it cannot be initialised again).
+    if (!gone && lease != nullptr) publish_counters();
+    ctl.reset();
+    return;
+  }
+  if (port_probed) {
     // We probed the device: give it back, so a restarted engine finds it free.
     rte_eth_dev_stop(port_id);
     rte_eth_dev_close(port_id);
@@ -196,6 +210,10 @@ void Engine::Impl::announce_if_link_up() {
 }
 
 void Engine::Impl::run_timers(uint64_t now) {
+  if (attached) {
+    run_attached_timers(now);
+    return;
+  }
   last_timer_ns = now;
   if (!announced) announce_if_link_up();
   if (kernel_neigh != nullptr) resolve_through_kernel(now);
@@ -208,6 +226,36 @@ void Engine::Impl::run_timers(uint64_t now) {
 
 std::unique_ptr<Engine> Engine::create(const EngineConfig& config, std::string* err) {
   auto impl = std::make_unique<Impl>();
+  // A port the caller made itself (port_id, tests) is always standalone.
+  if (config.machnetd != MachnetdMode::kOff && config.port_id < 0) {
+    // Connecting is the "daemon alive" check that must come before EAL: a
+    // secondary whose primary is missing fails init, and EAL cannot retry.
+    const std::string& path = config.machnetd_socket;
+    auto client = std::make_unique<machnetd::ControlClient>();
+    std::string why;
+    int rc = client->connect(path, &why);
+    if (rc == 0) {
+      if (!impl->open_attached(config, std::move(client), path, err)) return nullptr;
+      return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+    }
+    if (config.machnetd == MachnetdMode::kOn) {
+      *err = "machnetd not reachable at " + path + ": " + strerror(-rc) +
+             " (machnetd = on; is machnetd running? machnetd.socket names its socket)";
+      return nullptr;
+    }
+    if (rc != -ENOENT && rc != -ECONNREFUSED) {
+      // Something is there but we may not use it: do not fight a daemon for
+      // its device by starting standalone behind its back.
+      *err = why + " (set machnetd = off to run standalone)";
+      return nullptr;
+    }
+    if (config.device.empty()) {
+      *err = "neither machnetd nor a device is available: nothing listens on " + path +
+             " (machnetd.socket) and no device is configured for a standalone engine "
+             "(device = net_af_xdp0,iface=... or a PCI address)";
+      return nullptr;
+    }
+  }
   if (!impl->open(config, err)) return nullptr;
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -217,6 +265,7 @@ Engine::~Engine() = default;
 
 size_t Engine::poll() {
   Impl& e = *impl_;
+  if (e.attached) return e.poll_attached();
   rte_mbuf* burst[kRxBurst];
   if (e.memif) memif_guard::enter();
   uint16_t n = rte_eth_rx_burst(e.port_id, 0, burst, kRxBurst);
@@ -229,8 +278,17 @@ size_t Engine::poll() {
   return n;
 }
 
+int Engine::failure() const {
+  return impl_->detached.load(std::memory_order_relaxed) ? ENETDOWN : 0;
+}
+
+bool Engine::attached() const {
+  return impl_->attached;
+}
+
 int Engine::udp_bind(uint16_t port, UdpSocket** out) {
   Impl& e = *impl_;
+  if (e.attached) return e.attached_bind(port, out);
   if (port == 0) {
     for (uint32_t tries = 0; tries <= kEphemeralLast - kEphemeralFirst; tries++) {
       uint16_t p = e.next_ephemeral;
@@ -259,6 +317,10 @@ int Engine::udp_bind(uint16_t port, UdpSocket** out) {
 void Engine::udp_close(UdpSocket* sock) {
   if (sock == nullptr) return;
   Impl& e = *impl_;
+  if (e.attached) {
+    e.attached_close(sock);
+    return;
+  }
   if (e.xdp != nullptr && e.config.xdp_shared_ip) {
     std::string err;
     e.xdp->set_port(sock->port(), false, &err);
@@ -269,17 +331,20 @@ void Engine::udp_close(UdpSocket* sock) {
 
 int Engine::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data,
                        size_t len) {
+  if (!impl_->usable()) return -ENETDOWN;
   iovec iov{const_cast<void*>(data), len};
   return impl_->udp_sendv(sock, dst_ip, dst_port, &iov, 1);
 }
 
 int Engine::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov,
                       int iovcnt) {
+  if (!impl_->usable()) return -ENETDOWN;
   return impl_->udp_sendv(sock, dst_ip, dst_port, iov, iovcnt);
 }
 
 ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
                              uint16_t* src_port) {
+  if (!impl_->usable()) return -ENETDOWN;
   if (sock->head_ == sock->tail_) return -EAGAIN;
   UdpSocket::Slot& s = sock->slots_[sock->head_ % sock->capacity_];
   size_t n = len < s.payload_len ? len : s.payload_len;
@@ -304,7 +369,14 @@ int Engine::udp_take_error(UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port
   return e;
 }
 
+int Engine::udp_peek_error(const UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port) const {
+  if (dst_ip) *dst_ip = sock->error_ip_;
+  if (dst_port) *dst_port = sock->error_port_;
+  return sock->error_;
+}
+
 uint32_t Engine::udp_pending(const UdpSocket* sock) const {
+  if (impl_->detached.load(std::memory_order_relaxed)) return 0;
   return sock->tail_ - sock->head_;
 }
 
@@ -331,6 +403,12 @@ void Engine::print_counters(FILE* out) const {
           c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.udp_rx, c.udp_tx, c.rx_arp,
           c.tx_arp, c.icmp_echo_replies, c.icmp_unreachable_rx, c.icmp_unreachable_tx,
           c.rx_fragments, c.reassembled, c.tx_fragments);
+  if (impl_->attached)
+    fprintf(out,
+            "machnetd steering: out %" PRIu64 ", in %" PRIu64 ", drops %" PRIu64
+            "; queue rx %" PRIu64 " pkts %" PRIu64 " B%s\n",
+            c.steered_out, c.steered_in, c.steer_drops, impl_->queue_rx_packets,
+            impl_->queue_rx_bytes, failure() != 0 ? "; DETACHED (machnetd gone)" : "");
   fprintf(out, "engine drops: %" PRIu64 " total", c.total_drops());
   for (size_t i = 0; i < kDropReasonCount; i++) {
     if (c.drops[i] != 0)
@@ -341,6 +419,7 @@ void Engine::print_counters(FILE* out) const {
 
 std::string Engine::describe() const {
   const Impl& e = *impl_;
+  if (e.attached) return e.describe_attached();
   std::string s = e.device_name + " (port " + std::to_string(e.port_id) + ") ip " +
                   wire::format_ipv4(e.config.ip) + "/" + std::to_string(e.config.prefix_len) +
                   " mac " + wire::format_mac(e.mac) + " mtu " + std::to_string(e.mtu) +

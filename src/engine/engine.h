@@ -33,6 +33,10 @@ struct EngineCounters {
   uint64_t tx_fragments = 0;
   uint64_t udp_rx = 0;  // datagrams queued to a socket
   uint64_t udp_tx = 0;  // datagrams sent
+  // Attached to machnetd (software steering between queue owners):
+  uint64_t steered_out = 0;  // frames for another queue's owner, copied to its ring
+  uint64_t steered_in = 0;   // frames taken from our own steering ring
+  uint64_t steer_drops = 0;  // the other owner's ring or mempool was full
   uint64_t drops[kDropReasonCount] = {};
 
   uint64_t drop(DropReason r) const { return drops[static_cast<size_t>(r)]; }
@@ -61,22 +65,45 @@ class UdpSocket {
   uint32_t head_ = 0;  // next to read
   uint32_t tail_ = 0;  // next to write
   Slot* slots_;
+  // Attached mode: published to machnetd's per-port counters on each tick.
+  uint64_t rx_datagrams_ = 0;
+  uint64_t rx_bytes_ = 0;
+  uint64_t tx_datagrams_ = 0;
+  uint64_t published_rx_ = ~uint64_t{0};
+  uint64_t published_tx_ = ~uint64_t{0};
 };
 
 class Engine {
  public:
-  // Initialises EAL (once per process) and brings the port up.
+  // Attaches to machnetd when it answers on config.machnetd_socket (unless
+  // machnetd = off): EAL joins the daemon's as a secondary and the engine
+  // polls the queue pair the daemon leases. Otherwise (standalone)
+  // initialises EAL (once per process) and brings the configured port up.
   static std::unique_ptr<Engine> create(const EngineConfig& config, std::string* err);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   // One iteration: receive a burst, process it, run due timers, flush TX.
-  // Returns the number of packets received.
+  // Returns the number of packets received. Does nothing once failure() != 0.
   size_t poll();
 
+  // 0 while the engine is usable. ENETDOWN once an attached engine lost
+  // machnetd (it exited, crashed or shut down): from then on poll() does
+  // nothing, udp_bind/udp_sendto/udp_sendv/udp_recvfrom return -ENETDOWN,
+  // udp_pending() is 0, and datagrams still queued are lost. It never comes
+  // back: the socket layer should fail offloaded sockets with ENETDOWN.
+  // Standalone engines always return 0. Cheap (one relaxed atomic load);
+  // may be called from any thread.
+  int failure() const;
+  // True when the engine is a secondary of machnetd.
+  bool attached() const;
+
   // port 0 picks a free ephemeral port. Errors: -EADDRINUSE, -EAGAIN (no free
-  // ephemeral port), -EINVAL.
+  // ephemeral port), -EINVAL. Attached: the port is claimed from machnetd (a
+  // control-socket round trip; port 0 takes the daemon's ephemeral port) and
+  // its errors come back as they are (-EADDRINUSE when another process holds
+  // it, -ETIMEDOUT...); -ENETDOWN once the daemon is gone.
   int udp_bind(uint16_t port, UdpSocket** out);
   void udp_close(UdpSocket* sock);
   // Sends one datagram (fragmented above the MTU). Returns 0 or -errno:
@@ -94,6 +121,8 @@ class Engine {
   // ENETUNREACH), with the destination it concerned; 0 if none. Reading
   // clears it, like SO_ERROR.
   int udp_take_error(UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port);
+  // The same without clearing it (poll's POLLERR).
+  int udp_peek_error(const UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port) const;
   // Datagrams waiting on the socket.
   uint32_t udp_pending(const UdpSocket* sock) const;
 

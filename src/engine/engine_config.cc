@@ -29,6 +29,8 @@ const std::vector<std::string>& EngineConfig::keys() {
       "xdp_shared_ip",
       "fault.rx_drop",
       "fault.tx_drop",
+      "machnetd",
+      "machnetd.socket",
   };
   return k;
 }
@@ -127,6 +129,27 @@ bool EngineConfig::load(const Config& c, std::string* err) {
   if (!c.get_bool("xdp_shared_ip", &xdp_shared_ip, err)) return false;
   if (!c.get_double("fault.rx_drop", 0.0, 1.0, &fault_rx_drop, err)) return false;
   if (!c.get_double("fault.tx_drop", 0.0, 1.0, &fault_tx_drop, err)) return false;
+  if (const auto* e = c.find("machnetd")) {
+    const std::string& m = e->value;
+    if (m == "auto") {
+      machnetd = MachnetdMode::kAuto;
+    } else if (m == "on" || m == "yes" || m == "true" || m == "1") {
+      machnetd = MachnetdMode::kOn;
+    } else if (m == "off" || m == "no" || m == "false" || m == "0") {
+      machnetd = MachnetdMode::kOff;
+    } else {
+      *err = e->origin + ": machnetd: expected auto, on or off, got '" + m + "'";
+      return false;
+    }
+  }
+  if (const auto* e = c.find("machnetd.socket")) {
+    if (e->value.empty() || e->value.size() >= 108) {
+      *err = e->origin + ": machnetd.socket: expected a unix socket path (< 108 bytes), got '" +
+             e->value + "'";
+      return false;
+    }
+    machnetd_socket = e->value;
+  }
   return true;
 }
 

@@ -6,9 +6,18 @@
 #include <vector>
 
 #include "common/config.h"
+#include "machnetd/control_protocol.h"
 #include "net/arp_cache.h"
 
 namespace machnet::engine {
+
+// How the engine finds its device: through machnetd (a DPDK secondary on a
+// queue pair the daemon leases) or alone (standalone primary).
+enum class MachnetdMode : uint8_t {
+  kAuto,  // attach when machnetd answers on machnetd.socket, else standalone
+  kOn,    // machnetd only: no daemon is an error
+  kOff,   // standalone only: never look for the daemon
+};
 
 struct EngineConfig {
   // DPDK device: a vdev string ("net_af_xdp0,iface=veth0", "net_memif0,role=server,...")
@@ -38,6 +47,8 @@ struct EngineConfig {
   bool xdp_shared_ip = false;  // engine IP == kernel IP: steer only bound UDP ports
   double fault_rx_drop = 0.0;  // fault injection: probability a received frame is dropped
   double fault_tx_drop = 0.0;
+  MachnetdMode machnetd = MachnetdMode::kAuto;
+  std::string machnetd_socket = MN_CTL_DEFAULT_SOCKET;  // machnetd's control socket
 
   // Every key the engine understands ("device", "ip", "arp.retry_ms", ...).
   static const std::vector<std::string>& keys();

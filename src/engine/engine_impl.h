@@ -8,13 +8,17 @@
 #include <rte_mempool.h>
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "engine/engine.h"
 #include "engine/kernel_neighbours.h"
 #include "engine/xdp_steering.h"
+#include "machnetd/control_client.h"
+#include "machnetd/shm.h"
 #include "net/arp_cache.h"
 #include "wire/headers.h"
 #include "wire/parse.h"
@@ -58,6 +62,8 @@ void telemetry_detach(const Engine::Impl* e);
 struct Engine::Impl {
   EngineConfig config;
   uint16_t port_id = 0;
+  uint16_t queue = 0;        // the RX/TX queue pair we poll: 0 standalone, the lease attached
+  bool port_probed = false;  // standalone: EAL created the device for us (stop/close it at the end)
   std::string device_name;
   std::string iface;  // AF_XDP: the kernel interface
   wire::MacAddr mac{};
@@ -98,15 +104,86 @@ struct Engine::Impl {
 
   EngineCounters counters;
 
+  // ---- attached mode (a DPDK secondary of machnetd; attach.cc) ----
+  // The port, its queues, the lease's mempool and the steering rings belong
+  // to the daemon: the engine never configures, starts or stops the port and
+  // never allocates hugepage memory of its own (a SIGKILLed secondary would
+  // leak it). Mbuf invariant the daemon's crash sweep relies on: every mbuf
+  // the engine allocates from the lease pool gets m->port = port_id right
+  // after allocation (alloc_mbuf); frames from rx_burst already carry it, and
+  // rte_pktmbuf_copy keeps it in copies steered to other queues. The daemon
+  // reclaims a dead owner's mbufs by looking for in-use mbufs of pool q with
+  // port != RTE_MBUF_PORT_INVALID.
+  bool attached = false;
+  // The daemon is gone (control socket closed, or it shut down): the port,
+  // rings and mempools may not exist any more, so nothing touches them, not
+  // even to free an mbuf still held; every call fails with ENETDOWN.
+  std::atomic<bool> detached{false};
+  std::unique_ptr<machnetd::ControlClient> ctl;
+  machnetd::Shm* shm = nullptr;
+  machnetd::Lease* lease = nullptr;
+  uint16_t lcore_id = 0;
+  uint64_t queue_rx_packets = 0;  // frames taken from our RX queue (steered out included)
+  uint64_t queue_rx_bytes = 0;
+  // Bound sockets, for the per-port counters published on each tick.
+  std::vector<UdpSocket*> bound;
+  // Addresses the ARP cache is resolving: ARP replies go to the daemon, which
+  // fills shm->neighbours; each tick looks these up there.
+  struct SharedNeighbourWait {
+    uint32_t ip;
+    uint64_t since_ns;
+  };
+  static constexpr size_t kSharedWaitMax = 64;
+  SharedNeighbourWait shared_wait[kSharedWaitMax];
+  size_t shared_waiting = 0;
+  // Found in the shared table by send_request (an ArpCache callback, which
+  // must not call back into the cache): learned right after resolve().
+  static constexpr size_t kLearnNowMax = 8;
+  std::pair<uint32_t, wire::MacAddr> learn_now[kLearnNowMax];
+  size_t learn_now_count = 0;
+
+  // False once the engine is detached. Attached engines also look at the
+  // daemon's shutting_down flag here (one load), so an engine the daemon is
+  // about to tear down stops touching its memory at its next call, not only
+  // at its next timer tick.
+  bool usable() {
+    if (detached.load(std::memory_order_relaxed)) return false;
+    if (shm != nullptr && shm->shutting_down.load(std::memory_order_acquire) != 0) {
+      go_detached("machnetd is shutting down");
+      return false;
+    }
+    return true;
+  }
+  bool open_attached(const EngineConfig& cfg, std::unique_ptr<machnetd::ControlClient> client,
+                     const std::string& socket_path, std::string* err);
+  size_t poll_attached();
+  void steer_out(rte_mbuf* m, uint16_t target);
+  void rx_steered(rte_mbuf* m);  // from our own steering ring
+  void rx_chain(rte_mbuf* m);    // a multi-segment datagram machnetd reassembled
+  void run_attached_timers(uint64_t now);
+  void wait_shared_neighbour(uint32_t ip);
+  void learn_shared_neighbours(uint64_t now);
+  void learn_found_now(uint64_t now);
+  void publish_counters();
+  void go_detached(const char* why);
+  int attached_bind(uint16_t port, UdpSocket** out);
+  void attached_close(UdpSocket* sock);
+  std::string describe_attached() const;
+
   ~Impl();
   bool open(const EngineConfig& cfg, std::string* err);
   bool bring_up_port(std::string* err);
+  rte_mbuf* alloc_mbuf() {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    if (m != nullptr) m->port = port_id;  // see the mbuf invariant above
+    return m;
+  }
 
   uint64_t now_ns() const;
   void count_drop(DropReason r) { counters.drops[static_cast<size_t>(r)]++; }
   void drop_mbuf(rte_mbuf* m, DropReason r) {
     count_drop(r);
-    rte_pktmbuf_free(m);
+    if (!detached.load(std::memory_order_relaxed)) rte_pktmbuf_free(m);
   }
   void run_timers(uint64_t now);
   void announce_if_link_up();

@@ -56,6 +56,13 @@ void Engine::Impl::rx_one(rte_mbuf* m) {
 void Engine::Impl::rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf) {
   counters.rx_arp++;
   uint64_t now = now_ns();
+  if (attached) {
+    // machnetd answers ARP for the host (ARP is steered to it): never reply,
+    // only refresh what we know.
+    arp->learn(pf.arp_spa, pf.arp_sha, now, /*create=*/false);
+    rte_pktmbuf_free(m);
+    return;
+  }
   if (pf.arp_tpa == config.ip && pf.arp_spa != config.ip) {
     // Addressed to us: the sender will talk to us, so it is worth an entry
     // (as Linux does); a reply completes our own resolution.
@@ -72,8 +79,9 @@ void Engine::Impl::rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf) {
 }
 
 void Engine::Impl::rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf) {
-  if (pf.dst_ip != config.ip) {
-    // Echo to a broadcast address: ignored, as Linux does by default
+  if (attached || pf.dst_ip != config.ip) {
+    // Attached: machnetd answers echo for the host. Standalone: echo to a
+    // broadcast address: ignored, as Linux does by default
     // (icmp_echo_ignore_broadcasts), and a reply would carry that address.
     drop_mbuf(m, DropReason::kIcmpUnhandled);
     return;
@@ -90,6 +98,12 @@ void Engine::Impl::rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf) {
 
 void Engine::Impl::rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf) {
   counters.rx_fragments++;
+  if (frag_table == nullptr) {
+    // Attached: machnetd reassembles (fragments are steered to it) and hands
+    // us whole datagrams; a fragment here was misrouted.
+    drop_mbuf(m, DropReason::kBadFragment);
+    return;
+  }
   m->l2_len = pf.l3_offset;
   m->l3_len = static_cast<uint16_t>(pf.l4_offset - pf.l3_offset);
   // The table keys on (src, dst, id, proto); overlapping, oversized or
@@ -177,7 +191,7 @@ void Engine::Impl::send_port_unreachable(rte_mbuf* m, uint16_t l3_off) {
     icmp_refill_ns = now;
   }
   if (icmp_tokens == 0) return;
-  rte_mbuf* r = rte_pktmbuf_alloc(pool);
+  rte_mbuf* r = alloc_mbuf();
   if (r == nullptr) return;
   auto* frame = reinterpret_cast<uint8_t*>(
       rte_pktmbuf_append(r, static_cast<uint16_t>(wire::kUdpHeadersLen + wire::kIcmpQuoteMax)));
@@ -199,7 +213,9 @@ void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, ui
                                uint16_t dst_port, uint16_t payload_off, uint16_t payload_len) {
   UdpSocket* s = sockets[dst_port];
   if (s == nullptr) {
-    send_port_unreachable(m, l3_off);
+    // Attached: port unreachable is machnetd's job (datagrams for ports
+    // nobody holds are steered to it); one here raced with our unbind.
+    if (!attached) send_port_unreachable(m, l3_off);
     drop_mbuf(m, DropReason::kNoSocket);
     return;
   }
@@ -214,6 +230,8 @@ void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, ui
   slot.payload_off = payload_off;
   slot.payload_len = payload_len;
   s->tail_++;
+  s->rx_datagrams_++;
+  s->rx_bytes_ += payload_len;
   counters.udp_rx++;
 }
 

@@ -17,6 +17,21 @@ constexpr uint8_t kTtl = 64;
 constexpr int kTxRetries = 16;  // bursts tried before a full TX ring drops
 
 void EngineArpEvents::send_request(uint32_t ip_host) {
+  if (e_->attached) {
+    // ARP replies reach machnetd, which records every neighbour it hears in
+    // shared memory: look there first. A hit is learned right after this
+    // callback returns (learn_found_now); a miss is looked up on each tick
+    // while our own request is out.
+    uint8_t mac[6];
+    if (e_->learn_now_count < Engine::Impl::kLearnNowMax &&
+        machnetd::neighbour_lookup(*e_->shm, ip_host, mac)) {
+      auto& slot = e_->learn_now[e_->learn_now_count++];
+      slot.first = ip_host;
+      memcpy(slot.second.data(), mac, 6);
+      return;
+    }
+    e_->wait_shared_neighbour(ip_host);
+  }
   if (e_->kernel_neigh != nullptr) {
     // Shared IP: ARP replies go to the kernel; ask it (next timer tick).
     if (e_->neigh_queued < Engine::Impl::kNeighQueue) e_->neigh_queue[e_->neigh_queued++] = ip_host;
@@ -51,8 +66,11 @@ void Engine::Impl::send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadca
   wire::MacAddr dst;
   if (broadcast) {
     dst = wire::kBroadcastMac;
-  } else if (arp->resolve(next_hop_ip, now_ns(), m, &dst) != net::ArpLookup::kHit) {
-    return;  // queued until the neighbour answers, or already dropped and counted
+  } else {
+    uint64_t now = now_ns();
+    net::ArpLookup r = arp->resolve(next_hop_ip, now, m, &dst);
+    if (learn_now_count != 0) learn_found_now(now);  // may release m at once
+    if (r != net::ArpLookup::kHit) return;  // queued until the neighbour answers, or dropped
   }
   memcpy(rte_pktmbuf_mtod(m, uint8_t*), dst.data(), dst.size());
   tx_enqueue(m);
@@ -60,7 +78,7 @@ void Engine::Impl::send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadca
 
 void Engine::Impl::send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha,
                             uint32_t tpa) {
-  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  rte_mbuf* m = alloc_mbuf();
   if (m == nullptr) {
     count_drop(DropReason::kNoMbuf);
     return;
@@ -134,7 +152,7 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
   IovReader reader(iov, iovcnt);
 
   if (len + kIpUdp <= mtu) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    rte_mbuf* m = alloc_mbuf();
     if (m == nullptr) {
       count_drop(DropReason::kNoMbuf);
       return -ENOBUFS;
@@ -172,7 +190,7 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
     size_t chunk = (mtu - sizeof(wire::Ipv4Hdr)) & ~size_t{7};
     for (size_t off = 0; off < l4_total; off += chunk) {
       size_t n = l4_total - off < chunk ? l4_total - off : chunk;
-      rte_mbuf* m = rte_pktmbuf_alloc(pool);
+      rte_mbuf* m = alloc_mbuf();
       if (m == nullptr) {
         count_drop(DropReason::kNoMbuf);
         return -ENOBUFS;
@@ -205,6 +223,7 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
     }
   }
   counters.udp_tx++;
+  sock->tx_datagrams_++;
   tx_flush();
   return 0;
 }
@@ -220,16 +239,20 @@ void Engine::Impl::tx_enqueue(rte_mbuf* m) {
 
 void Engine::Impl::tx_flush() {
   if (tx_count == 0) return;
+  if (detached.load(std::memory_order_relaxed)) {
+    tx_count = 0;  // machnetd is gone: its mbufs are not ours to free
+    return;
+  }
   uint64_t bytes = 0;
   uint32_t lens[kTxBufferSize];
   for (uint16_t i = 0; i < tx_count; i++) lens[i] = tx_buf[i]->pkt_len;
   uint16_t sent = 0;
   for (int tries = 0; sent < tx_count && tries < kTxRetries; tries++) {
     if (memif) memif_guard::enter();
-    uint16_t n = rte_eth_tx_burst(port_id, 0, tx_buf + sent, tx_count - sent);
+    uint16_t n = rte_eth_tx_burst(port_id, queue, tx_buf + sent, tx_count - sent);
     if (memif) memif_guard::leave();
     sent += n;
-    if (n == 0) rte_eth_tx_done_cleanup(port_id, 0, 0);
+    if (n == 0) rte_eth_tx_done_cleanup(port_id, queue, 0);
   }
   for (uint16_t i = 0; i < sent; i++) bytes += lens[i];
   counters.tx_packets += sent;

@@ -38,6 +38,7 @@ bool Engine::Impl::bring_up_port(std::string* err) {
            config.device + "' and the DPDK log above)";
     return false;
   }
+  if (config.port_id < 0) port_probed = true;  // ours to stop and close
 
   rte_eth_dev_info info;
   int rc = rte_eth_dev_info_get(port_id, &info);

@@ -37,6 +37,9 @@ int counters_cb(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "fragments_rx", c.rx_fragments);
   rte_tel_data_add_dict_u64(d, "reassembled", c.reassembled);
   rte_tel_data_add_dict_u64(d, "fragments_tx", c.tx_fragments);
+  rte_tel_data_add_dict_u64(d, "steered_out", c.steered_out);
+  rte_tel_data_add_dict_u64(d, "steered_in", c.steered_in);
+  rte_tel_data_add_dict_u64(d, "steer_drops", c.steer_drops);
   for (size_t i = 0; i < kDropReasonCount; i++) {
     std::string name = std::string("drop_") + drop_reason_name(static_cast<DropReason>(i));
     rte_tel_data_add_dict_u64(d, name.c_str(), c.drops[i]);

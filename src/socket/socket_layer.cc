@@ -11,21 +11,28 @@
 // last call has left.
 //
 // Waiting: a blocking call first spins on the engine for socket.spin_us,
-// with signals blocked; then it sleeps in ppoll() on the kernel twin for at
-// most socket.sleep_us with the caller's mask restored (atomically, in
-// ppoll), so a signal that arrived while spinning, or while sleeping, is
-// delivered to this thread then; it ends the call with EINTR as the kernel
-// would: always for poll/select/epoll and receives with SO_RCVTIMEO, and for
-// other receives unless the handler has SA_RESTART (approximated: see
-// every_handler_restarts), polls the engine again, and so on. The twin also carries
-// whatever reaches the socket through the kernel. A progress thread (socket.progress_us) services
-// the engine while no application thread is in a call; having it wake sleepers through an eventfd
-// is the target design, this bounded spin + sleep loop the first step.
+// with signals blocked. Then it registers as a waiter (its thread's eventfd
+// and the sockets it waits for) and sleeps in ppoll() on that eventfd and the
+// kernel twin(s), with the caller's mask restored atomically by ppoll, so a
+// signal that arrived while spinning or sleeping is delivered to this thread
+// then and ends the call with EINTR as the kernel would: always for
+// poll/select/epoll and receives with SO_RCVTIMEO, and for other receives
+// unless the handler has SA_RESTART (approximated: see
+// every_handler_restarts). Whoever polls the engine next and sees a datagram
+// reach a waiter's socket writes the waiter's eventfd: usually the progress
+// thread, which while anyone sleeps waits for the NIC itself (in ppoll on the
+// AF_XDP sockets, whose POLLIN the kernel raises on arrival) or, for devices
+// without a pollable RX fd (memif, tap), polls every socket.wake_poll_us.
+// socket.sleep_us only bounds one sleep as a backstop. The twin carries
+// whatever reaches the socket through the kernel.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +66,8 @@ constexpr uint32_t kChunkBits = 10;
 constexpr uint32_t kChunkSize = 1u << kChunkBits;
 constexpr uint32_t kMaxChunks = 1024;  // 1M sockets
 constexpr size_t kMaxDatagram = 65535;
+// Sleep slice when no eventfd wake-up can be armed (waiter table full).
+constexpr int64_t kSliceNs = 200'000;
 
 struct Sock {
   // generation << 32 | references held by calls in progress.
@@ -94,6 +103,22 @@ struct Sock {
   uint32_t next_free = 0;  // free list link (slot + 1)
 };
 
+// A thread asleep in a blocking call, waiting for datagrams on some sockets
+// (one for a receive; the offloaded fds of a poll/select/epoll set). Lives
+// in thread-local storage between arm and disarm; guarded by g.mu while
+// registered.
+struct Waiter {
+  int efd = -1;                       // the thread's eventfd
+  Sock* sock = nullptr;               // a receive's socket, or
+  const uint64_t* handles = nullptr;  // a poll set's handles (0 = not offloaded)
+  size_t n = 0;
+  uint64_t baseline = 0;  // rx_seq sum at arm: any change is an arrival
+  bool woken = false;
+  bool registered = false;
+};
+constexpr size_t kMaxWaiters = 256;
+constexpr size_t kMaxRxFds = 8;
+
 struct Globals {
   std::mutex mu;
   Engine* engine = nullptr;  // never destroyed while calls may run (see at_exit)
@@ -101,8 +126,17 @@ struct Globals {
   pid_t owner = 0;
   machnet_libc libc{};
   int64_t spin_ns = 100'000;
-  int64_t sleep_ns = 200'000;
+  int64_t sleep_ns = 100'000'000;
   int64_t progress_ns = 1'000'000;  // 0: no progress thread
+  int64_t wake_poll_ns = 50'000;    // progress thread's period while someone sleeps
+  // Registered sleepers (g.mu); nwaiters is also read without the lock.
+  Waiter* waiters[kMaxWaiters] = {};
+  std::atomic<uint32_t> nwaiters{0};
+  uint64_t last_udp_rx = 0;
+  uint64_t last_icmp_rx = 0;
+  int progress_efd = -1;  // wakes the progress thread when the first sleeper comes
+  int rx_fds[kMaxRxFds];  // fds the kernel makes readable when frames arrive (AF_XDP)
+  int n_rx_fds = 0;
   pthread_t progress;
   bool progress_running = false;
   std::atomic<bool> progress_stop{false};
@@ -111,6 +145,8 @@ struct Globals {
   uint32_t free_head = 0;     // slot + 1
   uint8_t* bounce = nullptr;  // scatter receive, guarded by mu
 } g;
+
+size_t poll_engine();  // below, with the wake-ups
 
 inline uint32_t handle_slot(uint64_t h) {
   return static_cast<uint32_t>(h) - 1;
@@ -225,14 +261,37 @@ bool take_one(Sock* s) {
   return true;
 }
 
+// An ICMP error the engine recorded for a datagram this socket sent
+// (ECONNREFUSED for port unreachable). Like the kernel without IP_RECVERR,
+// only a connected socket hears it, and only about its peer (g.mu held).
+int take_icmp_error(Sock* s) {
+  uint32_t ip;
+  uint16_t port;
+  int e = g.engine->udp_take_error(s->us, &ip, &port);
+  if (e == 0 || !s->connected || ip != s->peer_ip || port != s->peer_port) return 0;
+  return e;
+}
+
+bool icmp_error_pending(Sock* s) {
+  uint32_t ip;
+  uint16_t port;
+  int e = g.engine->udp_peek_error(s->us, &ip, &port);
+  return e != 0 && s->connected && ip == s->peer_ip && port == s->peer_port;
+}
+
 // One receive attempt on the engine (g.mu held). Returns the datagram length
 // reported to the caller, or -EAGAIN.
 ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
   if (g.down) return -ENETDOWN;
+  // machnetd is gone: what the engine held is lost with it.
+  if (int f = g.engine->failure()) return -f;
   for (;;) {
     if (!s->has_stash && g.engine->udp_pending(s->us) == 0) {
-      g.engine->poll();
-      if (g.engine->udp_pending(s->us) == 0) return -EAGAIN;
+      poll_engine();
+      if (g.engine->udp_pending(s->us) == 0) {
+        if (int e = take_icmp_error(s)) return -e;
+        return -EAGAIN;
+      }
     }
     size_t cap = iov_total(m);
     uint32_t ip;
@@ -302,6 +361,167 @@ ssize_t try_recv(Sock* s, msghdr* m, int flags) {
 ssize_t twin_recv(Sock* s, msghdr* m, int flags) {
   ssize_t n = g.libc.recvmsg(s->twin, m, flags | MSG_DONTWAIT);
   return n < 0 ? -errno : n;
+}
+
+// ---- Wake-ups ------------------------------------------------------------
+
+// Datagrams that ever reached s through the engine (g.mu held).
+uint64_t rx_seq(Sock* s) {
+  return s->us == nullptr ? 0 : s->rx_taken + g.engine->udp_pending(s->us);
+}
+
+bool has_data(Sock* s) {
+  return s->us != nullptr && (s->has_stash || g.engine->udp_pending(s->us) != 0);
+}
+
+Sock* live_sock(uint64_t h) {
+  if (h == 0) return nullptr;
+  Sock* s = slot_ptr(handle_slot(h));
+  // Under g.mu a socket whose generation still matches cannot be finalized.
+  if (s == nullptr || static_cast<uint32_t>(s->state.load() >> 32) != handle_gen(h)) return nullptr;
+  return s;
+}
+
+uint64_t waiter_seq(const Waiter* w) {
+  if (w->sock != nullptr) return rx_seq(w->sock);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < w->n; i++) {
+    if (Sock* s = live_sock(w->handles[i])) sum += rx_seq(s);
+  }
+  return sum;
+}
+
+bool waiter_has_data(const Waiter* w) {
+  if (w->sock != nullptr) return has_data(w->sock);
+  for (size_t i = 0; i < w->n; i++) {
+    Sock* s = live_sock(w->handles[i]);
+    if (s != nullptr && has_data(s)) return true;
+  }
+  return false;
+}
+
+// After an engine poll (g.mu held): wakes every sleeper one of whose sockets
+// got a datagram. Costs one load when nobody sleeps.
+// An engine that failed (machnetd gone) wakes everyone: their calls then
+// see the error.
+void wake_waiters() {
+  uint64_t rx = g.engine->counters().udp_rx;
+  uint64_t icmp = g.engine->counters().icmp_unreachable_rx;
+  // An ICMP error may end a connected socket's receive: everyone looks again.
+  bool failed = g.engine->failure() != 0 || icmp != g.last_icmp_rx;
+  if (rx == g.last_udp_rx && !failed) return;
+  g.last_udp_rx = rx;
+  g.last_icmp_rx = icmp;
+  uint32_t n = g.nwaiters.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < n;) {
+    Waiter* w = g.waiters[i];
+    if (!failed && waiter_seq(w) == w->baseline) {
+      i++;
+      continue;
+    }
+    eventfd_write(w->efd, 1);
+    w->woken = true;
+    w->registered = false;
+    g.waiters[i] = g.waiters[--n];
+  }
+  g.nwaiters.store(n, std::memory_order_relaxed);
+}
+
+// Every engine poll of the socket layer goes through here (g.mu held).
+size_t poll_engine() {
+  size_t r = g.engine->poll();
+  if (g.nwaiters.load(std::memory_order_relaxed) != 0) wake_waiters();
+  return r;
+}
+
+struct ThreadWake {
+  Waiter w;
+  ~ThreadWake() {
+    if (w.efd >= 0) ::close(w.efd);
+  }
+};
+thread_local ThreadWake t_wake;
+
+// Registers the calling thread to be woken when a datagram reaches one of
+// its sockets through the engine after this point. Returns the eventfd to
+// sleep on; -EALREADY when there is something to take already (level: data
+// queued; always: an arrival since the caller last looked, seen by the
+// engine poll done here); -EAGAIN when no sleep on the eventfd is possible
+// (table full, no eventfd): the caller then sleeps in bounded slices.
+// seen_rx (poll sets only): the rx_seq values of the caller's last look, so
+// an arrival between that look and this call is not lost; without it, data
+// already queued counts as "look again".
+int wait_arm(Sock* sock, const uint64_t* handles, const uint64_t* seen_rx, size_t n) {
+  Waiter* w = &t_wake.w;
+  if (w->efd < 0) {
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->efd < 0) return -EAGAIN;
+  }
+  std::lock_guard<std::mutex> lock(g.mu);
+  // Without a progress thread nobody would wake a sleeper: slices then.
+  if (g.down || !g.progress_running) return -EAGAIN;
+  w->sock = sock;
+  w->handles = handles;
+  w->n = n;
+  w->woken = false;
+  uint64_t before = 0;
+  if (seen_rx != nullptr) {
+    for (size_t i = 0; i < n; i++) before += seen_rx[i];
+  } else {
+    before = waiter_seq(w);
+  }
+  poll_engine();
+  if (g.engine->failure() != 0) return -EALREADY;  // the call reports it
+  w->baseline = waiter_seq(w);
+  if (w->baseline != before || (seen_rx == nullptr && waiter_has_data(w))) return -EALREADY;
+  uint32_t k = g.nwaiters.load(std::memory_order_relaxed);
+  if (k == kMaxWaiters) return -EAGAIN;
+  g.waiters[k] = w;
+  w->registered = true;
+  g.nwaiters.store(k + 1, std::memory_order_relaxed);
+  // The progress thread sleeps long while nobody waits: tell it.
+  if (k == 0 && g.progress_efd >= 0) eventfd_write(g.progress_efd, 1);
+  return w->efd;
+}
+
+void wait_disarm() {
+  Waiter* w = &t_wake.w;
+  bool woken;
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    if (w->registered) {
+      uint32_t n = g.nwaiters.load(std::memory_order_relaxed);
+      for (uint32_t i = 0; i < n; i++) {
+        if (g.waiters[i] != w) continue;
+        g.waiters[i] = g.waiters[n - 1];
+        g.nwaiters.store(n - 1, std::memory_order_relaxed);
+        break;
+      }
+      w->registered = false;
+    }
+    woken = w->woken;
+    w->woken = false;
+    w->sock = nullptr;
+    w->handles = nullptr;
+    w->n = 0;
+  }
+  if (woken) {
+    eventfd_t v;
+    eventfd_read(w->efd, &v);
+  }
+}
+
+// The AF_XDP sockets the engine opened: the kernel raises POLLIN on them
+// when frames arrive, so the progress thread can sleep on them.
+void find_rx_fds(const std::set<int>& engine_fds) {
+  g.n_rx_fds = 0;
+  for (int fd : engine_fds) {
+    int domain = 0;
+    socklen_t len = sizeof(domain);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_XDP &&
+        g.n_rx_fds < static_cast<int>(kMaxRxFds))
+      g.rx_fds[g.n_rx_fds++] = fd;
+  }
 }
 
 // Blocks every signal that can be blocked; the caller's mask goes to *old.
@@ -386,12 +606,21 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   for (;;) {
     int64_t t = now_ns();
     if (t >= deadline) return -EAGAIN;
-    int64_t wait = std::min(g.sleep_ns, deadline - t);
+    int efd = wait_arm(s, nullptr, nullptr, 0);
+    if (efd == -EALREADY) {
+      n = try_recv(s, m, flags);
+      if (n != -EAGAIN) return n;
+      continue;
+    }
+    int64_t wait = std::min(efd >= 0 ? g.sleep_ns : kSliceNs, deadline - t);
     timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
-    pollfd p{s->twin, POLLIN, 0};
+    pollfd p[2] = {{s->twin, POLLIN, 0}, {efd, POLLIN, 0}};
     // The caller's mask during the sleep: a pending or new signal is
     // delivered here, to this thread, as it would be during a kernel recv.
-    int r = g.libc.ppoll(&p, 1, &ts, &sig.old);
+    int r = g.libc.ppoll(p, efd >= 0 ? 2 : 1, &ts, &sig.old);
+    int saved = errno;
+    if (efd >= 0) wait_disarm();
+    errno = saved;
     if (r < 0 && errno == EINTR) {
       // With SO_RCVTIMEO the kernel never restarts a receive; without it,
       // a handler with SA_RESTART does (see every_handler_restarts).
@@ -399,7 +628,7 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
       r = 0;
     }
     if (!ref.open()) return -EBADF;
-    if (r > 0 && (p.revents & POLLIN)) {
+    if (r > 0 && (p[0].revents & POLLIN)) {
       n = twin_recv(s, m, flags);
       if (n != -EAGAIN) return n;
     }
@@ -449,7 +678,7 @@ ssize_t op_sendmsg(uint64_t h, const msghdr* m, int flags, int64_t timeout_ns) {
       rc = g.engine->udp_sendv(s->us, ip, port, m->msg_iov, static_cast<int>(m->msg_iovlen));
       if (rc == 0) s->tx_count++;
       // Keep the engine moving for programs that only send.
-      g.engine->poll();
+      poll_engine();
     }
     if (rc == 0) return static_cast<ssize_t>(total);
     // TX ring full: a blocking sender waits for room (the engine has just
@@ -467,7 +696,7 @@ int op_fionread(uint64_t h, int* out) {
   {
     std::lock_guard<std::mutex> lock(g.mu);
     if (g.down) return -ENETDOWN;
-    if (!s->has_stash && g.engine->udp_pending(s->us) == 0) g.engine->poll();
+    if (!s->has_stash && g.engine->udp_pending(s->us) == 0) poll_engine();
     if (s->has_stash || g.engine->udp_pending(s->us) != 0) {
       // Peek the head datagram into the stash to learn its length.
       char c;
@@ -491,6 +720,11 @@ int op_fionread(uint64_t h, int* out) {
 // Engine-side readiness of an offloaded pollfd (g.mu held).
 short engine_revents(Sock* s, short events) {
   short r = 0;
+  // machnetd is gone: readable (a receive reports ENETDOWN) and in error.
+  if (g.engine->failure() != 0)
+    return static_cast<short>(POLLERR | (events & (POLLIN | POLLRDNORM)));
+  // A pending ICMP error: POLLERR, and the receive that follows reports it.
+  if (icmp_error_pending(s)) r |= static_cast<short>(POLLERR | (events & (POLLIN | POLLRDNORM)));
   if ((events & (POLLIN | POLLRDNORM)) && (s->has_stash || g.engine->udp_pending(s->us) != 0))
     r |= events & (POLLIN | POLLRDNORM);
   if (events & (POLLOUT | POLLWRNORM)) r |= events & (POLLOUT | POLLWRNORM);
@@ -500,7 +734,7 @@ short engine_revents(Sock* s, short events) {
 int engine_scan(pollfd* fds, nfds_t n, const uint64_t* handles, short* eng) {
   std::lock_guard<std::mutex> lock(g.mu);
   if (g.down) return 0;
-  g.engine->poll();
+  poll_engine();
   int ready = 0;
   for (nfds_t i = 0; i < n; i++) {
     eng[i] = 0;
@@ -561,6 +795,15 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
     ready = merge(fds, n, eng);
     if (ready > 0) return ready;
   }
+  // The sleep polls the caller's fds plus this thread's wake-up eventfd.
+  pollfd stack_sleep[65];
+  std::unique_ptr<pollfd[]> heap_sleep;
+  pollfd* sleep_fds = stack_sleep;
+  if (n + 1 > 65) {
+    heap_sleep.reset(new (std::nothrow) pollfd[n + 1]);
+    if (!heap_sleep) return -ENOMEM;
+    sleep_fds = heap_sleep.get();
+  }
   for (;;) {
     int64_t t = now_ns();
     if (t >= deadline) {
@@ -568,11 +811,22 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
       for (nfds_t i = 0; i < n; i++) fds[i].revents = 0;
       return 0;
     }
-    int64_t wait = std::min(g.sleep_ns, deadline - t);
-    timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
-    r = kernel_check(&ts, sleep_mask);
-    if (r == -EINTR) return -EINTR;
-    if (r < 0) return r;
+    int efd = wait_arm(nullptr, handles, nullptr, n);
+    if (efd != -EALREADY) {
+      int64_t wait = std::min(efd >= 0 ? g.sleep_ns : kSliceNs, deadline - t);
+      timespec ts{static_cast<time_t>(wait / 1'000'000'000),
+                  static_cast<long>(wait % 1'000'000'000)};
+      memcpy(sleep_fds, fds, n * sizeof(pollfd));
+      sleep_fds[n] = pollfd{efd, POLLIN, 0};
+      r = g.libc.ppoll(sleep_fds, efd >= 0 ? n + 1 : n, &ts, sleep_mask);
+      int saved = errno;
+      if (efd >= 0) wait_disarm();
+      if (r < 0) return -saved;
+      for (nfds_t i = 0; i < n; i++) fds[i].revents = sleep_fds[i].revents;
+    } else {
+      r = kernel_check(&zero, nullptr);
+      if (r < 0) return r;
+    }
     engine_scan(fds, n, handles, eng);
     ready = merge(fds, n, eng);
     if (ready > 0) return ready;
@@ -582,7 +836,7 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
 int op_ready(const uint64_t* handles, const short* events, short* revents, size_t n) {
   std::lock_guard<std::mutex> lock(g.mu);
   if (g.down) return 0;
-  g.engine->poll();
+  poll_engine();
   int ready = 0;
   for (size_t i = 0; i < n; i++) {
     revents[i] = 0;
@@ -604,7 +858,7 @@ int op_ready_seq(const uint64_t* handles, const short* events, short* revents, u
     for (size_t i = 0; i < n; i++) revents[i] = 0, rx_seq[i] = tx_seq[i] = 0;
     return 0;
   }
-  g.engine->poll();
+  poll_engine();
   int ready = 0;
   for (size_t i = 0; i < n; i++) {
     revents[i] = 0;
@@ -630,6 +884,14 @@ int op_shutdown(uint64_t h, int how) {
   if (how == SHUT_RD || how == SHUT_RDWR) s->shut_rd.store(true, std::memory_order_release);
   if (how == SHUT_WR || how == SHUT_RDWR) s->shut_wr.store(true, std::memory_order_release);
   return s->connected ? 0 : -ENOTCONN;
+}
+
+int op_wait_arm(const uint64_t* handles, const uint64_t* seen_rx, size_t n) {
+  return wait_arm(nullptr, handles, seen_rx, n);
+}
+
+void op_wait_disarm(void) {
+  wait_disarm();
 }
 
 void op_wait_params(int64_t* spin_ns, int64_t* sleep_ns) {
@@ -775,21 +1037,48 @@ std::set<int> open_fds() {
 // and runs the engine's timers. It only try_locks, so it never delays an
 // application thread, which polls the engine itself. (Waking sleepers through
 // an eventfd is the next step of the target design.)
+//
+// While some thread sleeps in a blocking call, it is also the one that wakes
+// it: it waits for frames on the AF_XDP sockets (the kernel wakes it on
+// arrival) or, without a pollable RX fd, polls every socket.wake_poll_us,
+// and wake_waiters() runs after each poll.
 void* progress_main(void*) {
-  timespec ts{static_cast<time_t>(g.progress_ns / 1'000'000'000),
-              static_cast<long>(g.progress_ns % 1'000'000'000)};
+  // Short sleeps must stay short: the default 50 us timer slack would
+  // double the wake-up period.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   while (!g.progress_stop.load(std::memory_order_relaxed)) {
-    clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
-    if (g.mu.try_lock()) {
-      if (!g.down && g.engine != nullptr) g.engine->poll();
-      g.mu.unlock();
+    bool sleepers = g.nwaiters.load(std::memory_order_relaxed) != 0;
+    int64_t period = sleepers && g.n_rx_fds == 0 ? g.wake_poll_ns : g.progress_ns;
+    timespec ts{static_cast<time_t>(period / 1'000'000'000),
+                static_cast<long>(period % 1'000'000'000)};
+    pollfd p[1 + kMaxRxFds];
+    nfds_t np = 0;
+    if (g.progress_efd >= 0) p[np++] = pollfd{g.progress_efd, POLLIN, 0};
+    if (sleepers) {
+      for (int i = 0; i < g.n_rx_fds; i++) p[np++] = pollfd{g.rx_fds[i], POLLIN, 0};
     }
+    g.libc.ppoll(p, np, &ts, nullptr);
+    if (g.progress_efd >= 0 && (p[0].revents & POLLIN)) {
+      eventfd_t v;
+      eventfd_read(g.progress_efd, &v);
+    }
+    // With sleepers the progress thread must poll (it is their only waker
+    // unless an application thread is polling, and then it holds the lock
+    // briefly); otherwise it stays out of the application's way.
+    if (sleepers) {
+      g.mu.lock();
+    } else if (!g.mu.try_lock()) {
+      continue;
+    }
+    if (!g.down && g.engine != nullptr) poll_engine();
+    g.mu.unlock();
   }
   return nullptr;
 }
 
 void start_progress() {
   if (g.progress_ns <= 0) return;
+  g.progress_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   // Signals are for the application's threads: the new thread blocks them all.
   sigset_t all, old;
   sigfillset(&all);
@@ -835,14 +1124,16 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
     return -EINVAL;
   }
   std::vector<std::string> known = EngineConfig::keys();
-  for (const char* k : {"socket.spin_us", "socket.sleep_us", "socket.progress_us", "strict",
-                        "library", "rules.default", "rules.keep_dns"})
+  for (const char* k :
+       {"socket.spin_us", "socket.sleep_us", "socket.progress_us", "socket.wake_poll_us", "strict",
+        "library", "rules.default", "rules.keep_dns"})
     known.push_back(k);
   cfg.apply_env(known);
-  // Numbered rules (rules.N) are the shim's: known whatever their number.
   std::string origin;
   for (const auto& k : cfg.unknown_keys(known, &origin)) {
-    if (k.rfind("rules.", 0) == 0) known.push_back(k);
+    // rules.N are the shim's; machnetd.* (but machnetd.socket, the
+    // engine's) are the daemon's: one machnet.conf may serve both.
+    if (k.rfind("rules.", 0) == 0 || k.rfind("machnetd.", 0) == 0) known.push_back(k);
   }
   auto unknown = cfg.unknown_keys(known, &origin);
   if (!unknown.empty()) {
@@ -856,7 +1147,7 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
   }
   g.spin_ns = static_cast<int64_t>(v) * 1000;
   v = static_cast<uint64_t>(g.sleep_ns / 1000);
-  if (!cfg.get_u64("socket.sleep_us", 1, 1'000'000, &v, &err)) {
+  if (!cfg.get_u64("socket.sleep_us", 1, 60'000'000, &v, &err)) {
     copy_msg(msg, msglen, err);
     return -EINVAL;
   }
@@ -867,6 +1158,12 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
     return -EINVAL;
   }
   g.progress_ns = static_cast<int64_t>(v) * 1000;
+  v = static_cast<uint64_t>(g.wake_poll_ns / 1000);
+  if (!cfg.get_u64("socket.wake_poll_us", 1, 1'000'000, &v, &err)) {
+    copy_msg(msg, msglen, err);
+    return -EINVAL;
+  }
+  g.wake_poll_ns = static_cast<int64_t>(v) * 1000;
   EngineConfig ec;
   if (!ec.load(cfg, &err)) {
     copy_msg(msg, msglen, err);
@@ -885,11 +1182,14 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
   pthread_sigmask(SIG_SETMASK, &all, &old);
   std::unique_ptr<Engine> e = Engine::create(ec, &err);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  std::set<int> engine_fds;
   for (int fd : open_fds()) {
     if (before.count(fd) != 0) continue;
+    engine_fds.insert(fd);
     int fl = fcntl(fd, F_GETFD);
     if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
   }
+  find_rx_fds(engine_fds);
   if (!e) {
     copy_msg(msg, msglen, err);
     return -ENETDOWN;
@@ -901,7 +1201,11 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
   copy_msg(msg, msglen,
            g.engine->describe() + "; socket.spin_us " + std::to_string(g.spin_ns / 1000) +
                ", socket.sleep_us " + std::to_string(g.sleep_ns / 1000) + ", socket.progress_us " +
-               std::to_string(g.progress_ns / 1000));
+               std::to_string(g.progress_ns / 1000) + ", wake-ups: " +
+               (g.progress_ns <= 0 ? std::string("none (no progress thread)")
+                : g.n_rx_fds > 0
+                    ? "on NIC arrival (AF_XDP)"
+                    : "progress polls every " + std::to_string(g.wake_poll_ns / 1000) + " us"));
   return 0;
 }
 
@@ -924,6 +1228,8 @@ const struct machnet_socket_ops_v1 kOps = {
     op_wait_params,
     op_ready_seq,
     op_shutdown,
+    op_wait_arm,
+    op_wait_disarm,
 };
 
 }  // namespace

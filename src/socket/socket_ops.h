@@ -80,7 +80,8 @@ struct machnet_socket_ops_v1 {
    * for handles[i] and the poll(2) bits in events[i]. Returns how many are
    * ready. For epoll, whose kernel half the shim asks itself. */
   int (*ready)(const uint64_t* handles, const short* events, short* revents, size_t n);
-  /* socket.spin_us and socket.sleep_us, for waits the shim runs itself. */
+  /* socket.spin_us and socket.sleep_us (the backstop bound of one sleep),
+   * for waits the shim runs itself. */
   void (*wait_params)(int64_t* spin_ns, int64_t* sleep_ns);
 
   /* Appended (the size field tells an older table): */
@@ -94,6 +95,16 @@ struct machnet_socket_ops_v1 {
    * makes sends fail with EPIPE. Returns 0, or -ENOTCONN (unconnected; the
    * bits are set all the same, as in the kernel). */
   int (*shutdown)(uint64_t handle, int how);
+  /* Waits the shim runs itself (epoll): registers the calling thread to be
+   * woken when a datagram reaches one of handles[0..n) (0 entries ignored)
+   * through the engine. seen_rx[i]: the rx_seq that ready_seq gave for
+   * handles[i] at the caller's last look (NULL: data already queued counts).
+   * Returns an fd to add to the sleep (readable = look again), -EALREADY
+   * (look again now: something arrived since that look), or -EAGAIN (no
+   * wake-up possible: sleep in socket.sleep_us slices). handles must stay
+   * valid until wait_disarm, which must follow every arm that returned an fd. */
+  int (*wait_arm)(const uint64_t* handles, const uint64_t* seen_rx, size_t n);
+  void (*wait_disarm)(void);
 };
 
 typedef const struct machnet_socket_ops_v1* (*machnet_socket_ops_v1_fn)(void);

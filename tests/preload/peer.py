@@ -16,12 +16,14 @@ import sys
 import time
 
 
-def serve(port, bind="0.0.0.0"):
+def serve(port, bind="0.0.0.0", delay_ms=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((bind, port))
     print(f"peer: serving on {bind}:{port}", flush=True)
     while True:
         data, addr = s.recvfrom(70000)
+        if delay_ms:  # every answer late: the requester is asleep by then
+            time.sleep(delay_ms / 1000)
         if data == b"whoami":
             s.sendto(addr[0].encode(), addr)
         elif data.startswith(b"delay:"):  # answer late: delay:MS
@@ -74,7 +76,8 @@ def whoami(host, port):
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "serve":
-        serve(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0")
+        serve(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0",
+              int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     elif cmd == "client":
         sys.exit(client(sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")],
                         int(sys.argv[5]), int(sys.argv[6]) if len(sys.argv) > 6 else 0))

@@ -118,21 +118,26 @@ def client(mode, host, port, count):
         return None
 
     bad = 0
+    resent = 0
+    late = 0  # receives that took over 0.5 s: a wake-up that never came
     for size in SIZES:
         for i in range(count):
             payload = os.urandom(size)
             got = None
-            for _ in range(3):  # the first datagram may wait for ARP
+            for attempt in range(3):  # the first datagram may wait for ARP
+                resent += attempt > 0
                 s.sendto(payload, (host, port))
+                t0 = time.monotonic()
                 got = receive()
+                late += time.monotonic() - t0 > 0.5
                 if got is not None:
                     break
             if got is None or got[0] != payload or got[1] != (host, port):
                 bad += 1
                 print(f"py_udp: {mode} size {size} #{i}: "
                       f"{'no reply' if got is None else 'reply differs'}", flush=True)
-    print(f"py_udp: {mode} client: {count * len(SIZES) - bad} of {count * len(SIZES)} echoed",
-          flush=True)
+    print(f"py_udp: {mode} client: {count * len(SIZES) - bad} of {count * len(SIZES)} echoed, "
+          f"{resent} resent, {late} late", flush=True)
     return 1 if bad else 0
 
 
@@ -148,24 +153,30 @@ async def client_asyncio(host, port, count):
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(Client, remote_addr=(host, port))
     bad = 0
+    resent = 0
+    late = 0
     for size in SIZES:
         for i in range(count):
             payload = os.urandom(size)
             got = None
-            for _ in range(3):
+            for attempt in range(3):
+                resent += attempt > 0
                 transport.sendto(payload)
+                t0 = time.monotonic()
                 try:
                     got = await asyncio.wait_for(proto.queue.get(), 1.0)
                     break
                 except asyncio.TimeoutError:
                     pass
+                finally:
+                    late += time.monotonic() - t0 > 0.5
             if got is None or got[0] != payload or got[1] != (host, port):
                 bad += 1
                 print(f"py_udp: asyncio size {size} #{i}: "
                       f"{'no reply' if got is None else 'reply differs'}", flush=True)
     transport.close()
     print(f"py_udp: asyncio client ({type(loop._selector).__name__}): "
-          f"{count * len(SIZES) - bad} of {count * len(SIZES)} echoed", flush=True)
+          f"{count * len(SIZES) - bad} of {count * len(SIZES)} echoed, {resent} resent, {late} late", flush=True)
     return 1 if bad else 0
 
 

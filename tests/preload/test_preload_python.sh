@@ -61,4 +61,52 @@ ip netns exec "$MN_NS_B" "$PYTHON" "$PEER" client "$ENGINE_IP" 7520 1,100,1472 5
 grep -q "machnet: offloading UDP" "$TMP/socat_server.log" || fail "socat server did not offload"
 stop_bg "$SOCAT" || true
 echo "ok: preloaded socat server (UDP-LISTEN, PIPE): 3 x 5 echoes to a kernel client"
+
+# ICMP port unreachable from host B's kernel reaches a connected offloaded
+# socket as ECONNREFUSED on its next receive, as with a kernel socket (which
+# also needs no IP_RECVERR for a connected socket).
+refused_py='import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3)
+s.connect((sys.argv[1],int(sys.argv[2]))); s.send(b"anyone?")
+try:
+    s.recv(100); print("answered")
+except ConnectionRefusedError: print("refused")
+except socket.timeout: print("timeout")'
+out=$(timeout 20 "${PRE_A[@]}" "$PYTHON" -c "$refused_py" "$MN_IP_B" 7999 2>"$TMP/refused.err") ||
+  fail "refused check: $(cat "$TMP/refused.err")"
+grep -q "machnet: offloading UDP" "$TMP/refused.err" || fail "refused check did not offload"
+[ "$out" = refused ] || fail "a connected offloaded socket to a closed port got '$out', not ECONNREFUSED"
+echo "ok: ICMP port unreachable -> ECONNREFUSED on a connected offloaded socket"
+
+# Wake-ups: no spinning and a 10 s backstop on every sleep, so each receive
+# and each selector wait sleeps at once and returns in time only if the
+# engine side wakes it on arrival (the eventfd written by the progress
+# thread). 10 echoes of 4 sizes per mode, answered 2 ms late; the client waits 1 s per reply
+# before it looks again: without a wake-up every receive is late.
+echo "# wake-ups on arrival (socket.spin_us 0, socket.sleep_us 10 s, replies 2 ms late)"
+start_bg kserver_late ip netns exec "$MN_NS_B" "$PYTHON" "$PEER" serve 7201 0.0.0.0 2
+wait_for_line kserver_late "serving on"
+for mode in blocking selectors selectors-poll selectors-select asyncio; do
+  MACHNET_SOCKET_SPIN_US=0 MACHNET_SOCKET_SLEEP_US=10000000 timeout 120 "${PRE_A[@]}" \
+    "$PYTHON" "$PY_UDP" client "$mode" "$MN_IP_B" 7201 10 >"$TMP/wake_$mode.log" 2>&1 ||
+    fail "python $mode client without spinning was not woken: $(tail -5 "$TMP/wake_$mode.log")"
+  grep -q "socket.spin_us 0, socket.sleep_us 10000000" "$TMP/wake_$mode.log" ||
+    fail "python $mode client did not run with spin 0 / sleep 10 s: $(head -3 "$TMP/wake_$mode.log")"
+  # A receive that is never woken waits out its 1 s timeout (then finds the
+  # reply): a reply sent 2 ms later must be taken long before 0.5 s. The
+  # first datagram may wait for ARP.
+  late=$(sed -n 's/.* resent, \([0-9]*\) late/\1/p' "$TMP/wake_$mode.log")
+  [ -n "$late" ] && [ "$late" -le 1 ] ||
+    fail "python $mode client without spinning: receives not woken on arrival ($(grep echoed "$TMP/wake_$mode.log"))"
+  echo "ok: woken on arrival ($mode): $(grep 'echoed' "$TMP/wake_$mode.log" | sed 's/^py_udp: //')"
+done
+port=7530
+start_bg wake_server env MACHNET_SOCKET_SPIN_US=0 MACHNET_SOCKET_SLEEP_US=10000000 \
+  "${PRE_A[@]}" "$PYTHON" "$PY_UDP" serve blocking "$port"
+WPID=$LAST_PID
+wait_for_line wake_server "server on port" || fail "python wake-up server did not start"
+timeout 60 ip netns exec "$MN_NS_B" "$PYTHON" "$PEER" client "$ENGINE_IP" "$port" 1,100,1472,8000 20 \
+  >"$TMP/wake_kclient.log" 2>&1 || fail "preloaded server without spinning was not woken: $(tail -5 "$TMP/wake_kclient.log")"
+stop_bg "$WPID" || true
+echo "ok: preloaded blocking server without spinning woken on arrival: 4 x 20 echoes"
 echo "PASS"

@@ -1,0 +1,448 @@
+// Attached mode: the engine as a DPDK secondary of machnetd, polling the
+// queue pair the daemon leased to this process. See Engine::Impl (attached
+// mode) for what belongs to whom and the mbuf invariant of the crash sweep.
+//
+// Per frame received on our queue: steer_target() (a few loads) says whose
+// it is; ours go through the normal receive path, the others are copied into
+// an mbuf of the owner's pool and put on the owner's steering ring (queue 0,
+// the daemon, gets ARP, ICMP it answers, fragments, frames for other
+// addresses and for ports nobody holds). Each poll also takes what others
+// steered to us, including datagrams the daemon reassembled. Control-path
+// work (ports, the daemon's health, counters, neighbours learned by the
+// daemon) happens on the 1 ms timer tick or in udp_bind/udp_close.
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_memzone.h>
+#include <rte_ring.h>
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "engine/eal.h"
+#include "engine/engine_impl.h"
+#include "engine/memif_guard.h"
+#include "machnetd/steering.h"
+#include "wire/checksum.h"
+
+namespace machnet::engine {
+namespace {
+
+// What this process joined when it first attached: EAL cannot be joined
+// again, so a later attach (another Engine) must find the same daemon.
+struct Joined {
+  std::mutex mu;
+  bool done = false;
+  std::string eal_prefix;
+  uint16_t lcore_id = 0;
+  int32_t daemon_pid = 0;
+} g_joined;
+
+std::string errno_text(int neg) {
+  return std::strerror(neg < 0 ? -neg : neg);
+}
+
+}  // namespace
+
+bool Engine::Impl::open_attached(const EngineConfig& cfg,
+                                 std::unique_ptr<machnetd::ControlClient> client,
+                                 const std::string& path, std::string* err) {
+  config = cfg;
+  ctl = std::move(client);
+  attached = true;
+  announced = true;  // the host's address is the daemon's to announce
+
+  mn_ctl_info_reply info{};
+  int rc = ctl->info(&info);
+  if (rc != 0) {
+    *err = "machnetd at " + path + " does not answer INFO: " + errno_text(rc);
+    ctl->close();
+    return false;
+  }
+  char comm[17] = {};
+  prctl(PR_GET_NAME, comm, 0, 0, 0);
+  mn_ctl_attach_reply r{};
+  rc = ctl->attach(comm, &r);
+  if (rc != 0) {
+    *err = "machnetd at " + path + " did not lease a queue: " + errno_text(rc) +
+           (rc == -EBUSY || rc == -EAGAIN || rc == -ENOSPC
+                ? " (every queue is leased: machnet-stat lists the holders)"
+                : "");
+    ctl->close();
+    return false;
+  }
+  if (r.queue == 0 || r.queue >= machnetd::kMaxQueues || r.lcore_id >= RTE_MAX_LCORE ||
+      r.eal_prefix[0] == '\0' || r.device[0] == '\0' || r.shm_name[0] == '\0') {
+    *err = "machnetd at " + path + " sent an unusable lease (queue " + std::to_string(r.queue) +
+           ", lcore " + std::to_string(r.lcore_id) + ", device '" + r.device + "')";
+    ctl->close();
+    return false;
+  }
+  if (config.ip != 0 && config.ip != r.ip) {
+    *err = "the configured ip " + wire::format_ipv4(config.ip) + " differs from machnetd's " +
+           wire::format_ipv4(r.ip) + " (attached engines use the daemon's address: remove ip or " +
+           "make them equal)";
+    ctl->close();
+    return false;
+  }
+
+  {
+    std::lock_guard<std::mutex> lock(g_joined.mu);
+    bool already = false;
+    if (!eal_init_secondary_once(config, r.eal_prefix, r.lcore_id, r.device, &already, err)) {
+      ctl->close();
+      return false;
+    }
+    if (already && rte_eal_process_type() == RTE_PROC_SECONDARY) {
+      // A second engine in a process that joined a daemon's EAL before: only
+      // the same daemon with the same lcore is safe (mempool caches are per
+      // lcore, and a restarted daemon's memory is not mapped here).
+      if (!g_joined.done || g_joined.eal_prefix != r.eal_prefix ||
+          g_joined.lcore_id != r.lcore_id || g_joined.daemon_pid != info.daemon_pid) {
+        *err = "this process joined a machnetd EAL before (prefix " + g_joined.eal_prefix +
+               ", lcore " + std::to_string(g_joined.lcore_id) +
+               "); attaching again needs the same daemon and lcore: restart the program";
+        ctl->close();
+        return false;
+      }
+    } else if (!already) {
+      g_joined.done = true;
+      g_joined.eal_prefix = r.eal_prefix;
+      g_joined.lcore_id = r.lcore_id;
+      g_joined.daemon_pid = info.daemon_pid;
+    }
+  }
+
+  if (rte_eth_dev_get_port_by_name(r.device, &port_id) != 0) {
+    *err = std::string("machnetd's device '") + r.device +
+           "' is not visible in this process (EAL secondary)";
+    ctl->close();
+    return false;
+  }
+  if (port_id != r.port_id) {
+    *err = std::string("machnetd's device '") + r.device + "' is port " + std::to_string(port_id) +
+           " here but port " + std::to_string(r.port_id) + " in the daemon";
+    ctl->close();
+    return false;
+  }
+  const rte_memzone* mz = rte_memzone_lookup(r.shm_name);
+  if (mz == nullptr || mz->addr == nullptr || mz->len < sizeof(machnetd::Shm)) {
+    *err = std::string("machnetd's shared memory '") + r.shm_name +
+           (mz == nullptr ? "' was not found" : "' is too small");
+    ctl->close();
+    return false;
+  }
+  shm = static_cast<machnetd::Shm*>(mz->addr);
+  if (shm->magic != machnetd::kShmMagic || shm->version != machnetd::kShmVersion) {
+    *err = std::string("machnetd's shared memory '") + r.shm_name + "' has magic " +
+           std::to_string(shm->magic) + " version " + std::to_string(shm->version) +
+           " (this engine speaks version " + std::to_string(machnetd::kShmVersion) + ")";
+    ctl->close();
+    return false;
+  }
+  if (r.queue >= shm->nb_queues) {
+    *err = "machnetd leased queue " + std::to_string(r.queue) + " of " +
+           std::to_string(shm->nb_queues);
+    ctl->close();
+    return false;
+  }
+  lease = &shm->leases[r.queue];
+  if (lease->owner_id != r.owner_id || lease->pid != getpid()) {
+    *err = "lease of queue " + std::to_string(r.queue) + " names owner " +
+           std::to_string(lease->owner_id) + " pid " + std::to_string(lease->pid) +
+           ", not this process (owner " + std::to_string(r.owner_id) + " pid " +
+           std::to_string(getpid()) + ")";
+    ctl->close();
+    return false;
+  }
+  if (lease->pool == nullptr || lease->steer_ring == nullptr) {
+    *err = "lease of queue " + std::to_string(r.queue) + " has no mempool or steering ring";
+    ctl->close();
+    return false;
+  }
+
+  pool = lease->pool;
+  queue = r.queue;
+  lcore_id = r.lcore_id;
+  device_name = r.device;
+  memif = device_name.rfind("net_memif", 0) == 0;
+  config.device = r.device;
+  config.ip = r.ip;
+  config.prefix_len = r.prefix_len;
+  config.gateway = r.gateway;
+  config.mtu = r.mtu;
+  mtu = r.mtu;
+  memcpy(mac.data(), r.mac, 6);
+  netmask = config.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - config.prefix_len);
+  // Checksum offloads as the daemon configured the port.
+  rte_eth_conf conf;
+  memset(&conf, 0, sizeof(conf));
+  if (rte_eth_dev_conf_get(port_id, &conf) == 0) {
+    tx_ip_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+    tx_udp_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM) != 0;
+  }
+  tsc_hz = rte_get_tsc_hz();
+  // Processes sharing the address draw IPv4 ids from different places, so
+  // their fragments rarely share an id towards one peer.
+  ip_id = static_cast<uint16_t>(r.owner_id ^ (r.owner_id >> 16) ^ (r.owner_id >> 32) ^
+                                static_cast<uint64_t>(getpid()));
+
+  arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
+  last_timer_ns = now_ns();
+  for (const auto& [nip, mac_text] : config.static_neighbours) {
+    wire::MacAddr m;
+    wire::parse_mac(mac_text, &m);
+    arp->learn(nip, m, last_timer_ns, /*create=*/true);
+  }
+  // No telemetry: DPDK 22.11 serves it in primary processes only; machnetd
+  // publishes our counters (lease->counters) to machnet-stat instead.
+  return true;
+}
+
+size_t Engine::Impl::poll_attached() {
+  if (!usable()) return 0;
+  rte_mbuf* burst[kRxBurst];
+  if (memif) memif_guard::enter();
+  uint16_t n = rte_eth_rx_burst(port_id, queue, burst, kRxBurst);
+  if (memif) memif_guard::leave();
+  const machnetd::Shm& s = *shm;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = burst[i];
+    queue_rx_packets++;
+    queue_rx_bytes += m->pkt_len;
+    uint16_t target = machnetd::steer_target(s, rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+    if (target == queue)
+      rx_one(m);
+    else
+      steer_out(m, target);
+  }
+  unsigned k =
+      rte_ring_dequeue_burst(lease->steer_ring, reinterpret_cast<void**>(burst), kRxBurst, nullptr);
+  counters.steered_in += k;
+  for (unsigned i = 0; i < k; i++) rx_steered(burst[i]);
+  uint64_t now = now_ns();
+  if (now - last_timer_ns >= kTimerPeriodNs) run_attached_timers(now);
+  tx_flush();
+  return n + k;
+}
+
+void Engine::Impl::steer_out(rte_mbuf* m, uint16_t target) {
+  if (target >= shm->nb_queues || target >= machnetd::kMaxQueues) target = 0;
+  machnetd::Lease& l = shm->leases[target];
+  // A copy in the owner's pool: pool q's mbufs are only ever held by q's
+  // owner, its ring or its RX queue (the daemon's sweep depends on it). The
+  // copy keeps m->port.
+  rte_mbuf* c = l.pool != nullptr ? rte_pktmbuf_copy(m, l.pool, 0, UINT32_MAX) : nullptr;
+  if (c != nullptr && l.steer_ring != nullptr && rte_ring_enqueue(l.steer_ring, c) == 0) {
+    counters.steered_out++;
+  } else {
+    if (c != nullptr) rte_pktmbuf_free(c);
+    counters.steer_drops++;
+  }
+  rte_pktmbuf_free(m);
+}
+
+void Engine::Impl::rx_steered(rte_mbuf* m) {
+  if (m->nb_segs > 1) {
+    rx_chain(m);
+    return;
+  }
+  // DPDK's reassembly leaves the IPv4 header checksum zero: a datagram the
+  // daemon reassembled into one segment gets it computed here (for a frame
+  // with a correct checksum this changes nothing).
+  if (m->data_len >= wire::kEthHdrLen + sizeof(wire::Ipv4Hdr)) {
+    auto* p = rte_pktmbuf_mtod(m, uint8_t*);
+    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
+    uint16_t et;
+    memcpy(&et, p + 12, 2);
+    size_t ihl = ip->header_len();
+    if (et == htons(wire::kEtherTypeIpv4) && ip->checksum == 0 && ihl >= sizeof(wire::Ipv4Hdr) &&
+        wire::kEthHdrLen + ihl <= m->data_len)
+      ip->checksum = wire::internet_checksum(ip, ihl);
+  }
+  rx_one(m);
+}
+
+void Engine::Impl::rx_chain(rte_mbuf* m) {
+  counters.rx_packets++;
+  counters.rx_bytes += m->pkt_len;
+  // A complete IPv4 datagram spanning several segments, as machnetd hands
+  // over what it reassembled: Ethernet and IPv4 headers in the first segment,
+  // no fragment bits, the total length covering the chain.
+  if (m->data_len < wire::kEthHdrLen + sizeof(wire::Ipv4Hdr)) {
+    drop_mbuf(m, DropReason::kTruncatedIp);
+    return;
+  }
+  const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
+  uint16_t et;
+  memcpy(&et, p + 12, 2);
+  if (et != htons(wire::kEtherTypeIpv4)) {
+    drop_mbuf(m, DropReason::kUnknownEtherType);
+    return;
+  }
+  const auto* ip = reinterpret_cast<const wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
+  size_t ihl = ip->header_len();
+  if (ip->version() != 4) {
+    drop_mbuf(m, DropReason::kBadIpVersion);
+    return;
+  }
+  if (ihl < sizeof(wire::Ipv4Hdr) || wire::kEthHdrLen + ihl > m->data_len) {
+    drop_mbuf(m, DropReason::kBadIhl);
+    return;
+  }
+  if (ip->is_fragment()) {
+    drop_mbuf(m, DropReason::kBadFragment);
+    return;
+  }
+  if (ntohl(ip->dst) != config.ip) {
+    drop_mbuf(m, DropReason::kIpNotForUs);
+    return;
+  }
+  uint32_t total = ntohs(ip->total_length);
+  if (total < ihl + sizeof(wire::UdpHdr) || wire::kEthHdrLen + total > m->pkt_len) {
+    drop_mbuf(m, DropReason::kBadIpLength);
+    return;
+  }
+  m->l2_len = wire::kEthHdrLen;
+  m->l3_len = static_cast<uint16_t>(ihl);
+  rx_reassembled(m);  // UDP length and checksum over the chain, then delivery
+}
+
+void Engine::Impl::run_attached_timers(uint64_t now) {
+  last_timer_ns = now;
+  if (shm->shutting_down.load(std::memory_order_acquire) != 0) {
+    go_detached("machnetd is shutting down");
+    return;
+  }
+  if (ctl->peer_closed()) {
+    go_detached("machnetd closed the control connection (it exited or crashed)");
+    return;
+  }
+  learn_shared_neighbours(now);
+  arp->tick(now);
+  learn_found_now(now);
+  publish_counters();
+}
+
+void Engine::Impl::wait_shared_neighbour(uint32_t ip) {
+  for (size_t i = 0; i < shared_waiting; i++)
+    if (shared_wait[i].ip == ip) return;
+  if (shared_waiting < kSharedWaitMax) shared_wait[shared_waiting++] = {ip, last_timer_ns};
+}
+
+void Engine::Impl::learn_shared_neighbours(uint64_t now) {
+  size_t keep = 0;
+  uint64_t give_up = config.arp.retry_ns * (config.arp.max_requests + 1);
+  for (size_t i = 0; i < shared_waiting; i++) {
+    SharedNeighbourWait w = shared_wait[i];
+    uint8_t m[6];
+    if (machnetd::neighbour_lookup(*shm, w.ip, m)) {
+      wire::MacAddr mac;
+      memcpy(mac.data(), m, 6);
+      arp->learn(w.ip, mac, now, /*create=*/false);  // as if the ARP reply came to us
+      continue;
+    }
+    net::ArpState st = arp->state(w.ip, now);
+    if (st == net::ArpState::kNone || st == net::ArpState::kReachable) continue;
+    if (now - w.since_ns > give_up) continue;
+    shared_wait[keep++] = w;
+  }
+  shared_waiting = keep;
+}
+
+void Engine::Impl::learn_found_now(uint64_t now) {
+  size_t n = learn_now_count;
+  learn_now_count = 0;
+  std::pair<uint32_t, wire::MacAddr> found[kLearnNowMax];
+  std::copy(learn_now, learn_now + n, found);
+  for (size_t i = 0; i < n; i++) arp->learn(found[i].first, found[i].second, now, false);
+}
+
+void Engine::Impl::publish_counters() {
+  machnetd::LeaseCounters& lc = lease->counters;
+  lc.rx_packets = queue_rx_packets;
+  lc.rx_bytes = queue_rx_bytes;
+  lc.tx_packets = counters.tx_packets;
+  lc.tx_bytes = counters.tx_bytes;
+  lc.steered_out = counters.steered_out;
+  lc.steered_in = counters.steered_in;
+  lc.steer_drops = counters.steer_drops;
+  lc.udp_rx = counters.udp_rx;
+  lc.udp_tx = counters.udp_tx;
+  for (size_t i = 0; i < kDropReasonCount; i++) lc.drops[i] = counters.drops[i];
+  for (UdpSocket* s : bound) {
+    if (s->rx_datagrams_ == s->published_rx_ && s->tx_datagrams_ == s->published_tx_) continue;
+    machnetd::PortEntry& pe = shm->ports[s->port()];
+    pe.rx_datagrams = s->rx_datagrams_;
+    pe.rx_bytes = s->rx_bytes_;
+    pe.tx_datagrams = s->tx_datagrams_;
+    s->published_rx_ = s->rx_datagrams_;
+    s->published_tx_ = s->tx_datagrams_;
+  }
+}
+
+void Engine::Impl::go_detached(const char* why) {
+  if (detached.exchange(true)) return;
+  // From here on nothing touches the port, the rings or any mbuf: a daemon
+  // that shut down may have freed (and unmapped) them.
+  tx_count = 0;
+  learn_now_count = 0;
+  shared_waiting = 0;
+  ctl->close();
+  fprintf(stderr,
+          "machnet: %s: the engine on %s queue %u stops; offloaded sockets fail with "
+          "ENETDOWN\n",
+          why, device_name.c_str(), queue);
+}
+
+int Engine::Impl::attached_bind(uint16_t port, UdpSocket** out) {
+  if (!usable()) return -ENETDOWN;
+  if (port != 0 && sockets[port] != nullptr) return -EADDRINUSE;
+  uint16_t got = 0;
+  int rc = ctl->bind_udp(config.ip, port, &got);
+  if (!ctl->connected()) {
+    go_detached("machnetd closed the control connection (it exited or crashed)");
+    return -ENETDOWN;
+  }
+  if (rc < 0) return rc;
+  if (sockets[got] != nullptr) return -EADDRINUSE;  // the daemon lost track: keep ours
+  auto* s = new UdpSocket(got, config.socket_queue_len);
+  sockets[got] = s;
+  bound.push_back(s);
+  *out = s;
+  return 0;
+}
+
+void Engine::Impl::attached_close(UdpSocket* sock) {
+  uint16_t port = sock->port();
+  if (usable()) {
+    publish_counters();
+    ctl->unbind_udp(port);  // errors: the port goes back with the lease anyway
+    if (!ctl->connected())
+      go_detached("machnetd closed the control connection (it exited or crashed)");
+  }
+  bound.erase(std::remove(bound.begin(), bound.end(), sock), bound.end());
+  sockets[port] = nullptr;
+  if (detached.load()) sock->head_ = sock->tail_;  // forget, never free (see `detached`)
+  delete sock;
+}
+
+std::string Engine::Impl::describe_attached() const {
+  std::string s = "attached to machnetd pid " + std::to_string(shm->daemon_pid) + " (" +
+                  config.machnetd_socket + "), queue " + std::to_string(queue) + " (lcore " +
+                  std::to_string(lcore_id) + ") on " + device_name + " (port " +
+                  std::to_string(port_id) + "), ip " + wire::format_ipv4(config.ip) + "/" +
+                  std::to_string(config.prefix_len) + " mac " + wire::format_mac(mac) + " mtu " +
+                  std::to_string(mtu) + ", checksums: ip " +
+                  (tx_ip_csum ? "offloaded" : "software") + ", udp " +
+                  (tx_udp_csum ? "offloaded" : "software") + ", software steering";
+  if (detached.load()) s += "; DETACHED: machnetd is gone";
+  return s;
+}
+
+}  // namespace machnet::engine

@@ -1,0 +1,244 @@
+#include "machnetd/control_client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace machnet::machnetd {
+
+namespace {
+
+uint64_t monotonic_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+}  // namespace
+
+ControlClient::~ControlClient() {
+  close();
+}
+
+void ControlClient::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+int ControlClient::connect(const std::string& path, std::string* err) {
+  close();
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(sa.sun_path)) {
+    if (err) *err = "machnetd socket path '" + path + "' is empty or too long";
+    return -ENAMETOOLONG;
+  }
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = errno;
+    if (err) *err = std::string("socket(AF_UNIX, SOCK_SEQPACKET): ") + std::strerror(e);
+    return -e;
+  }
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (err) *err = "cannot connect to machnetd at " + path + ": " + std::strerror(e);
+    return -e;
+  }
+  fd_ = fd;
+  return 0;
+}
+
+// One request, one reply. A reply carrying the sequence number of an earlier
+// request (one that timed out) is stale and skipped. Transport errors and
+// malformed replies close the socket (the conversation cannot be trusted any
+// more); a timeout keeps it open.
+int ControlClient::request(uint16_t type, const void* req, size_t req_len, void* reply,
+                           size_t reply_len, size_t* got, int timeout_ms) {
+  if (fd_ < 0) return -ENOTCONN;
+  if (req_len < sizeof(mn_ctl_header) || reply_len < sizeof(mn_ctl_header)) return -EINVAL;
+  uint8_t sbuf[256];
+  if (req_len > sizeof(sbuf)) return -EINVAL;
+  std::memcpy(sbuf, req, req_len);
+  mn_ctl_header h{};
+  h.magic = MN_CTL_MAGIC;
+  h.version = MN_CTL_VERSION;
+  h.type = type;
+  h.seq = ++seq_;
+  h.status = 0;
+  std::memcpy(sbuf, &h, sizeof(h));
+
+  ssize_t n;
+  do {
+    n = ::send(fd_, sbuf, req_len, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int e = errno;
+    close();
+    return -e;
+  }
+  if (static_cast<size_t>(n) != req_len) {
+    close();
+    return -EPROTO;
+  }
+
+  uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(timeout_ms < 0 ? 0 : timeout_ms);
+  for (;;) {
+    uint64_t now = monotonic_ms();
+    int wait = now >= deadline ? 0 : static_cast<int>(deadline - now);
+    pollfd pfd{fd_, POLLIN, 0};
+    int r = ::poll(&pfd, 1, wait);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close();
+      return -e;
+    }
+    if (r == 0) return -ETIMEDOUT;
+
+    iovec iov{reply, reply_len};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    n = ::recvmsg(fd_, &msg, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      int e = errno;
+      close();
+      return -e;
+    }
+    if (n == 0) {  // the daemon closed its end
+      close();
+      return -ECONNRESET;
+    }
+    if (static_cast<size_t>(n) < sizeof(mn_ctl_header)) {
+      close();
+      return -EPROTO;
+    }
+    mn_ctl_header rh;
+    std::memcpy(&rh, reply, sizeof(rh));
+    if (rh.magic != MN_CTL_MAGIC) {
+      close();
+      return -EPROTO;
+    }
+    if (rh.seq != h.seq) {
+      // A late reply to a request that timed out (older sequence number,
+      // maybe of another size): skipped.
+      if (static_cast<int32_t>(h.seq - rh.seq) > 0) continue;
+      close();
+      return -EPROTO;
+    }
+    if (msg.msg_flags & MSG_TRUNC) {  // larger than any reply of this type
+      close();
+      return -EPROTO;
+    }
+    if (rh.type != type || rh.status > 0) {
+      close();
+      return -EPROTO;
+    }
+    if (rh.status < 0) return rh.status;
+    if (rh.version != MN_CTL_VERSION || static_cast<size_t>(n) < (got ? sizeof(rh) : reply_len)) {
+      close();
+      return -EPROTO;
+    }
+    if (got) *got = static_cast<size_t>(n);
+    return 0;
+  }
+}
+
+int ControlClient::info(mn_ctl_info_reply* out, int timeout_ms) {
+  mn_ctl_header req{};
+  mn_ctl_info_reply rep{};
+  int r = request(MN_CTL_INFO, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  if (r == 0 && out) *out = rep;
+  return r;
+}
+
+int ControlClient::attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms) {
+  mn_ctl_attach_request req{};
+  if (comm) std::strncpy(req.comm, comm, sizeof(req.comm) - 1);
+  mn_ctl_attach_reply rep{};
+  int r = request(MN_CTL_ATTACH, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  if (r == 0 && out) {
+    *out = rep;
+    // The strings come from another process: make sure they end.
+    out->eal_prefix[sizeof(out->eal_prefix) - 1] = '\0';
+    out->device[sizeof(out->device) - 1] = '\0';
+    out->shm_name[sizeof(out->shm_name) - 1] = '\0';
+  }
+  return r;
+}
+
+int ControlClient::bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, int timeout_ms) {
+  mn_ctl_bind_request req{};
+  req.ip = ip;
+  req.port = port;
+  req.proto = 17;
+  mn_ctl_bind_reply rep{};
+  int r = request(MN_CTL_BIND, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  if (r == 0) {
+    if (rep.port == 0 || (port != 0 && rep.port != port)) {
+      close();
+      return -EPROTO;
+    }
+    if (bound_port) *bound_port = rep.port;
+  }
+  return r;
+}
+
+int ControlClient::unbind_udp(uint16_t port, int timeout_ms) {
+  mn_ctl_unbind_request req{};
+  req.port = port;
+  req.proto = 17;
+  mn_ctl_header rep{};
+  return request(MN_CTL_UNBIND, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+}
+
+int ControlClient::detach(int timeout_ms) {
+  mn_ctl_header req{};
+  mn_ctl_header rep{};
+  return request(MN_CTL_DETACH, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+}
+
+int ControlClient::stats(std::string* json, int timeout_ms) {
+  mn_ctl_header req{};
+  std::vector<char> buf(MN_CTL_MAX_MESSAGE);
+  size_t got = 0;
+  int r = request(MN_CTL_STATS, &req, sizeof(req), buf.data(), buf.size(), &got, timeout_ms);
+  if (r == 0 && json) {
+    const char* text = buf.data() + sizeof(mn_ctl_header);
+    size_t len = got - sizeof(mn_ctl_header);
+    json->assign(text, strnlen(text, len));
+  }
+  return r;
+}
+
+// Between requests nothing the daemon sends is awaited: a pending message is a
+// late reply to a request that timed out and is discarded; EOF (or a reset)
+// means the daemon is gone.
+bool ControlClient::peer_closed() {
+  if (fd_ < 0) return true;
+  for (;;) {
+    char c;
+    ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      return true;  // ECONNRESET and the like
+    }
+    // A stale reply: drop it (SOCK_SEQPACKET: one recv takes the whole message).
+    n = ::recv(fd_, &c, 1, MSG_DONTWAIT | MSG_TRUNC);
+    if (n == 0) return true;
+    if (n < 0 && errno != EINTR && errno != EAGAIN) return true;
+  }
+}
+
+}  // namespace machnet::machnetd

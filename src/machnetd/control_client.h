@@ -1,0 +1,50 @@
+// Client side of the machnetd control protocol (control_protocol.h): used by
+// the engine to attach and claim ports, by machnet-stat for STATS. Blocking
+// request/reply on a SOCK_SEQPACKET unix socket; no DPDK.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "machnetd/control_protocol.h"
+
+namespace machnet::machnetd {
+
+class ControlClient {
+ public:
+  ControlClient() = default;
+  ~ControlClient();  // closes the socket: the daemon reclaims the lease
+  ControlClient(const ControlClient&) = delete;
+  ControlClient& operator=(const ControlClient&) = delete;
+
+  // Connects (close-on-exec socket). Returns 0 or -errno (-ENOENT, -ECONNREFUSED
+  // when no daemon listens); *err says what failed, naming the path.
+  int connect(const std::string& path, std::string* err);
+  bool connected() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void close();
+
+  // Each returns the reply's status (0 or -errno), or -errno of a transport
+  // failure (-ECONNRESET / -EPIPE when the daemon is gone: the socket is
+  // then closed). Timeouts: a daemon that does not answer within timeout_ms
+  // gives -ETIMEDOUT.
+  int info(mn_ctl_info_reply* out, int timeout_ms = 1000);
+  int attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms = 1000);
+  int bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, int timeout_ms = 1000);
+  int unbind_udp(uint16_t port, int timeout_ms = 1000);
+  int detach(int timeout_ms = 1000);
+  int stats(std::string* json, int timeout_ms = 1000);
+
+  // Non-blocking check for the daemon's end of the socket: true when it
+  // closed (daemon exited or crashed). Never blocks, never consumes a reply
+  // (only called between requests).
+  bool peer_closed();
+
+ private:
+  int request(uint16_t type, const void* req, size_t req_len, void* reply, size_t reply_len,
+              size_t* got, int timeout_ms);
+  int fd_ = -1;
+  uint32_t seq_ = 0;
+};
+
+}  // namespace machnet::machnetd

@@ -1,0 +1,117 @@
+/* machnetd control protocol, version 1 (docs/MACHNETD.md describes it in
+ * prose). Plain C: the preload shim (C, no libstdc++), the engine, machnetd
+ * and machnet-stat all include it.
+ *
+ * Transport: a unix SOCK_SEQPACKET socket (default /run/machnet/machnetd.sock,
+ * key machnetd.socket / MACHNET_MACHNETD_SOCKET). Its file mode decides who may
+ * attach; machnetd identifies peers by SO_PEERCRED. One request, one reply,
+ * in order; every message starts with mn_ctl_header. A connection that
+ * attached owns its lease until it closes: the kernel closing the socket of a
+ * killed process is what starts reclaim (a pidfd catches a forked child that
+ * inherited the socket). */
+#ifndef MACHNET_MACHNETD_CONTROL_PROTOCOL_H
+#define MACHNET_MACHNETD_CONTROL_PROTOCOL_H
+
+#include <stdint.h>
+
+#define MN_CTL_MAGIC 0x4d4e4350u /* "MNCP" */
+#define MN_CTL_VERSION 1
+#define MN_CTL_DEFAULT_SOCKET "/run/machnet/machnetd.sock"
+#define MN_CTL_MAX_MESSAGE 65536 /* the largest reply (MN_CTL_STATS text) */
+
+enum mn_ctl_type {
+  MN_CTL_INFO = 1,   /* who is the host: address, device. No lease. */
+  MN_CTL_ATTACH = 2, /* lease a queue pair; reply says how to join as secondary */
+  MN_CTL_BIND = 3,   /* claim a UDP port for the caller's lease */
+  MN_CTL_UNBIND = 4, /* release it */
+  MN_CTL_DETACH = 5, /* give the lease back (closing the socket does too) */
+  MN_CTL_STATS = 6   /* JSON text: leases, ports, counters (machnet-stat) */
+};
+
+struct mn_ctl_header {
+  uint32_t magic;   /* MN_CTL_MAGIC */
+  uint16_t version; /* MN_CTL_VERSION; a daemon answers others with -EPROTONOSUPPORT */
+  uint16_t type;    /* enum mn_ctl_type; replies echo it */
+  uint32_t seq;     /* echoed in the reply */
+  int32_t status;   /* replies: 0 or -errno (EADDRINUSE, EAGAIN, EBUSY, EINVAL...) */
+};
+
+/* MN_CTL_INFO reply (request: a bare header). */
+struct mn_ctl_info_reply {
+  struct mn_ctl_header h;
+  uint32_t ip; /* host order */
+  uint8_t prefix_len;
+  uint8_t mac[6];
+  uint8_t pad0;
+  uint32_t gateway; /* host order, 0 = none */
+  uint16_t mtu;
+  uint16_t nb_queues; /* queue 0 is the daemon's */
+  uint16_t free_leases;
+  uint16_t pad1;
+  int32_t daemon_pid;
+  char device[64]; /* e.g. "net_memif0" */
+};
+
+struct mn_ctl_attach_request {
+  struct mn_ctl_header h;
+  char comm[16]; /* program name for machnet-stat (pid comes from SO_PEERCRED) */
+};
+
+struct mn_ctl_attach_reply {
+  struct mn_ctl_header h;
+  uint16_t queue;    /* the leased RX/TX queue pair; also the lease index */
+  uint16_t port_id;  /* DPDK port id in the daemon's EAL */
+  uint16_t lcore_id; /* --lcores <lcore_id>@(cpus): unique per lease */
+  uint16_t mtu;
+  uint64_t owner_id;   /* random; pid + owner_id name the lease holder */
+  uint64_t generation; /* leases of this queue so far, this one included */
+  uint32_t ip;         /* host order */
+  uint32_t gateway;    /* host order, 0 = none */
+  uint8_t prefix_len;
+  uint8_t mac[6];
+  uint8_t pad0;
+  char eal_prefix[64]; /* --file-prefix of the daemon's EAL */
+  char device[64];     /* ethdev name, rte_eth_dev_get_port_by_name() */
+  char shm_name[32];   /* memzone holding struct machnetd::Shm (shm.h) */
+};
+
+struct mn_ctl_bind_request {
+  struct mn_ctl_header h;
+  uint32_t ip;   /* host order; 0 or the host address */
+  uint16_t port; /* 0: the daemon picks an ephemeral port */
+  uint8_t proto; /* 17 (UDP) */
+  uint8_t flags; /* reserved, 0 */
+};
+
+struct mn_ctl_bind_reply {
+  struct mn_ctl_header h; /* status -EADDRINUSE as bind(2) would */
+  uint16_t port;
+  uint16_t pad0;
+  uint32_t pad1;
+};
+
+struct mn_ctl_unbind_request {
+  struct mn_ctl_header h;
+  uint16_t port;
+  uint8_t proto;
+  uint8_t pad0;
+  uint32_t pad1;
+};
+
+/* MN_CTL_STATS reply: the header, then NUL-terminated JSON text. */
+
+#ifdef __cplusplus
+static_assert(sizeof(struct mn_ctl_header) == 16, "control protocol ABI");
+static_assert(sizeof(struct mn_ctl_info_reply) == 108, "control protocol ABI");
+static_assert(sizeof(struct mn_ctl_attach_request) == 32, "control protocol ABI");
+static_assert(sizeof(struct mn_ctl_attach_reply) == 216, "control protocol ABI");
+static_assert(sizeof(struct mn_ctl_bind_request) == 24, "control protocol ABI");
+static_assert(sizeof(struct mn_ctl_bind_reply) == 24, "control protocol ABI");
+static_assert(sizeof(struct mn_ctl_unbind_request) == 24, "control protocol ABI");
+#else
+_Static_assert(sizeof(struct mn_ctl_header) == 16, "control protocol ABI");
+_Static_assert(sizeof(struct mn_ctl_info_reply) == 108, "control protocol ABI");
+_Static_assert(sizeof(struct mn_ctl_attach_reply) == 216, "control protocol ABI");
+#endif
+
+#endif

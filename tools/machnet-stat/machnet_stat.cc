@@ -1,0 +1,466 @@
+// machnet-stat: what machnetd knows — attached processes and their queues,
+// bound ports, counters, pools (like vma_stats for libvma). Asks the daemon
+// for MN_CTL_STATS over its control socket; no DPDK.
+//
+//   machnet-stat [--socket PATH] [--json] [-w|--watch SECONDS] [--count N]
+#include <getopt.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "machnetd/control_client.h"
+#include "machnetd/control_protocol.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+namespace {
+
+// ---- a small JSON reader (what machnetd writes: objects, arrays, strings,
+// numbers; true/false/null for completeness) ----
+
+struct JVal {
+  enum Type { kNull, kBool, kNum, kStr, kArr, kObj } type = kNull;
+  std::string text;  // string value, or the number's text
+  bool b = false;
+  std::vector<JVal> arr;
+  std::vector<std::pair<std::string, JVal>> obj;
+
+  const JVal& operator[](const char* key) const {
+    static const JVal none;
+    if (type != kObj) return none;
+    for (const auto& kv : obj)
+      if (kv.first == key) return kv.second;
+    return none;
+  }
+  bool has(const char* key) const { return (*this)[key].type != kNull; }
+  uint64_t u() const { return type == kNum ? std::strtoull(text.c_str(), nullptr, 10) : 0; }
+  int64_t i() const { return type == kNum ? std::strtoll(text.c_str(), nullptr, 10) : 0; }
+  double d() const { return type == kNum ? std::strtod(text.c_str(), nullptr) : 0; }
+  const std::string& s() const { return text; }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(const std::string& t) : p_(t.c_str()), end_(t.c_str() + t.size()) {}
+  bool parse(JVal* out) {
+    if (!value(out, 0)) return false;
+    ws();
+    return p_ == end_;
+  }
+
+ private:
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\t' || *p_ == '\r')) p_++;
+  }
+  bool lit(const char* w) {
+    size_t n = std::strlen(w);
+    if (static_cast<size_t>(end_ - p_) < n || std::strncmp(p_, w, n) != 0) return false;
+    p_ += n;
+    return true;
+  }
+  bool str(std::string* out) {
+    if (p_ >= end_ || *p_ != '"') return false;
+    p_++;
+    while (p_ < end_ && *p_ != '"') {
+      char c = *p_++;
+      if (c != '\\') {
+        *out += c;
+        continue;
+      }
+      if (p_ >= end_) return false;
+      char e = *p_++;
+      switch (e) {
+        case 'n':
+          *out += '\n';
+          break;
+        case 't':
+          *out += '\t';
+          break;
+        case 'r':
+          *out += '\r';
+          break;
+        case 'b':
+          *out += '\b';
+          break;
+        case 'f':
+          *out += '\f';
+          break;
+        case 'u': {
+          if (end_ - p_ < 4) return false;
+          unsigned v = static_cast<unsigned>(std::strtoul(std::string(p_, 4).c_str(), nullptr, 16));
+          p_ += 4;
+          *out += v < 0x80 ? static_cast<char>(v) : '?';
+          break;
+        }
+        default:
+          *out += e;
+      }
+    }
+    if (p_ >= end_) return false;
+    p_++;
+    return true;
+  }
+  bool value(JVal* v, int depth) {
+    if (depth > 32) return false;
+    ws();
+    if (p_ >= end_) return false;
+    char c = *p_;
+    if (c == '{') {
+      v->type = JVal::kObj;
+      p_++;
+      ws();
+      if (p_ < end_ && *p_ == '}') {
+        p_++;
+        return true;
+      }
+      for (;;) {
+        ws();
+        std::string k;
+        if (!str(&k)) return false;
+        ws();
+        if (p_ >= end_ || *p_++ != ':') return false;
+        JVal x;
+        if (!value(&x, depth + 1)) return false;
+        v->obj.emplace_back(std::move(k), std::move(x));
+        ws();
+        if (p_ >= end_) return false;
+        if (*p_ == ',') {
+          p_++;
+          continue;
+        }
+        if (*p_++ == '}') return true;
+        return false;
+      }
+    }
+    if (c == '[') {
+      v->type = JVal::kArr;
+      p_++;
+      ws();
+      if (p_ < end_ && *p_ == ']') {
+        p_++;
+        return true;
+      }
+      for (;;) {
+        JVal x;
+        if (!value(&x, depth + 1)) return false;
+        v->arr.push_back(std::move(x));
+        ws();
+        if (p_ >= end_) return false;
+        if (*p_ == ',') {
+          p_++;
+          continue;
+        }
+        if (*p_++ == ']') return true;
+        return false;
+      }
+    }
+    if (c == '"') {
+      v->type = JVal::kStr;
+      return str(&v->text);
+    }
+    if (lit("true")) {
+      v->type = JVal::kBool;
+      v->b = true;
+      return true;
+    }
+    if (lit("false")) {
+      v->type = JVal::kBool;
+      return true;
+    }
+    if (lit("null")) return true;
+    const char* s = p_;
+    while (p_ < end_ && (std::isdigit(static_cast<unsigned char>(*p_)) || *p_ == '-' ||
+                         *p_ == '+' || *p_ == '.' || *p_ == 'e' || *p_ == 'E'))
+      p_++;
+    if (p_ == s) return false;
+    v->type = JVal::kNum;
+    v->text.assign(s, p_);
+    return true;
+  }
+  const char* p_;
+  const char* end_;
+};
+
+// ---- formatting ----
+
+std::string human(double v) {
+  const char* units[] = {"", "K", "M", "G", "T"};
+  int u = 0;
+  while (v >= 10000 && u < 4) {
+    v /= 1000;
+    u++;
+  }
+  char b[32];
+  if (u == 0 && v == std::floor(v))
+    std::snprintf(b, sizeof(b), "%.0f", v);
+  else
+    std::snprintf(b, sizeof(b), "%.1f%s", v, units[u]);
+  return b;
+}
+
+std::string duration(double s) {
+  uint64_t t = static_cast<uint64_t>(s);
+  char b[48];
+  if (t >= 86400)
+    std::snprintf(b, sizeof(b), "%" PRIu64 "d%02" PRIu64 "h%02" PRIu64 "m", t / 86400,
+                  t % 86400 / 3600, t % 3600 / 60);
+  else if (t >= 3600)
+    std::snprintf(b, sizeof(b), "%" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s", t / 3600, t % 3600 / 60,
+                  t % 60);
+  else if (t >= 60)
+    std::snprintf(b, sizeof(b), "%" PRIu64 "m%02" PRIu64 "s", t / 60, t % 60);
+  else
+    std::snprintf(b, sizeof(b), "%.1fs", s);
+  return b;
+}
+
+// Nonzero reasons of a {"name": count} object, "name count, ...".
+std::string reasons(const JVal& drops) {
+  std::string out;
+  for (const auto& kv : drops.obj) {
+    if (kv.second.u() == 0) continue;
+    if (!out.empty()) out += ", ";
+    out += kv.first + " " + std::to_string(kv.second.u());
+  }
+  return out;
+}
+
+struct Sample {
+  double t = 0;
+  std::map<std::string, uint64_t> v;  // "lease.1.rx_packets" -> value
+};
+
+double mono_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// Per-second rate of `key` between two samples, or -1 when unknown.
+double rate(const Sample* prev, const Sample& cur, const std::string& key) {
+  if (prev == nullptr || cur.t <= prev->t) return -1;
+  auto a = prev->v.find(key);
+  auto b = cur.v.find(key);
+  if (a == prev->v.end() || b == cur.v.end() || b->second < a->second) return -1;
+  return static_cast<double>(b->second - a->second) / (cur.t - prev->t);
+}
+
+std::string rate_col(double r) {
+  return r < 0 ? "-" : human(r);
+}
+
+void print(const JVal& root, const Sample* prev, Sample* cur) {
+  const JVal& d = root["daemon"];
+  cur->v["daemon.rx_packets"] = d["rx_packets"].u();
+  cur->v["daemon.tx_packets"] = d["tx_packets"].u();
+  cur->v["daemon.steered"] = d["steered"].u();
+  std::string gw = d["gateway"].s().empty() ? "-" : d["gateway"].s();
+  std::printf("machnetd pid %" PRId64 " (%s)  device %s (port %" PRIu64 ")  %s/%" PRIu64
+              "  gw %s  mac %s  mtu %" PRIu64 "  up %s\n",
+              d["pid"].i(), d["name"].s().c_str(), d["device"].s().c_str(), d["port_id"].u(),
+              d["ip"].s().c_str(), d["prefix_len"].u(), gw.c_str(), d["mac"].s().c_str(),
+              d["mtu"].u(), duration(d["uptime_s"].d()).c_str());
+  std::printf("  socket %s  EAL prefix %s  hugepages free %" PRIu64 "  memzones %" PRIu64 "\n",
+              d["socket"].s().c_str(), d["eal_prefix"].s().c_str(), d["hugepages_free"].u(),
+              d["memzones"].u());
+  std::printf("  queues %" PRIu64 ": 1 daemon, %" PRIu64 " active, %" PRIu64 " free\n",
+              d["queues"].u(), d["active_leases"].u(), d["free_leases"].u());
+  double rx_r = rate(prev, *cur, "daemon.rx_packets");
+  double st_r = rate(prev, *cur, "daemon.steered");
+  std::printf("  daemon rx %s pkts%s  tx %s  from ring %s  steered %s%s (drops %s)\n",
+              human(static_cast<double>(d["rx_packets"].u())).c_str(),
+              rx_r >= 0 ? (" (" + human(rx_r) + "/s)").c_str() : "",
+              human(static_cast<double>(d["tx_packets"].u())).c_str(),
+              human(static_cast<double>(d["ring_rx"].u())).c_str(),
+              human(static_cast<double>(d["steered"].u())).c_str(),
+              st_r >= 0 ? (" (" + human(st_r) + "/s)").c_str() : "",
+              human(static_cast<double>(d["steer_drops"].u())).c_str());
+  std::printf("  arp rx %" PRIu64 " tx %" PRIu64 " learned %" PRIu64 "  icmp echo %" PRIu64
+              " unreachable %" PRIu64 " (rate-limited %" PRIu64 ")  fragments %" PRIu64
+              " reassembled %" PRIu64 "\n",
+              d["arp_rx"].u(), d["arp_tx"].u(), d["arp_learned"].u(), d["icmp_echo_replies"].u(),
+              d["icmp_unreachable_tx"].u(), d["icmp_rate_limited"].u(), d["fragments_rx"].u(),
+              d["reassembled"].u());
+  std::string dr = reasons(d["drops"]);
+  std::printf("  drops %" PRIu64 "%s%s\n", d["drops_total"].u(), dr.empty() ? "" : ": ",
+              dr.c_str());
+  std::printf(
+      "  control: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64 " malformed; %" PRIu64
+      " attaches, %" PRIu64 " reclaims, %" PRIu64 " mbufs swept, %" PRIu64 " unaccounted\n",
+      d["ctl_connections"].u(), d["ctl_requests"].u(), d["ctl_malformed"].u(), d["attaches"].u(),
+      d["reclaims"].u(), d["mbufs_swept"].u(), d["mbufs_unaccounted"].u());
+
+  std::printf("\n%-5s %-10s %-7s %-15s %10s %8s %10s %8s %9s %9s %7s  %s\n", "QUEUE", "STATE",
+              "PID", "COMM", "RX_PKTS", "RX/s", "TX_PKTS", "TX/s", "STEER_IN", "STEER_OUT", "DROPS",
+              "REASONS");
+  for (const JVal& l : root["leases"].arr) {
+    std::string q = std::to_string(l["queue"].u());
+    std::string kr = "lease." + q + ".rx", kt = "lease." + q + ".tx";
+    cur->v[kr] = l["rx_packets"].u();
+    cur->v[kt] = l["tx_packets"].u();
+    bool held = l["state"].s() != "free";
+    std::printf(
+        "%-5s %-10s %-7s %-15s %10s %8s %10s %8s %9s %9s %7s  %s\n", q.c_str(),
+        l["state"].s().c_str(), held ? std::to_string(l["pid"].i()).c_str() : "-",
+        held ? l["comm"].s().c_str() : "-", human(static_cast<double>(l["rx_packets"].u())).c_str(),
+        rate_col(rate(prev, *cur, kr)).c_str(),
+        human(static_cast<double>(l["tx_packets"].u())).c_str(),
+        rate_col(rate(prev, *cur, kt)).c_str(),
+        human(static_cast<double>(l["steered_in"].u())).c_str(),
+        human(static_cast<double>(l["steered_out"].u())).c_str(),
+        human(static_cast<double>(l["drops_total"].u())).c_str(), reasons(l["drops"]).c_str());
+  }
+
+  const JVal& ports = root["ports"];
+  std::printf("\n%-6s %-5s %-7s %-15s %10s %8s %10s %10s\n", "PORT", "QUEUE", "PID", "COMM",
+              "RX_DGRAMS", "RX/s", "RX_BYTES", "TX_DGRAMS");
+  if (ports.arr.empty()) std::printf("(no ports bound)\n");
+  for (const JVal& p : ports.arr) {
+    std::string k = "port." + std::to_string(p["port"].u()) + ".rx";
+    cur->v[k] = p["rx_datagrams"].u();
+    std::printf("%-6" PRIu64 " %-5" PRIu64 " %-7" PRId64 " %-15s %10s %8s %10s %10s\n",
+                p["port"].u(), p["queue"].u(), p["pid"].i(), p["comm"].s().c_str(),
+                human(static_cast<double>(p["rx_datagrams"].u())).c_str(),
+                rate_col(rate(prev, *cur, k)).c_str(),
+                human(static_cast<double>(p["rx_bytes"].u())).c_str(),
+                human(static_cast<double>(p["tx_datagrams"].u())).c_str());
+  }
+  if (root["ports_truncated"].u() != 0)
+    std::printf("(%" PRIu64 " more ports not shown)\n", root["ports_truncated"].u());
+
+  std::printf("\n%-5s %7s %7s %9s %6s %11s\n", "POOL", "SIZE", "IN_USE", "BASELINE", "RING",
+              "UNACCOUNTED");
+  for (const JVal& p : root["pools"].arr) {
+    std::printf("%-5" PRIu64 " %7" PRIu64 " %7" PRIu64 " %9" PRIu64 " %6" PRIu64 " %11" PRIu64 "\n",
+                p["queue"].u(), p["size"].u(), p["in_use"].u(), p["baseline"].u(), p["ring"].u(),
+                p["unaccounted"].u());
+  }
+}
+
+void usage(FILE* f) {
+  std::fprintf(f,
+               "Usage: machnet-stat [--socket PATH] [--json] [-w|--watch SECONDS] [--count N]\n"
+               "Shows what machnetd knows: its device and counters, leased queues and the\n"
+               "processes holding them, bound UDP ports, mbuf pools.\n"
+               "  --socket PATH   machnetd control socket (default $MACHNET_MACHNETD_SOCKET or "
+               "%s)\n"
+               "  --json          print the daemon's JSON as it is\n"
+               "  -w, --watch S   refresh every S seconds (clears the screen; shows rates)\n"
+               "  --count N       stop after N reports (with --watch; default: until ^C)\n",
+               MN_CTL_DEFAULT_SOCKET);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string path = MN_CTL_DEFAULT_SOCKET;
+  if (const char* e = std::getenv("MACHNET_MACHNETD_SOCKET")) path = e;
+  bool json = false;
+  double watch = 0;
+  long count = -1;
+  enum { kSocket = 1000, kJson, kCount, kHelp, kVersion };
+  static const option opts[] = {
+      {"socket", required_argument, nullptr, kSocket},
+      {"json", no_argument, nullptr, kJson},
+      {"watch", required_argument, nullptr, 'w'},
+      {"count", required_argument, nullptr, kCount},
+      {"help", no_argument, nullptr, kHelp},
+      {"version", no_argument, nullptr, kVersion},
+      {nullptr, 0, nullptr, 0},
+  };
+  int c;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "w:h", opts, nullptr)) != -1) {
+    char* end = nullptr;
+    switch (c) {
+      case kSocket:
+        path = optarg;
+        break;
+      case kJson:
+        json = true;
+        break;
+      case 'w':
+        watch = std::strtod(optarg, &end);
+        if (*end != '\0' || !(watch > 0)) {
+          std::fprintf(stderr, "machnet-stat: --watch: expected seconds > 0, got '%s'\n", optarg);
+          return 2;
+        }
+        break;
+      case kCount:
+        count = std::strtol(optarg, &end, 10);
+        if (*end != '\0' || count < 1) {
+          std::fprintf(stderr, "machnet-stat: --count: expected a number >= 1, got '%s'\n", optarg);
+          return 2;
+        }
+        break;
+      case 'h':
+      case kHelp:
+        usage(stdout);
+        return 0;
+      case kVersion:
+        std::printf("machnet-stat (machnet) %s\n", PACKAGE_VERSION);
+        return 0;
+      default:
+        std::fprintf(stderr, "machnet-stat: unknown option or missing value: '%s' (try --help)\n",
+                     optind > 0 && optind <= argc ? argv[optind - 1] : "?");
+        return 2;
+    }
+  }
+  if (count > 1 && watch == 0) watch = 1;
+  if (count < 0) count = watch > 0 ? -1 : 1;
+
+  machnet::machnetd::ControlClient client;
+  std::string err;
+  int rc = client.connect(path, &err);
+  if (rc != 0) {
+    std::fprintf(stderr, "machnet-stat: no machnetd running: %s\n", err.c_str());
+    return 1;
+  }
+  Sample prev;
+  bool have_prev = false;
+  for (long n = 0; count < 0 || n < count; n++) {
+    if (n > 0) {
+      struct timespec ts;
+      ts.tv_sec = static_cast<time_t>(watch);
+      ts.tv_nsec = static_cast<long>((watch - std::floor(watch)) * 1e9);
+      nanosleep(&ts, nullptr);
+    }
+    std::string text;
+    rc = client.stats(&text, 2000);
+    if (rc != 0) {
+      std::fprintf(stderr, "machnet-stat: STATS from machnetd at %s failed: %s\n", path.c_str(),
+                   std::strerror(-rc));
+      return 1;
+    }
+    if (json) {
+      std::printf("%s\n", text.c_str());
+      std::fflush(stdout);
+      continue;
+    }
+    JVal root;
+    if (!JsonParser(text).parse(&root) || root.type != JVal::kObj) {
+      std::fprintf(stderr, "machnet-stat: cannot parse the daemon's reply\n");
+      return 1;
+    }
+    if (watch > 0) std::printf("\033[H\033[2J");
+    Sample cur;
+    cur.t = mono_s();
+    print(root, have_prev ? &prev : nullptr, &cur);
+    std::fflush(stdout);
+    prev = cur;
+    have_prev = true;
+  }
+  return 0;
+}

@@ -1,0 +1,517 @@
+#include "control_server.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <rte_ethdev.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "leases.h"
+#include "log.h"
+#include "machnetd/control_protocol.h"
+#include "stats.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+namespace machnet::machnetd {
+namespace {
+
+constexpr size_t kMaxConnections = 1024;
+
+int g_lock_fd = -1;
+std::string g_lock_path;
+
+bool fill_addr(const std::string& path, sockaddr_un* a) {
+  memset(a, 0, sizeof(*a));
+  a->sun_family = AF_UNIX;
+  if (path.size() >= sizeof(a->sun_path)) return false;
+  memcpy(a->sun_path, path.c_str(), path.size());
+  return true;
+}
+
+void mkdir_p(const std::string& dir) {
+  for (size_t i = 1; i <= dir.size(); i++) {
+    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
+  }
+}
+
+// Asks a live daemon at `path` for its pid (INFO); 0 when it does not say.
+int32_t live_daemon_pid(int fd) {
+  mn_ctl_header h;
+  memset(&h, 0, sizeof(h));
+  h.magic = MN_CTL_MAGIC;
+  h.version = MN_CTL_VERSION;
+  h.type = MN_CTL_INFO;
+  h.seq = 1;
+  if (send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h)) return 0;
+  pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 500) != 1) return 0;
+  mn_ctl_info_reply r;
+  ssize_t n = recv(fd, &r, sizeof(r), 0);
+  if (n < static_cast<ssize_t>(sizeof(r)) || r.h.magic != MN_CTL_MAGIC) return 0;
+  return r.daemon_pid;
+}
+
+void sanitize_comm(const char* in, size_t max, char* out /* 16 */) {
+  size_t i = 0;
+  for (; i < max && i < 15 && in[i] != '\0'; i++) {
+    unsigned char ch = static_cast<unsigned char>(in[i]);
+    out[i] = (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') ? '?' : static_cast<char>(ch);
+  }
+  for (; i < 16; i++) out[i] = '\0';
+}
+
+void fill_header(mn_ctl_header* out, const void* req, int32_t status) {
+  mn_ctl_header in;
+  memcpy(&in, req, sizeof(in));
+  out->magic = MN_CTL_MAGIC;
+  out->version = MN_CTL_VERSION;
+  out->type = in.type;
+  out->seq = in.seq;
+  out->status = status;
+}
+
+}  // namespace
+
+int ControlServer::precheck(const std::string& path, std::string* err) {
+  sockaddr_un addr;
+  if (!fill_addr(path, &addr)) {
+    *err = "control socket path too long: " + path;
+    return 1;
+  }
+  auto slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) mkdir_p(path.substr(0, slash));
+
+  // Two daemons starting at once must not both decide the socket is stale.
+  g_lock_path = path + ".lock";
+  g_lock_fd = open(g_lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (g_lock_fd < 0) {
+    *err = "cannot open " + g_lock_path + ": " + strerror(errno);
+    return 1;
+  }
+  if (flock(g_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    *err = "another machnetd is starting or running on " + path + " (" + g_lock_path +
+           " is locked); not starting";
+    close(g_lock_fd);
+    g_lock_fd = -1;
+    return 1;
+  }
+
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return 0;
+  if (!S_ISSOCK(st.st_mode)) {
+    *err = path + " exists and is not a socket; not starting";
+    return 1;
+  }
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = std::string("socket: ") + strerror(errno);
+    return 1;
+  }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    int32_t pid = live_daemon_pid(fd);
+    close(fd);
+    *err = "a live machnetd" + (pid > 0 ? " (pid " + std::to_string(pid) + ")" : std::string()) +
+           " already serves " + path + "; not starting";
+    return 1;
+  }
+  int e = errno;
+  close(fd);
+  if (e == ECONNREFUSED) {
+    unlink(path.c_str());
+    log("removed stale control socket %s (nobody listening)", path.c_str());
+    return 0;
+  }
+  *err = "cannot check the existing socket " + path + ": " + strerror(e) + "; not starting";
+  return 1;
+}
+
+void ControlServer::release_lock() {
+  if (g_lock_fd < 0) return;
+  unlink(g_lock_path.c_str());
+  close(g_lock_fd);
+  g_lock_fd = -1;
+}
+
+ControlServer::ControlServer(Daemon* d) : d_(d), buf_(MN_CTL_MAX_MESSAGE) {}
+
+ControlServer::~ControlServer() {
+  close_all(false);
+  stop();
+}
+
+bool ControlServer::listen(std::string* err) {
+  const std::string& path = d_->cfg.socket;
+  sockaddr_un addr;
+  if (!fill_addr(path, &addr)) {
+    *err = "control socket path too long: " + path;
+    return false;
+  }
+  listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) {
+    *err = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  // No window in which the socket exists with a wider mode than configured.
+  mode_t old = umask(0177);
+  int rc = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int e = errno;
+  umask(old);
+  if (rc != 0) {
+    *err = "bind " + path + ": " + strerror(e);
+    return false;
+  }
+  if (d_->cfg.socket_gid != static_cast<gid_t>(-1) &&
+      chown(path.c_str(), static_cast<uid_t>(-1), d_->cfg.socket_gid) != 0) {
+    *err = "chgrp " + d_->cfg.socket_group + " " + path + ": " + strerror(errno);
+    return false;
+  }
+  if (chmod(path.c_str(), d_->cfg.socket_mode) != 0) {
+    *err = "chmod " + path + ": " + strerror(errno);
+    return false;
+  }
+  if (::listen(listen_fd_, 128) != 0) {
+    *err = "listen " + path + ": " + strerror(errno);
+    return false;
+  }
+  listen_ev_ = event_new(d_->base, listen_fd_, EV_READ | EV_PERSIST, on_accept, this);
+  if (listen_ev_ == nullptr || event_add(listen_ev_, nullptr) != 0) {
+    *err = "event_add (listener) failed";
+    return false;
+  }
+  return true;
+}
+
+void ControlServer::stop() {
+  if (listen_ev_ != nullptr) {
+    event_free(listen_ev_);
+    listen_ev_ = nullptr;
+  }
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+    unlink(d_->cfg.socket.c_str());
+  }
+}
+
+void ControlServer::close_all(bool reclaim) {
+  while (!conns_.empty()) close_conn(conns_.begin()->second.get(), "shutdown", reclaim);
+}
+
+void ControlServer::on_accept(int, short, void* arg) {
+  static_cast<ControlServer*>(arg)->accept_all();
+}
+
+void ControlServer::accept_all() {
+  for (;;) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // EAGAIN, or out of fds: try again on the next readiness
+    }
+    if (conns_.size() >= kMaxConnections) {
+      log("refusing a control connection: %zu open already", conns_.size());
+      close(fd);
+      continue;
+    }
+    ucred cred;
+    socklen_t len = sizeof(cred);
+    memset(&cred, 0, sizeof(cred));
+    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+    auto c = std::make_unique<Conn>();
+    c->srv = this;
+    c->id = next_id_++;
+    c->fd = fd;
+    c->pid = cred.pid;
+    c->uid = cred.uid;
+    c->gid = cred.gid;
+    c->ev = event_new(d_->base, fd, EV_READ | EV_PERSIST, on_read, c.get());
+    if (c->ev == nullptr || event_add(c->ev, nullptr) != 0) {
+      if (c->ev != nullptr) event_free(c->ev);
+      close(fd);
+      continue;
+    }
+    d_->counters.ctl_connections++;
+    conns_[c->id] = std::move(c);
+  }
+}
+
+void ControlServer::on_read(int, short, void* arg) {
+  auto* c = static_cast<Conn*>(arg);
+  c->srv->read_one(c);
+}
+
+void ControlServer::read_one(Conn* c) {
+  ssize_t n = recv(c->fd, buf_.data(), buf_.size(), MSG_TRUNC | MSG_DONTWAIT);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    close_conn(c, "connection error");
+    return;
+  }
+  if (n == 0) {
+    close_conn(c, "socket closed");
+    return;
+  }
+  if (static_cast<size_t>(n) > buf_.size()) {
+    malformed(c, "message larger than MN_CTL_MAX_MESSAGE");
+    return;
+  }
+  handle(c, buf_.data(), static_cast<size_t>(n));
+}
+
+void ControlServer::malformed(Conn* c, const char* why) {
+  d_->counters.ctl_malformed++;
+  // At most ~10 lines a second, whatever a client sends.
+  static uint64_t window_ns = 0, in_window = 0, suppressed = 0;
+  uint64_t now = mono_ns();
+  if (now - window_ns >= 1'000'000'000ull) {
+    if (suppressed != 0)
+      log("%llu more malformed control messages (not logged)",
+          static_cast<unsigned long long>(suppressed));
+    window_ns = now;
+    in_window = 0;
+    suppressed = 0;
+  }
+  if (in_window++ < 10)
+    log("closing control connection of pid %d: %s", c->pid, why);
+  else
+    suppressed++;
+  close_conn(c, "malformed request");
+}
+
+bool ControlServer::reply(Conn* c, const void* msg, size_t len) {
+  ssize_t n = send(c->fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n != static_cast<ssize_t>(len)) {
+    // The client does not read its replies (or is gone).
+    close_conn(c, n < 0 && errno != EAGAIN ? "socket closed" : "reply not accepted");
+    return false;
+  }
+  return true;
+}
+
+void ControlServer::reply_status(Conn* c, const void* req, int32_t status) {
+  mn_ctl_header h;
+  fill_header(&h, req, status);
+  reply(c, &h, sizeof(h));
+}
+
+void ControlServer::handle(Conn* c, const uint8_t* msg, size_t len) {
+  if (len < sizeof(mn_ctl_header)) {
+    malformed(c, "message shorter than the header");
+    return;
+  }
+  mn_ctl_header h;
+  memcpy(&h, msg, sizeof(h));
+  if (h.magic != MN_CTL_MAGIC) {
+    malformed(c, "bad magic");
+    return;
+  }
+  d_->counters.ctl_requests++;
+  if (h.version != MN_CTL_VERSION) {
+    reply_status(c, msg, -EPROTONOSUPPORT);
+    return;
+  }
+  size_t need = sizeof(mn_ctl_header);
+  switch (h.type) {
+    case MN_CTL_ATTACH:
+      need = sizeof(mn_ctl_attach_request);
+      break;
+    case MN_CTL_BIND:
+      need = sizeof(mn_ctl_bind_request);
+      break;
+    case MN_CTL_UNBIND:
+      need = sizeof(mn_ctl_unbind_request);
+      break;
+    default:
+      break;
+  }
+  if (len < need) {
+    malformed(c, "request shorter than its type requires");
+    return;
+  }
+  // Copy into an aligned buffer of the full request size.
+  alignas(8) uint8_t req[64];
+  memset(req, 0, sizeof(req));
+  memcpy(req, msg, need);
+  switch (h.type) {
+    case MN_CTL_INFO:
+      do_info(c, req);
+      return;
+    case MN_CTL_ATTACH:
+      do_attach(c, req);
+      return;
+    case MN_CTL_BIND:
+      do_bind(c, req);
+      return;
+    case MN_CTL_UNBIND:
+      do_unbind(c, req);
+      return;
+    case MN_CTL_DETACH:
+      do_detach(c, req);
+      return;
+    case MN_CTL_STATS:
+      do_stats(c, req);
+      return;
+    default:
+      reply_status(c, req, -EOPNOTSUPP);
+      return;
+  }
+}
+
+void ControlServer::do_info(Conn* c, const uint8_t* req) {
+  mn_ctl_info_reply r;
+  memset(&r, 0, sizeof(r));
+  fill_header(&r.h, req, 0);
+  r.ip = d_->cfg.ip;
+  r.prefix_len = d_->cfg.prefix_len;
+  memcpy(r.mac, d_->mac.data(), 6);
+  r.gateway = d_->cfg.gateway;
+  r.mtu = d_->mtu;
+  r.nb_queues = d_->nb_queues;
+  r.free_leases = d_->leases->free_leases();
+  r.daemon_pid = getpid();
+  snprintf(r.device, sizeof(r.device), "%s", d_->device_name.c_str());
+  reply(c, &r, sizeof(r));
+}
+
+void ControlServer::do_attach(Conn* c, const uint8_t* req) {
+  mn_ctl_attach_request a;
+  memcpy(&a, req, sizeof(a));
+  if (c->queue != 0) {
+    reply_status(c, req, -EALREADY);
+    return;
+  }
+  if (d_->shm->shutting_down.load()) {
+    reply_status(c, req, -ESHUTDOWN);
+    return;
+  }
+  char comm[16];
+  sanitize_comm(a.comm, sizeof(a.comm), comm);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, c->pid, 0));
+  if (pidfd < 0 && errno == ESRCH) {
+    // The process that connected is gone; whoever sends this inherited the
+    // socket and cannot be watched.
+    reply_status(c, req, -ESRCH);
+    return;
+  }
+  int q = d_->leases->attach(c->pid, c->uid, comm);
+  if (q < 0) {
+    if (pidfd >= 0) close(pidfd);
+    log("attach refused for pid %d (%s): no free queue", c->pid, comm);
+    reply_status(c, req, q);
+    return;
+  }
+  c->queue = static_cast<uint16_t>(q);
+  if (pidfd >= 0) {
+    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    c->pidfd = pidfd;
+    c->pid_ev = event_new(d_->base, pidfd, EV_READ, on_pidfd, c);
+    if (c->pid_ev != nullptr) event_add(c->pid_ev, nullptr);
+  }
+  const Lease& l = d_->shm->leases[q];
+  mn_ctl_attach_reply r;
+  memset(&r, 0, sizeof(r));
+  fill_header(&r.h, req, 0);
+  r.queue = static_cast<uint16_t>(q);
+  r.port_id = d_->port_id;
+  r.lcore_id = l.lcore_id;
+  r.mtu = d_->mtu;
+  r.owner_id = l.owner_id;
+  r.generation = l.generation;
+  r.ip = d_->cfg.ip;
+  r.gateway = d_->cfg.gateway;
+  r.prefix_len = d_->cfg.prefix_len;
+  memcpy(r.mac, d_->mac.data(), 6);
+  snprintf(r.eal_prefix, sizeof(r.eal_prefix), "%s", d_->eal_prefix.c_str());
+  snprintf(r.device, sizeof(r.device), "%s", d_->device_name.c_str());
+  snprintf(r.shm_name, sizeof(r.shm_name), "%s", kShmName);
+  log("attach: queue %d leased to pid %d (%s) uid %u, generation %llu", q, c->pid, comm, c->uid,
+      static_cast<unsigned long long>(l.generation));
+  reply(c, &r, sizeof(r));
+}
+
+void ControlServer::do_bind(Conn* c, const uint8_t* req) {
+  mn_ctl_bind_request b;
+  memcpy(&b, req, sizeof(b));
+  mn_ctl_bind_reply r;
+  memset(&r, 0, sizeof(r));
+  if (c->queue == 0) {
+    fill_header(&r.h, req, -EINVAL);  // no lease
+    reply(c, &r, sizeof(r));
+    return;
+  }
+  uint16_t port = 0;
+  int rc = d_->leases->bind(c->queue, b.ip, b.port, b.proto, &port);
+  fill_header(&r.h, req, rc);
+  r.port = rc == 0 ? port : b.port;
+  reply(c, &r, sizeof(r));
+}
+
+void ControlServer::do_unbind(Conn* c, const uint8_t* req) {
+  mn_ctl_unbind_request u;
+  memcpy(&u, req, sizeof(u));
+  int rc = c->queue == 0 ? -EINVAL : d_->leases->unbind(c->queue, u.port, u.proto);
+  reply_status(c, req, rc);
+}
+
+void ControlServer::do_detach(Conn* c, const uint8_t* req) {
+  if (c->queue == 0) {
+    reply_status(c, req, -EINVAL);
+    return;
+  }
+  uint16_t q = c->queue;
+  c->queue = 0;
+  unwatch_pid(c);
+  d_->reclaimer->start(q, "detach");
+  reply_status(c, req, 0);
+}
+
+void ControlServer::do_stats(Conn* c, const uint8_t* req) {
+  std::string json = stats_json(*d_, MN_CTL_MAX_MESSAGE - sizeof(mn_ctl_header) - 1);
+  std::vector<uint8_t> out(sizeof(mn_ctl_header) + json.size() + 1);
+  mn_ctl_header h;
+  fill_header(&h, req, 0);
+  memcpy(out.data(), &h, sizeof(h));
+  memcpy(out.data() + sizeof(h), json.c_str(), json.size() + 1);
+  reply(c, out.data(), out.size());
+}
+
+void ControlServer::on_pidfd(int, short, void* arg) {
+  auto* c = static_cast<Conn*>(arg);
+  // The process that attached exited while its socket stays open (a child
+  // inherited it): the lease dies with the process, and so does the connection.
+  c->srv->close_conn(c, "process exit");
+}
+
+void ControlServer::unwatch_pid(Conn* c) {
+  if (c->pid_ev != nullptr) {
+    event_free(c->pid_ev);
+    c->pid_ev = nullptr;
+  }
+  if (c->pidfd >= 0) {
+    close(c->pidfd);
+    c->pidfd = -1;
+  }
+}
+
+void ControlServer::close_conn(Conn* c, const char* why, bool reclaim) {
+  uint16_t q = c->queue;
+  c->queue = 0;
+  unwatch_pid(c);
+  if (c->ev != nullptr) event_free(c->ev);
+  close(c->fd);
+  if (q != 0 && reclaim) d_->reclaimer->start(q, why);
+  conns_.erase(c->id);  // frees c
+}
+
+}  // namespace machnet::machnetd

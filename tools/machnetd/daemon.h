@@ -1,0 +1,88 @@
+// The daemon's state shared by its parts (port, data path, leases, control
+// server, statistics). One instance, owned by main(); everything runs on the
+// EAL main thread except the DPDK telemetry callbacks, which only read.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "common/drop_reason.h"
+#include "config.h"
+#include "machnetd/shm.h"
+#include "wire/headers.h"
+
+struct rte_memzone;
+struct event_base;
+
+namespace machnet::machnetd {
+
+class Dataplane;
+class LeaseTable;
+class Reclaimer;
+class ControlServer;
+
+// Counters of the daemon's own data path (queue 0 and unleased queues).
+struct DaemonCounters {
+  uint64_t rx_packets = 0;  // frames taken from the RX queues it polls
+  uint64_t rx_bytes = 0;
+  uint64_t ring_rx = 0;  // frames other processes steered to ring 0
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t arp_rx = 0;
+  uint64_t arp_tx = 0;
+  uint64_t arp_learned = 0;  // neighbour table writes
+  uint64_t icmp_echo_replies = 0;
+  uint64_t icmp_unreachable_tx = 0;
+  uint64_t icmp_rate_limited = 0;
+  uint64_t fragments_rx = 0;
+  uint64_t reassembled = 0;
+  uint64_t steered = 0;      // frames copied to an owner's ring
+  uint64_t steer_drops = 0;  // owner's ring full or pool empty
+  uint64_t drops[kDropReasonCount] = {};
+  // Control plane.
+  uint64_t ctl_connections = 0;
+  uint64_t ctl_requests = 0;
+  uint64_t ctl_malformed = 0;  // connections closed for a malformed message
+  uint64_t attaches = 0;
+  uint64_t reclaims = 0;
+  uint64_t mbufs_swept = 0;
+  // Per queue: in use beyond posted_baseline after its last reclaim (mbufs
+  // a dead holder kept without marking them with the port: leaked).
+  uint64_t unaccounted[kMaxQueues] = {};
+};
+
+struct Daemon {
+  DaemonConfig cfg;
+  std::string eal_prefix;  // --file-prefix
+  std::string hugedir;     // hugetlbfs mount EAL uses
+  std::string runtime_dir;
+  std::string device_name;  // ethdev name (rte_eth_dev_get_name_by_port)
+  uint16_t port_id = 0;
+  uint16_t nb_queues = 0;
+  bool memif = false;
+  // The PMD keeps no mbufs of its own between bursts (net_ring, copying
+  // net_memif): every in-use mbuf of a dead holder's pool is the holder's.
+  bool pmd_holds_none = false;
+  wire::MacAddr mac{};
+  uint16_t mtu = 1500;
+  Shm* shm = nullptr;
+  const rte_memzone* mz = nullptr;
+  rte_mempool* pools[kMaxQueues] = {};
+  rte_ring* rings[kMaxQueues] = {};
+  uint32_t pool_size = 0;
+  uint64_t start_mono_ns = 0;
+  DaemonCounters counters;
+
+  event_base* base = nullptr;
+  Dataplane* dataplane = nullptr;
+  LeaseTable* leases = nullptr;
+  Reclaimer* reclaimer = nullptr;
+  ControlServer* control = nullptr;
+
+  // Set before the port and EAL go away: telemetry callbacks (another
+  // thread) then answer without touching shared memory.
+  std::atomic<bool> stopping{false};
+};
+
+}  // namespace machnet::machnetd

@@ -1,0 +1,360 @@
+#include "leases.h"
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "dataplane.h"
+#include "engine/memif_guard.h"
+#include "log.h"
+
+namespace machnet::machnetd {
+namespace {
+
+uint64_t random_u64() {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+    v = mono_ns() ^ (static_cast<uint64_t>(getpid()) << 32);
+  return v == 0 ? 1 : v;
+}
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+}  // namespace
+
+LeaseTable::LeaseTable(Daemon* d) : d_(d) {
+  next_ephemeral_ = static_cast<uint16_t>(kEphemeralFirst +
+                                          random_u64() % (kEphemeralLast - kEphemeralFirst + 1));
+}
+
+uint16_t LeaseTable::free_leases() const {
+  uint16_t n = 0;
+  for (uint16_t q = 1; q < d_->nb_queues; q++)
+    if (d_->shm->leases[q].state.load(std::memory_order_relaxed) == kLeaseFree) n++;
+  return n;
+}
+
+int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
+  Shm& shm = *d_->shm;
+  for (uint16_t q = 1; q < d_->nb_queues; q++) {
+    Lease& l = shm.leases[q];
+    if (l.state.load(std::memory_order_acquire) != kLeaseFree) continue;
+    // Nothing may be left in the ring from the previous holder's time.
+    d_->dataplane->drain_ring(q);
+    l.owner_id = random_u64();
+    l.generation++;
+    l.pid = pid;
+    l.uid = uid;
+    memset(l.comm, 0, sizeof(l.comm));
+    strncpy(l.comm, comm, sizeof(l.comm) - 1);
+    l.attached_ns = real_ns();
+    memset(&l.counters, 0, sizeof(l.counters));
+    held_[q].clear();
+    l.state.store(kLeaseActive, std::memory_order_release);
+    d_->counters.attaches++;
+    return q;
+  }
+  return -EBUSY;
+}
+
+int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint16_t* bound) {
+  Shm& shm = *d_->shm;
+  if (proto != 17) return -EINVAL;
+  if (ip != 0 && ip != d_->cfg.ip) return -EADDRNOTAVAIL;
+  uint16_t p = port;
+  if (p == 0) {
+    // Rotating cursor over 32768..60999, skipping held ports (as Linux does
+    // for bind(0), but without reusing a just-released port first).
+    const unsigned range = kEphemeralLast - kEphemeralFirst + 1;
+    for (unsigned i = 0; i < range; i++) {
+      uint16_t c = next_ephemeral_;
+      next_ephemeral_ = c == kEphemeralLast ? kEphemeralFirst : static_cast<uint16_t>(c + 1);
+      if (shm.ports[c].queue.load(std::memory_order_relaxed) == 0) {
+        p = c;
+        break;
+      }
+    }
+    if (p == 0) return -EADDRINUSE;
+  } else if (shm.ports[p].queue.load(std::memory_order_relaxed) != 0) {
+    return -EADDRINUSE;
+  }
+  PortEntry& e = shm.ports[p];
+  e.generation = static_cast<uint32_t>(shm.leases[q].generation);
+  e.rx_datagrams = 0;
+  e.rx_bytes = 0;
+  e.tx_datagrams = 0;
+  // Release: whoever sees the queue also sees the fields above.
+  e.queue.store(q, std::memory_order_release);
+  held_[q].insert(p);
+  *bound = p;
+  return 0;
+}
+
+int LeaseTable::unbind(uint16_t q, uint16_t port, uint8_t proto) {
+  Shm& shm = *d_->shm;
+  if (proto != 17 || port == 0 || held_[q].count(port) == 0 ||
+      shm.ports[port].queue.load(std::memory_order_relaxed) != q)
+    return -EINVAL;
+  shm.ports[port].queue.store(0, std::memory_order_release);
+  held_[q].erase(port);
+  return 0;
+}
+
+size_t LeaseTable::release_ports(uint16_t q) {
+  Shm& shm = *d_->shm;
+  size_t n = held_[q].size();
+  for (uint16_t p : held_[q]) shm.ports[p].queue.store(0, std::memory_order_release);
+  held_[q].clear();
+  return n;
+}
+
+Reclaimer::~Reclaimer() {
+  for (auto& p : pending_)
+    if (p.timer != nullptr) event_free(p.timer);
+}
+
+bool Reclaimer::init(std::string* err) {
+  for (uint16_t q = 0; q < kMaxQueues; q++) {
+    pending_[q].self = this;
+    pending_[q].queue = q;
+    pending_[q].timer = evtimer_new(d_->base, on_timer, &pending_[q]);
+    if (pending_[q].timer == nullptr) {
+      *err = "evtimer_new failed";
+      return false;
+    }
+  }
+  return true;
+}
+
+void Reclaimer::start(uint16_t q, const char* why) {
+  if (q == 0 || q >= d_->nb_queues) return;
+  Lease& l = d_->shm->leases[q];
+  if (l.state.load(std::memory_order_acquire) != kLeaseActive) return;
+  l.state.store(kLeaseReclaiming, std::memory_order_release);
+  Pending& p = pending_[q];
+  p.active = true;
+  p.pid = l.pid;
+  memset(p.comm, 0, sizeof(p.comm));
+  memcpy(p.comm, l.comm, sizeof(l.comm));
+  p.ports = d_->leases->release_ports(q);
+  p.start_ns = mono_ns();
+  p.why = why;
+  reaper_.watch(p.pid);
+  // Other processes may be copying into pool q right now (they read the
+  // port table a moment ago): give them time to finish before sweeping.
+  timeval tv;
+  tv.tv_sec = d_->cfg.reclaim_grace_ms / 1000;
+  tv.tv_usec = static_cast<suseconds_t>((d_->cfg.reclaim_grace_ms % 1000) * 1000);
+  evtimer_add(p.timer, &tv);
+}
+
+void Reclaimer::on_timer(int, short, void* arg) {
+  auto* p = static_cast<Pending*>(arg);
+  p->self->finish(p->queue);
+}
+
+void Reclaimer::finish_all() {
+  for (uint16_t q = 1; q < kMaxQueues; q++) {
+    if (!pending_[q].active) continue;
+    evtimer_del(pending_[q].timer);
+    finish(q);
+  }
+}
+
+namespace {
+
+struct SweepCtx {
+  const std::vector<void*>* free_objs;
+  bool by_port;
+  std::vector<void*> held;
+};
+
+void sweep_cb(rte_mempool*, void* opaque, void* obj, unsigned) {
+  auto* ctx = static_cast<SweepCtx*>(opaque);
+  if (std::binary_search(ctx->free_objs->begin(), ctx->free_objs->end(), obj)) return;
+  auto* m = static_cast<rte_mbuf*>(obj);
+  // Posted RX buffers come from rte_pktmbuf_alloc (port invalid); what a
+  // PMD received, a steering copy, or what the owner marked carries the port.
+  if (ctx->by_port && m->port == RTE_MBUF_PORT_INVALID) return;
+  ctx->held.push_back(obj);
+}
+
+}  // namespace
+
+SweepResult Reclaimer::sweep(uint16_t q) {
+  SweepResult r;
+  rte_mempool* mp = d_->pools[q];
+  r.ring_freed = d_->dataplane->drain_ring(q);
+  r.tx_cleanup = rte_eth_tx_done_cleanup(d_->port_id, q, 0);
+  // Frames that arrived since the holder stopped polling (and, on net_ring,
+  // what it transmitted, which loops back to RX queue q): out of the PMD.
+  rte_mbuf* burst[32];
+  for (int i = 0; i < 256; i++) {
+    if (d_->memif) engine::memif_guard::enter();
+    uint16_t n = rte_eth_rx_burst(d_->port_id, q, burst, 32);
+    if (d_->memif) engine::memif_guard::leave();
+    for (uint16_t k = 0; k < n; k++) rte_pktmbuf_free(burst[k]);
+    r.rx_freed += n;
+    if (n == 0) break;
+  }
+  r.baseline = d_->shm->leases[q].posted_baseline;
+  r.by_port = !(d_->pmd_holds_none && r.baseline == 0);
+
+  // Take every free mbuf out, so that what remains in use can be told apart.
+  std::vector<void*> free_objs;
+  free_objs.reserve(mp->size);
+  void* chunk[256];
+  for (;;) {
+    unsigned avail = rte_mempool_avail_count(mp);
+    if (avail == 0) break;
+    unsigned n = std::min<unsigned>(avail, 256);
+    if (rte_mempool_get_bulk(mp, chunk, n) != 0) {
+      if (rte_mempool_get_bulk(mp, chunk, 1) != 0) break;
+      n = 1;
+    }
+    free_objs.insert(free_objs.end(), chunk, chunk + n);
+  }
+  std::sort(free_objs.begin(), free_objs.end());
+  SweepCtx ctx;
+  ctx.free_objs = &free_objs;
+  ctx.by_port = r.by_port;
+  rte_mempool_obj_iter(mp, sweep_cb, &ctx);
+  for (void* obj : ctx.held) {
+    // Back to the state rte_pktmbuf_pool_create left it in (refcnt 1, one
+    // segment, no next, port invalid), whatever the dead owner did to it.
+    rte_pktmbuf_init(mp, nullptr, obj, 0);
+    rte_mbuf_refcnt_set(static_cast<rte_mbuf*>(obj), 1);
+  }
+  if (!ctx.held.empty())
+    rte_mempool_put_bulk(mp, ctx.held.data(), static_cast<unsigned>(ctx.held.size()));
+  if (!free_objs.empty())
+    rte_mempool_put_bulk(mp, free_objs.data(), static_cast<unsigned>(free_objs.size()));
+  r.swept = static_cast<unsigned>(ctx.held.size());
+  r.in_use = rte_mempool_in_use_count(mp);
+  return r;
+}
+
+namespace {
+
+// A process killed between reserving ring slots (head) and publishing them
+// (tail) leaves the ring waiting for it forever: later producers (or
+// consumers) of that ring spin. DPDK rings cannot recover from that; say so
+// loudly rather than let the hang be a mystery.
+void check_ring(const rte_ring* r, const char* what, int32_t pid) {
+  if (r == nullptr) return;
+  bool prod = r->prod.head != r->prod.tail, cons = r->cons.head != r->cons.tail;
+  if (!prod && !cons) return;
+  log("WARNING: %s %s was left mid-%s (head != tail) after pid %d went away: processes using "
+      "it may hang; restart machnetd and its applications",
+      what, r->name, prod ? "enqueue" : "dequeue", pid);
+}
+
+}  // namespace
+
+void Reclaimer::finish(uint16_t q) {
+  Pending& p = pending_[q];
+  if (!p.active) return;
+  Lease& l = d_->shm->leases[q];
+  SweepResult r = sweep(q);
+  for (uint16_t i = 0; i < d_->nb_queues; i++) {
+    check_ring(d_->rings[i], "steering ring", p.pid);
+    if (strcmp(
+            d_->pools[i]->ops_index >= 0 ? rte_mempool_get_ops(d_->pools[i]->ops_index)->name : "",
+            "ring_mp_mc") == 0)
+      check_ring(static_cast<const rte_ring*>(d_->pools[i]->pool_data), "mempool ring", p.pid);
+  }
+  unsigned unaccounted = r.in_use > r.baseline ? r.in_use - r.baseline : 0;
+  d_->counters.reclaims++;
+  d_->counters.mbufs_swept += r.swept;
+  d_->counters.unaccounted[q] = unaccounted;
+  l.pid = 0;
+  l.uid = 0;
+  l.owner_id = 0;
+  l.attached_ns = 0;
+  memset(l.comm, 0, sizeof(l.comm));
+  l.state.store(kLeaseFree, std::memory_order_release);
+  p.active = false;
+  double ms = static_cast<double>(mono_ns() - p.start_ns) / 1e6;
+  char extra[96] = "";
+  if (unaccounted != 0) std::snprintf(extra, sizeof(extra), ", %u unaccounted", unaccounted);
+  log("reclaimed queue %u of pid %d (%s) after %s: %zu ports released, %u mbufs swept%s + %u "
+      "from ring + %u from RX, pool in use %u (baseline %u)%s, %.1f ms",
+      q, p.pid, p.comm, p.why.c_str(), p.ports, r.swept, r.by_port ? "" : " (all in use)",
+      r.ring_freed, r.rx_freed, r.in_use, r.baseline, extra, ms);
+}
+
+unsigned remove_secondary_files(const std::string& runtime_dir, int32_t pid) {
+  if (runtime_dir.empty() || pid <= 0) return 0;
+  DIR* dir = opendir(runtime_dir.c_str());
+  if (dir == nullptr) return 0;
+  const std::string mp = "mp_socket_" + std::to_string(pid) + "_";
+  const std::string suffix = "_" + std::to_string(pid);
+  unsigned n = 0;
+  while (dirent* e = readdir(dir)) {
+    std::string f = e->d_name;
+    bool ours = f.compare(0, mp.size(), mp) == 0 ||
+                (f.rfind("fbarray_", 0) == 0 && f.size() > suffix.size() &&
+                 f.compare(f.size() - suffix.size(), suffix.size(), suffix) == 0);
+    if (ours && unlinkat(dirfd(dir), e->d_name, 0) == 0) n++;
+  }
+  closedir(dir);
+  return n;
+}
+
+FileReaper::~FileReaper() {
+  for (Watch* w : watches_) {
+    event_free(w->ev);
+    close(w->pidfd);
+    delete w;
+  }
+}
+
+void FileReaper::watch(int32_t pid) {
+  if (pid <= 0) return;
+  for (Watch* w : watches_)
+    if (w->pid == pid) return;
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    // Already reaped (or no pidfd support): nothing can still use its files.
+    if (errno == ESRCH) {
+      unsigned n = remove_secondary_files(d_->runtime_dir, pid);
+      if (n != 0) log("removed %u DPDK runtime files of exited pid %d", n, pid);
+    }
+    return;
+  }
+  auto* w = new Watch{this, pid, fd, nullptr};
+  w->ev = event_new(d_->base, fd, EV_READ, on_exit, w);
+  if (w->ev == nullptr || event_add(w->ev, nullptr) != 0) {
+    if (w->ev != nullptr) event_free(w->ev);
+    close(fd);
+    delete w;
+    return;
+  }
+  watches_.push_back(w);
+}
+
+void FileReaper::on_exit(int, short, void* arg) {
+  auto* w = static_cast<Watch*>(arg);
+  FileReaper* self = w->self;
+  unsigned n = remove_secondary_files(self->d_->runtime_dir, w->pid);
+  if (n != 0) log("removed %u DPDK runtime files of exited pid %d", n, w->pid);
+  event_free(w->ev);
+  close(w->pidfd);
+  self->watches_.erase(std::find(self->watches_.begin(), self->watches_.end(), w));
+  delete w;
+}
+
+}  // namespace machnet::machnetd

@@ -1,0 +1,118 @@
+// Leases of queue pairs and the UDP port table (both live in struct Shm),
+// ephemeral port allocation, and the reclaim of a lease whose holder went
+// away: release its ports, wait a grace period, drain its steering ring and
+// sweep its pool back.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon.h"
+
+struct event;
+
+namespace machnet::machnetd {
+
+constexpr uint16_t kEphemeralFirst = 32768;
+constexpr uint16_t kEphemeralLast = 60999;
+
+class LeaseTable {
+ public:
+  explicit LeaseTable(Daemon* d);
+
+  // Leases the lowest free queue to (pid, uid, comm): new random owner_id,
+  // generation + 1, counters zeroed, state active. Returns the queue, or
+  // -EBUSY when every queue is leased or being reclaimed.
+  int attach(int32_t pid, uint32_t uid, const char* comm);
+  // Claims `port` (0: an ephemeral port) for the holder of queue q. ip must
+  // be 0 or the host address. Returns 0 and *bound, or -EADDRINUSE /
+  // -EADDRNOTAVAIL / -EINVAL.
+  int bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint16_t* bound);
+  // Releases a port held by queue q; -EINVAL when q does not hold it.
+  int unbind(uint16_t q, uint16_t port, uint8_t proto);
+  // Releases every port of queue q (reclaim); returns how many.
+  size_t release_ports(uint16_t q);
+  const std::set<uint16_t>& ports_of(uint16_t q) const { return held_[q]; }
+  uint16_t free_leases() const;
+
+ private:
+  Daemon* d_;
+  std::set<uint16_t> held_[kMaxQueues];
+  uint16_t next_ephemeral_;
+};
+
+// Unlinks the runtime files a DPDK secondary leaves in the primary's runtime
+// directory when it is killed: mp_socket_<pid>_* (its IPC socket) and
+// fbarray_*_<pid> (its private copies of the memory maps). Returns how many.
+unsigned remove_secondary_files(const std::string& runtime_dir, int32_t pid);
+
+// Removes a process's secondary files once it has exited (a pidfd tells;
+// the socket EOF that starts a reclaim comes before the process is gone).
+class FileReaper {
+ public:
+  explicit FileReaper(Daemon* d) : d_(d) {}
+  ~FileReaper();
+  void watch(int32_t pid);
+
+ private:
+  struct Watch {
+    FileReaper* self;
+    int32_t pid;
+    int pidfd;
+    event* ev;
+  };
+  static void on_exit(int fd, short what, void* arg);
+  Daemon* d_;
+  std::vector<Watch*> watches_;
+};
+
+struct SweepResult {
+  unsigned ring_freed = 0;  // mbufs drained from the steering ring
+  unsigned rx_freed = 0;    // frames drained from RX queue q
+  bool by_port = true;      // swept in-use mbufs carrying a port (else all in use)
+  unsigned swept = 0;       // held mbufs put back into the pool
+  unsigned in_use = 0;      // in use after the sweep
+  unsigned baseline = 0;    // posted_baseline of the queue
+  int tx_cleanup = 0;       // rte_eth_tx_done_cleanup result
+};
+
+class Reclaimer {
+ public:
+  explicit Reclaimer(Daemon* d) : d_(d) {}
+  ~Reclaimer();
+  bool init(std::string* err);
+
+  // Starts reclaiming queue q (its holder detached, closed its socket or
+  // died): state reclaiming, ports released; finish() runs after the grace
+  // period from a timer. No effect unless q is active.
+  void start(uint16_t q, const char* why);
+  bool reclaiming(uint16_t q) const { return pending_[q].active; }
+  // Completes every pending reclaim now (shutdown).
+  void finish_all();
+
+  // Drains ring q and sweeps pool q (exposed for tests and shutdown).
+  SweepResult sweep(uint16_t q);
+
+ private:
+  struct Pending {
+    Reclaimer* self = nullptr;
+    uint16_t queue = 0;
+    bool active = false;
+    event* timer = nullptr;
+    int32_t pid = 0;
+    char comm[17] = {};
+    size_t ports = 0;
+    uint64_t start_ns = 0;
+    std::string why;
+  };
+  static void on_timer(int fd, short what, void* arg);
+  void finish(uint16_t q);
+
+  Daemon* d_;
+  Pending pending_[kMaxQueues];
+  FileReaper reaper_{d_};
+};
+
+}  // namespace machnet::machnetd

@@ -1,0 +1,25 @@
+// machnetd logging (stderr, one "machnetd: " line per call, so journald and
+// test logs get whole lines) and clocks.
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+
+namespace machnet::machnetd {
+
+void log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+inline uint64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+inline uint64_t real_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace machnet::machnetd

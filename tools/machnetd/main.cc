@@ -1,0 +1,194 @@
+// machnetd: the DPDK primary that owns one NIC port and leases its queue
+// pairs to applications (docs/MACHNETD.md).
+#include <event2/event.h>
+#include <rte_eal.h>
+#include <rte_mempool.h>
+#include <rte_memzone.h>
+#include <rte_ring.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "config.h"
+#include "control_server.h"
+#include "daemon.h"
+#include "dataplane.h"
+#include "eal_setup.h"
+#include "leases.h"
+#include "log.h"
+#include "port.h"
+#include "stale_cleanup.h"
+#include "stats.h"
+
+namespace machnet::machnetd {
+
+void log(const char* fmt, ...) {
+  char buf[1024];
+  int n = std::snprintf(buf, sizeof(buf), "machnetd: ");
+  va_list ap;
+  va_start(ap, fmt);
+  int m = std::vsnprintf(buf + n, sizeof(buf) - static_cast<size_t>(n) - 1, fmt, ap);
+  va_end(ap);
+  size_t len = static_cast<size_t>(n) + (m < 0 ? 0 : static_cast<size_t>(m));
+  if (len > sizeof(buf) - 2) len = sizeof(buf) - 2;
+  buf[len++] = '\n';
+  ssize_t rc = write(STDERR_FILENO, buf, len);
+  (void)rc;
+}
+
+namespace {
+
+volatile bool g_stop = false;
+int g_signal = 0;
+
+void on_signal(evutil_socket_t sig, short, void* arg) {
+  g_stop = true;
+  g_signal = static_cast<int>(sig);
+  event_base_loopbreak(static_cast<event_base*>(arg));
+}
+
+void on_idle(evutil_socket_t, short, void*) {}
+
+uint64_t free_hugepages() {
+  std::ifstream f("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+  uint64_t v = 0;
+  f >> v;
+  return v;
+}
+
+// Runs the daemon once EAL is up. Returns the exit code; leaves EAL to the caller.
+int run(Daemon* d) {
+  std::string err;
+  event_config* ec = event_config_new();
+  // Microsecond timers (the idle sleep is ~100 us; epoll alone rounds to ms).
+  event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+  event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+  d->base = event_base_new_with_config(ec);
+  event_config_free(ec);
+  if (d->base == nullptr) {
+    log("cannot create the event loop");
+    return 1;
+  }
+  Dataplane dp(d);
+  LeaseTable leases(d);
+  Reclaimer reclaimer(d);
+  d->dataplane = &dp;
+  d->leases = &leases;
+  d->reclaimer = &reclaimer;
+  int code = 0;
+  {
+    ControlServer control(d);
+    d->control = &control;
+    event* sigterm = evsignal_new(d->base, SIGTERM, on_signal, d->base);
+    event* sigint = evsignal_new(d->base, SIGINT, on_signal, d->base);
+    event* idle = evtimer_new(d->base, on_idle, nullptr);
+    evsignal_add(sigterm, nullptr);
+    evsignal_add(sigint, nullptr);
+
+    if (!setup_port(d, &err) || !dp.init(&err) || !reclaimer.init(&err) || !control.listen(&err)) {
+      log("%s", err.c_str());
+      code = 1;
+    } else {
+      register_telemetry(d);
+      log("started: device %s (port %u), ip %s/%u%s%s, mac %s, mtu %u, queues %u (%u leasable), "
+          "socket %s, EAL prefix %s, pid %d",
+          d->device_name.c_str(), d->port_id, wire::format_ipv4(d->cfg.ip).c_str(),
+          d->cfg.prefix_len, d->cfg.gateway ? " gateway " : "",
+          d->cfg.gateway ? wire::format_ipv4(d->cfg.gateway).c_str() : "",
+          wire::format_mac(d->mac).c_str(), d->mtu, d->nb_queues, d->nb_queues - 1,
+          d->cfg.socket.c_str(), d->eal_prefix.c_str(), getpid());
+
+      const uint64_t idle_after_ns = 1'000'000;
+      const uint64_t event_period_ns = 50'000;
+      uint64_t last_tick = 0, last_busy = mono_ns(), last_events = 0;
+      while (!g_stop) {
+        unsigned n = dp.poll();
+        uint64_t now = mono_ns();
+        if (n != 0) last_busy = now;
+        if (now - last_tick >= 1'000'000) {
+          dp.tick(now);
+          last_tick = now;
+        }
+        if (n == 0 && d->cfg.idle_sleep_us != 0 && now - last_busy > idle_after_ns) {
+          // Idle: sleep in the event loop, woken early by any control event.
+          timeval tv = {0, static_cast<suseconds_t>(d->cfg.idle_sleep_us)};
+          evtimer_add(idle, &tv);
+          event_base_loop(d->base, EVLOOP_ONCE);
+          evtimer_del(idle);
+          last_events = now;
+        } else if (n == 0 || now - last_events >= event_period_ns) {
+          event_base_loop(d->base, EVLOOP_NONBLOCK);
+          last_events = now;
+        }
+      }
+      log("%s: shutting down", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+      d->shm->shutting_down.store(1, std::memory_order_release);
+    }
+    // Attached engines see shutting_down, then EOF on their control socket.
+    control.close_all(false);
+    control.stop();
+    d->control = nullptr;
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(idle);
+  }
+  d->stopping.store(true);
+  if (code == 0) usleep(20'000);  // engines stop polling the port
+  close_port(d);
+  return code;
+}
+
+}  // namespace
+}  // namespace machnet::machnetd
+
+int main(int argc, char** argv) {
+  using namespace machnet::machnetd;
+  static Daemon d;
+  int rc = load_config(argc, argv, &d.cfg);
+  if (rc >= 0) return rc;
+  signal(SIGPIPE, SIG_IGN);
+
+  std::string err;
+  if (ControlServer::precheck(d.cfg.socket, &err) != 0) {
+    log("%s", err.c_str());
+    return 1;
+  }
+  d.hugedir = find_or_mount_hugetlbfs(&err);
+  if (d.hugedir.empty()) {
+    log("%s", err.c_str());
+    ControlServer::release_lock();
+    return 1;
+  }
+  stale_cleanup(d.hugedir);
+  d.eal_prefix = "machnetd-" + d.cfg.name + "-" + std::to_string(getpid());
+  std::vector<std::string> args = eal_arguments(d.cfg, d.eal_prefix, d.hugedir);
+  if (!eal_init(args, &err)) {
+    log("%s", err.c_str());
+    remove_runtime(d.eal_prefix, d.hugedir);
+    ControlServer::release_lock();
+    return 1;
+  }
+  d.runtime_dir = rte_eal_get_runtime_dir();
+  d.start_mono_ns = mono_ns();
+
+  int code = run(&d);
+
+  // Free what lives in hugepages, then EAL, then the files EAL leaves.
+  for (uint16_t q = 0; q < kMaxQueues; q++) {
+    if (d.rings[q] != nullptr) rte_ring_free(d.rings[q]);
+    if (d.pools[q] != nullptr) rte_mempool_free(d.pools[q]);
+  }
+  if (d.mz != nullptr) rte_memzone_free(d.mz);
+  if (d.base != nullptr) event_base_free(d.base);
+  rte_eal_cleanup();
+  unsigned pages = remove_runtime(d.eal_prefix, d.hugedir);
+  ControlServer::release_lock();
+  if (code == 0)
+    log("exited cleanly (%u hugepage files removed, %llu hugepages free)", pages,
+        static_cast<unsigned long long>(free_hugepages()));
+  return code;
+}
