@@ -30,32 +30,9 @@ std::set<int> open_fds() {
   return fds;
 }
 
-// "0-3,6" style list of the CPUs this thread may run on.
-std::string affinity_list(const cpu_set_t& set) {
-  std::string out;
-  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-    if (!CPU_ISSET(cpu, &set)) continue;
-    int end = cpu;
-    while (end + 1 < CPU_SETSIZE && CPU_ISSET(end + 1, &set)) end++;
-    if (!out.empty()) out += ',';
-    out += std::to_string(cpu);
-    if (end > cpu) out += "-" + std::to_string(end);
-    cpu = end;
-  }
-  return out;
-}
-
 std::mutex g_eal_mutex;
 bool g_eal_done = false;
 std::string g_eal_failed;  // a secondary init failed: EAL cannot be tried again
-
-std::string cpu_list_of_caller() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-    return affinity_list(set);
-  return "";
-}
 
 // rte_eal_init with the engine's guarantees: the caller keeps its CPU set,
 // and every fd EAL opened is close-on-exec. g_eal_mutex held.
@@ -85,21 +62,14 @@ int run_eal_init(const std::vector<std::string>& args_in, std::string* cmd) {
 
 }  // namespace
 
-bool is_pci_address(const std::string& dev) {
-  // dddd:bb:dd.f or bb:dd.f
-  return !dev.empty() && dev.find(':') != std::string::npos && dev.find('.') != std::string::npos &&
-         dev.find('=') == std::string::npos && dev.rfind("net_", 0) != 0;
-}
-
 std::vector<std::string> eal_arguments(const EngineConfig& config) {
   std::vector<std::string> args = {"machnet"};
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+  std::string cpus = caller_cpu_list();
+  if (!cpus.empty()) {
     // One lcore (0) that may run on every CPU the caller had: EAL pins the
     // main thread to lcore 0's set, so this keeps the application's CPU set.
     args.push_back("--lcores");
-    args.push_back("0@(" + affinity_list(set) + ")");
+    args.push_back("0@(" + cpus + ")");
   }
   if (is_pci_address(config.device)) {
     args.push_back("-a");
@@ -152,7 +122,7 @@ std::vector<std::string> eal_secondary_arguments(const EngineConfig& config,
   // The lease's lcore id (unique among the daemon's processes: it names the
   // per-lcore mempool caches this process uses), runnable on every CPU the
   // caller had, so EAL's pinning keeps the application's CPU set.
-  std::string cpus = cpu_list_of_caller();
+  std::string cpus = caller_cpu_list();
   args.push_back("--lcores");
   args.push_back(std::to_string(lcore_id) + "@(" + (cpus.empty() ? "0" : cpus) + ")");
   if (is_pci_address(device)) {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host.h"  // is_pci_address
 #include "engine/engine_config.h"
 
 namespace machnet::engine {
@@ -34,8 +35,5 @@ std::vector<std::string> eal_secondary_arguments(const EngineConfig& config,
 bool eal_init_secondary_once(const EngineConfig& config, const std::string& eal_prefix,
                              unsigned lcore_id, const std::string& device, bool* already,
                              std::string* err);
-
-// True when `dev` names a PCI device (0000:00:04.0 or 00:04.0), not a vdev.
-bool is_pci_address(const std::string& dev);
 
 }  // namespace machnet::engine

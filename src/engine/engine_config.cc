@@ -38,23 +38,7 @@ const std::vector<std::string>& EngineConfig::keys() {
 bool EngineConfig::load(const Config& c, std::string* err) {
   device = c.get("device", device);
   if (const auto* e = c.find("ip")) {
-    std::string v = e->value;
-    uint64_t prefix = 24;
-    auto slash = v.find('/');
-    if (slash != std::string::npos) {
-      char* end = nullptr;
-      prefix = std::strtoul(v.c_str() + slash + 1, &end, 10);
-      if (*end != '\0' || slash + 1 == v.size() || prefix < 1 || prefix > 32) {
-        *err = e->origin + ": ip: bad prefix length in '" + v + "'";
-        return false;
-      }
-      v.resize(slash);
-    }
-    if (!wire::parse_ipv4(v, &ip) || ip == 0) {
-      *err = e->origin + ": ip: expected an IPv4 address like 10.0.0.1/24, got '" + e->value + "'";
-      return false;
-    }
-    prefix_len = static_cast<uint8_t>(prefix);
+    if (!wire::parse_ip_setting(e->origin, e->value, &ip, &prefix_len, err)) return false;
   }
   if (const auto* e = c.find("gateway")) {
     if (!e->value.empty() && !wire::parse_ipv4(e->value, &gateway)) {

@@ -1,6 +1,7 @@
 #include "wire/headers.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace machnet::wire {
 
@@ -74,6 +75,28 @@ std::string format_mac(const MacAddr& mac) {
   std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
                 mac[4], mac[5]);
   return buf;
+}
+
+bool parse_ip_setting(const std::string& origin, const std::string& value, uint32_t* host_order_ip,
+                      uint8_t* prefix_len, std::string* err) {
+  std::string v = value;
+  unsigned long prefix = 24;
+  auto slash = v.find('/');
+  if (slash != std::string::npos) {
+    char* end = nullptr;
+    prefix = std::strtoul(v.c_str() + slash + 1, &end, 10);
+    if (*end != '\0' || slash + 1 == v.size() || prefix < 1 || prefix > 32) {
+      *err = origin + ": ip: bad prefix length in '" + v + "'";
+      return false;
+    }
+    v.resize(slash);
+  }
+  if (!parse_ipv4(v, host_order_ip) || *host_order_ip == 0) {
+    *err = origin + ": ip: expected an IPv4 address like 10.0.0.1/24, got '" + value + "'";
+    return false;
+  }
+  *prefix_len = static_cast<uint8_t>(prefix);
+  return true;
 }
 
 }  // namespace machnet::wire

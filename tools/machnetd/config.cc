@@ -104,31 +104,10 @@ bool valid_name(const std::string& n) {
   return true;
 }
 
-bool parse_ip_prefix(const Config::Entry& e, uint32_t* ip, uint8_t* prefix, std::string* err) {
-  std::string v = e.value;
-  unsigned long p = 24;
-  auto slash = v.find('/');
-  if (slash != std::string::npos) {
-    char* end = nullptr;
-    p = std::strtoul(v.c_str() + slash + 1, &end, 10);
-    if (*end != '\0' || slash + 1 == v.size() || p < 1 || p > 32) {
-      *err = e.origin + ": ip: bad prefix length in '" + v + "'";
-      return false;
-    }
-    v.resize(slash);
-  }
-  if (!wire::parse_ipv4(v, ip) || *ip == 0) {
-    *err = e.origin + ": ip: expected an IPv4 address like 10.0.0.1/24, got '" + e.value + "'";
-    return false;
-  }
-  *prefix = static_cast<uint8_t>(p);
-  return true;
-}
-
 bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
   d->device = c.get("device", d->device);
   if (const auto* e = c.find("ip")) {
-    if (!parse_ip_prefix(*e, &d->ip, &d->prefix_len, err)) return false;
+    if (!wire::parse_ip_setting(e->origin, e->value, &d->ip, &d->prefix_len, err)) return false;
   }
   if (const auto* e = c.find("gateway")) {
     if (!e->value.empty() && !wire::parse_ipv4(e->value, &d->gateway)) {

@@ -16,33 +16,6 @@
 #include "log.h"
 
 namespace machnet::machnetd {
-namespace {
-
-std::string affinity_list() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) == 0) return "";
-  std::string out;
-  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-    if (!CPU_ISSET(cpu, &set)) continue;
-    int end = cpu;
-    while (end + 1 < CPU_SETSIZE && CPU_ISSET(end + 1, &set)) end++;
-    if (!out.empty()) out += ',';
-    out += std::to_string(cpu);
-    if (end > cpu) out += "-" + std::to_string(end);
-    cpu = end;
-  }
-  return out;
-}
-
-}  // namespace
-
-bool is_pci_address(const std::string& dev) {
-  // dddd:bb:dd.f or bb:dd.f
-  return !dev.empty() && dev.find(':') != std::string::npos && dev.find('.') != std::string::npos &&
-         dev.find('=') == std::string::npos && dev.rfind("net_", 0) != 0;
-}
-
 std::string find_or_mount_hugetlbfs(std::string* err) {
   std::ifstream mounts("/proc/mounts");
   std::string line, any;
@@ -74,7 +47,7 @@ std::vector<std::string> eal_arguments(const DaemonConfig& cfg, const std::strin
   char va[32];
   std::snprintf(va, sizeof(va), "0x%llx", static_cast<unsigned long long>(cfg.base_virtaddr));
   if (cfg.base_virtaddr != 0) args.push_back(std::string("--base-virtaddr=") + va);
-  std::string cpus = affinity_list();
+  std::string cpus = caller_cpu_list();
   if (!cpus.empty()) {
     args.push_back("--lcores");
     args.push_back("0@(" + cpus + ")");

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host.h"  // is_pci_address, caller_cpu_list
 #include "config.h"
 
 namespace machnet::machnetd {
@@ -19,8 +20,6 @@ std::string find_or_mount_hugetlbfs(std::string* err);
 // (or "-a <pci address>"), then machnetd.eal_args.
 std::vector<std::string> eal_arguments(const DaemonConfig& cfg, const std::string& prefix,
                                        const std::string& hugedir);
-
-bool is_pci_address(const std::string& dev);
 
 // rte_eal_init with those arguments; false with *err naming the arguments.
 bool eal_init(const std::vector<std::string>& args, std::string* err);
