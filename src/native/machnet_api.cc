@@ -1,12 +1,15 @@
-// The C API of include/machnet/machnet.h over native::Stack.
+// The C API of include/machnet/machnet.h: the message front-end of the
+// process-wide stack (src/stack/).
 //
-// Locking: one per-process mutex (Stack::mutex()) guards the engine, the
-// transport and every channel. Blocking calls loop over rounds of
-// {lock, drive the engine, try, unlock} so several threads can block at once.
+// Locking: the stack's mutex guards the engine, the transport and every
+// channel. Blocking calls wait as every blocking call of the stack does:
+// rounds of {lock, drive the engine, try, unlock} for socket.spin_us, then
+// a sleep on the thread's eventfd until a transport event of the channel's
+// flows or listeners wakes it (see block()).
 #include "machnet/machnet.h"
 
 #include <arpa/inet.h>
-#include <sched.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,16 +23,13 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
-#include "native/native_config.h"
-#include "native/stack.h"
+#include "stack/stack.h"
 #include "transport/transport.h"
 
-using machnet::native::NativeConfig;
-using machnet::native::Stack;
+using machnet::stack::Stack;
 using machnet::transport::Endpoint;
 using machnet::transport::FlowError;
 using machnet::transport::FlowId;
@@ -63,13 +63,13 @@ struct machnet_channel {
   // lingers on them, or a program that closes, detaches and exits would lose
   // its last messages and FIN.
   std::vector<uint32_t> closed;
+  // Bumped by the stack on every transport event of the channel's flows and
+  // listeners: what a blocked call of this channel sleeps on.
+  machnet::stack::EventTarget ev;
 };
 
 namespace {
 
-std::mutex g_init_mu;
-std::atomic<Stack*> g_stack{nullptr};
-std::atomic<bool> g_exiting{false};
 thread_local std::string t_last_error;
 
 // Sets errno last: building the message may clobber it.
@@ -78,6 +78,11 @@ int fail(int err, const std::string& why) {
   errno = err;
   return -1;
 }
+
+// Set by a successful machnet_init*(): the stack may have been started
+// earlier by the preload's socket layer, but this API is usable only once
+// the program initialised it.
+std::atomic<Stack*> g_stack{nullptr};
 
 Stack* stack_or_fail() {
   Stack* s = g_stack.load(std::memory_order_acquire);
@@ -161,13 +166,69 @@ struct Deadline {
   uint64_t at;
 };
 
-// Called after each round of a blocking call that found nothing. Blocking
-// calls busy-poll, but every few rounds they yield the CPU: when the peer
-// (or another thread of ours) shares this core, a pure spin would make every
-// round trip wait for a scheduler time slice (milliseconds); with nobody else
-// runnable, sched_yield() returns at once.
-void idle_round(unsigned* rounds) {
-  if ((++*rounds & 7) == 0) sched_yield();
+uint64_t channel_seq(const machnet::stack::Waiter& w) {
+  return static_cast<const machnet_channel*>(w.ctx)->ev.seq;
+}
+
+// The one waiting policy of the stack for a channel's blocking call: tries
+// attempt() (lock held, after driving the engine) until it returns anything
+// but -EAGAIN; spins for socket.spin_us, then sleeps on the thread's eventfd
+// until a transport event of the channel (or the deadline) ends the sleep.
+// Returns attempt()'s result, or -EAGAIN at the deadline.
+template <class Attempt>
+ssize_t block(Stack* s, machnet_channel* ch, const Deadline& dl, Attempt attempt) {
+  const machnet::stack::WaitConfig& wc = s->config().wait;
+  uint64_t seen;
+  auto round = [&]() {
+    machnet::stack::Lock lk(s->mu());
+    s->poll_locked();
+    ssize_t r = attempt();
+    seen = ch->ev.seq;
+    return r;
+  };
+  ssize_t r;
+  {
+    // Look before driving the engine: a message may already be waiting.
+    machnet::stack::Lock lk(s->mu());
+    r = attempt();
+    if (r == -EAGAIN) {
+      s->poll_locked();
+      r = attempt();
+    }
+    seen = ch->ev.seq;
+  }
+  if (r != -EAGAIN || dl.expired()) return r;
+  uint64_t spin_end = mono_ns() + static_cast<uint64_t>(wc.spin_ns);
+  while (mono_ns() < spin_end && !dl.expired()) {
+    r = round();
+    if (r != -EAGAIN) return r;
+  }
+  for (;;) {
+    uint64_t now = mono_ns();
+    if (dl.at != UINT64_MAX && now >= dl.at) return -EAGAIN;
+    machnet::stack::Waiter* w = machnet::stack::Waiters::mine();
+    int efd = -EAGAIN;
+    if (w != nullptr) {
+      w->seq = channel_seq;
+      w->ready = nullptr;
+      w->ctx = ch;
+      w->handles = nullptr;
+      w->n = 0;
+      efd = s->wait_arm(w, &seen);
+    }
+    if (efd != -EALREADY) {
+      // No wake-up possible (no progress thread): short slices.
+      uint64_t wait = efd >= 0 ? static_cast<uint64_t>(wc.sleep_ns) : 200'000;
+      if (dl.at != UINT64_MAX) wait = std::min(wait, dl.at - now);
+      timespec ts{static_cast<time_t>(wait / 1'000'000'000u),
+                  static_cast<long>(wait % 1'000'000'000u)};
+      pollfd p{efd, POLLIN, 0};
+      ppoll(&p, efd >= 0 ? 1 : 0, &ts, nullptr);
+      if (efd >= 0) s->wait_disarm(w);
+    }
+    r = round();
+    if (r != -EAGAIN) return r;
+  }
 }
 
 // NULL/"0.0.0.0" mean the engine's address; any other must be it.
@@ -222,6 +283,7 @@ void release_flow(Stack* s, machnet_channel* ch, const machnet_flow_t& f, bool a
   } else {
     tp.close(now, f.id);
   }
+  s->unroute_flow(f.id);
   s->release_flow_port(f.id, f.local_port);
   remove_flow(ch, f.id);
   if (!abort) ch->closed.push_back(f.id);
@@ -245,6 +307,7 @@ void accept_new(Stack* s, machnet_channel* ch) {
       f.local_ip = s->ip();
       f.local_port = port;
       add_flow(ch, f);
+      s->route_flow(id, &ch->ev);
       s->ref_port(port);  // the flow keeps the listener's port bound
     }
   }
@@ -331,51 +394,35 @@ ssize_t do_recv(machnet_channel* ch, const iovec* iov, int iovcnt, machnet_flow_
       (flags & ~(MACHNET_DONTWAIT | MACHNET_PEEK)) != 0) {
     return fail(EINVAL, "machnet_recv: NULL channel, bad buffer or unknown flags");
   }
-  Deadline dl(ch->timeout_ms);
-  unsigned rounds = 0;
-  for (bool first = true;; first = false) {
-    ssize_t r;
-    {
-      std::lock_guard<std::mutex> lk(s->mutex());
-      // Look before driving the engine: a message may already be waiting.
-      if (!first || (flags & MACHNET_DONTWAIT)) s->progress();
-      r = try_recv(s, ch, iov, iovcnt, cap, flow, flags);
-      if (r == -EAGAIN && first && !(flags & MACHNET_DONTWAIT)) {
-        s->progress();
-        r = try_recv(s, ch, iov, iovcnt, cap, flow, flags);
-      }
-    }
-    if (r >= 0) return r;
-    if (r != -EAGAIN) {
-      errno = static_cast<int>(-r);  // t_last_error set by try_recv
-      return -1;
-    }
-    if ((flags & MACHNET_DONTWAIT) || dl.expired()) return fail(EAGAIN, "no message");
-    idle_round(&rounds);
-  }
+  Deadline dl((flags & MACHNET_DONTWAIT) ? 0 : ch->timeout_ms);
+  ssize_t r = block(s, ch, dl, [&] { return try_recv(s, ch, iov, iovcnt, cap, flow, flags); });
+  if (r >= 0) return r;
+  if (r == -EAGAIN) return fail(EAGAIN, "no message");
+  errno = static_cast<int>(-r);  // t_last_error set by try_recv
+  return -1;
 }
 
 int do_send(machnet_channel* ch, const machnet_flow_t* flow, const void* data, size_t len,
             int flags) {
   Stack* s = stack_or_fail();
   if (s == nullptr) return -1;
-  Deadline dl(ch->timeout_ms);
-  unsigned rounds = 0;
-  for (;;) {
-    {
-      std::lock_guard<std::mutex> lk(s->mutex());
-      if (find_flow(ch, flow) == nullptr)
-        return fail(EBADF, "flow " + std::to_string(flow->id) + " is not open on this channel");
-      Status st = s->transport().send_message(s->now_ns(), flow->id, data, len);
-      if (st == Status::kOk) return 0;
-      if (st != Status::kAgain) return status_fail(s, st, flow->id);
-      // Send buffer full: let ACKs in to make room.
-      s->progress();
+  Deadline dl((flags & MACHNET_DONTWAIT) ? 0 : ch->timeout_ms);
+  ssize_t r = block(s, ch, dl, [&]() -> ssize_t {
+    if (find_flow(ch, flow) == nullptr) {
+      fail(EBADF, "flow " + std::to_string(flow->id) + " is not open on this channel");
+      return -EBADF;
     }
-    if ((flags & MACHNET_DONTWAIT) || dl.expired())
-      return fail(EAGAIN, "send buffer full (transport.send_buffer_bytes)");
-    idle_round(&rounds);
-  }
+    // Send buffer full (kAgain): the flow's "writable" event ends the wait.
+    Status st = s->transport().send_message(s->now_ns(), flow->id, data, len);
+    if (st == Status::kOk) return 0;
+    if (st == Status::kAgain) return -EAGAIN;
+    status_fail(s, st, flow->id);
+    return -errno;
+  });
+  if (r == 0) return 0;
+  if (r == -EAGAIN) return fail(EAGAIN, "send buffer full (transport.send_buffer_bytes)");
+  errno = static_cast<int>(-r);  // t_last_error set above
+  return -1;
 }
 
 int start_connect(Stack* s, machnet_channel* ch, const char* local_ip, const char* remote_ip,
@@ -387,7 +434,7 @@ int start_connect(Stack* s, machnet_channel* ch, const char* local_ip, const cha
     return fail(EINVAL, std::string("not a remote IPv4 address: '") + remote_ip + "'");
   if (parse_local_ip(s, local_ip) != 0) return -1;
   Endpoint remote{ntohl(a.s_addr), remote_port};
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
   uint16_t port = 0;
   int rc = s->acquire_port(0, &port);
   if (rc != 0) return fail(-rc, std::string("no local port: ") + std::strerror(-rc));
@@ -404,6 +451,7 @@ int start_connect(Stack* s, machnet_channel* ch, const char* local_ip, const cha
   f.remote_ip = remote.ip;
   f.remote_port = remote.port;
   add_flow(ch, f);
+  s->route_flow(id, &ch->ev);
   *flow = f;
   return 0;
 }
@@ -420,41 +468,6 @@ int connect_state(Stack* s, const machnet_flow_t* flow) {
   return 0;
 }
 
-// Drives the engine when no application thread has for idle_ns. While the
-// application is busy calling in, it backs off (up to 8 * idle_ns between
-// looks): every wake-up may preempt a thread spinning on the same core, and
-// 2000 of them a second showed in the p99 of a ping-pong. It never touches
-// the engine without the mutex: at exit the engine is stopped under it.
-void progress_thread_main(Stack* s, uint64_t idle_ns) {
-  uint64_t sleep_ns = idle_ns;
-  uint64_t seen = s->progress_count();
-  while (!g_exiting.load(std::memory_order_relaxed)) {
-    timespec ts{static_cast<time_t>(sleep_ns / 1'000'000'000u),
-                static_cast<long>(sleep_ns % 1'000'000'000u)};
-    nanosleep(&ts, nullptr);
-    uint64_t c = s->progress_count();
-    if (c != seen) {  // somebody drove the engine meanwhile
-      seen = c;
-      sleep_ns = std::min(sleep_ns * 2, 8 * idle_ns);
-      continue;
-    }
-    sleep_ns = idle_ns;  // nobody for a whole sleep (>= idle_ns): our turn
-    std::unique_lock<std::mutex> lk(s->mutex(), std::try_to_lock);
-    if (!lk.owns_lock() || g_exiting.load(std::memory_order_relaxed)) continue;
-    s->progress();
-    seen = s->progress_count();
-  }
-}
-
-void at_exit() {
-  Stack* s = g_stack.load();
-  if (s == nullptr) return;
-  g_exiting = true;
-  // Keep the lock for good: no thread may touch the engine after it stopped.
-  s->mutex().lock();
-  s->shutdown();
-}
-
 }  // namespace
 
 extern "C" {
@@ -464,7 +477,8 @@ int machnet_init(void) {
 }
 
 int machnet_init_config(const char* config_file, const char* const* overrides) {
-  std::lock_guard<std::mutex> g(g_init_mu);
+  static std::mutex init_mu;
+  std::lock_guard<std::mutex> g(init_mu);
   if (g_stack.load() != nullptr) return 0;
   std::vector<std::string> ov;
   for (const char* const* p = overrides; p != nullptr && *p != nullptr; p++) ov.push_back(*p);
@@ -475,18 +489,13 @@ int machnet_init_config(const char* config_file, const char* const* overrides) {
     int e = errno;
     return fail(e, path + ": " + std::strerror(e));
   }
-  NativeConfig cfg;
+  // One stack per process: under the preload, the socket layer may have
+  // started it already; then this joins it (and its configuration).
   std::string err;
-  if (!machnet::native::load_native_config(path, ov, &cfg, &err)) return fail(EINVAL, err);
-  if (cfg.engine.device.empty() && cfg.engine.port_id < 0)
-    return fail(EINVAL, "no device configured (set device = ..., or MACHNET_DEVICE)");
-  if (cfg.engine.ip == 0) return fail(EINVAL, "no IPv4 address configured (set ip = a.b.c.d/len)");
-  std::unique_ptr<Stack> s = Stack::create(cfg, &err);
-  if (!s) return fail(ENODEV, "engine did not start: " + err);
-  Stack* raw = s.release();  // lives until exit: threads may still hold it
-  g_stack.store(raw, std::memory_order_release);
-  std::atexit(at_exit);
-  if (cfg.progress_thread) std::thread(progress_thread_main, raw, cfg.progress_idle_ns).detach();
+  int e = 0;
+  Stack* s = Stack::start(path, ov, &err, &e);
+  if (s == nullptr) return fail(e, e == EINVAL ? err : "engine did not start: " + err);
+  g_stack.store(s, std::memory_order_release);
   return 0;
 }
 
@@ -512,11 +521,12 @@ int machnet_detach(machnet_channel_t* ch) {
   if (ch == nullptr) return fail(EINVAL, "machnet_detach: NULL channel");
   std::vector<FlowId> closing;
   {
-    std::lock_guard<std::mutex> lk(s->mutex());
+    machnet::stack::Lock lk(s->mu());
     while (!ch->flows.empty()) release_flow(s, ch, ch->flows.back().f, false);
     closing.swap(ch->closed);
     for (uint16_t port : ch->listen_ports) {
       s->transport().unlisten(port);
+      s->unroute_listener(port);
       s->unref_port(port);
     }
     ch->listen_ports.clear();
@@ -524,17 +534,21 @@ int machnet_detach(machnet_channel_t* ch) {
   // Linger so the FINs (and data queued before them) actually leave: nobody
   // may call into the library after this.
   uint64_t end = mono_ns() + s->config().linger_ns;
-  while (!closing.empty() && mono_ns() < end) {
-    std::lock_guard<std::mutex> lk(s->mutex());
-    s->progress();
-    for (size_t i = 0; i < closing.size();) {
-      if (flow_finished(s->transport().state(closing[i]))) {
-        closing[i] = closing.back();
-        closing.pop_back();
-      } else {
-        i++;
+  for (unsigned round = 0; !closing.empty() && mono_ns() < end; round++) {
+    {
+      machnet::stack::Lock lk(s->mu());
+      s->poll_locked();
+      for (size_t i = 0; i < closing.size();) {
+        if (flow_finished(s->transport().state(closing[i]))) {
+          closing[i] = closing.back();
+          closing.pop_back();
+        } else {
+          i++;
+        }
       }
     }
+    // Past the first rounds (an RTT or two), give the core back between looks.
+    if (round > 64) usleep(50);
   }
   delete ch;
   return 0;
@@ -553,7 +567,7 @@ int machnet_listen(machnet_channel_t* ch, const char* local_ip, uint16_t local_p
   if (ch == nullptr || local_port == 0)
     return fail(EINVAL, "machnet_listen: NULL channel or port 0");
   if (parse_local_ip(s, local_ip) != 0) return -1;
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
   uint16_t port = 0;
   int rc = s->acquire_port(local_port, &port);
   if (rc != 0) {
@@ -564,6 +578,7 @@ int machnet_listen(machnet_channel_t* ch, const char* local_ip, uint16_t local_p
     s->unref_port(port);
     return status_fail(s, st, 0);
   }
+  s->route_listener(port, &ch->ev);
   ch->listen_ports.push_back(port);
   return 0;
 }
@@ -572,12 +587,13 @@ int machnet_unlisten(machnet_channel_t* ch, uint16_t local_port) {
   Stack* s = stack_or_fail();
   if (s == nullptr) return -1;
   if (ch == nullptr) return fail(EINVAL, "machnet_unlisten: NULL channel");
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
   auto it = std::find(ch->listen_ports.begin(), ch->listen_ports.end(), local_port);
   if (it == ch->listen_ports.end())
     return fail(EINVAL, "not listening on port " + std::to_string(local_port));
   ch->listen_ports.erase(it);
   s->transport().unlisten(local_port);
+  s->unroute_listener(local_port);
   s->unref_port(local_port);
   return 0;
 }
@@ -596,33 +612,29 @@ int machnet_connect(machnet_channel_t* ch, const char* local_ip, const char* rem
   if (timeout_ms < -1) return fail(EINVAL, "machnet_connect: timeout < -1");
   if (start_connect(s, ch, local_ip, remote_ip, remote_port, flow) != 0) return -1;
   Deadline dl(timeout_ms);
-  unsigned rounds = 0;
-  for (;; idle_round(&rounds)) {
-    {
-      std::lock_guard<std::mutex> lk(s->mutex());
-      s->progress();
-      int r = connect_state(s, flow);
-      if (r == 0) return 0;
-      if (r != -EINPROGRESS || dl.expired()) {
-        // A failed blocking connect leaves nothing to close.
-        std::string why = r == -EINPROGRESS
-                              ? "connect timed out after " + std::to_string(timeout_ms) + " ms"
-                              : t_last_error;
-        release_flow(s, ch, *flow, true);
-        flow->id = 0;
-        return fail(r == -EINPROGRESS ? ETIMEDOUT : -r, why);
-      }
-    }
+  ssize_t r = block(s, ch, dl, [&]() -> ssize_t {
+    int st = connect_state(s, flow);
+    return st == -EINPROGRESS ? -EAGAIN : st;
+  });
+  if (r == 0) return 0;
+  // A failed blocking connect leaves nothing to close.
+  std::string why =
+      r == -EAGAIN ? "connect timed out after " + std::to_string(timeout_ms) + " ms" : t_last_error;
+  {
+    machnet::stack::Lock lk(s->mu());
+    release_flow(s, ch, *flow, true);
   }
+  flow->id = 0;
+  return fail(r == -EAGAIN ? ETIMEDOUT : static_cast<int>(-r), why);
 }
 
 int machnet_connect_check(machnet_channel_t* ch, const machnet_flow_t* flow) {
   Stack* s = stack_or_fail();
   if (s == nullptr) return -1;
   if (ch == nullptr || flow == nullptr) return fail(EINVAL, "machnet_connect_check: NULL argument");
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
   if (find_flow(ch, flow) == nullptr) return fail(EBADF, "no such flow on this channel");
-  s->progress();
+  s->poll_locked();
   int r = connect_state(s, flow);
   if (r == 0) return 0;
   if (r == -EINPROGRESS) return fail(EINPROGRESS, "handshake in progress");
@@ -680,7 +692,7 @@ static int close_or_abort(machnet_channel_t* ch, const machnet_flow_t* flow, boo
   Stack* s = stack_or_fail();
   if (s == nullptr) return -1;
   if (ch == nullptr || flow == nullptr) return fail(EINVAL, "NULL channel or flow");
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
   ChFlow* cf = find_flow(ch, flow);
   if (cf == nullptr) return fail(EBADF, "no such flow on this channel");
   machnet_flow_t f = cf->f;
@@ -702,7 +714,7 @@ int machnet_flow_info(machnet_channel_t* ch, const machnet_flow_t* flow,
   if (s == nullptr) return -1;
   if (ch == nullptr || flow == nullptr || info == nullptr)
     return fail(EINVAL, "machnet_flow_info: NULL argument");
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
   FlowStats st;
   if (find_flow(ch, flow) == nullptr || !s->transport().flow_stats(flow->id, &st))
     return fail(EBADF, "no such flow on this channel");
@@ -729,14 +741,15 @@ int machnet_flow_info(machnet_channel_t* ch, const machnet_flow_t* flow,
 int machnet_progress(void) {
   Stack* s = stack_or_fail();
   if (s == nullptr) return -1;
-  std::lock_guard<std::mutex> lk(s->mutex());
-  return static_cast<int>(s->progress());
+  machnet::stack::Lock lk(s->mu());
+  return static_cast<int>(s->poll_locked());
 }
 
 void machnet_print_stats(FILE* out) {
   Stack* s = g_stack.load(std::memory_order_acquire);
   if (s == nullptr || out == nullptr) return;
-  std::lock_guard<std::mutex> lk(s->mutex());
+  machnet::stack::Lock lk(s->mu());
+  if (s->down()) return;
   s->engine().print_counters(out);
   const machnet::transport::Counters& c = s->transport().counters();
   fprintf(out, "transport counters:");

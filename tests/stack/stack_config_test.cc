@@ -1,7 +1,7 @@
-// The native API's configuration: transport.* and native.* keys on top of
+// The stack's configuration: transport.*, socket.* and native.* keys on top of
 // the engine's, unit conversion, fitting segments to the MTU, and errors
 // that name where a bad value came from.
-#include "native/native_config.h"
+#include "stack/stack_config.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,38 +11,38 @@
 
 #include "transport/wire_format.h"
 
-namespace machnet::native {
+namespace machnet::stack {
 namespace {
 
-bool load(const std::vector<std::string>& ov, NativeConfig* c, std::string* err) {
+bool load(const std::vector<std::string>& ov, StackConfig* c, std::string* err) {
   unsetenv("MACHNET_CONFIG");  // the caller's configuration is not this test's
-  return load_native_config("", ov, c, err);
+  return load_stack_config("", ov, c, err);
 }
 
-TEST(NativeConfig, KeysCoverEngineTransportAndNative) {
-  const auto& k = NativeConfig::keys();
+TEST(StackConfig, KeysCoverEngineTransportAndNative) {
+  const auto& k = StackConfig::keys();
   for (const char* key : {"device", "ip", "fault.rx_drop", "transport.keepalive_idle_ms",
                           "transport.rto_min_us", "native.linger_ms", "native.progress_thread"}) {
     EXPECT_NE(std::find(k.begin(), k.end(), key), k.end()) << key;
   }
 }
 
-TEST(NativeConfig, SegmentsFitTheMtu) {
-  NativeConfig c;
+TEST(StackConfig, SegmentsFitTheMtu) {
+  StackConfig c;
   std::string err;
   ASSERT_TRUE(load({"ip=10.0.0.1/24"}, &c, &err)) << err;
   EXPECT_EQ(c.tunables.mtu_payload, 1500u - 20 - 8 - transport::kHeaderSize);
-  NativeConfig jumbo;
+  StackConfig jumbo;
   ASSERT_TRUE(load({"ip=10.0.0.1/24", "mtu=9000"}, &jumbo, &err)) << err;
   // Never above the transport's own default, which it chose for a reason.
   EXPECT_EQ(jumbo.tunables.mtu_payload, transport::Tunables{}.mtu_payload);
-  NativeConfig set;
+  StackConfig set;
   ASSERT_TRUE(load({"ip=10.0.0.1/24", "transport.mtu_payload=1000"}, &set, &err)) << err;
   EXPECT_EQ(set.tunables.mtu_payload, 1000u);
 }
 
-TEST(NativeConfig, UnitsAndBooleans) {
-  NativeConfig c;
+TEST(StackConfig, UnitsAndBooleans) {
+  StackConfig c;
   std::string err;
   ASSERT_TRUE(load(
       {"transport.keepalive_idle_ms=800", "transport.keepalive_interval_ms=50",
@@ -60,8 +60,8 @@ TEST(NativeConfig, UnitsAndBooleans) {
   EXPECT_EQ(c.progress_idle_ns, 250'000u);
 }
 
-TEST(NativeConfig, ErrorsNameTheirOrigin) {
-  NativeConfig c;
+TEST(StackConfig, ErrorsNameTheirOrigin) {
+  StackConfig c;
   std::string err;
   EXPECT_FALSE(load({"transport.no_such_knob=1"}, &c, &err));
   EXPECT_NE(err.find("transport.no_such_knob"), std::string::npos) << err;
@@ -75,8 +75,8 @@ TEST(NativeConfig, ErrorsNameTheirOrigin) {
   EXPECT_NE(err.find("send_buffer_bytes"), std::string::npos) << err;
 }
 
-TEST(NativeConfig, FileThenEnvironmentThenOverrides) {
-  char path[] = "/tmp/machnet-native-config-XXXXXX";
+TEST(StackConfig, FileThenEnvironmentThenOverrides) {
+  char path[] = "/tmp/machnet-stack-config-XXXXXX";
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   {
@@ -85,9 +85,9 @@ TEST(NativeConfig, FileThenEnvironmentThenOverrides) {
          "[native]\nlinger_ms = 42\n";
   }
   setenv("MACHNET_TRANSPORT_RTO_MIN_US", "400", 1);
-  NativeConfig c;
+  StackConfig c;
   std::string err;
-  ASSERT_TRUE(load_native_config(path, {"native.linger_ms=43"}, &c, &err)) << err;
+  ASSERT_TRUE(load_stack_config(path, {"native.linger_ms=43"}, &c, &err)) << err;
   EXPECT_EQ(c.tunables.keepalive_probes, 7u);  // file
   EXPECT_EQ(c.tunables.rto_min_ns, 400'000u);  // environment over file
   EXPECT_EQ(c.linger_ns, 43'000'000u);         // override over file
@@ -96,10 +96,10 @@ TEST(NativeConfig, FileThenEnvironmentThenOverrides) {
     std::ofstream f(path);
     f << "transport.keepalive_probes = 0\n";
   }
-  EXPECT_FALSE(load_native_config(path, {}, &c, &err));
+  EXPECT_FALSE(load_stack_config(path, {}, &c, &err));
   EXPECT_NE(err.find(std::string(path) + ":1"), std::string::npos) << err;
   unlink(path);
 }
 
 }  // namespace
-}  // namespace machnet::native
+}  // namespace machnet::stack

@@ -1,10 +1,10 @@
-#include "native/native_config.h"
+#include "stack/stack_config.h"
 
 #include <cstdlib>
 
 #include "transport/wire_format.h"
 
-namespace machnet::native {
+namespace machnet::stack {
 
 namespace {
 
@@ -62,21 +62,35 @@ constexpr const char* kLingerKey = "native.linger_ms";
 constexpr const char* kProgressKey = "native.progress_thread";
 constexpr const char* kProgressIdleKey = "native.progress_idle_us";
 
+// socket.*: how blocked threads wait (WaitConfig), in microseconds.
+struct WaitKey {
+  const char* key;
+  uint64_t min, max;
+  int64_t WaitConfig::*field;
+};
+const WaitKey kWaitKeys[] = {
+    {"socket.spin_us", 0, 10'000'000, &WaitConfig::spin_ns},
+    {"socket.sleep_us", 1, 60'000'000, &WaitConfig::sleep_ns},
+    {"socket.progress_us", 0, 1'000'000, &WaitConfig::progress_ns},
+    {"socket.wake_poll_us", 1, 1'000'000, &WaitConfig::wake_poll_ns},
+};
+
 }  // namespace
 
-const std::vector<std::string>& NativeConfig::keys() {
+const std::vector<std::string>& StackConfig::keys() {
   static const std::vector<std::string> k = [] {
     std::vector<std::string> v = engine::EngineConfig::keys();
     for (const TunableKey& t : kTunableKeys) v.push_back(t.key);
     v.push_back(kLingerKey);
     v.push_back(kProgressKey);
     v.push_back(kProgressIdleKey);
+    for (const WaitKey& w : kWaitKeys) v.push_back(w.key);
     return v;
   }();
   return k;
 }
 
-bool NativeConfig::load(const Config& c, std::string* err) {
+bool StackConfig::load(const Config& c, std::string* err) {
   if (!engine.load(c, err)) return false;
   for (const TunableKey& t : kTunableKeys) {
     if (!c.has(t.key)) continue;
@@ -109,6 +123,16 @@ bool NativeConfig::load(const Config& c, std::string* err) {
   v = progress_idle_ns / kUs;
   if (!c.get_u64(kProgressIdleKey, 10, 10'000'000, &v, err)) return false;
   progress_idle_ns = v * kUs;
+  for (const WaitKey& w : kWaitKeys) {
+    v = static_cast<uint64_t>(wait.*(w.field) / 1000);
+    if (!c.get_u64(w.key, w.min, w.max, &v, err)) return false;
+    wait.*(w.field) = static_cast<int64_t>(v) * 1000;
+  }
+  // The older native.* names of the progress period, unless socket.* says.
+  if (!c.has("socket.progress_us")) {
+    if (c.has(kProgressIdleKey)) wait.progress_ns = static_cast<int64_t>(progress_idle_ns);
+    if (!progress_thread) wait.progress_ns = 0;
+  }
   std::string why = tunables.validate();
   if (!why.empty()) {
     *err = "transport settings: " + why;
@@ -117,8 +141,18 @@ bool NativeConfig::load(const Config& c, std::string* err) {
   return true;
 }
 
-bool load_native_config(const std::string& path, const std::vector<std::string>& overrides,
-                        NativeConfig* out, std::string* err) {
+bool foreign_key(const std::string& key) {
+  // The shim's switches and rules, and the daemon's machnetd.* keys (but
+  // machnetd.socket, which is the engine's): one machnet.conf serves all.
+  static const char* const kShim[] = {"strict", "library"};
+  for (const char* k : kShim) {
+    if (key == k) return true;
+  }
+  return key.rfind("rules.", 0) == 0 || key.rfind("machnetd.", 0) == 0;
+}
+
+bool load_stack_config(const std::string& path, const std::vector<std::string>& overrides,
+                       StackConfig* out, std::string* err) {
   Config cfg;
   std::string file = path;
   if (file.empty()) {
@@ -126,7 +160,7 @@ bool load_native_config(const std::string& path, const std::vector<std::string>&
     if (env != nullptr) file = env;
   }
   if (!file.empty() && !cfg.load_file(file, err)) return false;
-  cfg.apply_env(NativeConfig::keys());
+  cfg.apply_env(StackConfig::keys());
   for (const std::string& kv : overrides) {
     auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -135,8 +169,12 @@ bool load_native_config(const std::string& path, const std::vector<std::string>&
     }
     cfg.set(kv.substr(0, eq), kv.substr(eq + 1), "override " + kv.substr(0, eq));
   }
+  std::vector<std::string> known = StackConfig::keys();
   std::string origin;
-  auto unknown = cfg.unknown_keys(NativeConfig::keys(), &origin);
+  for (const auto& k : cfg.unknown_keys(known, &origin)) {
+    if (foreign_key(k)) known.push_back(k);
+  }
+  auto unknown = cfg.unknown_keys(known, &origin);
   if (!unknown.empty()) {
     *err = origin + ": unknown key '" + unknown[0] + "'";
     return false;
@@ -144,4 +182,4 @@ bool load_native_config(const std::string& path, const std::vector<std::string>&
   return out->load(cfg, err);
 }
 
-}  // namespace machnet::native
+}  // namespace machnet::stack

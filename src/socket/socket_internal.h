@@ -1,0 +1,154 @@
+// What the files of the socket layer share: the socket object, the handle
+// table and the process-wide state. The socket layer is the POSIX front-end
+// of the one stack (src/stack/): the preload shim reaches it through the C
+// entry table of socket_ops.h.
+//
+// Threading: the stack's mutex guards the engine and every socket's
+// engine-side state; a call holds it only for one engine poll plus one
+// datagram, never while sleeping. Socket objects live in chunks that are
+// never freed, and a handle carries a generation: a thread that still holds a
+// handle after another thread closed the fd gets -EBADF, never a recycled
+// socket. In-flight calls hold a reference (acquire / release); the engine
+// port is given back when the last fd is closed and the last call has left.
+#pragma once
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "engine/engine.h"
+#include "socket/socket_ops.h"
+#include "stack/stack.h"
+
+namespace machnet::socket {
+
+constexpr uint32_t kChunkBits = 10;
+constexpr uint32_t kChunkSize = 1u << kChunkBits;
+constexpr uint32_t kMaxChunks = 1024;  // 1M sockets
+constexpr size_t kMaxDatagram = 65535;
+// Sleep slice when no eventfd wake-up can be armed (no progress thread).
+constexpr int64_t kSliceNs = 200'000;
+
+struct Sock {
+  // generation << 32 | references held by calls in progress.
+  std::atomic<uint64_t> state{uint64_t{1} << 32};
+  // Everything below is guarded by the stack's mutex.
+  engine::UdpSocket* us = nullptr;
+  int twin = -1;
+  int fd_refs = 0;
+  uint32_t local_ip = 0;  // host order; 0 = INADDR_ANY
+  uint16_t local_port = 0;
+  bool connected = false;
+  uint32_t peer_ip = 0;
+  uint16_t peer_port = 0;
+  // One datagram taken off the engine queue early (FIONREAD, MSG_PEEK): the
+  // engine has no "length of the next datagram" call. Allocated on first use.
+  uint8_t* stash = nullptr;
+  bool has_stash = false;
+  size_t stash_len = 0;
+  uint32_t stash_ip = 0;
+  uint16_t stash_port = 0;
+  bool stash_exempt = false;  // the stashed datagram predates connect()
+  // Datagrams at the head of the engine queue that arrived before the last
+  // connect(): delivered whatever their source, as the kernel does.
+  uint32_t unfiltered = 0;
+  // shutdown(2): the kernel's sk_shutdown bits (the twin has them too).
+  // Atomic: read without the lock on the data path.
+  std::atomic<bool> shut_rd{false};
+  std::atomic<bool> shut_wr{false};
+  // Datagrams taken off the engine queue, and sent through the engine: with
+  // udp_pending, an arrival and a send count for epoll's edge-triggered mode.
+  uint64_t rx_taken = 0;
+  uint64_t tx_count = 0;
+  uint32_t next_free = 0;  // free list link (slot + 1)
+};
+
+// Process-wide state of the socket layer (the engine and the lock are the
+// stack's).
+struct Globals {
+  stack::Stack* stack = nullptr;  // set once by init; never destroyed
+  machnet_libc libc{};
+  std::atomic<Sock*> chunks[kMaxChunks] = {};
+  uint32_t next_slot = 0;     // slots ever used
+  uint32_t free_head = 0;     // slot + 1
+  uint8_t* bounce = nullptr;  // scatter receive, guarded by the lock
+};
+extern Globals g;
+
+inline std::mutex& mu() {
+  return g.stack->mu();
+}
+inline engine::Engine& eng() {
+  return g.stack->engine();
+}
+
+// ---- handles (handles.cc) -------------------------------------------------
+
+inline uint32_t handle_slot(uint64_t h) {
+  return static_cast<uint32_t>(h) - 1;
+}
+inline uint32_t handle_gen(uint64_t h) {
+  return static_cast<uint32_t>(h >> 32);
+}
+Sock* slot_ptr(uint32_t slot);
+// Takes a reference for a call; nullptr when the handle is stale.
+Sock* acquire(uint64_t h);
+void release(Sock* s, uint64_t h);
+// The socket a handle names while the lock is held, or nullptr: under the
+// lock a socket whose generation still matches cannot be finalized.
+Sock* live_sock(uint64_t h);
+
+// RAII reference for one call.
+class Ref {
+ public:
+  explicit Ref(uint64_t h) : h_(h), s_(acquire(h)) {}
+  ~Ref() {
+    if (s_ != nullptr) release(s_, h_);
+  }
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  Sock* get() const { return s_; }
+  // Still open? (another thread may close the fd while this call waits)
+  bool open() const {
+    return static_cast<uint32_t>(s_->state.load(std::memory_order_acquire) >> 32) == handle_gen(h_);
+  }
+
+ private:
+  uint64_t h_;
+  Sock* s_;
+};
+
+// ---- the datagram path (udp_path.cc) --------------------------------------
+
+// Datagrams that ever reached s through the engine (lock held).
+uint64_t rx_seq(const Sock* s);
+// Something to receive on the engine side (lock held).
+bool has_data(const Sock* s);
+// A pending ICMP error about this connected socket's peer (lock held).
+bool icmp_error_pending(Sock* s);
+
+// ---- waiting (wait.cc) ----------------------------------------------------
+
+int64_t now_ns();
+// Blocks every signal that can be blocked for the spin; the caller's mask is
+// kept in `old` and given back atomically by the sleep (ppoll) or at exit.
+struct SignalGuard {
+  sigset_t old;
+  bool active = false;
+  void arm();
+  ~SignalGuard();
+};
+// After a signal handler interrupted a receive without SO_RCVTIMEO: whether
+// the kernel would have restarted it (see wait.cc).
+bool every_handler_restarts(const sigset_t& old);
+// Arms the calling thread's waiter for one socket (a receive) or a set of
+// handles (poll/epoll); seen: the caller's last rx_seq sum, or nullptr.
+// Returns the eventfd, -EALREADY or -EAGAIN, as stack::Stack::wait_arm.
+int arm_socket(Sock* s);
+int arm_set(const uint64_t* handles, size_t n, const uint64_t* seen_sum);
+void disarm();
+
+}  // namespace machnet::socket

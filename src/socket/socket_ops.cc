@@ -1,0 +1,91 @@
+// The C entry table the preload shim calls (socket_ops.h), and the socket
+// layer's start: it starts (or joins) the process-wide stack.
+#include "socket/socket_ops.h"
+
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "socket/socket_internal.h"
+#include "socket/socket_layer.h"
+
+namespace machnet::socket {
+namespace {
+
+void copy_msg(char* msg, size_t len, const std::string& s) {
+  if (len == 0) return;
+  snprintf(msg, len, "%s", s.c_str());
+}
+
+std::mutex g_init_mu;
+
+int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t msglen) {
+  std::lock_guard<std::mutex> init(g_init_mu);
+  if (g.stack != nullptr) {
+    copy_msg(msg, msglen, g.stack->down() ? "stack stopped" : "engine already running");
+    return g.stack->down() ? -ENETDOWN : 0;
+  }
+  g.libc = *libc;
+  if (g.bounce == nullptr) {
+    g.bounce = static_cast<uint8_t*>(malloc(kMaxDatagram));
+    if (g.bounce == nullptr) return -ENOMEM;
+  }
+  std::string err;
+  int e = 0;
+  // The configuration file must exist when named (the shim checked it);
+  // empty: MACHNET_* variables only.
+  std::string path = config_path != nullptr ? config_path : "";
+  stack::Stack* s = stack::Stack::start(path, {}, &err, &e);
+  if (s == nullptr) {
+    copy_msg(msg, msglen, err);
+    return e == EINVAL ? -EINVAL : -ENETDOWN;
+  }
+  g.stack = s;
+  copy_msg(msg, msglen, s->description());
+  return 0;
+}
+
+uint32_t op_engine_ip() {
+  if (g.stack == nullptr) return 0;
+  return htonl(g.stack->ip());
+}
+
+void op_wait_params(int64_t* spin_ns, int64_t* sleep_ns) {
+  const stack::WaitConfig& w = g.stack->config().wait;
+  *spin_ns = w.spin_ns;
+  *sleep_ns = w.sleep_ns;
+}
+
+const struct machnet_socket_ops_v1 kOps = {
+    MACHNET_SOCKET_OPS_VERSION,
+    sizeof(struct machnet_socket_ops_v1),
+    op_init,
+    op_engine_ip,
+    op_udp_open,
+    op_dup,
+    op_close,
+    op_connect,
+    op_getsockname,
+    op_getpeername,
+    op_sendmsg,
+    op_recvmsg,
+    op_fionread,
+    op_poll,
+    op_ready,
+    op_wait_params,
+    op_ready_seq,
+    op_shutdown,
+    op_wait_arm,
+    op_wait_disarm,
+};
+
+}  // namespace
+}  // namespace machnet::socket
+
+extern "C" __attribute__((visibility("default"))) const struct machnet_socket_ops_v1*
+machnet_socket_ops_v1(void) {
+  return &machnet::socket::kOps;
+}

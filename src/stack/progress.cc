@@ -1,0 +1,91 @@
+// The progress thread: keeps the stack serviced while no application thread
+// is inside a call (the application computes, or waits on kernel fds only):
+// it answers ARP and ping, drains the NIC ring into the socket queues and the
+// transport, and runs the transport's timers (retransmissions, delayed ACKs,
+// keepalives) when they are due.
+//
+// While some thread sleeps in a blocking call it is also the one that wakes
+// it: it waits for frames on the AF_XDP sockets (the kernel wakes it on
+// arrival) or, without a pollable RX fd, polls every socket.wake_poll_us;
+// the wake round runs inside poll_locked().
+//
+// Otherwise it stays out of the application's way: it only try_locks, and
+// it skips its turn when an application thread has polled since its last
+// look (every needless wake-up may preempt a thread spinning on this core).
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <algorithm>
+
+#include "stack/stack.h"
+
+namespace machnet::stack {
+
+void Stack::start_progress() {
+  if (cfg_.wait.progress_ns <= 0) return;
+  progress_efd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // Signals are for the application's threads: the new thread blocks them all.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  progress_running_ = pthread_create(&progress_, nullptr, progress_main, this) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (progress_running_) pthread_setname_np(progress_, "machnet-prog");
+}
+
+void* Stack::progress_main(void* arg) {
+  static_cast<Stack*>(arg)->progress_loop();
+  return nullptr;
+}
+
+void Stack::progress_loop() {
+  // Short sleeps must stay short: the default 50 us timer slack would
+  // double the wake-up period.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  uint64_t seen = poll_count();
+  while (!progress_stop_.load(std::memory_order_relaxed)) {
+    bool sleepers = waiters_.count() != 0;
+    int64_t period = sleepers && rx_fds_.empty() ? cfg_.wait.wake_poll_ns : cfg_.wait.progress_ns;
+    // A transport timer due sooner (a delayed ACK, a retransmission).
+    uint64_t next = next_timer_ns_.load(std::memory_order_relaxed);
+    uint64_t now = eng_->now_ns();
+    if (next != ~uint64_t{0}) {
+      int64_t until = next > now ? static_cast<int64_t>(next - now) : 0;
+      period = std::min(period, until);
+    }
+    timespec ts{static_cast<time_t>(period / 1'000'000'000),
+                static_cast<long>(period % 1'000'000'000)};
+    pollfd p[1 + 8];
+    nfds_t np = 0;
+    if (progress_efd_ >= 0) p[np++] = pollfd{progress_efd_, POLLIN, 0};
+    if (sleepers) {
+      for (int fd : rx_fds_) p[np++] = pollfd{fd, POLLIN, 0};
+    }
+    if (period > 0) ppoll(p, np, &ts, nullptr);
+    if (progress_efd_ >= 0 && (p[0].revents & POLLIN)) {
+      eventfd_t v;
+      eventfd_read(progress_efd_, &v);
+    }
+    if (progress_stop_.load(std::memory_order_relaxed)) break;
+    bool timer_due = next <= eng_->now_ns();
+    // With sleepers the progress thread must poll (it is their only waker
+    // unless an application thread is polling, and then that one holds the
+    // lock briefly); otherwise it leaves the engine to whoever drove it
+    // since its last look.
+    if (sleepers) {
+      mu_.lock();
+    } else if ((poll_count() != seen && !timer_due) || !mu_.try_lock()) {
+      seen = poll_count();
+      continue;
+    }
+    if (!down()) poll_locked();
+    seen = poll_count();
+    mu_.unlock();
+  }
+}
+
+}  // namespace machnet::stack

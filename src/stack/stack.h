@@ -1,0 +1,192 @@
+// The process-wide stack: one Engine, one transport::Transport on the
+// engine's address, one waiting/progress subsystem and one configuration per
+// process. The socket layer (POSIX semantics, src/socket/) and the native
+// message API (src/native/) are two thin front-ends over it; whichever starts
+// first creates it, the other finds it running.
+//
+// Threading: one mutex (mu()) guards the engine, the transport and every
+// front-end object's engine-side state. A call holds it for one engine poll
+// plus one operation, never while it sleeps.
+//
+// Transport ports: every transport local port is one engine UDP port
+// (listeners bind theirs, each connect binds an ephemeral one), so the
+// engine's port demultiplexing, XDP steering of bound ports and machnetd's
+// steering apply to transport traffic unchanged. poll_locked() drains those
+// ports into the transport.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine.h"
+#include "stack/stack_config.h"
+#include "stack/waiters.h"
+#include "transport/transport.h"
+
+namespace machnet::stack {
+
+// Something a front-end object (a socket, a channel, a listener) wants to
+// hear about: the stack bumps seq on every readiness change of the flows and
+// listeners routed to it. Owned by the front-end; registered under mu().
+struct EventTarget {
+  uint64_t seq = 0;
+};
+
+class Stack final : public transport::DatagramSink {
+ public:
+  // The running stack, or nullptr. Never destroyed while the process runs
+  // (threads may hold it); stopped at exit (down() then reads true).
+  static Stack* get() { return instance_.load(std::memory_order_acquire); }
+  // Starts the stack once per process: configuration from `config_path`
+  // (empty: $MACHNET_CONFIG, or only MACHNET_* variables) plus `overrides`,
+  // then the engine. A second call returns the running stack and ignores its
+  // arguments. nullptr with *err (file:line for bad keys) on failure; *errno_out
+  // says which: EINVAL (configuration), ENETDOWN (engine).
+  static Stack* start(const std::string& config_path, const std::vector<std::string>& overrides,
+                      std::string* err, int* errno_out);
+
+  Stack(const Stack&) = delete;
+  Stack& operator=(const Stack&) = delete;
+
+  std::mutex& mu() { return mu_; }
+  const StackConfig& config() const { return cfg_; }
+  engine::Engine& engine() { return *eng_; }
+  transport::Transport& transport() { return *tp_; }
+  Waiters& waiters() { return waiters_; }
+  uint32_t ip() const { return ip_; }
+  uint64_t now_ns() const { return eng_->now_ns(); }
+  // Stopped at exit: every call fails with ENETDOWN. Readable without mu().
+  bool down() const { return down_.load(std::memory_order_acquire); }
+  // 0, or the engine's failure (ENETDOWN once machnetd is gone). mu() held.
+  int failure() const { return down() ? ENETDOWN : eng_->failure(); }
+  // One line for the start-up log: device, address, wait policy, wake-ups.
+  const std::string& description() const { return description_; }
+
+  // One round (mu() held): engine RX/TX, datagrams of transport ports into
+  // the transport, due transport timers, loopback, release of finished
+  // flows' ports, then wake every sleeper whose wait is over. Returns the
+  // number of packets handled.
+  size_t poll_locked();
+  // Number of poll_locked() calls so far; read without mu() by the progress
+  // thread to stay out of the way of application threads that poll.
+  uint64_t poll_count() const { return poll_count_.load(std::memory_order_relaxed); }
+
+  // Transport ports. acquire_port(0, ...) picks an ephemeral port. Returns 0
+  // or -errno (-EADDRINUSE, -EAGAIN: no ephemeral port left).
+  int acquire_port(uint16_t port, uint16_t* out);
+  // Takes a reference on a port already bound (an accepted flow).
+  void ref_port(uint16_t port);
+  void unref_port(uint16_t port);
+  // The front-end released flow `id` (close/abort): its port reference is
+  // dropped once the transport has finished with it (FIN exchange,
+  // TIME_WAIT), so late segments are still answered from the right port.
+  void release_flow_port(transport::FlowId id, uint16_t port);
+  size_t lingering() const { return lingering_.size(); }
+
+  // Readiness routing: transport events of a flow / a listener's port bump
+  // the target's seq and count as activity for the sleepers.
+  void route_flow(transport::FlowId id, EventTarget* t);
+  void unroute_flow(transport::FlowId id);
+  void route_listener(uint16_t port, EventTarget* t);
+  void unroute_listener(uint16_t port);
+  // Something changed outside the engine and the transport (a front-end
+  // closed a socket another thread sleeps on): sleepers look again.
+  void note_activity() { activity_++; }
+
+  // Registers w (the calling thread's waiter) to be woken when its seq()
+  // moves through an engine arrival or a transport event after this point.
+  // Takes mu() and polls the engine once. Returns the eventfd to sleep on;
+  // -EALREADY: look again now (seq moved since *seen, the caller's last
+  // look; without seen: something is ready already); -EAGAIN: no wake-up
+  // is possible (no progress thread, stack stopped): sleep in short slices.
+  // Every arm that returned an fd must be followed by wait_disarm().
+  int wait_arm(Waiter* w, const uint64_t* seen);
+  void wait_disarm(Waiter* w);
+
+  // transport::DatagramSink: header + payload iovecs straight into the
+  // engine's gather send. Datagrams to the engine's own address are looped
+  // back here: the engine (like a NIC) does not deliver frames to itself,
+  // and a process may well connect to its own listener.
+  bool send(const transport::Endpoint& local, const transport::Endpoint& remote, const uint8_t* hdr,
+            size_t hdr_len, const iovec* payload, size_t n_payload) override;
+  uint64_t sink_errors() const { return sink_errors_; }
+
+  // Threads started by the stack (the progress thread), for tests and logs.
+  bool progress_running() const { return progress_running_; }
+  // fds the kernel makes readable when frames arrive (AF_XDP): the progress
+  // thread sleeps on them while somebody waits.
+  const std::vector<int>& rx_fds() const { return rx_fds_; }
+
+ private:
+  Stack(const StackConfig& cfg, std::unique_ptr<engine::Engine> eng, std::vector<int> rx_fds);
+  ~Stack() override = default;
+  static void at_exit();
+  static void* progress_main(void* arg);
+  void start_progress();
+  void progress_loop();
+  void reap_lingering();
+  void on_transport_event(transport::FlowId flow, uint16_t listen_port);
+  bool loop_send(const transport::Endpoint& local, const transport::Endpoint& remote,
+                 const uint8_t* hdr, size_t hdr_len, const iovec* payload, size_t n_payload);
+  size_t deliver_loopback(uint64_t now);
+  // Activity since the last wake-up round: engine arrivals and ICMP errors,
+  // transport events, engine failure.
+  uint64_t activity_now() const;
+
+  struct Looped {
+    transport::Endpoint from, to;
+    std::vector<uint8_t> data;
+    bool unreachable = false;  // "ICMP port unreachable" back to `to` about `from`
+  };
+  struct Lingering {
+    transport::FlowId id;
+    uint16_t port;
+  };
+
+  static std::atomic<Stack*> instance_;
+
+  std::mutex mu_;
+  StackConfig cfg_;
+  std::unique_ptr<engine::Engine> eng_;
+  std::unique_ptr<transport::Transport> tp_;
+  uint32_t ip_;
+  pid_t owner_;
+  std::string description_;
+  std::atomic<bool> down_{false};
+  Waiters waiters_;
+  // Transport ports, indexed by port: O(1) on every send.
+  std::vector<engine::UdpSocket*> socks_;
+  std::vector<uint32_t> refs_;
+  std::vector<uint16_t> bound_;  // ports to drain on every poll
+  std::vector<Lingering> lingering_;
+  std::vector<uint8_t> rxbuf_;  // one datagram; reused
+  std::deque<Looped> loop_;     // bounded by socket_queue_len, like a socket
+  std::vector<std::vector<uint8_t>> loop_pool_;
+  std::unordered_map<transport::FlowId, EventTarget*> flow_targets_;
+  std::unordered_map<uint16_t, EventTarget*> listener_targets_;
+  uint64_t activity_ = 0;  // transport events and front-end notes
+  uint64_t last_activity_ = 0;
+  uint64_t last_icmp_ = 0;
+  std::atomic<uint64_t> poll_count_{0};
+  std::atomic<uint64_t> next_timer_ns_{~uint64_t{0}};
+  uint64_t next_reap_ns_ = 0;
+  uint64_t sink_errors_ = 0;
+  std::vector<int> rx_fds_;
+  int progress_efd_ = -1;  // wakes the progress thread when the first sleeper comes
+  pthread_t progress_{};
+  bool progress_running_ = false;
+  std::atomic<bool> progress_stop_{false};
+};
+
+// RAII: the stack lock for one operation.
+using Lock = std::lock_guard<std::mutex>;
+
+}  // namespace machnet::stack

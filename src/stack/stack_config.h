@@ -1,0 +1,60 @@
+// Settings of the process-wide stack: the engine's keys (engine_config.h),
+// the transport's tunables ("transport.*"), how blocked threads wait
+// ("socket.*") and the native API's few own keys ("native.*"). One
+// machnet.conf, MACHNET_* variables and "key=value" overrides, in rising
+// precedence, serve the preload shim, the native API and the tools alike.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "engine/engine_config.h"
+#include "transport/tunables.h"
+
+namespace machnet::stack {
+
+// How a blocking call waits: it spins on the engine for spin_ns, then sleeps
+// until an arrival wakes it (sleep_ns bounds one sleep as a backstop). The
+// progress thread drives the engine every progress_ns while no application
+// thread does (0: no progress thread), and every wake_poll_ns while somebody
+// sleeps on a device whose arrivals cannot wake it (memif, tap, machnetd).
+struct WaitConfig {
+  int64_t spin_ns = 100'000;
+  int64_t sleep_ns = 100'000'000;
+  int64_t progress_ns = 1'000'000;
+  int64_t wake_poll_ns = 50'000;
+};
+
+struct StackConfig {
+  engine::EngineConfig engine;
+  transport::Tunables tunables;
+  WaitConfig wait;
+  // How long machnet_detach() keeps driving the engine so that flows the
+  // channel closed can deliver their last messages and FIN.
+  uint64_t linger_ns = 500'000'000;
+  // native.progress_thread / native.progress_idle_us: the older names of
+  // socket.progress_us (off = 0), kept so existing files still load.
+  bool progress_thread = true;
+  uint64_t progress_idle_ns = 1'000'000;
+
+  // Every key this layer understands: the engine's, "transport.*",
+  // "socket.*" and "native.*".
+  static const std::vector<std::string>& keys();
+  // Reads the keys present in `c` (unknown keys are the caller's business).
+  // Also fits transport.mtu_payload to the engine MTU unless it was set.
+  bool load(const Config& c, std::string* err);
+};
+
+// Keys of machnet.conf that belong to other readers of the same file (the
+// shim's rules and switches, the daemon's machnetd.*): accepted, not used.
+bool foreign_key(const std::string& key);
+
+// Builds a Config from a file (empty: $MACHNET_CONFIG if set), MACHNET_*
+// variables and "key=value" overrides (highest precedence), rejecting unknown
+// keys, then loads it. The error names the file:line / variable / override.
+bool load_stack_config(const std::string& path, const std::vector<std::string>& overrides,
+                       StackConfig* out, std::string* err);
+
+}  // namespace machnet::stack
