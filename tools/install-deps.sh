@@ -21,6 +21,8 @@ PACKAGES=(
   libibverbs-dev rdma-core
   # test topology and peers
   iproute2 ethtool iputils-ping python3 socat sockperf procps kmod
+  # dual-stack UDP acceptance (iperf3 -u)
+  iperf3
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,248 @@
+/* epoll sets: epoll_create, epoll_ctl, the shim's member list beside each
+ * kernel epoll set (shim.h explains which fds are members), and the
+ * snapshot of the live members one epoll_wait looks at. */
+#include "shim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sets ------------------------------------------------------------------------
+ * A free list with lock-free pushes (ep_free runs in close(), which may be
+ * called from a signal handler) and pops serialised by g_decide_mu. */
+static struct ep_set* _Atomic g_ep_free;
+
+static struct ep_set* ep_alloc(void) {
+  struct ep_set* set = atomic_load(&g_ep_free);
+  while (set != NULL && !atomic_compare_exchange_weak(&g_ep_free, &set, set->next_free)) {
+  }
+  if (set != NULL) {
+    pthread_mutex_lock(&set->mu);
+    atomic_store(&set->n, 0);
+    pthread_mutex_unlock(&set->mu);
+    return set;
+  }
+  set = calloc(1, sizeof(*set));
+  if (set != NULL) pthread_mutex_init(&set->mu, NULL);
+  return set;
+}
+
+void ep_free(struct ep_set* set) {
+  if (set == NULL) return;
+  /* A new generation: enclosing sets drop it, and a reuse starts empty. */
+  atomic_fetch_add(&set->gen, 1);
+  struct ep_set* head = atomic_load(&g_ep_free);
+  do {
+    set->next_free = head;
+  } while (!atomic_compare_exchange_weak(&g_ep_free, &head, set));
+}
+
+struct ep_set* ep_get(int epfd, int create) {
+  struct fd_ent* e = lookup(epfd);
+  if (e != NULL && atomic_load(&e->kind) == KIND_EPOLL) return atomic_load(&e->ep);
+  if (!create || e != NULL) return NULL;
+  /* Two threads adding the first offloaded fds to one epoll set at once
+   * must not make two lists: creation is serialised (it is rare). */
+  pthread_mutex_lock(&g_decide_mu);
+  struct ep_set* set = NULL;
+  e = lookup(epfd);
+  if (e != NULL) {
+    if (atomic_load(&e->kind) == KIND_EPOLL) set = atomic_load(&e->ep);
+  } else if ((e = entry_make(epfd)) != NULL && (set = ep_alloc()) != NULL) {
+    atomic_fetch_add(&e->gen, 1);
+    atomic_store(&e->ep, set);
+    atomic_store_explicit(&e->kind, KIND_EPOLL, memory_order_release);
+  }
+  pthread_mutex_unlock(&g_decide_mu);
+  return set;
+}
+
+/* Every epoll fd is known from its creation, so that one put inside another
+ * epoll set before it holds an offloaded fd is still seen as nested. */
+static int ep_track_new(int fd) {
+  if (fd >= 0 && !g_guard) {
+    if (lookup(fd) != NULL) forget(fd); /* a stale entry of an fd closed behind our back */
+    ep_get(fd, 1);
+  }
+  return fd;
+}
+
+EXPORT int epoll_create(int size) {
+  return ep_track_new(REAL(epoll_create)(size));
+}
+
+EXPORT int epoll_create1(int flags) {
+  return ep_track_new(REAL(epoll_create1)(flags));
+}
+
+/* ---- members ------------------------------------------------------------------------ */
+
+static void member_remove(struct ep_set* set, int i) {
+  int n = atomic_load(&set->n);
+  set->m[i] = set->m[n - 1];
+  atomic_store(&set->n, n - 1);
+}
+
+/* set->mu held. Drops the members that left (closed), and turns members not
+ * decided yet into offloaded ones once decided (or drops them: the kernel's). */
+static void ep_prune(struct ep_set* set) {
+  for (int i = 0; i < atomic_load(&set->n);) {
+    struct ep_member* m = &set->m[i];
+    int gone = 0;
+    if (m->sock != NULL) {
+      gone = atomic_load(&m->sock->gen) != m->sock_gen;
+    } else if (m->inner != NULL) {
+      gone = atomic_load(&m->inner->gen) != m->inner_gen;
+    } else if (m->pend) {
+      struct fd_ent* e = fd_slot(m->fd);
+      uint32_t k = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+      struct shim_sock* sock = e != NULL ? atomic_load(&e->sock) : NULL;
+      if (e == NULL || atomic_load(&e->gen) != m->fd_gen) {
+        gone = 1; /* closed while not decided */
+      } else if (k == KIND_OFFLOAD && sock != NULL) {
+        m->sock = sock;
+        m->sock_gen = atomic_load(&sock->gen);
+        m->handle = atomic_load(&e->handle);
+        m->pend = 0;
+      } else if (k != KIND_PENDING) {
+        gone = 1; /* decided for the kernel: its set alone reports it */
+      }
+    } else {
+      gone = 1;
+    }
+    if (gone)
+      member_remove(set, i);
+    else
+      i++;
+  }
+}
+
+/* Is member m the registration of fd as it is now (kind k, entry e)? An fd
+ * closed while a dup kept its socket alive is another registration, as in
+ * the kernel, where it is keyed by fd and open file. */
+static int member_is(const struct ep_member* m, int fd, struct fd_ent* e, uint32_t k) {
+  if (m->fd != fd || e == NULL) return 0;
+  if (k == KIND_OFFLOAD) return m->sock != NULL && m->sock == atomic_load(&e->sock);
+  if (k == KIND_EPOLL) return m->inner != NULL && m->inner == atomic_load(&e->ep);
+  if (k == KIND_PENDING) return m->pend && m->fd_gen == atomic_load(&e->gen);
+  return 0;
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
+  int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
+  if (rc != 0 || g_guard) return rc;
+  struct fd_ent* e = lookup(fd);
+  uint32_t kind = e != NULL ? atomic_load(&e->kind) : KIND_NONE;
+  int off = kind == KIND_OFFLOAD && !atomic_load(&g_forked_child);
+  int pend = kind == KIND_PENDING && may_offload();
+  struct ep_set* inner = kind == KIND_EPOLL ? atomic_load(&e->ep) : NULL;
+  struct shim_sock* sock = off ? atomic_load(&e->sock) : NULL;
+  if (off && sock == NULL) off = 0;
+  struct ep_set* set = ep_get(epfd, (off || pend || inner != NULL) && op == EPOLL_CTL_ADD);
+  if (set == NULL) return rc;
+  pthread_mutex_lock(&set->mu);
+  ep_prune(set);
+  int n = atomic_load(&set->n);
+  int i;
+  for (i = 0; i < n && !member_is(&set->m[i], fd, e, kind); i++) {
+  }
+  if (op == EPOLL_CTL_DEL) {
+    if (i < n) member_remove(set, i);
+  } else if (op == EPOLL_CTL_MOD && i < n) {
+    set->m[i].events = ev->events;
+    set->m[i].data = ev->data;
+    set->m[i].disarmed = 0;
+    set->m[i].fresh = 1;
+  } else if (op == EPOLL_CTL_ADD && (off || pend || inner != NULL)) {
+    if (i == n && n == set->cap) {
+      int cap = set->cap ? set->cap * 2 : 8;
+      struct ep_member* m = realloc(set->m, sizeof(*m) * (size_t)cap);
+      if (m == NULL) {
+        pthread_mutex_unlock(&set->mu);
+        REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
+        return set_errno(-ENOMEM);
+      }
+      set->m = m;
+      set->cap = cap;
+    }
+    set->m[i] = (struct ep_member){.fd = fd,
+                                   .fd_gen = atomic_load(&e->gen),
+                                   .sock = sock,
+                                   .sock_gen = sock != NULL ? atomic_load(&sock->gen) : 0,
+                                   .handle = off ? atomic_load(&e->handle) : 0,
+                                   .inner = inner,
+                                   .inner_gen = inner != NULL ? atomic_load(&inner->gen) : 0,
+                                   .events = ev->events,
+                                   .data = ev->data,
+                                   .pend = pend,
+                                   .fresh = 1};
+    if (i == n) atomic_store(&set->n, n + 1);
+  }
+  pthread_mutex_unlock(&set->mu);
+  return rc;
+}
+
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+/* Carves the snapshot's arrays for cap members out of scratch memory. */
+static int snap_reserve(struct ep_snap* s, int cap, int slot) {
+  if (cap < 8) cap = 8;
+  if (s->cap >= cap && s->h != NULL) return 0;
+  size_t per = 7 * sizeof(uint64_t) + 6 * sizeof(int) + 2 * sizeof(uint32_t) + 2 * sizeof(short);
+  char* p = scratch(slot, per * (size_t)cap);
+  if (p == NULL) return -ENOMEM;
+  size_t c = (size_t)cap;
+#define CARVE(field, type)    \
+  s->field = (type*)(void*)p; \
+  p += sizeof(type) * c;
+  CARVE(h, uint64_t)
+  CARVE(rx, uint64_t)
+  CARVE(tx, uint64_t)
+  CARVE(m_rx, uint64_t)
+  CARVE(m_tx, uint64_t)
+  CARVE(inner_wake, uint64_t)
+  CARVE(inner, struct ep_set*)
+  CARVE(idx, int)
+  CARVE(fdv, int)
+  CARVE(m_fresh, int)
+  CARVE(inner_ready, int)
+  CARVE(inner_idx, int)
+  CARVE(inner_gen, uint32_t)
+  CARVE(m_ev, uint32_t)
+  CARVE(ev, short)
+  CARVE(rev, short)
+#undef CARVE
+  s->cap = cap;
+  return 0;
+}
+
+int ep_snapshot(struct ep_set* set, struct ep_snap* s, int slot) {
+  ep_prune(set);
+  s->n = s->nn = s->pending = 0;
+  int n = atomic_load(&set->n);
+  if (snap_reserve(s, n, slot) != 0) return -ENOMEM;
+  for (int i = 0; i < n; i++) {
+    struct ep_member* m = &set->m[i];
+    if (m->pend) {
+      s->pending++;
+      continue;
+    }
+    if (m->disarmed) continue;
+    if (m->handle != 0) {
+      int j = s->n++;
+      s->h[j] = m->handle;
+      s->ev[j] = (short)(m->events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
+      s->idx[j] = i;
+      s->fdv[j] = m->fd;
+      s->m_ev[j] = m->events;
+      s->m_fresh[j] = m->fresh;
+      s->m_rx[j] = m->rx;
+      s->m_tx[j] = m->tx;
+    } else if (m->inner != NULL && atomic_load(&m->inner->n) > 0) {
+      int j = s->nn++;
+      s->inner[j] = m->inner;
+      s->inner_gen[j] = m->inner_gen;
+      s->inner_idx[j] = i;
+    }
+  }
+  return 0;
+}

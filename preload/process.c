@@ -1,0 +1,191 @@
+/* fds and processes: close, close_range, closefrom, dup, dup2, dup3, fcntl,
+ * fork, vfork, daemon.
+ *
+ * close() may be called from a signal handler: its path (forget) uses only
+ * atomics, the resolved libc functions and the socket layer's close. */
+#include "shim.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+void forget(int fd) {
+  struct fd_ent* e = lookup(fd);
+  if (e == NULL) return;
+  uint32_t kind = atomic_exchange(&e->kind, KIND_NONE);
+  atomic_fetch_add(&e->gen, 1);
+  uint64_t h = atomic_exchange(&e->handle, 0);
+  struct shim_sock* sock = atomic_exchange(&e->sock, NULL);
+  if (kind == KIND_EPOLL) ep_free(atomic_exchange(&e->ep, NULL));
+  /* A fork child never touches the parent's engine: only the twin goes. */
+  if (kind == KIND_OFFLOAD && h != 0 && !atomic_load(&g_forked_child)) {
+    g_guard++;
+    g_ops->close(h);
+    g_guard--;
+  }
+  /* The last fd of the socket: it leaves every epoll set it was in. */
+  if (sock != NULL) sock_unref(sock);
+}
+
+EXPORT int close(int fd) {
+  if (!g_guard) forget(fd);
+  return REAL(close)(fd);
+}
+
+/* Ranges closed at once (closefrom, close_range, as used before exec). */
+static void forget_range(unsigned lo, unsigned hi) {
+  if (g_guard) return;
+  for (unsigned page = lo >> FD_PAGE_BITS; page < FD_MAX / FD_PAGE && page <= (hi >> FD_PAGE_BITS);
+       page++) {
+    if (atomic_load(&g_pages[page]) == NULL) continue;
+    unsigned a = page << FD_PAGE_BITS, b = a + FD_PAGE - 1;
+    for (unsigned fd = a < lo ? lo : a; fd <= b && fd <= hi; fd++) forget((int)fd);
+  }
+}
+
+EXPORT int close_range(unsigned int lo, unsigned int hi, int flags) {
+  /* CLOSE_RANGE_CLOEXEC only marks the fds: they stay open until exec. */
+  if (lo <= hi && !(flags & CLOSE_RANGE_CLOEXEC)) forget_range(lo, hi);
+  if (REAL(close_range) != NULL) return REAL(close_range)(lo, hi, flags);
+  return (int)syscall(SYS_close_range, lo, hi, flags); /* a libc before 2.34 */
+}
+
+EXPORT void closefrom(int lo) {
+  if (lo >= 0) forget_range((unsigned)lo, ~0u);
+  if (REAL(closefrom) != NULL) {
+    REAL(closefrom)(lo);
+  } else if (lo >= 0) {
+    syscall(SYS_close_range, (unsigned)lo, ~0u, 0);
+  }
+}
+
+/* A new fd names the same socket (dup, dup2, F_DUPFD). */
+static void dup_track(int oldfd, int newfd) {
+  if (newfd < 0 || oldfd == newfd) return;
+  struct fd_ent* n = lookup(newfd);
+  if (n != NULL) {
+    atomic_store(&n->kind, KIND_NONE);
+    atomic_fetch_add(&n->gen, 1);
+  }
+  struct fd_ent* o = lookup(oldfd);
+  if (o == NULL || atomic_load(&o->kind) != KIND_OFFLOAD || atomic_load(&g_forked_child)) return;
+  /* A PENDING socket's copy stays on the kernel: the decision is per fd. */
+  struct shim_sock* sock = atomic_load(&o->sock);
+  n = entry_make(newfd);
+  if (n == NULL || sock == NULL) return;
+  uint64_t h = atomic_load(&o->handle);
+  g_guard++;
+  int rc = g_ops->dup(h);
+  g_guard--;
+  if (rc < 0) return;
+  sock_ref(sock);
+  atomic_fetch_add(&n->gen, 1);
+  atomic_store(&n->flags, atomic_load(&o->flags));
+  atomic_store(&n->rcvtimeo_ns, atomic_load(&o->rcvtimeo_ns));
+  atomic_store(&n->sndtimeo_ns, atomic_load(&o->sndtimeo_ns));
+  atomic_store(&n->handle, h);
+  atomic_store(&n->sock, sock);
+  atomic_store_explicit(&n->kind, KIND_OFFLOAD, memory_order_release);
+}
+
+EXPORT int dup(int fd) {
+  int n = REAL(dup)(fd);
+  if (!g_guard) dup_track(fd, n);
+  return n;
+}
+
+EXPORT int dup2(int fd, int newfd) {
+  /* dup2 closes newfd only when fd is valid: check first, or a failing dup2
+   * would lose an offloaded newfd. */
+  if (!g_guard && fd != newfd && REAL(fcntl)(fd, F_GETFD) >= 0) forget(newfd);
+  int n = REAL(dup2)(fd, newfd);
+  if (!g_guard) dup_track(fd, n);
+  return n;
+}
+
+EXPORT int dup3(int fd, int newfd, int flags) {
+  if (!g_guard && fd != newfd && REAL(fcntl)(fd, F_GETFD) >= 0) forget(newfd);
+  int n = REAL(dup3)(fd, newfd, flags);
+  if (!g_guard) dup_track(fd, n);
+  return n;
+}
+
+static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void* arg) {
+  int rc = real(fd, cmd, arg);
+  if (rc < 0 || g_guard) return rc;
+  if (cmd == F_SETFL) {
+    struct fd_ent* e = lookup(fd);
+    if (e != NULL) {
+      if ((int)(intptr_t)arg & O_NONBLOCK)
+        atomic_fetch_or(&e->flags, FL_NONBLOCK);
+      else
+        atomic_fetch_and(&e->flags, ~(uint32_t)FL_NONBLOCK);
+    }
+  } else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+    dup_track(fd, rc);
+  }
+  return rc;
+}
+
+/* The third argument is an int or a pointer: read it as a pointer-sized
+ * word and pass it on unchanged (what the x86-64 and aarch64 ABIs allow). */
+EXPORT int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  return fcntl_common(REAL(fcntl), fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  return fcntl_common(REAL(fcntl64) ? REAL(fcntl64) : REAL(fcntl), fd, cmd, arg);
+}
+
+/* fork() without exec: the child has a copy of the engine's memory but not
+ * its device, and the parent keeps using both. The child never touches the
+ * engine: inherited offloaded sockets fail with EBADFD (close works), and
+ * new sockets stay on the kernel (strict: fail with ENETDOWN). exec clears
+ * all of this: the engine's fds are close-on-exec, and an inherited twin is
+ * an ordinary kernel socket in the new program. */
+EXPORT pid_t fork(void) {
+  pid_t pid = REAL(fork)();
+  if (pid == 0) {
+    /* Only this thread exists in the child: a decision another thread of
+     * the parent was in the middle of must not leave the mutex held. */
+    pthread_mutex_init(&g_decide_mu, NULL);
+    if (g_engine_up) atomic_store(&g_forked_child, 1);
+  }
+  return pid;
+}
+
+/* vfork() is served as fork() (POSIX allows it): a child sharing the
+ * parent's memory could otherwise reach into the parent's engine state. */
+EXPORT pid_t vfork(void) {
+  return fork();
+}
+
+/* daemon(): glibc forks through an internal call the preload cannot see, so
+ * the daemon is made here, with the preload's fork(): the daemon then treats
+ * inherited offloaded sockets as any fork child does. */
+EXPORT int daemon(int nochdir, int noclose) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid > 0) _exit(0);
+  if (setsid() < 0) return -1;
+  if (!nochdir && chdir("/") != 0) return -1;
+  if (!noclose) {
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) return -1;
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO) close(fd);
+  }
+  return 0;
+}
