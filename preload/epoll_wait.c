@@ -24,7 +24,7 @@
 /* A sleep slice when the engine cannot wake the wait (nested sets). */
 #define EP_SLICE_NS 200000
 
-static __thread struct ep_snap t_snap[EP_MAX_DEPTH + 1];
+static __thread struct ep_snap t_snap[EP_MAX_DEPTH + 1] __attribute__((tls_model("initial-exec")));
 static _Atomic int g_no_pwait2; /* the kernel said ENOSYS */
 
 /* ---- the kernel half ------------------------------------------------------------- */
