@@ -23,6 +23,8 @@ PACKAGES=(
   iproute2 ethtool iputils-ping python3 socat sockperf procps kmod
   # dual-stack UDP acceptance (iperf3 -u)
   iperf3
+  # manual pages: rendered and linted by make check (tests/docs/)
+  groff-base mandoc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
