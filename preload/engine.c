@@ -39,8 +39,8 @@ int g_daemon_state;
  * for it when it is the file that is bad. */
 static int strict_from_env(void) {
   const char* v = getenv("MACHNET_STRICT");
-  return v != NULL &&
-         (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on"));
+  int on = 0;
+  return v != NULL && mn_conf_bool(v, &on) == 0 && on;
 }
 
 /* g_decide_mu held. */
@@ -48,7 +48,7 @@ int config_ready(void) {
   if (g_cfg_state == 0) {
     char err[600];
     int rc = mn_config_load(&g_cfg, MACHNET_DEFAULT_LIBRARY, err, sizeof(err));
-    log_configure(g_cfg.path);
+    if (rc == 0) log_configure(g_cfg.log_level);
     if (rc != 0) {
       g_cfg_state = -1;
       if (strict_from_env()) {

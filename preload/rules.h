@@ -1,7 +1,9 @@
-/* Offload rules and the few configuration keys the preload shim reads itself
- * (the engine keys are read by the socket layer inside libmachnet.so, from
- * the same file). Plain C, no allocation after loading: the shim must not
- * pull libstdc++ into every preloaded program. Format: machnet.conf(5). */
+/* Offload rules and the few configuration keys the preload shim reads itself.
+ * The whole file is checked here, every section and every key (common/conf.h,
+ * the same grammar and schema the engine uses), so a bad file is reported when
+ * the shim loads it, not at the first offload. Plain C, no allocation after
+ * loading: the shim must not pull libstdc++ into every preloaded program.
+ * Format: machnet.conf(5). */
 #ifndef MACHNET_PRELOAD_RULES_H
 #define MACHNET_PRELOAD_RULES_H
 
@@ -9,20 +11,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MN_MAX_RULES 64
+#include "common/conf.h"
 
-enum mn_action { MN_KERNEL = 0, MN_OFFLOAD = 1 };
-/* machnetd = auto|on|off: whether the engine looks for the daemon. */
-enum mn_machnetd { MN_MACHNETD_AUTO = 0, MN_MACHNETD_ON = 1, MN_MACHNETD_OFF = 2 };
-enum mn_role { MN_ROLE_ANY = 0, MN_ROLE_BIND = 1, MN_ROLE_CONNECT = 2 };
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-struct mn_rule {
-  long num; /* rules.NUM: evaluation order */
-  int action;
-  int role;
-  uint32_t addr, mask; /* host order; mask 0 = any address */
-  uint16_t port_lo, port_hi;
-};
+/* enum mn_action, mn_role, mn_machnetd and struct mn_rule: common/conf.h */
+#define MN_MAX_RULES MN_CONF_MAX_RULES
 
 struct mn_config {
   char path[PATH_MAX]; /* "" when no file is used */
@@ -32,6 +28,8 @@ struct mn_config {
   int machnetd;              /* enum mn_machnetd */
   char machnetd_socket[108]; /* machnetd.socket: the daemon's control socket */
   int strict;
+  int log_level; /* log_level: 1 (emergency) to 8 (debug); 0 when not set, or set for
+                  * some of DPDK's components only (PATTERN:LEVEL) */
   int default_action;
   int keep_dns;
   int nrules;
@@ -39,8 +37,14 @@ struct mn_config {
 };
 
 /* Loads MACHNET_CONFIG (or /etc/machnet/machnet.conf when that exists) and
- * the MACHNET_* variables. Returns 0, or -1 with err = "file:line: why". */
+ * the MACHNET_* variables, and checks all of it. Returns 0, or -1 with
+ * err = "file:line: why" (or "env MACHNET_X: why"). */
 int mn_config_load(struct mn_config* c, const char* default_library, char* err, size_t errlen);
+
+/* The same from `text` as the contents of `path`, without the environment
+ * (tests and the fuzzer). */
+int mn_config_parse(struct mn_config* c, const char* default_library, const char* text, size_t len,
+                    const char* path, char* err, size_t errlen);
 
 /* First match wins: built-in rules (loopback, broadcast/multicast, an
  * explicit kernel address, DNS), then rules.N in ascending N, then
@@ -49,5 +53,9 @@ int mn_decide(const struct mn_config* c, int role, uint32_t addr, uint16_t port,
 
 /* One line describing the rules, for the start-up log. */
 void mn_rules_describe(const struct mn_config* c, char* out, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -130,9 +130,9 @@ void log_msg(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3
   do {                                                       \
     if ((level) <= g_log_level) log_msg(level, __VA_ARGS__); \
   } while (0)
-/* Sets g_log_level from MACHNET_LOG_LEVEL or the configuration file's
- * log_level (path "" for none). */
-void log_configure(const char* config_path);
+/* Sets g_log_level to the configuration's log_level (struct mn_config: 1 to
+ * 8; 0, not set or for DPDK components only, leaves the default). */
+void log_configure(int level);
 
 /* ---- the fd table ----------------------------------------------------------
  * One entry per fd the shim cares about; every other fd costs one lookup.

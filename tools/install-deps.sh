@@ -15,6 +15,8 @@ PACKAGES=(
   clang libbpf-dev libxdp-dev
   # libFuzzer runtime for clang -fsanitize=fuzzer
   libclang-rt-14-dev
+  # machnet.conf parser (linked statically into the shim and the libraries)
+  libinih-dev
   # machnetd event loop, tests
   libevent-dev libgtest-dev libgmock-dev googletest
   # Mellanox PMDs (mlx4/mlx5) need rdma-core; configure reports whether usable

@@ -1,92 +1,101 @@
 #include "common/config.h"
 
-#include <cctype>
-#include <cerrno>
+#include <unistd.h>
+
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+
+#include "common/conf.h"
 
 namespace machnet {
 namespace {
 
-std::string trim(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) b++;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) e--;
-  return s.substr(b, e - b);
-}
+// An mn_conf freed on scope exit.
+struct Conf {
+  mn_conf c = MN_CONF_INIT;
+  Conf() = default;
+  Conf(const Conf&) = delete;
+  Conf& operator=(const Conf&) = delete;
+  ~Conf() { mn_conf_free(&c); }
+};
 
-bool valid_key(const std::string& k) {
-  if (k.empty()) return false;
-  for (char c : k) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
-      return false;
-  }
-  return true;
+void copy_into(const mn_conf& c, std::map<std::string, Config::Entry>* out) {
+  for (size_t i = 0; i < c.n; i++) (*out)[c.v[i].key] = Config::Entry{c.v[i].value, c.v[i].origin};
 }
 
 }  // namespace
 
-bool Config::parse(const std::string& text, const std::string& path, std::string* err) {
-  std::istringstream in(text);
-  std::string line, section;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    lineno++;
-    std::string where = path + ":" + std::to_string(lineno);
-    // A '#' starts a comment anywhere except inside a value that needs it:
-    // no value here needs one, so keep the rule simple.
-    auto hash = line.find('#');
-    if (hash != std::string::npos) line.erase(hash);
-    line = trim(line);
-    if (line.empty()) continue;
-    if (line.front() == '[') {
-      if (line.back() != ']') {
-        *err = where + ": unterminated section header '" + line + "'";
-        return false;
-      }
-      section = trim(line.substr(1, line.size() - 2));
-      if (!valid_key(section)) {
-        *err = where + ": bad section name '" + section + "'";
-        return false;
-      }
-      continue;
-    }
-    auto eq = line.find('=');
-    if (eq == std::string::npos) {
-      *err = where + ": expected 'key = value', got '" + line + "'";
-      return false;
-    }
-    std::string key = trim(line.substr(0, eq));
-    std::string value = trim(line.substr(eq + 1));
-    if (!valid_key(key)) {
-      *err = where + ": bad key '" + key + "'";
-      return false;
-    }
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
-      value = value.substr(1, value.size() - 2);
-    if (!section.empty()) key = section + "." + key;
-    entries_[key] = Entry{value, where};
+bool Config::finish(mn_conf* c, bool ok, const std::vector<Override>& overrides, char* buf,
+                    size_t len, std::string* err) {
+  ok = ok && mn_conf_apply_env(c, environ, MN_CONF_CHECK, buf, len) == 0;
+  for (size_t i = 0; ok && i < overrides.size(); i++) {
+    const Override& o = overrides[i];
+    ok = mn_conf_set(c, o.key.c_str(), o.value.c_str(), o.origin.c_str(), MN_CONF_CHECK, buf,
+                     len) == 0;
   }
+  ok = ok && mn_conf_check_relations(c, buf, len) == 0;
+  if (!ok) {
+    *err = buf;
+    return false;
+  }
+  entries_.clear();
+  copy_into(*c, &entries_);
   return true;
 }
 
+bool Config::load(const std::string& path, const std::vector<Override>& overrides,
+                  std::string* err) {
+  Conf c;
+  char buf[1024];
+  bool ok =
+      path.empty() || mn_conf_load_file(&c.c, path.c_str(), MN_CONF_CHECK, buf, sizeof(buf)) == 0;
+  return finish(&c.c, ok, overrides, buf, sizeof(buf), err);
+}
+
+bool Config::load_text(const std::string& text, const std::string& path,
+                       const std::vector<Override>& overrides, std::string* err) {
+  Conf c;
+  char buf[1024];
+  bool ok = mn_conf_parse(&c.c, text.data(), text.size(), path.c_str(), MN_CONF_CHECK, buf,
+                          sizeof(buf)) == 0;
+  return finish(&c.c, ok, overrides, buf, sizeof(buf), err);
+}
+
+bool Config::parse(const std::string& text, const std::string& path, std::string* err) {
+  Conf c;
+  char buf[1024];
+  int rc = mn_conf_parse(&c.c, text.data(), text.size(), path.c_str(), 0, buf, sizeof(buf));
+  copy_into(c.c, &entries_);
+  if (rc != 0) *err = buf;
+  return rc == 0;
+}
+
 bool Config::load_file(const std::string& path, std::string* err) {
-  std::ifstream f(path);
-  if (!f) {
-    *err = path + ": cannot open: " + std::strerror(errno);
-    return false;
-  }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse(ss.str(), path, err);
+  Conf c;
+  char buf[1024];
+  int rc = mn_conf_load_file(&c.c, path.c_str(), MN_CONF_CHECK, buf, sizeof(buf));
+  copy_into(c.c, &entries_);
+  if (rc != 0) *err = buf;
+  return rc == 0;
 }
 
 std::string Config::env_name(const std::string& key) {
-  std::string n = "MACHNET_";
-  for (char c : key) n += (c == '.' || c == '-') ? '_' : static_cast<char>(std::toupper(c));
+  std::string n(key.size() + 16, '\0');
+  mn_conf_env_name(key.c_str(), &n[0], n.size());
+  n.resize(n.find('\0'));
   return n;
+}
+
+const std::vector<std::string>& Config::known_keys() {
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> v;
+    size_t n = 0;
+    const mn_conf_key* s = mn_conf_schema(&n);
+    for (size_t i = 0; i < n; i++) {
+      if (s[i].type != MN_CONF_RULE) v.push_back(s[i].name);
+    }
+    return v;
+  }();
+  return k;
 }
 
 void Config::apply_env(const std::vector<std::string>& known) {
@@ -111,19 +120,59 @@ std::string Config::get(const std::string& key, const std::string& fallback) con
   return e ? e->value : fallback;
 }
 
+bool Config::fail(const Entry& e, const std::string& key, const char* why, std::string* err) const {
+  *err = e.origin + ": " + key + ": " + why;
+  return false;
+}
+
+bool Config::check(const std::string& key, std::string* err) const {
+  const Entry* e = find(key);
+  if (e == nullptr) return true;
+  char why[1024];
+  if (mn_conf_check(key.c_str(), e->value.c_str(), e->origin.c_str(), why, sizeof(why)) == 0)
+    return true;
+  *err = why;
+  return false;
+}
+
+bool Config::get_uint(const std::string& key, uint64_t* out, std::string* err) const {
+  const mn_conf_key* k = mn_conf_lookup(key.c_str());
+  if (k == nullptr || k->type != MN_CONF_UINT) {
+    *err = key + ": not an integer key of the schema";
+    return false;
+  }
+  return get_u64(key, k->min, k->max, out, err);
+}
+
+bool Config::get_real(const std::string& key, double* out, std::string* err) const {
+  const mn_conf_key* k = mn_conf_lookup(key.c_str());
+  if (k == nullptr || k->type != MN_CONF_REAL) {
+    *err = key + ": not a number key of the schema";
+    return false;
+  }
+  return get_double(key, k->rmin, k->rmax, out, err);
+}
+
+bool Config::get_word(const std::string& key, int* out, std::string* err) const {
+  const mn_conf_key* k = mn_conf_lookup(key.c_str());
+  if (k == nullptr || k->words == nullptr) {
+    *err = key + ": not a key of words in the schema";
+    return false;
+  }
+  const Entry* e = find(key);
+  if (e == nullptr) return true;
+  if (!check(key, err)) return false;
+  return mn_conf_word(k, e->value.c_str(), out) == 0;
+}
+
 bool Config::get_u64(const std::string& key, uint64_t min, uint64_t max, uint64_t* out,
                      std::string* err) const {
   const Entry* e = find(key);
   if (!e) return true;
-  const char* s = e->value.c_str();
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 0);
-  if (e->value.empty() || e->value[0] == '-' || errno != 0 || *end != '\0' || v < min || v > max) {
-    *err = e->origin + ": " + key + ": expected an integer in [" + std::to_string(min) + ", " +
-           std::to_string(max) + "], got '" + e->value + "'";
-    return false;
-  }
+  char why[512];
+  uint64_t v = 0;
+  if (mn_conf_uint(e->value.c_str(), min, max, &v, why, sizeof(why)) != 0)
+    return fail(*e, key, why, err);
   *out = v;
   return true;
 }
@@ -132,14 +181,10 @@ bool Config::get_double(const std::string& key, double min, double max, double* 
                         std::string* err) const {
   const Entry* e = find(key);
   if (!e) return true;
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(e->value.c_str(), &end);
-  if (e->value.empty() || errno != 0 || *end != '\0' || !(v >= min && v <= max)) {
-    *err = e->origin + ": " + key + ": expected a number in [" + std::to_string(min) + ", " +
-           std::to_string(max) + "], got '" + e->value + "'";
-    return false;
-  }
+  char why[512];
+  double v = 0;
+  if (mn_conf_real(e->value.c_str(), min, max, &v, why, sizeof(why)) != 0)
+    return fail(*e, key, why, err);
   *out = v;
   return true;
 }
@@ -147,15 +192,10 @@ bool Config::get_double(const std::string& key, double min, double max, double* 
 bool Config::get_bool(const std::string& key, bool* out, std::string* err) const {
   const Entry* e = find(key);
   if (!e) return true;
-  const std::string& v = e->value;
-  if (v == "1" || v == "yes" || v == "true" || v == "on") {
-    *out = true;
-  } else if (v == "0" || v == "no" || v == "false" || v == "off") {
-    *out = false;
-  } else {
-    *err = e->origin + ": " + key + ": expected yes/no, got '" + v + "'";
-    return false;
-  }
+  int v = 0;
+  if (mn_conf_bool(e->value.c_str(), &v) != 0)
+    return fail(*e, key, ("expected yes/no, got '" + e->value + "'").c_str(), err);
+  *out = v != 0;
   return true;
 }
 

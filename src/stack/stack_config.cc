@@ -8,14 +8,14 @@ namespace machnet::stack {
 
 namespace {
 
-// Transport knobs exposed as configuration keys. Times are given in the unit
-// named by the key (the tunables hold nanoseconds).
+// Transport knobs exposed as configuration keys (their ranges: the schema,
+// common/conf_schema.c). Times are given in the unit named by the key (the
+// tunables hold nanoseconds).
 enum class Kind { kU32, kU64Time, kBool };
 struct TunableKey {
   const char* key;
   Kind kind;
   uint64_t unit_ns;  // kU64Time: nanoseconds per unit of the key
-  uint64_t min, max;
   uint32_t transport::Tunables::*u32;
   uint64_t transport::Tunables::*u64;
   bool transport::Tunables::*b;
@@ -24,38 +24,29 @@ struct TunableKey {
 using T = transport::Tunables;
 constexpr uint64_t kUs = 1000, kMs = 1000 * 1000;
 const TunableKey kTunableKeys[] = {
-    {"transport.mtu_payload", Kind::kU32, 0, 64, 65419, &T::mtu_payload, nullptr, nullptr},
-    {"transport.max_message_bytes", Kind::kU32, 0, 1, 1u << 30, &T::max_message_bytes, nullptr,
+    {"transport.mtu_payload", Kind::kU32, 0, &T::mtu_payload, nullptr, nullptr},
+    {"transport.max_message_bytes", Kind::kU32, 0, &T::max_message_bytes, nullptr, nullptr},
+    {"transport.send_buffer_bytes", Kind::kU32, 0, &T::send_buffer_bytes, nullptr, nullptr},
+    {"transport.recv_buffer_bytes", Kind::kU32, 0, &T::recv_buffer_bytes, nullptr, nullptr},
+    {"transport.max_inflight_segments", Kind::kU32, 0, &T::max_inflight_segments, nullptr, nullptr},
+    {"transport.max_flows", Kind::kU32, 0, &T::max_flows, nullptr, nullptr},
+    {"transport.listen_backlog", Kind::kU32, 0, &T::listen_backlog, nullptr, nullptr},
+    {"transport.syn_rto_us", Kind::kU64Time, kUs, nullptr, &T::syn_rto_ns, nullptr},
+    {"transport.syn_max_retries", Kind::kU32, 0, &T::syn_max_retries, nullptr, nullptr},
+    {"transport.rto_initial_us", Kind::kU64Time, kUs, nullptr, &T::rto_initial_ns, nullptr},
+    {"transport.rto_min_us", Kind::kU64Time, kUs, nullptr, &T::rto_min_ns, nullptr},
+    {"transport.rto_max_us", Kind::kU64Time, kUs, nullptr, &T::rto_max_ns, nullptr},
+    {"transport.max_retransmits", Kind::kU32, 0, &T::max_retransmits, nullptr, nullptr},
+    {"transport.delayed_ack_us", Kind::kU64Time, kUs, nullptr, &T::delayed_ack_ns, nullptr},
+    {"transport.ack_every_segments", Kind::kU32, 0, &T::ack_every_segments, nullptr, nullptr},
+    {"transport.keepalive_idle_ms", Kind::kU64Time, kMs, nullptr, &T::keepalive_idle_ns, nullptr},
+    {"transport.keepalive_interval_ms", Kind::kU64Time, kMs, nullptr, &T::keepalive_interval_ns,
      nullptr},
-    {"transport.send_buffer_bytes", Kind::kU32, 0, 1, 1u << 31, &T::send_buffer_bytes, nullptr,
-     nullptr},
-    {"transport.recv_buffer_bytes", Kind::kU32, 0, 1, 1u << 31, &T::recv_buffer_bytes, nullptr,
-     nullptr},
-    {"transport.max_inflight_segments", Kind::kU32, 0, 4, 1u << 24, &T::max_inflight_segments,
-     nullptr, nullptr},
-    {"transport.max_flows", Kind::kU32, 0, 1, 1u << 24, &T::max_flows, nullptr, nullptr},
-    {"transport.listen_backlog", Kind::kU32, 0, 1, 1u << 20, &T::listen_backlog, nullptr, nullptr},
-    {"transport.syn_rto_us", Kind::kU64Time, kUs, 1, 10'000'000, nullptr, &T::syn_rto_ns, nullptr},
-    {"transport.syn_max_retries", Kind::kU32, 0, 0, 30, &T::syn_max_retries, nullptr, nullptr},
-    {"transport.rto_initial_us", Kind::kU64Time, kUs, 1, 10'000'000, nullptr, &T::rto_initial_ns,
-     nullptr},
-    {"transport.rto_min_us", Kind::kU64Time, kUs, 1, 10'000'000, nullptr, &T::rto_min_ns, nullptr},
-    {"transport.rto_max_us", Kind::kU64Time, kUs, 1, 100'000'000, nullptr, &T::rto_max_ns, nullptr},
-    {"transport.max_retransmits", Kind::kU32, 0, 1, 1000, &T::max_retransmits, nullptr, nullptr},
-    {"transport.delayed_ack_us", Kind::kU64Time, kUs, 0, 10'000'000, nullptr, &T::delayed_ack_ns,
-     nullptr},
-    {"transport.ack_every_segments", Kind::kU32, 0, 1, 1024, &T::ack_every_segments, nullptr,
-     nullptr},
-    {"transport.keepalive_idle_ms", Kind::kU64Time, kMs, 0, 3'600'000, nullptr,
-     &T::keepalive_idle_ns, nullptr},
-    {"transport.keepalive_interval_ms", Kind::kU64Time, kMs, 1, 3'600'000, nullptr,
-     &T::keepalive_interval_ns, nullptr},
-    {"transport.keepalive_probes", Kind::kU32, 0, 1, 1000, &T::keepalive_probes, nullptr, nullptr},
-    {"transport.time_wait_ms", Kind::kU64Time, kMs, 0, 600'000, nullptr, &T::time_wait_ns, nullptr},
-    {"transport.initial_cwnd_segments", Kind::kU32, 0, 1, 1u << 20, &T::initial_cwnd_segments,
-     nullptr, nullptr},
-    {"transport.payload_checksum", Kind::kBool, 0, 0, 0, nullptr, nullptr, &T::payload_checksum},
-    {"transport.cc_slow_start", Kind::kBool, 0, 0, 0, nullptr, nullptr, &T::cc_slow_start},
+    {"transport.keepalive_probes", Kind::kU32, 0, &T::keepalive_probes, nullptr, nullptr},
+    {"transport.time_wait_ms", Kind::kU64Time, kMs, nullptr, &T::time_wait_ns, nullptr},
+    {"transport.initial_cwnd_segments", Kind::kU32, 0, &T::initial_cwnd_segments, nullptr, nullptr},
+    {"transport.payload_checksum", Kind::kBool, 0, nullptr, nullptr, &T::payload_checksum},
+    {"transport.cc_slow_start", Kind::kBool, 0, nullptr, nullptr, &T::cc_slow_start},
 };
 
 constexpr const char* kLingerKey = "native.linger_ms";
@@ -65,14 +56,13 @@ constexpr const char* kProgressIdleKey = "native.progress_idle_us";
 // socket.*: how blocked threads wait (WaitConfig), in microseconds.
 struct WaitKey {
   const char* key;
-  uint64_t min, max;
   int64_t WaitConfig::*field;
 };
 const WaitKey kWaitKeys[] = {
-    {"socket.spin_us", 0, 10'000'000, &WaitConfig::spin_ns},
-    {"socket.sleep_us", 1, 60'000'000, &WaitConfig::sleep_ns},
-    {"socket.progress_us", 0, 1'000'000, &WaitConfig::progress_ns},
-    {"socket.wake_poll_us", 1, 1'000'000, &WaitConfig::wake_poll_ns},
+    {"socket.spin_us", &WaitConfig::spin_ns},
+    {"socket.sleep_us", &WaitConfig::sleep_ns},
+    {"socket.progress_us", &WaitConfig::progress_ns},
+    {"socket.wake_poll_us", &WaitConfig::wake_poll_ns},
 };
 
 }  // namespace
@@ -91,17 +81,22 @@ const std::vector<std::string>& StackConfig::keys() {
 }
 
 bool StackConfig::load(const Config& c, std::string* err) {
+  // What each value may be: the schema (common/conf_schema.c), for the shim
+  // and every other reader alike.
+  for (const std::string& k : keys()) {
+    if (!c.check(k, err)) return false;
+  }
   if (!engine.load(c, err)) return false;
   for (const TunableKey& t : kTunableKeys) {
     if (!c.has(t.key)) continue;
     uint64_t v = 0;
     switch (t.kind) {
       case Kind::kU32:
-        if (!c.get_u64(t.key, t.min, t.max, &v, err)) return false;
+        if (!c.get_uint(t.key, &v, err)) return false;
         tunables.*(t.u32) = static_cast<uint32_t>(v);
         break;
       case Kind::kU64Time:
-        if (!c.get_u64(t.key, t.min, t.max, &v, err)) return false;
+        if (!c.get_uint(t.key, &v, err)) return false;
         tunables.*(t.u64) = v * t.unit_ns;
         break;
       case Kind::kBool:
@@ -117,15 +112,15 @@ bool StackConfig::load(const Config& c, std::string* err) {
     if (fit < tunables.mtu_payload) tunables.mtu_payload = fit;
   }
   uint64_t v = linger_ns / kMs;
-  if (!c.get_u64(kLingerKey, 0, 600'000, &v, err)) return false;
+  if (!c.get_uint(kLingerKey, &v, err)) return false;
   linger_ns = v * kMs;
   if (!c.get_bool(kProgressKey, &progress_thread, err)) return false;
   v = progress_idle_ns / kUs;
-  if (!c.get_u64(kProgressIdleKey, 10, 10'000'000, &v, err)) return false;
+  if (!c.get_uint(kProgressIdleKey, &v, err)) return false;
   progress_idle_ns = v * kUs;
   for (const WaitKey& w : kWaitKeys) {
     v = static_cast<uint64_t>(wait.*(w.field) / 1000);
-    if (!c.get_u64(w.key, w.min, w.max, &v, err)) return false;
+    if (!c.get_uint(w.key, &v, err)) return false;
     wait.*(w.field) = static_cast<int64_t>(v) * 1000;
   }
   // The older native.* names of the progress period, unless socket.* says.
@@ -141,45 +136,27 @@ bool StackConfig::load(const Config& c, std::string* err) {
   return true;
 }
 
-bool foreign_key(const std::string& key) {
-  // The shim's switches and rules, and the daemon's machnetd.* keys (but
-  // machnetd.socket, which is the engine's): one machnet.conf serves all.
-  static const char* const kShim[] = {"strict", "library"};
-  for (const char* k : kShim) {
-    if (key == k) return true;
-  }
-  return key.rfind("rules.", 0) == 0 || key.rfind("machnetd.", 0) == 0;
-}
-
 bool load_stack_config(const std::string& path, const std::vector<std::string>& overrides,
                        StackConfig* out, std::string* err) {
-  Config cfg;
   std::string file = path;
   if (file.empty()) {
     const char* env = std::getenv("MACHNET_CONFIG");
     if (env != nullptr) file = env;
   }
-  if (!file.empty() && !cfg.load_file(file, err)) return false;
-  cfg.apply_env(StackConfig::keys());
+  std::vector<Config::Override> ov;
   for (const std::string& kv : overrides) {
     auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
       *err = "override '" + kv + "': expected KEY=VALUE";
       return false;
     }
-    cfg.set(kv.substr(0, eq), kv.substr(eq + 1), "override " + kv.substr(0, eq));
+    ov.push_back({kv.substr(0, eq), kv.substr(eq + 1), "override " + kv.substr(0, eq)});
   }
-  std::vector<std::string> known = StackConfig::keys();
-  std::string origin;
-  for (const auto& k : cfg.unknown_keys(known, &origin)) {
-    if (foreign_key(k)) known.push_back(k);
-  }
-  auto unknown = cfg.unknown_keys(known, &origin);
-  if (!unknown.empty()) {
-    *err = origin + ": unknown key '" + unknown[0] + "'";
-    return false;
-  }
-  return out->load(cfg, err);
+  // Every key of machnet.conf is accepted (one file serves the shim, the
+  // stack and machnetd) and checked, as the shim checks it; these are the
+  // ones read here.
+  Config cfg;
+  return cfg.load(file, ov, err) && out->load(cfg, err);
 }
 
 }  // namespace machnet::stack

@@ -47,13 +47,11 @@ struct StackConfig {
   bool load(const Config& c, std::string* err);
 };
 
-// Keys of machnet.conf that belong to other readers of the same file (the
-// shim's rules and switches, the daemon's machnetd.*): accepted, not used.
-bool foreign_key(const std::string& key);
-
 // Builds a Config from a file (empty: $MACHNET_CONFIG if set), MACHNET_*
-// variables and "key=value" overrides (highest precedence), rejecting unknown
-// keys, then loads it. The error names the file:line / variable / override.
+// variables and "key=value" overrides (highest precedence), every key checked
+// against the schema of machnet.conf (common/conf.h: the shim's, the daemon's
+// keys included), then loads it. The error names the file:line / variable /
+// override.
 bool load_stack_config(const std::string& path, const std::vector<std::string>& overrides,
                        StackConfig* out, std::string* err);
 

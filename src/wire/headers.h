@@ -96,10 +96,6 @@ constexpr size_t kArpFrameLen = sizeof(EthHdr) + sizeof(ArpHdr);                
 // "10.1.2.3" <-> host-order address. parse returns false on malformed input.
 bool parse_ipv4(const std::string& text, uint32_t* host_order_ip);
 
-// The `ip` setting of machnet.conf and machnetd.conf: "a.b.c.d[/prefix]"
-// (prefix 24 when absent). False with *err = "origin: ip: why".
-bool parse_ip_setting(const std::string& origin, const std::string& value, uint32_t* host_order_ip,
-                      uint8_t* prefix_len, std::string* err);
 std::string format_ipv4(uint32_t host_order_ip);
 bool parse_mac(const std::string& text, MacAddr* mac);
 std::string format_mac(const MacAddr& mac);

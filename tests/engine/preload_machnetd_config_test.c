@@ -2,37 +2,11 @@
  * machnetd.socket, from the file and from MACHNET_MACHNETD /
  * MACHNET_MACHNETD_SOCKET, with errors naming their origin. Plain C like the
  * shim; no root, no network. */
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
+#include "check.h"
 #include "machnetd/control_protocol.h"
-#include "rules.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-static char g_path[64];
-
-static int load_text(const char* text, struct mn_config* c, char* err, size_t errlen) {
-  FILE* f = fopen(g_path, "w");
-  fputs(text, f);
-  fclose(f);
-  setenv("MACHNET_CONFIG", g_path, 1);
-  return mn_config_load(c, "libmachnet.so.0", err, errlen);
-}
 
 int main(void) {
-  snprintf(g_path, sizeof(g_path), "/tmp/mn_machnetd_cfg.%d.conf", (int)getpid());
+  check_begin("mn_machnetd_cfg");
   unsetenv("MACHNET_MACHNETD");
   unsetenv("MACHNET_MACHNETD_SOCKET");
   struct mn_config c;
@@ -79,11 +53,5 @@ int main(void) {
   CHECK(load_text(line, &c, err, sizeof(err)) == -1);
   CHECK(strstr(err, "machnetd.socket") != NULL);
 
-  unlink(g_path);
-  if (failures) {
-    fprintf(stderr, "preload_machnetd_config_test: %d failures\n", failures);
-    return 1;
-  }
-  printf("preload_machnetd_config_test: all checks passed\n");
-  return 0;
+  return check_end("preload_machnetd_config_test");
 }

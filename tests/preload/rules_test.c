@@ -1,40 +1,14 @@
 /* Unit test of the offload rules (preload/rules.c): parsing, errors with
  * file:line, environment overrides, order, and the built-in rules. Plain C
  * like the shim; no root, no network. */
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include "rules.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-static char g_path[64];
-
-static int load_text(const char* text, struct mn_config* c, char* err, size_t errlen) {
-  FILE* f = fopen(g_path, "w");
-  fputs(text, f);
-  fclose(f);
-  setenv("MACHNET_CONFIG", g_path, 1);
-  return mn_config_load(c, "libmachnet.so.0", err, errlen);
-}
+#include "check.h"
 
 static uint32_t ip(unsigned a, unsigned b, unsigned c, unsigned d) {
   return (a << 24) | (b << 16) | (c << 8) | d;
 }
 
 int main(void) {
-  snprintf(g_path, sizeof(g_path), "/tmp/rules_test.%d.conf", (int)getpid());
+  check_begin("rules_test");
   struct mn_config c;
   char err[600];
   const char* why;
@@ -133,11 +107,5 @@ int main(void) {
                "port 53 on the kernel; rules.10: kernel udp connect 10.0.9.0/24 port 80-81; "
                "default offload") == 0);
 
-  unlink(g_path);
-  if (failures) {
-    fprintf(stderr, "rules_test: %d failure(s)\n", failures);
-    return 1;
-  }
-  printf("rules_test: all checks passed\n");
-  return 0;
+  return check_end("rules_test");
 }

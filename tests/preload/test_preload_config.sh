@@ -69,7 +69,7 @@ MACHNET_LOG_LEVEL=error MACHNET_CONFIG=$TMP/debug.conf LD_PRELOAD="$PRELOAD_LIB"
 [ ! -s "$TMP/env.err" ] || fail "MACHNET_LOG_LEVEL=error over the file's debug: $(cat "$TMP/env.err")"
 echo "ok: MACHNET_LOG_LEVEL wins over the file"
 MACHNET_CONFIG=$TMP/badlevel.conf pre /bin/true 2>"$TMP/badlevel.err"
-grep -q "^machnet: $TMP/badlevel.conf: log_level: expected a level.*got 'loud'" "$TMP/badlevel.err" ||
+grep -q "^machnet: $TMP/badlevel.conf:2: log_level: expected a DPDK log level.*got 'loud'" "$TMP/badlevel.err" ||
   fail "bad log_level: $(cat "$TMP/badlevel.err")"
 echo "ok: $(cat "$TMP/badlevel.err")"
 

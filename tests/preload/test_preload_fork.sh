@@ -81,7 +81,8 @@ printf 'device = net_af_xdp0,iface=%s\nip = %s/24\nlibrary = %s\nmtu_size = 1500
   "$MN_IF_A" "$MN_NET.101" "$ENGINE_LIB" >"$TMP/typo2.conf"
 preload_in_a "$TMP/typo2.conf"
 "${PRE_A[@]}" "$PYTHON" -c "$bind_py" >"$TMP/typo2.out" 2>"$TMP/typo2.err"
-grep -q "machnet: cannot start the engine: $TMP/typo2.conf:4: unknown key 'mtu_size'" "$TMP/typo2.err" ||
+# The shim checks the whole file (engine keys too) when it loads it.
+grep -q "machnet: $TMP/typo2.conf:4: unknown key 'mtu_size'; nothing is offloaded" "$TMP/typo2.err" ||
   fail "unknown engine key not reported with file:line: $(cat "$TMP/typo2.err")"
 echo "ok: $(head -1 "$TMP/typo2.err")"
 printf 'ip = %s/24\n' "$MN_NET.101" >"$TMP/nodev.conf"

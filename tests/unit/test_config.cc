@@ -2,9 +2,20 @@
 // (or the environment variable), nothing is silently ignored.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 
+#include "common/conf.h"
 #include "common/config.h"
+
+// Debian's libinih exports the options it was built with.
+extern "C" {
+extern const int ini_max_line;
+extern const char ini_allow_multiline, ini_allow_inline_comments, ini_allow_no_value,
+    ini_allow_realloc, ini_use_stack;
+extern const char* const ini_inline_comment_prefixes;
+}
 
 namespace machnet {
 namespace {
@@ -83,6 +94,75 @@ TEST(Config, MissingFileIsAClearError) {
   std::string err;
   EXPECT_FALSE(c.load_file("/nonexistent/machnet.conf", &err));
   EXPECT_NE(err.find("/nonexistent/machnet.conf: cannot open"), std::string::npos) << err;
+}
+
+// What src/common/conf.c assumes of the libinih it links (machnet.conf(5)
+// documents the line limit): if a new Debian release changes these, the
+// wrapper and the manual need a look.
+TEST(Config, DebiansLibinihIsBuiltAsTheWrapperAssumes) {
+  EXPECT_EQ(ini_max_line, MN_CONF_MAX_LINE + 2);
+  EXPECT_TRUE(ini_use_stack);
+  EXPECT_FALSE(ini_allow_realloc);
+  EXPECT_FALSE(ini_allow_no_value);
+  EXPECT_TRUE(ini_allow_multiline);  // neutralised: leading white space is cut
+  EXPECT_TRUE(ini_allow_inline_comments);
+  EXPECT_STREQ(ini_inline_comment_prefixes, ";");  // neutralised: ';' is cut anywhere
+}
+
+TEST(Config, GrammarIsStrictWhereLibinihIsLenient) {
+  struct Case {
+    std::string text, want;
+  } cases[] = {
+      {"a = 1\n" + std::string(199, 'k') + " = 2\n", "m.conf:2: line longer than 198 bytes"},
+      {"a: 1\n", "m.conf:1: expected 'key = value', got 'a: 1'"},
+      {"[s] x\n", "m.conf:1: unexpected 'x' after the section header"},
+      {"a = 1\na = 2\n", "m.conf:2: a: set twice (first at line 1)"},
+      {std::string("a = \0\n", 6), "m.conf:1: byte 5 is a control character"},
+      {"a = \xc3\x28\n", "m.conf:1: byte 5 is not UTF-8"},
+      // libinih takes a byte-order mark off line 1 itself: a second one would
+      // hide a section header from the checks
+      {"\xef\xbb\xbf\xef\xbb\xbf[x y]\n", "m.conf:1: byte 4 is a second byte-order mark"},
+  };
+  for (const Case& tc : cases) {
+    Config c;
+    std::string err;
+    EXPECT_FALSE(c.parse(tc.text, "m.conf", &err)) << tc.want;
+    EXPECT_EQ(err.rfind(tc.want, 0), 0u) << err;
+  }
+  // Indentation does not continue a value; ';' and '#' end a line anywhere;
+  // one pair of quotes is taken off; sections are trimmed.
+  Config c;
+  std::string err;
+  ASSERT_TRUE(c.parse("a = 1\n   b = 2;x\nq = \"\"x\"\"#y\n[ s ]\nk=v\n", "m.conf", &err)) << err;
+  EXPECT_EQ(c.get("a", ""), "1");
+  EXPECT_EQ(c.get("b", ""), "2");
+  EXPECT_EQ(c.get("q", ""), "\"x\"");
+  EXPECT_EQ(c.get("s.k", ""), "v");
+}
+
+TEST(Config, SchemaDrivenGettersAndLoadFile) {
+  Config c;
+  std::string err;
+  ASSERT_TRUE(c.parse("mtu = 0x2328\nfault.rx_drop = .25\nmachnetd = no\n", "m.conf", &err));
+  uint64_t mtu = 0;
+  ASSERT_TRUE(c.get_uint("mtu", &mtu, &err)) << err;
+  EXPECT_EQ(mtu, 9000u);
+  double d = 0;
+  ASSERT_TRUE(c.get_real("fault.rx_drop", &d, &err)) << err;
+  EXPECT_EQ(d, 0.25);
+  int m = -1;
+  ASSERT_TRUE(c.get_word("machnetd", &m, &err)) << err;
+  EXPECT_EQ(m, MN_MACHNETD_OFF);
+  EXPECT_FALSE(c.get_uint("no.such", &mtu, &err));
+  char path[] = "/tmp/test-config-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "mtu = 1500\nmtu_size = 2\n", 24), 24);
+  close(fd);
+  Config f;
+  EXPECT_FALSE(f.load_file(path, &err));
+  EXPECT_EQ(err, std::string(path) + ":2: unknown key 'mtu_size'");
+  unlink(path);
 }
 
 }  // namespace

@@ -459,16 +459,10 @@ int main(int argc, char** argv) {
     usage(stderr);
     return 2;
   }
-  if (!config_path.empty() && !cfg.load_file(config_path, &err)) {
+  std::vector<Config::Override> ov;
+  for (auto& [k, v] : overrides) ov.push_back({k, v, "command line --" + k});
+  if (!cfg.load(config_path, ov, &err)) {
     fprintf(stderr, "machnet-echo: %s\n", err.c_str());
-    return 2;
-  }
-  cfg.apply_env(EngineConfig::keys());
-  for (auto& [k, v] : overrides) cfg.set(k, v, "command line --" + k);
-  std::string origin;
-  auto unknown = cfg.unknown_keys(EngineConfig::keys(), &origin);
-  if (!unknown.empty()) {
-    fprintf(stderr, "machnet-echo: %s: unknown key '%s'\n", origin.c_str(), unknown[0].c_str());
     return 2;
   }
   EngineConfig ec;

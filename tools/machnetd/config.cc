@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/conf.h"
 #include "common/config.h"
 #include "machnetd/control_protocol.h"
 #include "machnetd/shm.h"
@@ -20,49 +21,7 @@
 
 namespace machnet::machnetd {
 
-const std::vector<std::string>& daemon_keys() {
-  static const std::vector<std::string> k = {
-      // Shared with machnet.conf, same meaning.
-      "device",
-      "ip",
-      "gateway",
-      "mtu",
-      "mac",
-      "log_level",
-      "frag.timeout_ms",
-      "frag.max_flows",
-      // machnetd's own.
-      "machnetd.name",
-      "machnetd.socket",
-      "machnetd.queues",
-      "machnetd.mbufs_per_queue",
-      "machnetd.base_virtaddr",
-      "machnetd.socket_mode",
-      "machnetd.socket_group",
-      "machnetd.idle_sleep_us",
-      "machnetd.eal_args",
-      "machnetd.rx_desc",
-      "machnetd.tx_desc",
-      "machnetd.reclaim_grace_ms",
-  };
-  return k;
-}
-
-// Engine and preload keys of machnet.conf: accepted so that one file can
-// serve the daemon and the applications, and ignored by the daemon.
-const std::vector<std::string>& ignored_keys() {
-  static const std::vector<std::string> k = {
-      "hugepages",     "eal_args",         "mbufs",  "rx_desc", "tx_desc",  "xdp_prog",
-      "xdp_shared_ip", "socket_queue_len", "strict", "library", "machnetd",
-  };
-  return k;
-}
-
-const std::vector<std::string>& ignored_prefixes() {
-  static const std::vector<std::string> p = {"arp.",    "fault.",     "rules.", "socket.",
-                                             "engine.", "transport.", "native."};
-  return p;
-}
+static_assert(kMaxQueues == MN_CONF_MAX_QUEUES, "machnetd.queues: the schema's bound");
 
 namespace {
 
@@ -87,89 +46,43 @@ void usage(FILE* out) {
                kDefaultConfigPath, MN_CTL_DEFAULT_SOCKET, kMaxQueues);
 }
 
-bool ignored(const std::string& key) {
-  for (const auto& k : ignored_keys())
-    if (k == key) return true;
-  for (const auto& p : ignored_prefixes())
-    if (key.rfind(p, 0) == 0) return true;
-  return false;
-}
-
-bool valid_name(const std::string& n) {
-  if (n.empty() || n.size() > 24) return false;
-  for (char c : n) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
-      return false;
-  }
-  return true;
-}
-
 bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
   d->device = c.get("device", d->device);
+  // Every value has passed the schema (common/conf_schema.c) in load_config.
+  char why[256];
   if (const auto* e = c.find("ip")) {
-    if (!wire::parse_ip_setting(e->origin, e->value, &d->ip, &d->prefix_len, err)) return false;
+    mn_conf_ip_prefix(e->value.c_str(), &d->ip, &d->prefix_len, why, sizeof(why));
   }
   if (const auto* e = c.find("gateway")) {
-    if (!e->value.empty() && !wire::parse_ipv4(e->value, &d->gateway)) {
-      *err = e->origin + ": gateway: expected an IPv4 address, got '" + e->value + "'";
-      return false;
-    }
+    if (!e->value.empty()) mn_conf_ipv4(e->value.c_str(), &d->gateway);
   }
   if (const auto* e = c.find("mac")) {
-    if (!e->value.empty()) {
-      if (!wire::parse_mac(e->value, &d->mac)) {
-        *err = e->origin + ": mac: expected xx:xx:xx:xx:xx:xx, got '" + e->value + "'";
-        return false;
-      }
-      d->has_mac = true;
-    }
+    d->has_mac = !e->value.empty() && mn_conf_mac(e->value.c_str(), d->mac.data()) == 0;
   }
   uint64_t v = d->mtu;
-  if (!c.get_u64("mtu", 576, 9000, &v, err)) return false;
+  if (!c.get_uint("mtu", &v, err)) return false;
   d->mtu = static_cast<uint16_t>(v);
   d->log_level = c.get("log_level", d->log_level);
   v = d->frag_timeout_ms;
-  if (!c.get_u64("frag.timeout_ms", 1, 60000, &v, err)) return false;
+  if (!c.get_uint("frag.timeout_ms", &v, err)) return false;
   d->frag_timeout_ms = static_cast<uint32_t>(v);
   v = d->frag_max_flows;
-  if (!c.get_u64("frag.max_flows", 1, 65536, &v, err)) return false;
+  if (!c.get_uint("frag.max_flows", &v, err)) return false;
   d->frag_max_flows = static_cast<uint32_t>(v);
 
-  if (const auto* e = c.find("machnetd.name")) {
-    if (!valid_name(e->value)) {
-      *err = e->origin + ": machnetd.name: 1 to 24 characters of [A-Za-z0-9_.-], got '" + e->value +
-             "'";
-      return false;
-    }
-    d->name = e->value;
-  }
+  d->name = c.get("machnetd.name", d->name);
   d->socket = c.get("machnetd.socket", MN_CTL_DEFAULT_SOCKET);
-  if (const auto* e = c.find("machnetd.socket")) {
-    if (d->socket.empty() || d->socket[0] != '/' || d->socket.size() >= 100) {
-      *err = e->origin + ": machnetd.socket: expected an absolute path under 100 bytes, got '" +
-             e->value + "'";
-      return false;
-    }
-  }
   v = d->queues;
-  if (!c.get_u64("machnetd.queues", 1, kMaxQueues, &v, err)) return false;
+  if (!c.get_uint("machnetd.queues", &v, err)) return false;
   d->queues = static_cast<uint32_t>(v);
   v = d->mbufs_per_queue;
-  if (!c.get_u64("machnetd.mbufs_per_queue", 255, 1u << 20, &v, err)) return false;
+  if (!c.get_uint("machnetd.mbufs_per_queue", &v, err)) return false;
   d->mbufs_per_queue = static_cast<uint32_t>(v);
   v = d->base_virtaddr;
-  if (!c.get_u64("machnetd.base_virtaddr", 0, 0x7fffffffffffull, &v, err)) return false;
+  if (!c.get_uint("machnetd.base_virtaddr", &v, err)) return false;
   d->base_virtaddr = v;
   if (const auto* e = c.find("machnetd.socket_mode")) {
-    char* end = nullptr;
-    errno = 0;
-    unsigned long m = std::strtoul(e->value.c_str(), &end, 8);
-    if (e->value.empty() || *end != '\0' || errno != 0 || m > 0777) {
-      *err = e->origin + ": machnetd.socket_mode: expected an octal mode like 0660, got '" +
-             e->value + "'";
-      return false;
-    }
-    d->socket_mode = static_cast<uint32_t>(m);
+    d->socket_mode = static_cast<uint32_t>(std::strtoul(e->value.c_str(), nullptr, 8));
   }
   if (const auto* e = c.find("machnetd.socket_group")) {
     d->socket_group = e->value;
@@ -183,17 +96,17 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
     }
   }
   v = d->idle_sleep_us;
-  if (!c.get_u64("machnetd.idle_sleep_us", 0, 100000, &v, err)) return false;
+  if (!c.get_uint("machnetd.idle_sleep_us", &v, err)) return false;
   d->idle_sleep_us = static_cast<uint32_t>(v);
   d->eal_args = c.get("machnetd.eal_args", d->eal_args);
   v = d->rx_desc;
-  if (!c.get_u64("machnetd.rx_desc", 32, 8192, &v, err)) return false;
+  if (!c.get_uint("machnetd.rx_desc", &v, err)) return false;
   d->rx_desc = static_cast<uint16_t>(v);
   v = d->tx_desc;
-  if (!c.get_u64("machnetd.tx_desc", 32, 8192, &v, err)) return false;
+  if (!c.get_uint("machnetd.tx_desc", &v, err)) return false;
   d->tx_desc = static_cast<uint16_t>(v);
   v = d->reclaim_grace_ms;
-  if (!c.get_u64("machnetd.reclaim_grace_ms", 1, 1000, &v, err)) return false;
+  if (!c.get_uint("machnetd.reclaim_grace_ms", &v, err)) return false;
   d->reclaim_grace_ms = static_cast<uint32_t>(v);
 
   if (d->device.empty()) {
@@ -204,13 +117,6 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
   }
   if (d->ip == 0) {
     *err = "no address configured: set 'ip' (a.b.c.d/prefix), MACHNET_IP or --ip";
-    return false;
-  }
-  if (d->mbufs_per_queue < 2u * d->rx_desc) {
-    const auto* e = c.find("machnetd.mbufs_per_queue");
-    *err = (e ? e->origin + ": " : std::string()) + "machnetd.mbufs_per_queue (" +
-           std::to_string(d->mbufs_per_queue) + ") must be at least twice machnetd.rx_desc (" +
-           std::to_string(d->rx_desc) + ")";
     return false;
   }
   return true;
@@ -234,10 +140,7 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
   };
   std::string config_path;
   bool config_given = false;
-  struct Override {
-    std::string key, value, option;
-  };
-  std::vector<Override> overrides;
+  std::vector<Config::Override> overrides;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, nullptr)) != -1) {
@@ -288,24 +191,14 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
     struct stat st;
     if (stat(kDefaultConfigPath, &st) == 0) config_path = kDefaultConfigPath;
   }
-  if (!config_path.empty()) {
-    if (!conf.load_file(config_path, &err)) {
-      std::fprintf(stderr, "machnetd: %s\n", err.c_str());
-      return 2;
-    }
-    out->config_path = config_path;
-    std::vector<std::string> known = daemon_keys();
-    std::string first;
-    for (const auto& key : conf.unknown_keys(known, &first)) {
-      if (ignored(key)) continue;
-      const Config::Entry* e = conf.find(key);
-      std::fprintf(stderr, "machnetd: %s: unknown key '%s' (see machnetd(8) for the keys)\n",
-                   e ? e->origin.c_str() : config_path.c_str(), key.c_str());
-      return 2;
-    }
+  out->config_path = config_path;
+  // The file, MACHNET_* variables, then the options; every key of
+  // machnet.conf is accepted (one file may serve the daemon and the
+  // applications) and checked, then read_config takes the daemon's.
+  if (!conf.load(config_path, overrides, &err)) {
+    std::fprintf(stderr, "machnetd: %s\n", err.c_str());
+    return 2;
   }
-  conf.apply_env(daemon_keys());
-  for (const auto& o : overrides) conf.set(o.key, o.value, o.option);
   if (!read_config(conf, out, &err)) {
     std::fprintf(stderr, "machnetd: %s\n", err.c_str());
     return 2;

@@ -1,5 +1,6 @@
-// machnetd configuration: machnetd.conf (the machnet.conf key = value format,
-// src/common/config.h), MACHNET_* environment variables, then command-line
+// machnetd configuration: machnetd.conf (the machnet.conf grammar and schema,
+// src/common/conf.h: every machnet.conf key is accepted and checked, the
+// daemon reads its own), MACHNET_* environment variables, then command-line
 // options, each overriding the one before.
 #pragma once
 
@@ -41,12 +42,6 @@ struct DaemonConfig {
   uint32_t frag_max_flows = 1024;
   uint32_t reclaim_grace_ms = 20;
 };
-
-// Every key machnetd reads; keys shared with machnet.conf that it ignores;
-// prefixes of ignored sections. Documented in docs/MACHNETD.md.
-const std::vector<std::string>& daemon_keys();
-const std::vector<std::string>& ignored_keys();
-const std::vector<std::string>& ignored_prefixes();
 
 // Parses the command line, the configuration file and the environment.
 // Returns -1 when the daemon should run, otherwise the exit code (0 after
