@@ -1,45 +1,70 @@
 #!/bin/bash
-# Runs fuzz_rx_parser for a bounded time on the seed corpus in seeds.hex.
-# Usage: tests/fuzz/run-fuzz.sh BUILDDIR SECONDS
-# Exits non-zero if the fuzzer finds a crash (the reproducer is left in
-# BUILDDIR/tests/fuzz/crash-*); prints the number of executions.
+# Runs the libFuzzer targets for a bounded time in total, split evenly
+# between them, each on its committed seed corpus:
+#   tests/fuzz/TARGET.hex      one seed per non-comment line of hex (binary seeds;
+#                              no binary files in git)
+#   tests/fuzz/TARGET.corpus/  one seed per file (text seeds)
+#   tests/fuzz/TARGET.dict     a libFuzzer dictionary, when there is one
+# Usage: tests/fuzz/run-fuzz.sh BUILDDIR SECONDS [TARGET...]
+#   (default targets: every tests/fuzz/fuzz_*.cc)
+# Exits non-zero if a fuzzer finds a crash (the reproducer is left in
+# BUILDDIR/tests/fuzz/crash-*); prints the number of executions of each.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 BUILDDIR SECONDS" >&2
+if [ $# -lt 2 ]; then
+  echo "usage: $0 BUILDDIR SECONDS [TARGET...]" >&2
   exit 2
 fi
 builddir=$1
 seconds=$2
+shift 2
 srcdir=$(cd "$(dirname "$0")" && pwd)
-fuzzer=$builddir/tests/fuzz/fuzz_rx_parser
-if [ ! -x "$fuzzer" ]; then
-  echo "$fuzzer not found: configure with CXX=clang++ --enable-fuzzing and run make" >&2
-  exit 2
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  for f in "$srcdir"/fuzz_*.cc; do targets+=("$(basename "$f" .cc)"); done
 fi
+share=$((seconds / ${#targets[@]}))
+[ "$share" -ge 1 ] || share=1
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/corpus"
-
-# One seed file per non-comment line of hex (no binary files in git).
-n=0
-while IFS= read -r line; do
-  case $line in '#'* | '') continue ;; esac
-  n=$((n + 1))
-  printf '%b' "$(printf '%s' "$line" | sed 's/../\\x&/g')" >"$work/corpus/seed-$n"
-done <"$srcdir/seeds.hex"
-echo "run-fuzz: $n seeds, ${seconds}s"
-
-# -rss_limit_mb: the target allocates little; a leak shows up as OOM.
 status=0
-"$fuzzer" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 \
-  -artifact_prefix="$builddir/tests/fuzz/" "$work/corpus" >"$work/log" 2>&1 || status=$?
-
-execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -n 1)
-if [ $status -ne 0 ]; then
-  tail -n 60 "$work/log" >&2
-  echo "run-fuzz: FAILED (exit $status) after ${execs:-?} executions" >&2
-  exit 1
-fi
-echo "run-fuzz: ${execs:-0} executions, no crash"
+for t in "${targets[@]}"; do
+  fuzzer=$builddir/tests/fuzz/$t
+  if [ ! -x "$fuzzer" ]; then
+    echo "$fuzzer not found: configure with CC=clang CXX=clang++ --enable-fuzzing and run make" >&2
+    exit 2
+  fi
+  corpus=$work/$t
+  mkdir "$corpus"
+  n=0
+  if [ -f "$srcdir/$t.hex" ]; then
+    while IFS= read -r line; do
+      case $line in '#'* | '') continue ;; esac
+      n=$((n + 1))
+      printf '%b' "$(printf '%s' "$line" | sed 's/../\\x&/g')" >"$corpus/seed-$n"
+    done <"$srcdir/$t.hex"
+  fi
+  if [ -d "$srcdir/$t.corpus" ]; then
+    for f in "$srcdir/$t.corpus"/*; do
+      n=$((n + 1))
+      cp "$f" "$corpus/seed-$n"
+    done
+  fi
+  dict=()
+  [ -f "$srcdir/$t.dict" ] && dict=(-dict="$srcdir/$t.dict")
+  echo "run-fuzz: $t: $n seeds, ${share}s"
+  # -rss_limit_mb: the targets allocate little; a leak shows up as OOM.
+  rc=0
+  "$fuzzer" -max_total_time="$share" -print_final_stats=1 -rss_limit_mb=2048 "${dict[@]}" \
+    -artifact_prefix="$builddir/tests/fuzz/" "$corpus" >"$work/$t.log" 2>&1 || rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -n 1)
+  if [ $rc -ne 0 ]; then
+    tail -n 60 "$work/$t.log" >&2
+    echo "run-fuzz: $t: FAILED (exit $rc) after ${execs:-?} executions" >&2
+    status=1
+  else
+    echo "run-fuzz: $t: ${execs:-0} executions, no crash"
+  fi
+done
+exit $status
