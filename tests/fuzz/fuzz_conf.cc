@@ -16,20 +16,13 @@
 
 #include "common/conf.h"
 #include "common/config.h"
+#include "fuzz_check.h"
 #include "rules.h"
 #include "stack/stack_config.h"
 
 extern "C" char** environ;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 constexpr char kPath[] = "fuzz.conf";
 

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "net/arp_cache.h"
 #include "wire/build.h"
 #include "wire/checksum.h"
@@ -23,14 +24,6 @@ using machnet::DropReason;
 using machnet::kDropReasonCount;
 namespace wire = machnet::wire;
 namespace net = machnet::net;
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 constexpr uint32_t kLocalIp = 0x0a000001;
 
