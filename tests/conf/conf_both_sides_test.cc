@@ -4,10 +4,12 @@
 // under the socket layer and the native API reads it; Config::load as
 // machnetd and machnet-echo do; Config::load_file, the file alone;
 // EngineConfig::load and StackConfig::load on what the grammar alone lets
-// through). Every malformed file must be rejected by all of them with the
-// very same message naming file:line; every good file accepted by all.
+// through), and machnetd itself. Every malformed file must be rejected by
+// all of them with the very same message naming file:line; every good file
+// accepted by all (machnetd aside: it would start).
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -80,6 +82,20 @@ class BothSides : public ::testing::Test {
     Config c;
     std::string err;
     return c.load_file(path_, &err) ? "" : err;
+  }
+  // machnetd, run on the file: a bad one is reported before anything starts.
+  std::string daemon() const {
+    const char* b = getenv("MACHNET_BUILDDIR");
+    std::string cmd = std::string(b ? b : ".") + "/machnetd --config " + path_ + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return "popen failed";
+    std::string out;
+    char buf[512];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return WIFEXITED(status) && WEXITSTATUS(status) == 2 ? out : "exit " + std::to_string(status);
   }
   // The grammar alone, then the engine's and the stack's own loaders.
   std::string typed() const {
@@ -243,6 +259,7 @@ TEST_F(BothSides, MalformedFilesAreRejectedAlikeNamingFileAndLine) {
     if (b.typed) {
       EXPECT_EQ(typed(), want);
     }
+    EXPECT_EQ(daemon(), "machnetd: " + want);
   }
 }
 
@@ -269,6 +286,7 @@ TEST_F(BothSides, BadEnvironmentIsRejectedAlike) {
     EXPECT_EQ(shim(), e.want);
     EXPECT_EQ(config_load(), e.want);
     EXPECT_EQ(stack(), e.want);
+    EXPECT_EQ(daemon(), std::string("machnetd: ") + e.want);
     unsetenv(e.name);
   }
   // An environment that fixes the file's value is still a bad file: the
