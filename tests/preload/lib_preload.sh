@@ -8,6 +8,15 @@ ENGINE_LIB="$BUILDDIR/.libs/libmachnet.so"
 RUN="$SRCDIR/tools/machnet-run"
 UDP_CALLS="$BUILDDIR/tests/preload/udp_calls"
 PEER="$SRCDIR/tests/preload/peer.py"
+# What LD_PRELOAD must hold to preload the shim: in an --enable-sanitizers
+# build the shim needs the ASan runtime, which must come first in a program
+# that is not itself instrumented (and whose leaks are not ours).
+PRELOAD_VAR=$PRELOAD_LIB
+asan_rt=$(ldd "$PRELOAD_LIB" 2>/dev/null | awk '/libasan/ {print $3}')
+if [ -n "$asan_rt" ]; then
+  PRELOAD_VAR="$asan_rt $PRELOAD_LIB"
+  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+fi
 # The system python, not a version-manager shim: it is what gets preloaded.
 PYTHON=$(command -v /usr/bin/python3 || command -v python3)
 

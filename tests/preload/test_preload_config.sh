@@ -13,7 +13,7 @@
 . "$(dirname "$0")/lib_preload.sh"
 [ -e "$PRELOAD_LIB" ] || fail "$PRELOAD_LIB not built"
 [ -e /etc/machnet/machnet.conf ] && echo "note: /etc/machnet/machnet.conf exists; MACHNET_CONFIG overrides it"
-pre() { env -u MACHNET_LOG_LEVEL LD_PRELOAD="$PRELOAD_LIB" "$@"; }
+pre() { env -u MACHNET_LOG_LEVEL LD_PRELOAD="$PRELOAD_VAR" "$@"; }
 
 echo "# a bad file, reported at start"
 printf 'machnetd = off\n[rules]\n10 = offload udp prot 9\n' >"$TMP/bad.conf"
@@ -64,7 +64,7 @@ echo "ok: log_level = error: the warning is not printed"
 MACHNET_CONFIG=$TMP/debug.conf pre "$PYTHON" -c "$bind_py" 2>"$TMP/debug.err" || fail "python (debug)"
 grep -q "^machnet: fd [0-9]*: stays on the kernel (loopback)" "$TMP/debug.err" || fail "log_level = debug: $(cat "$TMP/debug.err")"
 echo "ok: log_level = debug: $(grep loopback "$TMP/debug.err")"
-MACHNET_LOG_LEVEL=error MACHNET_CONFIG=$TMP/debug.conf LD_PRELOAD="$PRELOAD_LIB" "$PYTHON" -c "$bind_py" 2>"$TMP/env.err" ||
+MACHNET_LOG_LEVEL=error MACHNET_CONFIG=$TMP/debug.conf LD_PRELOAD="$PRELOAD_VAR" "$PYTHON" -c "$bind_py" 2>"$TMP/env.err" ||
   fail "python (env)"
 [ ! -s "$TMP/env.err" ] || fail "MACHNET_LOG_LEVEL=error over the file's debug: $(cat "$TMP/env.err")"
 echo "ok: MACHNET_LOG_LEVEL wins over the file"
@@ -74,7 +74,7 @@ grep -q "^machnet: $TMP/badlevel.conf:2: log_level: expected a DPDK log level.*g
 echo "ok: $(cat "$TMP/badlevel.err")"
 
 echo "# no configuration"
-out=$(env -u MACHNET_CONFIG LD_PRELOAD="$PRELOAD_LIB" /bin/true 2>&1)
+out=$(env -u MACHNET_CONFIG LD_PRELOAD="$PRELOAD_VAR" /bin/true 2>&1)
 [ -e /etc/machnet/machnet.conf ] || [ -z "$out" ] || fail "no configuration: $out"
 echo "ok: no configuration, nothing said"
 echo "PASS"
