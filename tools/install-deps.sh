@@ -27,6 +27,8 @@ PACKAGES=(
   iperf3
   # manual pages: rendered and linted by make check (tests/docs/)
   groff-base mandoc
+  # packages: build the .debs and the rpm, check and install them (tools/test-packages)
+  debhelper dpkg-dev fakeroot lintian autopkgtest rpm cpio systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

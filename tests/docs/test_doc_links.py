@@ -34,7 +34,7 @@ SYSTEM_PAGES = {
     "setsockopt(2)", "shutdown(2)", "socket(2)", "udp(7)", "ld.so(8)",
     # programs of other Debian packages
     "dpdk-testpmd(1)", "ethtool(8)", "flock(1)", "ip(8)", "ip-netns(8)", "jq(1)",
-    "sh(1)", "sockperf(1)", "systemd.unit(5)",
+    "sh(1)", "sockperf(1)", "systemd.unit(5)", "systemd-sysusers(8)", "systemd-tmpfiles(8)",
 }
 
 # First components of the paths in the text that are checked as repository

@@ -5,7 +5,7 @@
 
 PRELOAD_LIB="$BUILDDIR/.libs/libmachnet_preload.so"
 ENGINE_LIB="$BUILDDIR/.libs/libmachnet.so"
-RUN="$SRCDIR/tools/machnet-run"
+RUN="$BUILDDIR/tools/machnet-run"
 UDP_CALLS="$BUILDDIR/tests/preload/udp_calls"
 PEER="$SRCDIR/tests/preload/peer.py"
 # What LD_PRELOAD must hold to preload the shim: in an --enable-sanitizers
