@@ -17,8 +17,20 @@ Flow::Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint&
       stream_(stream),
       state_(FlowState::kSynSent),
       mss_(env.t->mtu_payload),
+      rcvbuf_(env.t->recv_buffer_bytes),
+      sndbuf_(env.t->send_buffer_bytes),
+      rx_max_msg_(env.t->max_message_bytes),
+      ka_idle_ns_(env.t->keepalive_idle_ns),
+      ka_interval_ns_(env.t->keepalive_interval_ns),
+      ka_max_probes_(env.t->keepalive_probes),
       max_msg_(env.t->max_message_bytes),
       rto_(env.t->rto_initial_ns) {
+  if (stream) {
+    // A stream travels as chunks of at most stream_chunk_bytes: that is the
+    // largest "message" this end accepts, which bounds reassembly memory to
+    // the window plus one chunk instead of one max_message_bytes message.
+    rx_max_msg_ = std::min({t_.max_message_bytes, t_.stream_chunk_bytes, rcvbuf_});
+  }
   // Rings start small and double on demand up to their hard bound.
   sent_.reset(64, t_.max_inflight_segments);
   out_msgs_.reset(16, t_.send_buffer_bytes);
@@ -26,7 +38,53 @@ Flow::Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint&
   in_msgs_.reset(8, t_.max_reassembly_messages);
   ready_.reset(16, size_t{t_.recv_buffer_bytes} + t_.max_message_bytes);
   rtx_fifo_.reset(16, t_.max_inflight_segments);
-  last_adv_wnd_ = t_.recv_buffer_bytes;
+  last_adv_wnd_ = rcvbuf_;
+}
+
+void Flow::set_options(uint64_t now, const FlowOptions& o) {
+  const uint32_t lo = t_.min_flow_buffer_bytes;
+  uint32_t r = std::min(std::max(o.recv_buffer_bytes, lo), t_.recv_buffer_bytes);
+  if (!stream_) r = std::max(r, t_.max_message_bytes);
+  if (advertised_) r = std::max(r, rx_max_msg_);  // a message we accepted must still fit
+  rcvbuf_ = r;
+  if (stream_ && !advertised_) {
+    rx_max_msg_ = std::min({t_.max_message_bytes, t_.stream_chunk_bytes, rcvbuf_});
+  }
+  uint32_t w = std::min(std::max(o.send_buffer_bytes, lo), t_.send_buffer_bytes);
+  if (!stream_) w = std::max(w, t_.max_message_bytes);
+  sndbuf_ = w;
+  if (o.keepalive) {
+    ka_idle_ns_ = std::max<uint64_t>(o.keepalive_idle_ns, 1000);
+    ka_interval_ns_ = std::max<uint64_t>(o.keepalive_interval_ns, 1000);
+    ka_max_probes_ = std::max<uint32_t>(o.keepalive_probes, 1);
+  } else {
+    ka_idle_ns_ = 0;
+  }
+  nodelay_ = o.nodelay;
+  if (cork_ && !o.cork) hold_since_ = kNever;
+  cork_ = o.cork;
+  quickack_ = o.quickack;
+  if (quickack_ && ack_deadline_ != kNever && established_like()) send_pure_ack(now);
+  if (established_like()) {
+    // A larger window is announced at once (the peer may be waiting for it);
+    // uncorking or Nagle off may release a held chunk.
+    maybe_window_update(now);
+    try_transmit(now);
+  }
+}
+
+FlowOptions Flow::options() const {
+  FlowOptions o;
+  o.recv_buffer_bytes = rcvbuf_;
+  o.send_buffer_bytes = sndbuf_;
+  o.keepalive = ka_idle_ns_ != 0;
+  o.keepalive_idle_ns = ka_idle_ns_ != 0 ? ka_idle_ns_ : t_.keepalive_idle_ns;
+  o.keepalive_interval_ns = ka_interval_ns_;
+  o.keepalive_probes = ka_max_probes_;
+  o.nodelay = nodelay_;
+  o.cork = cork_;
+  o.quickack = quickack_;
+  return o;
 }
 
 bool Flow::established_like() const {
@@ -53,7 +111,7 @@ void Flow::init_established(uint64_t now) {
 }
 
 uint32_t Flow::advertised_window() const {
-  uint64_t b = t_.recv_buffer_bytes;
+  uint64_t b = rcvbuf_;
   return held_bytes_ >= b ? 0 : static_cast<uint32_t>(b - held_bytes_);
 }
 
@@ -143,13 +201,15 @@ void Flow::free_buffers(bool keep_ready) {
   if (!keep_ready) {
     // Unread messages are dropped only on failure (like TCP on RST).
     ready_.clear();
-    held_bytes_ = reserved_bytes_ = 0;
+    held_bytes_ = reserved_bytes_ = ready_bytes_ = 0;
     ready_off_ = 0;
   }
 }
 
 void Flow::fail(uint64_t now, FlowError e, bool send_rst) {
   if (done()) return;
+  probing_ = false;
+  hold_since_ = kNever;
   if (send_rst && state_ != FlowState::kSynSent) {
     ++env_.counters->tx_rst;
     send_control(now, SegType::kRst);
@@ -164,14 +224,16 @@ void Flow::abort(uint64_t now) {
   fail(now, FlowError::kAborted, true);
 }
 
+uint64_t Flow::keepalive_deadline() const {
+  if (ka_idle_ns_ == 0 || !established_like() || state_ == FlowState::kTimeWait) return kNever;
+  return ka_probes_ == 0 ? last_rx_ns_ + ka_idle_ns_ : ka_last_probe_ns_ + ka_interval_ns_;
+}
+
 uint64_t Flow::next_deadline() const {
   if (done()) return kNever;
   uint64_t d = std::min({rto_deadline_, tlp_deadline_, ack_deadline_, state_deadline_});
-  if (t_.keepalive_idle_ns != 0 && established_like() && state_ != FlowState::kTimeWait) {
-    uint64_t ka = ka_probes_ == 0 ? last_rx_ns_ + t_.keepalive_idle_ns
-                                  : ka_last_probe_ns_ + t_.keepalive_interval_ns;
-    d = std::min(d, ka);
-  }
+  d = std::min(d, keepalive_deadline());
+  if (cork_ && hold_since_ != kNever) d = std::min(d, hold_since_ + t_.cork_max_ns);
   return d;
 }
 
@@ -197,11 +259,9 @@ void Flow::on_timer(uint64_t now) {
     }
   }
   if (done()) return;
-  if (t_.keepalive_idle_ns != 0 && state_ != FlowState::kTimeWait) {
-    uint64_t ka = ka_probes_ == 0 ? last_rx_ns_ + t_.keepalive_idle_ns
-                                  : ka_last_probe_ns_ + t_.keepalive_interval_ns;
-    if (ka <= now) on_keepalive_timer(now);
-  }
+  if (keepalive_deadline() <= now) on_keepalive_timer(now);
+  if (done()) return;
+  if (cork_ && hold_since_ != kNever && hold_since_ + t_.cork_max_ns <= now) try_transmit(now);
 }
 
 void Flow::track_high_water() {
@@ -226,6 +286,22 @@ FlowStats Flow::stats() const {
   s.send_buffered_bytes = send_buffered_;
   s.recv_held_bytes = held_bytes_;
   s.recv_reserved_bytes = reserved_bytes_;
+  s.backoff = backoff_;
+  s.unacked_segments = snd_nxt_ - snd_una_;
+  if (state_ == FlowState::kSynSent || state_ == FlowState::kSynReceived) s.unacked_segments = 1;
+  if (done()) s.unacked_segments = 0;
+  uint32_t sacked = 0;
+  for (size_t i = 0; i < sent_.size(); ++i) sacked += sent_[i].sacked;
+  s.sacked_segments = sacked;
+  s.lost_segments = rtx_pending_segs_;
+  s.readable_bytes = readable_bytes();
+  s.unacked_bytes = unacked_bytes();
+  s.unsent_bytes = unsent_bytes();
+  s.recv_buffer_bytes = rcvbuf_;
+  s.send_buffer_bytes = sndbuf_;
+  s.advertised_window = advertised_window();
+  s.service_port = service_port_;
+  s.fallback = fallback_;
   return s;
 }
 

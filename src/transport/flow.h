@@ -24,7 +24,39 @@ struct FlowEnv {
   Rng* rng = nullptr;
 };
 
-// Per-flow numbers, for tests, machnet-stat and the socket layer.
+// Per-flow options: the transport's side of the socket options a stream
+// socket maps (docs/PROTOCOL.md, "Per-flow options"). Start from
+// Transport::default_flow_options() or get_flow_options(); set_flow_options
+// clamps, and get_flow_options returns what is in effect.
+struct FlowOptions {
+  // SO_RCVBUF: bytes held for the reader, i.e. the receive window. Clamped
+  // to [min_flow_buffer_bytes, Tunables::recv_buffer_bytes], and never below
+  // the largest message this end advertised (so a message always fits).
+  uint32_t recv_buffer_bytes = 0;
+  // SO_SNDBUF: queued + unacknowledged bytes. Clamped to
+  // [min_flow_buffer_bytes, Tunables::send_buffer_bytes] (message mode: at
+  // least max_message_bytes).
+  uint32_t send_buffer_bytes = 0;
+  // SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT: probe after
+  // `idle` without a valid segment, every `interval`, fail with kDeadPeer
+  // after `probes` unanswered ones.
+  bool keepalive = false;
+  uint64_t keepalive_idle_ns = 0;
+  uint64_t keepalive_interval_ns = 0;
+  uint32_t keepalive_probes = 0;
+  // TCP_NODELAY. false (Nagle): a stream chunk shorter than the MSS waits
+  // while data is unacknowledged, and later writes join it.
+  bool nodelay = true;
+  // TCP_CORK: a partial stream chunk waits until it is full
+  // (stream_chunk_bytes), uncorked, shut down, or cork_max_ns passed.
+  bool cork = false;
+  // TCP_QUICKACK: acknowledge every segment at once (no delayed ACK).
+  // Setting it sends a pending delayed ACK now.
+  bool quickack = false;
+};
+
+// Per-flow numbers, for tests, machnet-stat and the socket layer (TCP_INFO,
+// FIONREAD, SIOCOUTQ).
 struct FlowStats {
   FlowState state = FlowState::kClosed;
   FlowError error = FlowError::kNone;
@@ -57,6 +89,26 @@ struct FlowStats {
   uint64_t segments_received = 0;
   uint64_t keepalives_sent = 0;
   uint64_t zero_window_probes = 0;
+  // what TCP_INFO and the socket layer's ioctls need
+  uint32_t backoff = 0;           // consecutive RTOs/probes without progress (tcpi_backoff)
+  uint32_t unacked_segments = 0;  // in flight (tcpi_unacked)
+  uint32_t sacked_segments = 0;   // tcpi_sacked
+  uint32_t lost_segments = 0;     // declared lost, not resent yet (tcpi_lost)
+  uint64_t bytes_sent = 0;        // payload transmitted, retransmissions included
+  uint64_t bytes_retrans = 0;
+  uint64_t bytes_received = 0;  // in-order payload received
+  uint64_t last_data_sent_ns = 0;
+  uint64_t last_data_recv_ns = 0;
+  uint64_t last_ack_recv_ns = 0;
+  uint64_t readable_bytes = 0;     // FIONREAD: what a read returns now
+  uint64_t unacked_bytes = 0;      // SIOCOUTQ: queued, not yet acknowledged
+  uint64_t unsent_bytes = 0;       // SIOCOUTQNSD / tcpi_notsent_bytes
+  uint32_t recv_buffer_bytes = 0;  // in effect (FlowOptions)
+  uint32_t send_buffer_bytes = 0;
+  uint32_t advertised_window = 0;  // rwnd we announce now (tcpi_rcv_space)
+  // service connects
+  uint16_t service_port = 0;
+  FallbackReason fallback = FallbackReason::kNone;
 };
 
 class Flow {
@@ -65,17 +117,49 @@ class Flow {
 
   // --- handshake.cc ---------------------------------------------------------
   void start_connect(uint64_t now);
+  // A service connect (docs/PROTOCOL.md 2.1): remote() is (peer, rendezvous
+  // port) until the SYN-ACK names the accepting endpoint's port. Bounded by
+  // probe_timeout_ns.
+  void start_service_connect(uint64_t now, uint16_t service_port);
+  // Server side: this flow answers a service SYN (before start_accept).
+  void set_service(uint16_t service_port) { service_port_ = service_port; }
   // Server side: a SYN arrived for a listener; becomes SYN_RECEIVED.
   void start_accept(uint64_t now, const Segment& syn);
   // A retransmitted SYN for this half-open flow: answer again.
   void on_duplicate_syn(uint64_t now, const Segment& syn);
   void on_icmp_unreachable(uint64_t now);
-
+  // Service probes: what this flow learned about its peer, for the
+  // Transport's per-peer cache (taken once).
+  enum class ProbeNews : uint8_t { kNone, kMachnet, kPlainIcmp, kPlainTimeout, kNoService };
+  ProbeNews take_probe_news() {
+    ProbeNews n = news_;
+    news_ = ProbeNews::kNone;
+    return n;
+  }
+  // SYN_SENT service connect still under its probe bound.
+  bool probing() const { return probing_ && state_ == FlowState::kSynSent; }
+  // ICMP port unreachable for the rendezvous port: the peer has no machnet.
+  void on_probe_refused(uint64_t now);
+  // Another probe to the same peer reached a verdict that settles this one.
+  void settle_probe(uint64_t now, FallbackReason reason);
+  // Half-open flow dropped to admit a newer SYN (no RST: likely spoofed).
+  void evict(uint64_t now);
+  // Whether a datagram from `from` may belong to this flow: the peer's
+  // address, or for a service connect whose SYN-ACK has not come yet any
+  // port of the peer (the SYN-ACK comes from the accepting endpoint's port).
+  bool accepts_source(const Endpoint& from) const {
+    return from == remote_ ||
+           (service_port_ != 0 && !passive && !adopted_ && from.ip == remote_.ip);
+  }
   // --- receive_path.cc --------------------------------------------------------
-  // `s` passed header validation and dst_conn == id().
-  void on_segment(uint64_t now, const Segment& s);
+  // `s` passed header validation and dst_conn == id(); it came from UDP
+  // port `from_port` of the peer (adopted by a service connect's SYN-ACK).
+  void on_segment(uint64_t now, const Segment& s, uint16_t from_port = 0);
   Status recv_message(uint64_t now, std::vector<uint8_t>* out);
   Status recv_stream(uint64_t now, uint8_t* buf, size_t cap, size_t* got);
+  // MSG_PEEK: copies what recv_stream would return without consuming it.
+  Status peek_stream(uint8_t* buf, size_t cap, size_t* got) const;
+  uint64_t readable_bytes() const;  // FIONREAD
   bool readable() const;
   uint32_t events() const;  // FlowEvents mask
 
@@ -84,11 +168,20 @@ class Flow {
   Status send_stream(uint64_t now, const uint8_t* data, size_t len, size_t* accepted);
   Status shutdown_send(uint64_t now);
   size_t send_space() const;
+  uint64_t unacked_bytes() const;  // SIOCOUTQ: queued and not yet acknowledged
+  uint64_t unsent_bytes() const;   // SIOCOUTQNSD: queued and never sent
 
   // --- flow.cc ----------------------------------------------------------------
   void abort(uint64_t now);
   uint64_t next_deadline() const;
   void on_timer(uint64_t now);
+  // Applies (clamped) options; before the SYN/SYN-ACK they also decide the
+  // largest message this end advertises.
+  void set_options(uint64_t now, const FlowOptions& o);
+  FlowOptions options() const;
+  // Internal consistency (sequence space, byte accounting, memory bounds):
+  // nullptr when sound, else what is wrong. O(flow size): tests and fuzzing.
+  const char* check_invariants() const;
 
   FlowId id() const { return id_; }
   uint32_t peer_id() const { return peer_id_; }
@@ -99,6 +192,8 @@ class Flow {
   bool stream_mode() const { return stream_; }
   bool done() const { return state_ == FlowState::kClosed || state_ == FlowState::kFailed; }
   bool half_open() const { return state_ == FlowState::kSynReceived; }
+  uint16_t service_port() const { return service_port_; }
+  uint64_t born_ns() const { return born_ns_; }
   FlowStats stats() const;
 
   // Bookkeeping owned by the Transport.
@@ -149,13 +244,16 @@ class Flow {
   uint32_t advertised_window() const;
   bool established_like() const;
   void init_established(uint64_t now);
+  uint64_t keepalive_deadline() const;
 
   // handshake.cc
   void send_syn(uint64_t now);
   void send_syn_ack(uint64_t now);
   void on_handshake_timer(uint64_t now);
-  bool on_segment_handshake(uint64_t now, const Segment& s);
+  bool on_segment_handshake(uint64_t now, const Segment& s, uint16_t from_port);
   void apply_peer_params(const Segment& s);
+  void probe_fail(uint64_t now, FallbackReason reason);
+  uint64_t probe_rto() const;
 
   // send_path.cc
   void try_transmit(uint64_t now);
@@ -163,6 +261,9 @@ class Flow {
   void send_segment(uint64_t now, SentSeg& seg, uint32_t seq, bool rtx);
   void arm_rto(uint64_t now);
   uint64_t pipe_bytes() const;
+  uint32_t chunk_limit() const;
+  bool hold_tail(uint64_t now);
+  void split_queued_chunks();
 
   // receive_path.cc
   void on_data_or_fin(uint64_t now, const Segment& s);
@@ -196,6 +297,28 @@ class Flow {
   FlowState state_;
   FlowError error_ = FlowError::kNone;
   uint32_t mss_;
+  uint64_t born_ns_ = 0;
+
+  // ---- options (FlowOptions) ----
+  uint32_t rcvbuf_;
+  uint32_t sndbuf_;
+  uint32_t rx_max_msg_;      // largest message we accept: advertised in the SYN/SYN-ACK
+  bool advertised_ = false;  // rx_max_msg_ is on the wire: fixed from now on
+  uint64_t ka_idle_ns_;      // 0: keepalive off
+  uint64_t ka_interval_ns_;
+  uint32_t ka_max_probes_;
+  bool nodelay_ = true;
+  bool cork_ = false;
+  bool quickack_ = false;
+  uint64_t hold_since_ = kNever;  // corked tail chunk waiting since
+
+  // ---- service connect / probe ----
+  uint16_t service_port_ = 0;
+  bool probing_ = false;  // SYN_SENT under the probe bound
+  bool adopted_ = false;  // remote port taken from the SYN-ACK
+  uint64_t probe_deadline_ = kNever;
+  FallbackReason fallback_ = FallbackReason::kNone;
+  ProbeNews news_ = ProbeNews::kNone;
 
   // ---- send side ----
   uint32_t iss_ = 0;
@@ -246,6 +369,7 @@ class Flow {
   Ring<std::vector<uint8_t>> ready_;  // complete, unread
   size_t ready_off_ = 0;              // stream mode: bytes of ready_.front() already read
   uint64_t held_bytes_ = 0;           // in order, unread (drives the window)
+  uint64_t ready_bytes_ = 0;          // bytes of ready_ not read yet (FIONREAD)
   uint64_t reserved_bytes_ = 0;       // allocated reassembly + ready buffers
   bool peer_fin_ = false;
   SackBlock sacks_[kMaxSackBlocks];  // most recent first

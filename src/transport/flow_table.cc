@@ -1,5 +1,7 @@
 #include "transport/flow_table.h"
 
+#include <iterator>
+
 namespace machnet {
 namespace transport {
 
@@ -34,12 +36,37 @@ void FlowTable::erase(FlowId id) {
     auto s = syn_index_.find(SynKey{p->remote().ip, p->remote().port, p->peer_id()});
     if (s != syn_index_.end() && s->second == id) syn_index_.erase(s);
   }
-  auto c = counted_half_open_.find(id);
-  if (c != counted_half_open_.end()) {
-    --half_open_;
-    counted_half_open_.erase(c);
+  auto c = half_open_pos_.find(id);
+  if (c != half_open_pos_.end()) {
+    half_open_order_.erase(c->second);
+    half_open_pos_.erase(c);
   }
+  unindex_connecting(id);
   flows_.erase(it);
+}
+
+void FlowTable::unindex_connecting(FlowId id) {
+  auto c = connecting_.find(id);
+  if (c == connecting_.end()) return;
+  auto range = connecting_by_ip_.equal_range(c->second);
+  for (auto i = range.first; i != range.second; ++i) {
+    if (i->second == id) {
+      connecting_by_ip_.erase(i);
+      break;
+    }
+  }
+  connecting_.erase(c);
+}
+
+Flow* FlowTable::oldest_half_open() const {
+  return half_open_order_.empty() ? nullptr : find(half_open_order_.front());
+}
+
+std::vector<FlowId> FlowTable::connecting_to(uint32_t ip) const {
+  std::vector<FlowId> out;
+  auto range = connecting_by_ip_.equal_range(ip);
+  for (auto i = range.first; i != range.second; ++i) out.push_back(i->second);
+  return out;
 }
 
 Flow* FlowTable::find_by_syn(const Endpoint& remote, uint32_t peer_id) const {
@@ -49,14 +76,22 @@ Flow* FlowTable::find_by_syn(const Endpoint& remote, uint32_t peer_id) const {
 
 void FlowTable::refresh(Flow* f) {
   bool ho = f->half_open();
-  auto c = counted_half_open_.find(f->id());
-  bool counted = c != counted_half_open_.end();
+  auto c = half_open_pos_.find(f->id());
+  bool counted = c != half_open_pos_.end();
   if (ho && !counted) {
-    counted_half_open_.emplace(f->id(), true);
-    ++half_open_;
+    half_open_order_.push_back(f->id());
+    half_open_pos_.emplace(f->id(), std::prev(half_open_order_.end()));
   } else if (!ho && counted) {
-    counted_half_open_.erase(c);
-    --half_open_;
+    half_open_order_.erase(c->second);
+    half_open_pos_.erase(c);
+  }
+  bool conn = f->state() == FlowState::kSynSent;
+  bool indexed = connecting_.count(f->id()) != 0;
+  if (conn && !indexed) {
+    connecting_.emplace(f->id(), f->remote().ip);
+    connecting_by_ip_.emplace(f->remote().ip, f->id());
+  } else if (!conn && indexed) {
+    unindex_connecting(f->id());
   }
 }
 

@@ -3,6 +3,8 @@
 // established the moment the SYN-ACK arrives (one RTT), the server when the
 // first segment carrying the right ack arrives. Retransmissions back off
 // exponentially and give up after syn_max_retries.
+#include <algorithm>
+
 #include "transport/flow.h"
 
 namespace machnet {
@@ -17,9 +19,15 @@ void Flow::send_syn(uint64_t now) {
   s.rwnd = advertised_window();
   s.msg_id = t_.max_inflight_segments;  // our receive ring: the peer's limit in segments
   s.msg_len = t_.mtu_payload;           // the largest payload we accept
-  s.msg_offset = t_.max_message_bytes;  // the largest message we accept
+  s.msg_offset = rx_max_msg_;           // the largest message (stream: chunk) we accept
   s.tsval = static_cast<uint32_t>(now);
   if (stream_) s.flags |= kFlagStream;
+  if (service_port_ != 0) {
+    // Sent to the peer's rendezvous port; the service travels in the SYN.
+    s.flags |= kFlagService;
+    s.ack = service_port_;
+  }
+  advertised_ = true;
   ++env_.counters->tx_syn;
   transmit(now, &s, nullptr, 0);
 }
@@ -31,8 +39,11 @@ void Flow::send_syn_ack(uint64_t now) {
   s.seq = iss_;
   s.msg_id = t_.max_inflight_segments;
   s.msg_len = t_.mtu_payload;
-  s.msg_offset = t_.max_message_bytes;
+  s.msg_offset = rx_max_msg_;
   if (stream_) s.flags |= kFlagStream;
+  // From this flow's own port: the client adopts it as the flow's remote port.
+  if (service_port_ != 0) s.flags |= kFlagService;
+  advertised_ = true;
   ++env_.counters->tx_syn;
   transmit(now, &s, nullptr, 0);
 }
@@ -45,6 +56,7 @@ void Flow::apply_peer_params(const Segment& s) {
 }
 
 void Flow::start_connect(uint64_t now) {
+  born_ns_ = now;
   iss_ = env_.rng->next32();
   snd_una_ = iss_;
   snd_nxt_ = iss_ + 1;  // the SYN consumes one sequence number
@@ -52,7 +64,62 @@ void Flow::start_connect(uint64_t now) {
   syn_retries_ = 0;
   syn_sent_ns_ = now;
   send_syn(now);
-  state_deadline_ = now + t_.syn_rto_ns;
+  state_deadline_ = now + (probing_ ? probe_rto() : t_.syn_rto_ns);
+}
+
+uint64_t Flow::probe_rto() const {
+  // Three SYNs within the probe bound: one lost SYN or SYN-ACK does not
+  // send a machnet peer's connection to kernel TCP.
+  uint64_t r = std::min(t_.syn_rto_ns, t_.probe_timeout_ns / 3);
+  return r == 0 ? 1 : r;
+}
+
+void Flow::start_service_connect(uint64_t now, uint16_t service_port) {
+  service_port_ = service_port;
+  probing_ = true;
+  probe_deadline_ = now + t_.probe_timeout_ns;
+  ++env_.counters->probes_sent;
+  start_connect(now);
+}
+
+void Flow::probe_fail(uint64_t now, FallbackReason reason) {
+  fallback_ = reason;
+  switch (reason) {
+    case FallbackReason::kIcmpRefused:
+      ++env_.counters->fallback_icmp;
+      break;
+    case FallbackReason::kTimeout:
+      ++env_.counters->fallback_timeout;
+      break;
+    case FallbackReason::kNoService:
+      ++env_.counters->fallback_no_service;
+      break;
+    default:
+      break;
+  }
+  fail(now, reason == FallbackReason::kNoService ? FlowError::kNoService : FlowError::kNotMachnet,
+       false);
+}
+
+void Flow::on_probe_refused(uint64_t now) {
+  if (!probing()) return;
+  news_ = ProbeNews::kPlainIcmp;
+  probe_fail(now, FallbackReason::kIcmpRefused);
+}
+
+void Flow::settle_probe(uint64_t now, FallbackReason reason) {
+  if (!probing()) return;
+  ++env_.counters->probes_settled_by_peer;
+  probe_fail(now, reason);
+}
+
+void Flow::evict(uint64_t now) {
+  (void)now;
+  if (state_ != FlowState::kSynReceived) return;
+  state_ = FlowState::kFailed;
+  error_ = FlowError::kAborted;
+  state_deadline_ = rto_deadline_ = ack_deadline_ = tlp_deadline_ = kNever;
+  free_buffers(/*keep_ready=*/false);
 }
 
 void Flow::start_accept(uint64_t now, const Segment& syn) {
@@ -61,6 +128,7 @@ void Flow::start_accept(uint64_t now, const Segment& syn) {
   irs_ = syn.seq;
   rcv_nxt_ = irs_ + 1;
   apply_peer_params(syn);
+  born_ns_ = now;
   iss_ = env_.rng->next32();
   snd_una_ = iss_;
   snd_nxt_ = iss_ + 1;
@@ -75,6 +143,9 @@ void Flow::start_accept(uint64_t now, const Segment& syn) {
 }
 
 void Flow::on_duplicate_syn(uint64_t now, const Segment& syn) {
+  // A retransmitted SYN carries nothing new: counted as a duplicate whether
+  // it is answered (half-open) or not (established already, or stale).
+  ++env_.counters->rx_duplicate;
   if (state_ != FlowState::kSynReceived || syn.seq != irs_) return;
   // Our SYN-ACK was lost (or is slow): answer the retransmitted SYN at once.
   ts_recent_ = syn.tsval;
@@ -83,6 +154,18 @@ void Flow::on_duplicate_syn(uint64_t now, const Segment& syn) {
 }
 
 void Flow::on_handshake_timer(uint64_t now) {
+  if (probing()) {
+    // A service probe is bounded by probe_timeout_ns, not by the SYN retries.
+    if (now >= probe_deadline_) {
+      news_ = ProbeNews::kPlainTimeout;
+      probe_fail(now, FallbackReason::kTimeout);
+      return;
+    }
+    ++syn_retries_;
+    send_syn(now);
+    state_deadline_ = std::min(now + probe_rto(), probe_deadline_);
+    return;
+  }
   if (++syn_retries_ > t_.syn_max_retries) {
     fail(now, FlowError::kConnectTimeout, false);
     return;
@@ -103,12 +186,19 @@ void Flow::on_icmp_unreachable(uint64_t now) {
 }
 
 // Returns true when the segment was consumed by the handshake.
-bool Flow::on_segment_handshake(uint64_t now, const Segment& s) {
+bool Flow::on_segment_handshake(uint64_t now, const Segment& s, uint16_t from_port) {
   if (state_ == FlowState::kSynSent) {
     if (s.type == SegType::kRst) {
       if (s.ack == iss_ + 1) {
         ++env_.counters->rx_rst;
-        fail(now, FlowError::kConnectionRefused, false);
+        if (probing() && (s.flags & kFlagService)) {
+          // A machnet host without that service: the peer's kernel may still
+          // have a TCP listener there.
+          news_ = ProbeNews::kNoService;
+          probe_fail(now, FallbackReason::kNoService);
+        } else {
+          fail(now, FlowError::kConnectionRefused, false);
+        }
       } else {
         ++env_.counters->rx_out_of_window;
       }
@@ -126,6 +216,21 @@ bool Flow::on_segment_handshake(uint64_t now, const Segment& s) {
       ++env_.counters->rx_bad_fragment;
       return true;
     }
+    if (service_port_ != 0) {
+      // Only an answer to a service SYN can name the flow's port.
+      if (!(s.flags & kFlagService) || from_port == 0) {
+        ++env_.counters->rx_unexpected;
+        return true;
+      }
+      remote_.port = from_port;
+      adopted_ = true;
+      if (probing_) {
+        ++env_.counters->probes_machnet;
+        news_ = ProbeNews::kMachnet;
+      }
+      probing_ = false;
+      probe_deadline_ = kNever;
+    }
     peer_id_ = s.src_conn;
     irs_ = s.seq;
     rcv_nxt_ = irs_ + 1;
@@ -139,6 +244,7 @@ bool Flow::on_segment_handshake(uint64_t now, const Segment& s) {
     ts_recent_ = s.tsval;
     ts_recent_rx_ns_ = now;
     init_established(now);
+    split_queued_chunks();  // stream: chunks queued before the peer's limit was known
     for (size_t i = 0; i < out_msgs_.size(); ++i) {
       if (out_msgs_[i].data.size() > max_msg_) {
         // Queued while only our own limit was known; the peer would drop it.

@@ -187,6 +187,7 @@ void Flow::on_ack_fields(uint64_t now, const Segment& s, bool has_data) {
   if (seq_lt(s.ack, snd_una_)) return;  // reordered old ACK: its window is stale too
   bool window_changed = s.rwnd != peer_rwnd_;
   peer_rwnd_ = s.rwnd;
+  st_.last_ack_recv_ns = now;
   probe_unanswered_ = 0;
   uint64_t acked = 0;
   bool progress = false;
@@ -291,7 +292,7 @@ void Flow::on_persist_timer(uint64_t now) {
 }
 
 void Flow::on_keepalive_timer(uint64_t now) {
-  if (ka_probes_ >= t_.keepalive_probes) {
+  if (ka_probes_ >= ka_max_probes_) {
     fail(now, FlowError::kDeadPeer, true);
     return;
   }

@@ -10,7 +10,7 @@
 namespace machnet {
 namespace transport {
 
-void Flow::on_segment(uint64_t now, const Segment& s) {
+void Flow::on_segment(uint64_t now, const Segment& s, uint16_t from_port) {
   if (state_ == FlowState::kClosed && s.src_conn == peer_id_ &&
       (s.type == SegType::kFin || s.type == SegType::kData) && seq_lt(s.seq, rcv_nxt_) &&
       seq_diff(rcv_nxt_, s.seq) <= static_cast<int32_t>(t_.max_inflight_segments)) {
@@ -20,9 +20,12 @@ void Flow::on_segment(uint64_t now, const Segment& s) {
     send_pure_ack(now);
     return;
   }
-  if (done()) return;
+  if (done()) {
+    ++env_.counters->rx_flow_finished;
+    return;
+  }
   if (state_ == FlowState::kSynSent) {
-    on_segment_handshake(now, s);
+    on_segment_handshake(now, s, from_port);
     return;
   }
   if (s.src_conn != peer_id_) {  // both ids must match: 64 random bits to guess
@@ -51,7 +54,7 @@ void Flow::on_segment(uint64_t now, const Segment& s) {
     return;
   }
   if (state_ == FlowState::kSynReceived) {
-    if (on_segment_handshake(now, s)) return;
+    if (on_segment_handshake(now, s, from_port)) return;
   }
   if (s.type == SegType::kSyn) {
     ++env_.counters->rx_unexpected;
@@ -60,6 +63,7 @@ void Flow::on_segment(uint64_t now, const Segment& s) {
   if (s.type == SegType::kSynAck) {
     // Our handshake ACK was lost and the server retransmitted: ACK again.
     if (s.seq == irs_) {
+      ++env_.counters->rx_duplicate;
       last_rx_ns_ = now;
       send_pure_ack(now);
     } else {
@@ -101,8 +105,7 @@ void Flow::on_segment(uint64_t now, const Segment& s) {
 bool Flow::accept_data(const Segment& s, uint32_t off) {
   (void)off;
   if (s.payload_len == 0 || s.payload_len > t_.mtu_payload || s.msg_len == 0 ||
-      s.msg_len > t_.max_message_bytes ||
-      uint64_t{s.msg_offset} + s.payload_len > uint64_t{s.msg_len}) {
+      s.msg_len > rx_max_msg_ || uint64_t{s.msg_offset} + s.payload_len > uint64_t{s.msg_len}) {
     ++env_.counters->rx_bad_fragment;
     return false;
   }
@@ -114,8 +117,8 @@ bool Flow::accept_data(const Segment& s, uint32_t off) {
   InMessage& m = in_msgs_[idx];
   if (!m.allocated) {
     // Hard memory bound, whatever the sender does: the window (held + rwnd
-    // <= recv_buffer_bytes) plus one message straddling its right edge.
-    if (reserved_bytes_ + s.msg_len > uint64_t{t_.recv_buffer_bytes} + t_.max_message_bytes) {
+    // <= the receive buffer) plus one message straddling its right edge.
+    if (reserved_bytes_ + s.msg_len > uint64_t{rcvbuf_} + rx_max_msg_) {
       ++env_.counters->rx_recv_buffer_full;
       return false;
     }
@@ -155,6 +158,7 @@ void Flow::on_data_or_fin(uint64_t now, const Segment& s) {
     if (!accept_data(s, static_cast<uint32_t>(off))) return;
     slots_[off].state = 1;
     slots_[off].len = s.payload_len;
+    st_.last_data_recv_ns = now;
   } else {
     slots_[off].state = 2;
   }
@@ -171,8 +175,8 @@ void Flow::on_data_or_fin(uint64_t now, const Segment& s) {
   ++unacked_segs_;
   // ACK at once when the sender needs information fast (reordering or loss,
   // a hole just filled, FIN, end of a burst); otherwise coalesce.
-  bool urgent =
-      off > 0 || had_gap || s.type == SegType::kFin || unacked_segs_ >= t_.ack_every_segments;
+  bool urgent = off > 0 || had_gap || s.type == SegType::kFin ||
+                unacked_segs_ >= t_.ack_every_segments || quickack_;
   bool ack_now = urgent || (s.flags & kFlagAckNow);
   if (ack_now && !urgent && t_.reply_grace_ns > 0 && !ready_.empty()) {
     // The end of a burst that completed a message: wait briefly for the
@@ -191,6 +195,7 @@ void Flow::advance_rcv_nxt() {
   while (!slots_.empty() && slots_[0].state != 0) {
     if (slots_[0].state == 1) {
       held_bytes_ += slots_[0].len;
+      st_.bytes_received += slots_[0].len;
     } else {
       peer_fin_ = true;
     }
@@ -214,6 +219,7 @@ void Flow::advance_rcv_nxt() {
 
 void Flow::deliver_complete_messages() {
   while (!in_msgs_.empty() && in_msgs_[0].allocated && in_msgs_[0].received == in_msgs_[0].len) {
+    ready_bytes_ += in_msgs_[0].len;
     ready_.push_back(std::move(in_msgs_[0].data));
     in_msgs_.pop_front();
     ++rcv_msg_base_;
@@ -268,7 +274,7 @@ void Flow::maybe_window_update(uint64_t now) {
   if (!established_like() || state_ == FlowState::kTimeWait || peer_fin_) return;
   // Receiver-side silly-window avoidance: announce only a worthwhile opening.
   uint64_t wnd = advertised_window();
-  uint64_t step = std::max<uint64_t>(2ull * mss_, t_.recv_buffer_bytes / 4);
+  uint64_t step = std::max<uint64_t>(2ull * mss_, rcvbuf_ / 4);
   if (wnd >= uint64_t{last_adv_wnd_} + step || (last_adv_wnd_ < mss_ && wnd >= mss_))
     send_pure_ack(now);
 }
@@ -284,10 +290,16 @@ uint32_t Flow::events() const {
   bool connected = state_ != FlowState::kSynSent && state_ != FlowState::kSynReceived;
   if (connected) e |= kEvConnected;
   if (peer_fin_) e |= kEvPeerClosed;
+  if (fin_queued_) e |= kEvSendShutdown;
+  if (fin_queued_ && peer_fin_) e |= kEvHangup;
   if ((state_ == FlowState::kEstablished || state_ == FlowState::kCloseWait) && !fin_queued_ &&
       send_space() > 0)
     e |= kEvWritable;
   return e;
+}
+
+uint64_t Flow::readable_bytes() const {
+  return ready_bytes_;
 }
 
 Status Flow::recv_message(uint64_t now, std::vector<uint8_t>* out) {
@@ -295,6 +307,7 @@ Status Flow::recv_message(uint64_t now, std::vector<uint8_t>* out) {
   if (!ready_.empty()) {
     *out = std::move(ready_.front());
     ready_.pop_front();
+    ready_bytes_ -= out->size();
     consume_read(out->size());
     reserved_bytes_ -= std::min<uint64_t>(reserved_bytes_, out->size());
     maybe_window_update(now);
@@ -314,6 +327,7 @@ Status Flow::recv_stream(uint64_t now, uint8_t* buf, size_t cap, size_t* got) {
     std::memcpy(buf + *got, m.data() + ready_off_, n);
     *got += n;
     ready_off_ += n;
+    ready_bytes_ -= n;
     consume_read(n);
     if (ready_off_ == m.size()) {
       reserved_bytes_ -= std::min<uint64_t>(reserved_bytes_, m.size());
@@ -326,6 +340,23 @@ Status Flow::recv_stream(uint64_t now, uint8_t* buf, size_t cap, size_t* got) {
     return Status::kOk;
   }
   if (cap == 0 && !ready_.empty()) return Status::kOk;
+  if (state_ == FlowState::kFailed) return Status::kFlowFailed;
+  if (peer_fin_ || state_ == FlowState::kClosed) return Status::kEof;
+  return Status::kAgain;
+}
+
+Status Flow::peek_stream(uint8_t* buf, size_t cap, size_t* got) const {
+  *got = 0;
+  if (!stream_) return Status::kWrongMode;
+  size_t off = ready_off_;
+  for (size_t i = 0; i < ready_.size() && *got < cap; ++i) {
+    const std::vector<uint8_t>& m = ready_[i];
+    size_t n = std::min(cap - *got, m.size() - off);
+    std::memcpy(buf + *got, m.data() + off, n);
+    *got += n;
+    off = 0;
+  }
+  if (*got > 0 || (cap == 0 && !ready_.empty())) return Status::kOk;
   if (state_ == FlowState::kFailed) return Status::kFlowFailed;
   if (peer_fin_ || state_ == FlowState::kClosed) return Status::kEof;
   return Status::kAgain;

@@ -1,6 +1,8 @@
 // Growable ring buffer (FIFO with random access). Capacity doubles up to a
 // hard maximum and never shrinks, so steady state allocates nothing per
-// packet and a flow's tracking memory is bounded by max_cap.
+// packet and a flow's tracking memory is bounded by max_cap. Nothing is
+// allocated before the first element: a half-open flow (possibly one of a
+// SYN flood) costs no ring memory.
 #pragma once
 
 #include <cstddef>
@@ -16,14 +18,17 @@ class Ring {
   void reset(size_t initial_cap, size_t max_cap) {
     size_t cap = 1;
     while (cap < initial_cap) cap <<= 1;
+    initial_cap_ = cap;
     max_cap_ = max_cap;
-    buf_.assign(cap, T{});
+    buf_.clear();
+    buf_.shrink_to_fit();
     head_ = 0;
     size_ = 0;
   }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   size_t max_size() const { return max_cap_; }
+  size_t capacity() const { return buf_.size(); }
   T& operator[](size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }
   const T& operator[](size_t i) const { return buf_[(head_ + i) & (buf_.size() - 1)]; }
   T& front() { return (*this)[0]; }
@@ -58,7 +63,7 @@ class Ring {
 
  private:
   void grow(size_t need) {
-    size_t cap = buf_.size();
+    size_t cap = buf_.empty() ? initial_cap_ : buf_.size();
     while (cap < need) cap <<= 1;
     std::vector<T> nb(cap);
     for (size_t i = 0; i < size_; ++i) nb[i] = std::move((*this)[i]);
@@ -66,7 +71,8 @@ class Ring {
     head_ = 0;
   }
 
-  std::vector<T> buf_ = std::vector<T>(1);
+  std::vector<T> buf_;
+  size_t initial_cap_ = 1;
   size_t head_ = 0;
   size_t size_ = 0;
   size_t max_cap_ = 0;

@@ -10,7 +10,59 @@ namespace machnet {
 namespace transport {
 
 size_t Flow::send_space() const {
-  return send_buffered_ >= t_.send_buffer_bytes ? 0 : t_.send_buffer_bytes - send_buffered_;
+  return send_buffered_ >= sndbuf_ ? 0 : sndbuf_ - send_buffered_;
+}
+
+uint64_t Flow::unsent_bytes() const {
+  if (out_msgs_.empty() || seg_msg_id_ == next_msg_id_) return 0;
+  // Messages from seg_msg_id_ on, minus what of the first one went out.
+  uint64_t n = 0;
+  for (uint32_t id = seg_msg_id_; id != next_msg_id_; ++id)
+    n += out_msgs_[id - out_base_id_].data.size();
+  return n - seg_offset_;
+}
+
+uint64_t Flow::unacked_bytes() const {
+  if (out_msgs_.empty()) return 0;
+  // Everything queued, minus the acknowledged head of the oldest message:
+  // up to its oldest unacknowledged segment, or all of it that was sent.
+  uint64_t acked = 0;
+  if (!sent_.empty() && !sent_[0].fin && sent_[0].msg_id == out_base_id_) {
+    acked = sent_[0].offset;
+  } else if (seg_msg_id_ == out_base_id_) {
+    acked = seg_offset_;
+  }
+  return send_buffered_ - acked;
+}
+
+uint32_t Flow::chunk_limit() const {
+  // The peer's limit (its chunk size in stream mode) once known.
+  return std::max<uint32_t>(1, std::min(t_.stream_chunk_bytes, max_msg_));
+}
+
+void Flow::split_queued_chunks() {
+  if (!stream_ || out_msgs_.empty() || seg_offset_ != 0 || seg_msg_id_ != out_base_id_) return;
+  const uint32_t lim = chunk_limit();
+  bool need = false;
+  for (size_t i = 0; i < out_msgs_.size(); ++i) need |= out_msgs_[i].data.size() > lim;
+  if (!need) return;
+  std::vector<std::vector<uint8_t>> chunks;
+  while (!out_msgs_.empty()) {
+    std::vector<uint8_t> d = std::move(out_msgs_.front().data);
+    out_msgs_.pop_front();
+    for (size_t off = 0; off < d.size(); off += lim) {
+      size_t n = std::min<size_t>(lim, d.size() - off);
+      chunks.emplace_back(d.begin() + static_cast<ptrdiff_t>(off),
+                          d.begin() + static_cast<ptrdiff_t>(off + n));
+    }
+  }
+  for (auto& c : chunks) {
+    OutMessage m;
+    m.data = std::move(c);
+    out_msgs_.push_back(std::move(m));  // fits: the ring is bounded by bytes, not chunks
+  }
+  next_msg_id_ = out_base_id_ + static_cast<uint32_t>(out_msgs_.size());
+  seg_msg_id_ = out_base_id_;
 }
 
 Status Flow::send_message(uint64_t now, const uint8_t* data, size_t len) {
@@ -41,12 +93,30 @@ Status Flow::send_stream(uint64_t now, const uint8_t* data, size_t len, size_t* 
   if (fin_queued_ || done()) return Status::kShutdown;
   if (len == 0) return Status::kOk;
   if (data == nullptr) return Status::kInvalidArgument;
-  // A stream is carried as a sequence of internal messages of at most
-  // stream_chunk_bytes; the receiver ignores their boundaries.
+  // A stream is carried as a sequence of internal messages ("chunks") of at
+  // most chunk_limit() bytes; the receiver ignores their boundaries. A write
+  // joins the last chunk while that one has not started to leave (window
+  // closed, corked, Nagle): fewer, fuller segments.
+  const size_t lim = chunk_limit();
   while (len > 0) {
-    size_t n =
-        std::min({len, size_t{t_.stream_chunk_bytes}, size_t{t_.max_message_bytes}, send_space()});
-    if (n == 0) break;
+    size_t room = send_space();
+    if (room == 0) break;
+    const bool tail_unsent =
+        seg_msg_id_ != next_msg_id_ &&
+        (seg_msg_id_ + 1 != next_msg_id_ || seg_offset_ == 0);  // the last chunk has not started
+    if (tail_unsent) {
+      std::vector<uint8_t>& tail = out_msgs_[out_msgs_.size() - 1].data;
+      if (tail.size() < lim) {
+        size_t n = std::min({len, lim - tail.size(), room});
+        tail.insert(tail.end(), data, data + n);
+        send_buffered_ += n;
+        data += n;
+        len -= n;
+        *accepted += n;
+        continue;
+      }
+    }
+    size_t n = std::min({len, lim, room});
     OutMessage m;
     m.data.assign(data, data + n);
     if (!out_msgs_.push_back(std::move(m))) break;
@@ -114,6 +184,9 @@ void Flow::send_segment(uint64_t now, SentSeg& seg, uint32_t seq, bool rtx) {
   ++seg.xmits;
   ++env_.counters->tx_data_segments;
   ++st_.segments_sent;
+  st_.bytes_sent += seg.len;
+  if (rtx) st_.bytes_retrans += seg.len;
+  if (!seg.fin) st_.last_data_sent_ns = now;
   if (rtx) {
     ++env_.counters->tx_retransmits;
     ++st_.retransmits;
@@ -127,6 +200,7 @@ bool Flow::send_new_segment(uint64_t now) {
   uint32_t ring = std::min(peer_ring_, t_.max_inflight_segments);
   if (snd_nxt_ - snd_una_ >= ring) return false;
   if (seg_msg_id_ != next_msg_id_) {
+    if (seg_offset_ == 0 && hold_tail(now)) return false;
     OutMessage& m = out_msgs_[seg_msg_id_ - out_base_id_];
     uint32_t len = static_cast<uint32_t>(std::min<size_t>(mss_, m.data.size() - seg_offset_));
     if (outstanding_bytes_ + len > peer_rwnd_) {
@@ -147,6 +221,7 @@ bool Flow::send_new_segment(uint64_t now) {
     if (!sent_.push_back(seg)) return false;
     uint32_t seq = snd_nxt_++;
     outstanding_bytes_ += len;
+    if (seg_offset_ == 0) hold_since_ = kNever;  // the held chunk (if any) leaves
     seg_offset_ += len;
     if (seg_offset_ == m.data.size()) {
       m.last_seq = seq;
@@ -167,6 +242,19 @@ bool Flow::send_new_segment(uint64_t now) {
     return true;
   }
   return false;
+}
+
+// TCP_CORK / Nagle for streams: whether the last queued chunk, not started
+// yet, should wait for more bytes. Shutting down (FIN queued) flushes.
+bool Flow::hold_tail(uint64_t now) {
+  if (!stream_ || fin_queued_ || seg_msg_id_ + 1 != next_msg_id_) return false;
+  const size_t len = out_msgs_[seg_msg_id_ - out_base_id_].data.size();
+  if (len >= chunk_limit()) return false;
+  if (cork_) {
+    if (hold_since_ == kNever) hold_since_ = now;
+    return now < hold_since_ + t_.cork_max_ns;
+  }
+  return !nodelay_ && len < mss_ && snd_nxt_ != snd_una_;
 }
 
 void Flow::try_transmit(uint64_t now) {

@@ -7,7 +7,13 @@ namespace machnet {
 namespace transport {
 
 Transport::Transport(const Tunables& t, DatagramSink* sink, uint32_t local_ip, uint64_t rng_seed)
-    : t_(t), sink_(sink), local_ip_(local_ip), rng_(rng_seed), table_(t_) {
+    : t_(t),
+      sink_(sink),
+      local_ip_(local_ip),
+      rng_(rng_seed),
+      table_(t_),
+      peers_(t.probe_plain_ttl_ns, t.probe_no_service_ttl_ns, t.probe_machnet_ttl_ns,
+             t.probe_cache_entries) {
   std::string why = t_.validate();
   if (!why.empty()) {
     std::fprintf(stderr, "machnet transport: invalid tunables: %s\n", why.c_str());
@@ -32,16 +38,33 @@ void Transport::destroy(Flow* f) {
   table_.erase(f->id());
 }
 
+Transport::Listener* Transport::listener_of(const Flow* f) {
+  if (f->service_port() != 0) {
+    auto it = services_.find(f->service_port());
+    return it == services_.end() ? nullptr : &it->second;
+  }
+  auto it = listeners_.find(f->local().port);
+  return it == listeners_.end() ? nullptr : &it->second;
+}
+
 void Transport::after_event(Flow* f) {
+  Flow::ProbeNews news = f->take_probe_news();
+  if (news != Flow::ProbeNews::kNone) on_probe_news(f, news);
   if (f->accept_pending) {
     f->accept_pending = false;
-    auto it = listeners_.find(f->local().port);
-    if (it == listeners_.end() || it->second.backlog.size() >= t_.listen_backlog) {
+    Listener* l = listener_of(f);
+    if (l == nullptr || l->backlog.size() >= l->max_backlog) {
       f->abort(last_now_);  // listener gone or full: refuse rather than queue unboundedly
       f->released = true;
     } else {
-      it->second.backlog.push(f->id());
-      if (on_event_) on_event_(0, f->local().port, kEvReadable);
+      l->backlog.push(f->id());
+      if (on_event_) {
+        if (f->service_port() != 0) {
+          on_event_(0, f->service_port(), kEvReadable | kEvService);
+        } else {
+          on_event_(0, f->local().port, kEvReadable);
+        }
+      }
     }
   }
   table_.refresh(f);
@@ -100,7 +123,9 @@ void Transport::poll(uint64_t now) {
 
 Status Transport::listen(uint16_t port, bool stream_mode) {
   if (listeners_.count(port)) return Status::kAddressInUse;
-  listeners_[port].stream = stream_mode;
+  Listener& l = listeners_[port];
+  l.stream = stream_mode;
+  l.max_backlog = t_.listen_backlog;
   return Status::kOk;
 }
 
@@ -108,16 +133,18 @@ Status Transport::unlisten(uint16_t port) {
   auto it = listeners_.find(port);
   if (it == listeners_.end()) return Status::kNotListening;
   // Established-but-unaccepted flows are reset: nobody will ever accept them.
-  while (!it->second.backlog.empty()) {
-    Flow* f = table_.find(it->second.backlog.front());
-    it->second.backlog.pop();
+  std::queue<FlowId> backlog;
+  backlog.swap(it->second.backlog);
+  listeners_.erase(it);
+  while (!backlog.empty()) {
+    Flow* f = table_.find(backlog.front());
+    backlog.pop();
     if (f != nullptr) {
       f->abort(last_now_);
       f->released = true;
       after_event(f);
     }
   }
-  listeners_.erase(it);
   return Status::kOk;
 }
 
@@ -140,9 +167,13 @@ Status Transport::connect(uint64_t now, uint16_t local_port, const Endpoint& rem
 Status Transport::accept(uint16_t port, FlowId* out) {
   auto it = listeners_.find(port);
   if (it == listeners_.end()) return Status::kNotListening;
-  while (!it->second.backlog.empty()) {
-    FlowId id = it->second.backlog.front();
-    it->second.backlog.pop();
+  return accept_from(&it->second, out);
+}
+
+Status Transport::accept_from(Listener* l, FlowId* out) {
+  while (!l->backlog.empty()) {
+    FlowId id = l->backlog.front();
+    l->backlog.pop();
     Flow* f = table_.find(id);
     if (f == nullptr) continue;  // failed and destroyed while queued
     f->accepted = true;
@@ -221,11 +252,13 @@ Status Transport::recv_stream(uint64_t now, FlowId id, void* buf, size_t cap, si
   return s;
 }
 
-void Transport::send_rst_reply(const Endpoint& local, const Endpoint& remote, const Segment& s) {
+void Transport::send_rst_reply(const Endpoint& local, const Endpoint& remote, const Segment& s,
+                               uint8_t flags) {
   // Tell the sender this connection does not exist. The RST echoes its ids
   // and sequence numbers, which is what lets the sender accept it.
   Segment r;
   r.type = SegType::kRst;
+  r.flags = flags;
   r.src_conn = s.dst_conn;
   r.dst_conn = s.src_conn;
   r.seq = (s.flags & kFlagAck) ? s.ack : 0;
@@ -253,6 +286,56 @@ void Transport::send_rst_reply(const Endpoint& local, const Endpoint& remote, co
   }
 }
 
+// The listener a SYN is for, or nullptr after counting (and answering) why
+// there is none. A service SYN is steered by the service port it carries; any
+// other SYN by the UDP port it arrived on.
+Transport::Listener* Transport::syn_listener(const Endpoint& from, const Endpoint& to,
+                                             const Segment& s, uint16_t* service) {
+  const bool stream = (s.flags & kFlagStream) != 0;
+  *service = 0;
+  if (s.flags & kFlagService) {
+    if (to.port != t_.rendezvous_port) {
+      // Never answered: a stray or reflected SYN must not start a ping-pong.
+      ++counters_.rx_syn_not_rendezvous;
+      return nullptr;
+    }
+    if (s.ack == 0 || s.ack > 0xffff) {
+      ++counters_.rx_bad_fragment;
+      return nullptr;
+    }
+    auto it = services_.find(static_cast<uint16_t>(s.ack));
+    if (it == services_.end() || !stream) {
+      // A machnet host, but nothing offers that service here: say so
+      // distinctly, so the client can try kernel TCP.
+      ++counters_.rx_syn_no_service;
+      send_rst_reply(to, from, s, kFlagService);
+      return nullptr;
+    }
+    *service = static_cast<uint16_t>(s.ack);
+    return &it->second;
+  }
+  auto it = listeners_.find(to.port);
+  if (it == listeners_.end() || it->second.stream != stream) {
+    ++counters_.rx_syn_no_listener;
+    send_rst_reply(to, from, s);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+// With the half-open table full, evicts the oldest half-open flow if it has
+// had half_open_evict_ns to complete (docs/PROTOCOL.md, "SYN floods").
+bool Transport::make_half_open_room(uint64_t now) {
+  if (!table_.half_open_full()) return true;
+  Flow* old = table_.oldest_half_open();
+  if (t_.half_open_evict_ns == 0 || old == nullptr || now - old->born_ns() < t_.half_open_evict_ns)
+    return false;
+  old->evict(now);
+  ++counters_.syn_evicted;
+  after_event(old);  // destroys it: passive and never accepted
+  return !table_.half_open_full();
+}
+
 void Transport::handle_syn(uint64_t now, const Endpoint& from, const Endpoint& to,
                            const Segment& s) {
   last_now_ = now;
@@ -265,31 +348,31 @@ void Transport::handle_syn(uint64_t now, const Endpoint& from, const Endpoint& t
     after_event(dup);
     return;
   }
-  auto it = listeners_.find(to.port);
-  bool stream = (s.flags & kFlagStream) != 0;
-  if (it == listeners_.end() || it->second.stream != stream) {
-    ++counters_.rx_syn_no_listener;
-    send_rst_reply(to, from, s);
-    return;
-  }
+  uint16_t service = 0;
+  Listener* l = syn_listener(from, to, s, &service);
+  if (l == nullptr) return;
   // Bounds checked before any state is created (SYN floods cost nothing
   // beyond max_half_open flows).
   if (table_.full()) {
     ++counters_.rx_syn_flow_table_full;
     return;
   }
-  if (table_.half_open_full()) {
-    ++counters_.rx_syn_half_open_full;
-    return;
-  }
-  if (it->second.backlog.size() >= t_.listen_backlog) {
+  if (l->backlog.size() >= l->max_backlog) {
     ++counters_.rx_syn_backlog_full;
     return;
   }
+  if (!make_half_open_room(now)) {
+    ++counters_.rx_syn_half_open_full;
+    return;
+  }
+  // A service flow lives on the listener's own port, not the rendezvous port.
+  Endpoint local = service != 0 ? Endpoint{to.ip, l->local_port} : to;
   FlowId id = table_.allocate_id(&rng_);
-  auto f = std::make_unique<Flow>(env_, id, to, from, stream);
+  auto f = std::make_unique<Flow>(env_, id, local, from, l->stream);
   Flow* p = f.get();
   p->passive = true;
+  if (l->has_options) p->set_options(now, l->options);
+  p->set_service(service);
   p->start_accept(now, s);
   ++counters_.flows_created;
   table_.insert(std::move(f));
@@ -300,6 +383,14 @@ void Transport::on_datagram(uint64_t now, const Endpoint& from, const Endpoint& 
                             const uint8_t* data, size_t len) {
   last_now_ = now;
   ++counters_.rx_datagrams;
+  // Every datagram ends in one drop counter or in rx_accepted.
+  const uint64_t dropped = counters_.rx_dropped();
+  receive(now, from, to, data, len);
+  if (counters_.rx_dropped() == dropped) ++counters_.rx_accepted;
+}
+
+void Transport::receive(uint64_t now, const Endpoint& from, const Endpoint& to, const uint8_t* data,
+                        size_t len) {
   Segment s;
   switch (decode_header(data, len, &s)) {
     case DecodeResult::kOk:
@@ -336,24 +427,37 @@ void Transport::on_datagram(uint64_t now, const Endpoint& from, const Endpoint& 
     if (s.type != SegType::kRst) send_rst_reply(to, from, s);  // never RST a RST
     return;
   }
-  if (f->remote() != from || f->local().port != to.port) {
+  if (!f->accepts_source(from) || f->local().port != to.port) {
     ++counters_.rx_bad_conn_id;  // right id, wrong addresses: stale or spoofed
     return;
   }
-  f->on_segment(now, s);
+  if (f->state() == FlowState::kFailed && s.type == SegType::kSynAck) {
+    // The answer to a connect we gave up (timed out or fell back): reset the
+    // peer's half-open flow instead of letting it retry for nothing.
+    ++counters_.rx_flow_finished;
+    send_rst_reply(to, from, s);
+    return;
+  }
+  f->on_segment(now, s, from.port);
   after_event(f);
 }
 
 void Transport::on_icmp_unreachable(uint64_t now, const Endpoint& local, const Endpoint& remote) {
   last_now_ = now;
   ++counters_.rx_icmp_unreachable;
-  std::vector<Flow*> hit;
-  table_.for_each([&](Flow* f) {
-    if (f->state() == FlowState::kSynSent && f->remote() == remote && f->local().port == local.port)
-      hit.push_back(f);
-  });
-  for (Flow* f : hit) {
-    f->on_icmp_unreachable(now);
+  // Only connects in progress care (an established flow ignores ICMP), and
+  // only one that sent from `local` to `remote`: a forged ICMP must name a
+  // probe's ephemeral port.
+  for (FlowId id : table_.connecting_to(remote.ip)) {
+    Flow* f = table_.find(id);
+    if (f == nullptr || f->state() != FlowState::kSynSent || f->remote() != remote ||
+        f->local().port != local.port)
+      continue;
+    if (f->probing() && remote.port == t_.rendezvous_port) {
+      f->on_probe_refused(now);  // no machnet there: settles every probe to that host
+    } else {
+      f->on_icmp_unreachable(now);
+    }
     after_event(f);
   }
 }

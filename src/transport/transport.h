@@ -16,6 +16,7 @@
 
 #include "transport/flow.h"
 #include "transport/flow_table.h"
+#include "transport/peer_probe.h"
 #include "transport/tunables.h"
 #include "transport/types.h"
 
@@ -33,6 +34,7 @@ class Transport {
   Transport& operator=(const Transport&) = delete;
 
   // --- connection management ---
+  // A listener on local UDP port `port` (the native message API's model).
   Status listen(uint16_t port, bool stream_mode = false);
   Status unlisten(uint16_t port);
   // Completes asynchronously: state() goes kSynSent -> kEstablished or kFailed.
@@ -40,6 +42,44 @@ class Transport {
   Status connect(uint64_t now_ns, uint16_t local_port, const Endpoint& remote, FlowId* out,
                  bool stream_mode = false);
   Status accept(uint16_t port, FlowId* out);
+
+  // --- stream services (stream sockets; docs/PROTOCOL.md 2.1) ---
+  // A stream listener for service port `service_port` (the TCP port the
+  // program listens on). Service SYNs arrive on the rendezvous port
+  // (Tunables::rendezvous_port); the flows it accepts use local UDP port
+  // `local_port` (the SYN-ACK comes from there, and so does everything
+  // after). `backlog` 0 means Tunables::listen_backlog.
+  Status listen_service(uint16_t service_port, uint16_t local_port, uint32_t backlog = 0);
+  Status unlisten_service(uint16_t service_port);
+  Status accept_service(uint16_t service_port, FlowId* out);
+  // Options that flows accepted from now on start with (Linux: accepted
+  // sockets inherit the listener's options).
+  Status set_listen_options(uint16_t port, const FlowOptions& o);
+  Status set_service_options(uint16_t service_port, const FlowOptions& o);
+  // Stream connect to (remote.ip, service port remote.port). Completes like
+  // connect(), or fails with kNotMachnet (the peer refused the probe by ICMP
+  // or did not answer within probe_timeout_ns) or kNoService (a machnet host
+  // without that service): the socket layer then uses kernel TCP
+  // (falls_back_to_kernel()). Returns kNotMachnet at once, creating nothing,
+  // when the peer is remembered as plain (peer_verdict). `opts` nullptr:
+  // default_flow_options().
+  Status connect_service(uint64_t now, uint16_t local_port, const Endpoint& remote, FlowId* out,
+                         const FlowOptions* opts = nullptr);
+  // What the per-peer cache says about a connect to (ip, service_port) now;
+  // kPlain / kNoService: connect_service would return kNotMachnet.
+  PeerVerdict peer_verdict(uint64_t now, uint32_t ip, uint16_t service_port) const {
+    return peers_.lookup(now, ip, service_port);
+  }
+  bool peer_known_plain(uint64_t now, uint32_t ip, uint16_t service_port) const {
+    PeerVerdict v = peer_verdict(now, ip, service_port);
+    return v == PeerVerdict::kPlain || v == PeerVerdict::kNoService;
+  }
+  void forget_peer(uint32_t ip) { peers_.forget(ip); }
+
+  // --- per-flow options (socket options) ---
+  FlowOptions default_flow_options() const;
+  Status set_flow_options(uint64_t now, FlowId id, const FlowOptions& o);
+  Status get_flow_options(FlowId id, FlowOptions* o) const;
   // Graceful: queued data is delivered, then FIN. The handle is released; the
   // flow finishes (and lingers in TIME_WAIT) on its own.
   Status close(uint64_t now_ns, FlowId id);
@@ -56,6 +96,11 @@ class Transport {
   // Stream mode: accepts what fits, *accepted bytes.
   Status send_stream(uint64_t now_ns, FlowId id, const void* data, size_t len, size_t* accepted);
   Status recv_stream(uint64_t now_ns, FlowId id, void* buf, size_t cap, size_t* got);
+  // MSG_PEEK: what recv_stream would return, left in place.
+  Status peek_stream(FlowId id, void* buf, size_t cap, size_t* got) const;
+  size_t readable_bytes(FlowId id) const;  // FIONREAD
+  size_t unacked_bytes(FlowId id) const;   // SIOCOUTQ (queued, not acknowledged)
+  size_t unsent_bytes(FlowId id) const;    // SIOCOUTQNSD (queued, never sent)
 
   // --- I/O and time ---
   void on_datagram(uint64_t now_ns, const Endpoint& from, const Endpoint& to, const uint8_t* data,
@@ -68,9 +113,9 @@ class Transport {
 
   // --- readiness notification (for poll/epoll and waking blocked threads) ---
   // Called whenever a flow's FlowEvents mask changes (flow != 0), and when a
-  // listener gets a connection to accept (flow == 0, port set). Runs inside
-  // the transport call that caused it: it must not call back into the
-  // transport.
+  // listener gets a connection to accept (flow == 0, port set; kEvService is
+  // added for a service listener). Runs inside the transport call that caused
+  // it: it must not call back into the transport.
   using EventHandler = std::function<void(FlowId flow, uint16_t listen_port, uint32_t events)>;
   void set_event_handler(EventHandler h) { on_event_ = std::move(h); }
   uint32_t events(FlowId id) const;
@@ -84,6 +129,7 @@ class Transport {
   const Counters& counters() const { return counters_; }
   size_t flow_count() const { return table_.size(); }
   size_t half_open_count() const { return table_.half_open(); }
+  size_t peer_cache_size() const { return peers_.size(); }
   const Tunables& tunables() const { return t_; }
   uint32_t local_ip() const { return local_ip_; }
   template <class Fn>
@@ -95,13 +141,27 @@ class Transport {
   struct Listener {
     bool stream = false;
     std::queue<FlowId> backlog;
+    uint32_t max_backlog = 0;
+    uint16_t local_port = 0;  // service listener: the accepted flows' UDP port
+    bool has_options = false;
+    FlowOptions options;
   };
 
   Flow* app_flow(FlowId id) const;
   void after_event(Flow* f);
   void destroy(Flow* f);
+  void receive(uint64_t now, const Endpoint& from, const Endpoint& to, const uint8_t* data,
+               size_t len);
   void handle_syn(uint64_t now, const Endpoint& from, const Endpoint& to, const Segment& s);
-  void send_rst_reply(const Endpoint& local, const Endpoint& remote, const Segment& s);
+  Listener* syn_listener(const Endpoint& from, const Endpoint& to, const Segment& s,
+                         uint16_t* service);
+  bool make_half_open_room(uint64_t now);
+  Listener* listener_of(const Flow* f);
+  Status accept_from(Listener* l, FlowId* out);
+  void send_rst_reply(const Endpoint& local, const Endpoint& remote, const Segment& s,
+                      uint8_t flags = 0);
+  void on_probe_news(Flow* f, Flow::ProbeNews n);
+  void settle_probes(uint32_t ip, uint16_t service, FallbackReason reason);
 
   Tunables t_;
   DatagramSink* sink_;
@@ -111,7 +171,9 @@ class Transport {
   uint64_t last_now_ = 0;  // latest time seen, for work done outside a timed call
   FlowEnv env_;
   FlowTable table_;
-  std::unordered_map<uint16_t, Listener> listeners_;
+  std::unordered_map<uint16_t, Listener> listeners_;  // by UDP port
+  std::unordered_map<uint16_t, Listener> services_;   // by service port
+  PeerCache peers_;
   EventHandler on_event_;
   double rst_tokens_ = 0;
   uint64_t rst_refill_ns_ = 0;

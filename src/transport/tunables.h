@@ -35,6 +35,14 @@ struct Tunables {
   uint32_t max_flows = 65536;
   uint32_t max_half_open = 1024;  // SYN_RECEIVED flows, all listeners together
   uint32_t listen_backlog = 128;  // established, not yet accepted, per listener
+  // With the half-open table full, a new SYN evicts the oldest half-open flow
+  // once that one has waited this long for the client's ACK (a datacenter
+  // handshake takes one RTT: tens of microseconds). A flood of F SYNs/s then
+  // leaves every half-open flow max_half_open / F seconds to complete
+  // (10 ms at 100,000/s) instead of locking legitimate clients out
+  // (docs/PROTOCOL.md, "SYN floods"). 0 = never evict (SYNs over the bound
+  // are dropped).
+  uint64_t half_open_evict_ns = 5'000'000;
 
   // --- handshake ----------------------------------------------------------
   uint64_t syn_rto_ns = 5'000'000;  // first SYN/SYN-ACK retransmission, doubles
@@ -70,6 +78,33 @@ struct Tunables {
   uint64_t keepalive_interval_ns = 100'000'000;
   uint32_t keepalive_probes = 5;
   uint64_t time_wait_ns = 10'000'000;  // linger after close to re-ACK a lost FIN
+
+  // --- stream services: rendezvous and probes (docs/PROTOCOL.md 2.1) -----
+  // Per-host UDP port on which service SYNs (connect_service) arrive. 14700
+  // lies in IANA's unassigned range 14501-14935 (neither TCP nor UDP is
+  // registered there), below Linux's ephemeral range (32768-60999, so no
+  // kernel socket is handed it by accident) and outside Kubernetes'
+  // NodePort range (30000-32767).
+  uint16_t rendezvous_port = 14700;
+  // A service connect that hears nothing (neither SYN-ACK, RST nor ICMP)
+  // within this bound ends with kNotMachnet: the socket layer then uses
+  // kernel TCP. The SYN is resent every probe_timeout_ns / 3 meanwhile.
+  uint64_t probe_timeout_ns = 3'000'000;
+  // How long a verdict is remembered per peer. A plain peer (ICMP or
+  // silence) is not probed again for probe_plain_ttl_ns; a machnet host
+  // without a listener on a service port for probe_no_service_ttl_ns (short:
+  // the service may be starting). 0 disables that cache.
+  uint64_t probe_plain_ttl_ns = 10'000'000'000ull;
+  uint64_t probe_no_service_ttl_ns = 1'000'000'000ull;
+  uint64_t probe_machnet_ttl_ns = 10'000'000'000ull;
+  uint32_t probe_cache_entries = 4096;  // bound of the per-peer cache (oldest go first)
+
+  // --- stream options ---------------------------------------------------------
+  // TCP_CORK holds a partial chunk at most this long (Linux: 200 ms).
+  uint64_t cork_max_ns = 200'000'000;
+  // Smallest per-flow buffer (SO_RCVBUF / SO_SNDBUF are clamped to
+  // [min_flow_buffer_bytes, recv/send_buffer_bytes]).
+  uint32_t min_flow_buffer_bytes = 4096;
 
   // --- congestion control (Swift-style delay-based, see docs/PROTOCOL.md) ---
   uint32_t initial_cwnd_segments = 16;

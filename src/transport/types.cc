@@ -51,6 +51,36 @@ const char* flow_state_name(FlowState s) {
   return "?";
 }
 
+const char* fallback_reason_name(FallbackReason r) {
+  switch (r) {
+    case FallbackReason::kNone:
+      return "none";
+    case FallbackReason::kIcmpRefused:
+      return "icmp_refused";
+    case FallbackReason::kTimeout:
+      return "timeout";
+    case FallbackReason::kNoService:
+      return "no_service";
+    case FallbackReason::kCachedPlain:
+      return "cached_plain";
+  }
+  return "?";
+}
+
+const char* peer_verdict_name(PeerVerdict v) {
+  switch (v) {
+    case PeerVerdict::kUnknown:
+      return "unknown";
+    case PeerVerdict::kMachnet:
+      return "machnet";
+    case PeerVerdict::kPlain:
+      return "plain";
+    case PeerVerdict::kNoService:
+      return "no_service";
+  }
+  return "?";
+}
+
 std::string Tunables::validate() const {
   if (mtu_payload < 64 || mtu_payload > 65507 - 88) return "mtu_payload must be in [64, 65419]";
   if (max_message_bytes == 0) return "max_message_bytes must be > 0";
@@ -72,6 +102,11 @@ std::string Tunables::validate() const {
     return "keepalive needs interval and probes > 0";
   if (initial_cwnd_segments == 0) return "initial_cwnd_segments must be > 0";
   if (cc_max_mdf <= 0 || cc_max_mdf >= 1) return "cc_max_mdf must be in (0, 1)";
+  if (rendezvous_port == 0) return "rendezvous_port must be > 0";
+  if (probe_timeout_ns < 3) return "probe_timeout_ns must be >= 3";
+  if (min_flow_buffer_bytes == 0 || min_flow_buffer_bytes > recv_buffer_bytes ||
+      min_flow_buffer_bytes > send_buffer_bytes)
+    return "min_flow_buffer_bytes must be in [1, min(recv_buffer_bytes, send_buffer_bytes)]";
   return "";
 }
 

@@ -46,7 +46,8 @@ using FlowId = uint32_t;
   X(kTooManyFlows, "flow table full (ENOBUFS)")                           \
   X(kAddressInUse, "port already listening (EADDRINUSE)")                 \
   X(kNotListening, "no listener on that port")                            \
-  X(kWrongMode, "call does not match the flow's message/stream mode")
+  X(kWrongMode, "call does not match the flow's message/stream mode")     \
+  X(kNotMachnet, "peer known to have no machnet service there: use kernel TCP")
 
 enum class Status : uint8_t {
 #define MACHNET_X(n, s) n,
@@ -56,15 +57,17 @@ enum class Status : uint8_t {
 const char* status_string(Status s);
 
 // Why a flow failed. Reported once the flow is in kFailed.
-#define MACHNET_FLOW_ERRORS(X)                                                      \
-  X(kNone, "no error")                                                              \
-  X(kConnectTimeout, "connect timed out: peer never answered the handshake")        \
-  X(kConnectionRefused, "connection refused: RST or ICMP port unreachable")         \
-  X(kReset, "connection reset by peer")                                             \
-  X(kRetransmitTimeout, "peer stopped acknowledging: retransmission limit reached") \
-  X(kDeadPeer, "peer dead: keepalive probes unanswered")                            \
-  X(kAborted, "aborted locally")                                                    \
-  X(kPeerMessageLimit, "a message queued before connect exceeds the peer's max message size")
+#define MACHNET_FLOW_ERRORS(X)                                                                \
+  X(kNone, "no error")                                                                        \
+  X(kConnectTimeout, "connect timed out: peer never answered the handshake")                  \
+  X(kConnectionRefused, "connection refused: RST or ICMP port unreachable")                   \
+  X(kReset, "connection reset by peer")                                                       \
+  X(kRetransmitTimeout, "peer stopped acknowledging: retransmission limit reached")           \
+  X(kDeadPeer, "peer dead: keepalive probes unanswered")                                      \
+  X(kAborted, "aborted locally")                                                              \
+  X(kPeerMessageLimit, "a message queued before connect exceeds the peer's max message size") \
+  X(kNotMachnet, "peer does not run machnet (probe refused or unanswered): use kernel TCP")   \
+  X(kNoService, "peer runs machnet but offers no transport service on that port: use kernel TCP")
 
 enum class FlowError : uint8_t {
 #define MACHNET_X(n, s) n,
@@ -72,6 +75,31 @@ enum class FlowError : uint8_t {
 #undef MACHNET_X
 };
 const char* flow_error_string(FlowError e);
+
+// True for the errors that end a service probe (connect_service) with "use
+// kernel TCP instead": the socket layer falls back rather than failing.
+inline bool falls_back_to_kernel(FlowError e) {
+  return e == FlowError::kNotMachnet || e == FlowError::kNoService;
+}
+
+// Why a service connect ended on kernel TCP (counted per reason; FlowStats).
+enum class FallbackReason : uint8_t {
+  kNone,
+  kIcmpRefused,  // the peer's kernel answered the probe with ICMP port unreachable
+  kTimeout,      // no answer within probe_timeout_ns (silently dropped)
+  kNoService,    // a machnet host without a listener on the service port (RST)
+  kCachedPlain,  // the peer was remembered as plain: no probe sent at all
+};
+const char* fallback_reason_name(FallbackReason r);
+
+// What the per-peer cache knows (Transport::peer_verdict).
+enum class PeerVerdict : uint8_t {
+  kUnknown,    // nothing remembered: a connect probes
+  kMachnet,    // answered a probe recently
+  kPlain,      // refused or ignored a probe recently: connects go to kernel TCP
+  kNoService,  // runs machnet, but nothing listens on that service port
+};
+const char* peer_verdict_name(PeerVerdict v);
 
 enum class FlowState : uint8_t {
   kSynSent,      // client: SYN sent, waiting for SYN-ACK
@@ -86,10 +114,11 @@ enum class FlowState : uint8_t {
 };
 const char* flow_state_name(FlowState s);
 
-// Transport-wide counters. Every dropped datagram increments exactly one rx_*
-// drop counter, so nothing is dropped silently.
-#define MACHNET_TRANSPORT_COUNTERS(X)                                     \
-  X(rx_datagrams)                                                         \
+// Transport-wide counters. Every received datagram ends in exactly one of
+// rx_accepted or one drop counter of MACHNET_TRANSPORT_RX_DROPS, so
+// rx_datagrams == rx_accepted + the sum of the drops: nothing is dropped
+// silently, nothing is counted twice (checked by the tests and the fuzzer).
+#define MACHNET_TRANSPORT_RX_DROPS(X)                                     \
   X(rx_malformed_short) /* shorter than the header */                     \
   X(rx_bad_magic)                                                         \
   X(rx_bad_version)                                                       \
@@ -107,36 +136,70 @@ const char* flow_state_name(FlowState s);
   X(rx_syn_half_open_full)                                                \
   X(rx_syn_backlog_full)                                                  \
   X(rx_syn_flow_table_full)                                               \
-  X(rx_unexpected) /* valid header, wrong type for the flow's state */    \
-  X(rx_rst)                                                               \
-  X(rx_icmp_unreachable)                                                  \
-  X(tx_datagrams)                                                         \
-  X(tx_sink_full) /* sink refused: treated as a loss */                   \
-  X(tx_data_segments)                                                     \
-  X(tx_retransmits)                                                       \
-  X(tx_fast_retransmits)                                                  \
-  X(tx_rto)                                                               \
-  X(tx_pure_acks)                                                         \
-  X(tx_rst)                                                               \
-  X(tx_rst_suppressed) /* RST replies over the rate limit */              \
-  X(tx_keepalives)                                                        \
-  X(tx_syn)                                                               \
-  X(flows_created)                                                        \
-  X(flows_destroyed)
+  X(rx_syn_no_service)     /* service SYN, nobody offers it (RST) */      \
+  X(rx_syn_not_rendezvous) /* service SYN to a port other than R */       \
+  X(rx_flow_finished)      /* segment for a closed or failed flow */      \
+  X(rx_unexpected)         /* valid header, wrong type for the flow's state */
+
+#define MACHNET_TRANSPORT_COUNTERS(X)                                      \
+  X(rx_datagrams)                                                          \
+  X(rx_accepted) /* processed by a flow or a listener */                   \
+  MACHNET_TRANSPORT_RX_DROPS(X)                                            \
+  X(rx_rst)                                                                \
+  X(rx_icmp_unreachable)                                                   \
+  X(tx_datagrams)                                                          \
+  X(tx_sink_full) /* sink refused: treated as a loss */                    \
+  X(tx_data_segments)                                                      \
+  X(tx_retransmits)                                                        \
+  X(tx_fast_retransmits)                                                   \
+  X(tx_rto)                                                                \
+  X(tx_pure_acks)                                                          \
+  X(tx_rst)                                                                \
+  X(tx_rst_suppressed) /* RST replies over the rate limit */               \
+  X(tx_keepalives)                                                         \
+  X(tx_syn)                                                                \
+  X(syn_evicted) /* half-open flow dropped to admit a newer SYN */         \
+  X(flows_created)                                                         \
+  X(flows_destroyed)                                                       \
+  /* service probes (connect_service) and their fallbacks to kernel TCP */ \
+  X(probes_sent)                                                           \
+  X(probes_machnet)         /* answered by a machnet SYN-ACK */            \
+  X(probes_settled_by_peer) /* ended by another probe's verdict */         \
+  X(fallback_icmp)          /* peer's kernel refused the probe */          \
+  X(fallback_timeout)       /* no answer within probe_timeout_ns */        \
+  X(fallback_no_service)    /* machnet host, no listener on the port */    \
+  X(fallback_cached)        /* peer remembered as plain: no probe */
 
 struct Counters {
 #define MACHNET_X(n) uint64_t n = 0;
   MACHNET_TRANSPORT_COUNTERS(MACHNET_X)
 #undef MACHNET_X
+  // Sum of the MACHNET_TRANSPORT_RX_DROPS counters.
+  uint64_t rx_dropped() const {
+    uint64_t s = 0;
+#define MACHNET_X(n) s += n;
+    MACHNET_TRANSPORT_RX_DROPS(MACHNET_X)
+#undef MACHNET_X
+    return s;
+  }
 };
 
 // Readiness of a flow, for the socket layer's poll/epoll and wake-ups.
+// How a stream socket maps them onto TCP's poll bits is in
+// docs/PROTOCOL.md ("Readiness"): a failed flow reports only
+// kEvError | kEvReadable, and stands for EPOLLIN | EPOLLOUT | EPOLLERR |
+// EPOLLHUP | EPOLLRDHUP, as a reset or refused TCP socket does.
 enum FlowEvents : uint32_t {
-  kEvReadable = 1u << 0,    // a message/bytes to read, EOF, or an error to report
-  kEvWritable = 1u << 1,    // connected and the send buffer has room
-  kEvConnected = 1u << 2,   // handshake completed (stays set)
-  kEvPeerClosed = 1u << 3,  // peer's FIN received (EPOLLRDHUP)
-  kEvError = 1u << 4,       // flow failed; see FlowError
+  kEvReadable = 1u << 0,      // a message/bytes to read, EOF, or an error to report
+  kEvWritable = 1u << 1,      // connected and the send buffer has room
+  kEvConnected = 1u << 2,     // handshake completed (stays set)
+  kEvPeerClosed = 1u << 3,    // peer's FIN received (EPOLLRDHUP)
+  kEvError = 1u << 4,         // flow failed; see FlowError
+  kEvSendShutdown = 1u << 5,  // our sending side is shut (FIN queued): writes fail (EPIPE)
+  kEvHangup = 1u << 6,        // both directions shut down gracefully (EPOLLHUP)
+  // Listener notifications only (flow == 0): the port is a service port
+  // (listen_service), not a UDP port (listen).
+  kEvService = 1u << 7,
 };
 
 // Packet output. The engine implements it over DPDK (UDP/IPv4 from `local`

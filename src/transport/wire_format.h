@@ -32,7 +32,12 @@ constexpr uint8_t kFlagAckNow = 0x04;       // receiver should not delay its ACK
 constexpr uint8_t kFlagStream = 0x08;       // SYN/SYN-ACK: byte-stream mode
 constexpr uint8_t kFlagPayloadCsum = 0x10;  // checksum covers the payload too
 constexpr uint8_t kFlagRetransmit = 0x20;   // informational (tracing)
-constexpr uint8_t kKnownFlags = 0x3f;
+// Stream services (docs/PROTOCOL.md 2.1). SYN: a service SYN, sent to the
+// peer's rendezvous port; the `ack` field carries the service port.
+// SYN-ACK: the answer to one, sent from the accepting endpoint's own port.
+// RST: "no such service" (a machnet host, but nothing listens there).
+constexpr uint8_t kFlagService = 0x40;
+constexpr uint8_t kKnownFlags = 0x7f;
 
 struct SackBlock {
   uint32_t start = 0;  // first sequence number received
@@ -52,6 +57,7 @@ struct __attribute__((packed)) WireHeader {
   uint32_t dst_conn;                  // 12 receiver's connection id (0 in a SYN)
   uint32_t seq;                       // 16 segment sequence number (one per DATA/FIN/SYN)
   uint32_t ack;                       // 20 cumulative: next sequence number expected
+                                      //    (service SYN: the service port)
   uint32_t rwnd;                      // 24 receive window, bytes beyond `ack`
   uint32_t checksum;                  // 28 see compute_checksum
   uint32_t msg_id;                    // 32 DATA: message number; SYN: receive ring (segments)

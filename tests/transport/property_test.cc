@@ -175,7 +175,10 @@ Outcome run(uint64_t seed, Mix mix) {
         if (s.recv_held_bytes > sc.t.recv_buffer_bytes) failf("recv window overrun");
         if (s.recv_reserved_bytes > mem_recv) failf("reassembly memory over bound");
         if (s.send_buffered_bytes > sc.t.send_buffer_bytes) failf("send buffer over bound");
+        if (const char* why = f.check_invariants()) failf(std::string("flow invariant: ") + why);
       });
+      const Counters& c = tr->counters();
+      if (c.rx_datagrams != c.rx_accepted + c.rx_dropped()) failf("rx counters do not add up");
     }
   };
   // Debugging aid: TRACE_SEED=<seed> prints every datagram of that run.
@@ -368,7 +371,10 @@ Outcome run_many(uint64_t seed) {
         if (st.recv_held_bytes > sc.t.recv_buffer_bytes) failf("recv window overrun");
         if (st.recv_reserved_bytes > mem_recv) failf("reassembly memory over bound");
         if (st.send_buffered_bytes > sc.t.send_buffer_bytes) failf("send buffer over bound");
+        if (const char* why = f.check_invariants()) failf(std::string("flow invariant: ") + why);
       });
+      const Counters& c = tr->counters();
+      if (c.rx_datagrams != c.rx_accepted + c.rx_dropped()) failf("rx counters do not add up");
     }
   };
   struct Side {

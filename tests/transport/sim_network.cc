@@ -30,6 +30,16 @@ bool Host::send(const Endpoint& local, const Endpoint& remote, const uint8_t* hd
   return true;
 }
 
+bool Host::icmp_allow(uint32_t dst, uint64_t now) {
+  if (!icmp_rate_limited) return true;
+  Bucket& b = icmp_buckets_[dst];
+  b.tokens = std::min(6.0, b.tokens + static_cast<double>(now - b.at) / 1e9);
+  b.at = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
 SimNetwork::SimNetwork(uint64_t seed) : rng_(seed ^ 0x5eed5eed5eedull) {}
 
 SimNetwork::~SimNetwork() {
@@ -67,6 +77,19 @@ void SimNetwork::set_host_egress(uint32_t ip, double bandwidth_bps, uint64_t que
   egress_[ip].queue_bytes = queue_bytes;
 }
 
+void SimNetwork::set_host_ingress(uint32_t ip, double bandwidth_bps, uint64_t queue_bytes,
+                                  uint64_t per_datagram_ns) {
+  Ingress& in = ingress_[ip];
+  in.bps = bandwidth_bps;
+  in.queue_bytes = queue_bytes;
+  in.per_datagram_ns = per_datagram_ns;
+}
+
+void SimNetwork::inject(uint64_t at, Packet pkt) {
+  pkt.sent_ns = at;
+  schedule(at, false, std::move(pkt));
+}
+
 void SimNetwork::set_links(const LinkParams& p) {
   default_link_ = p;
   for (auto& kv : links_) kv.second.p = p;
@@ -86,12 +109,17 @@ bool SimNetwork::cut(const LinkParams& p, uint64_t t) {
   return false;
 }
 
-void SimNetwork::schedule(uint64_t at, bool icmp, Packet pkt) {
-  events_q_.push(new Event{at, order_++, icmp, std::move(pkt)});
+void SimNetwork::schedule(uint64_t at, bool icmp, Packet pkt, bool ingressed) {
+  events_q_.push(new Event{at, order_++, icmp, std::move(pkt), ingressed});
 }
 
 void SimNetwork::transmit(Packet pkt) {
   if (filter && !filter(pkt)) return;
+  if (drop_unroutable && hosts_.count(pkt.to.ip) == 0 &&
+      links_.count({pkt.from.ip, pkt.to.ip}) == 0) {
+    ++unroutable_;
+    return;
+  }
   Link& l = link_state(pkt.from.ip, pkt.to.ip);
   ++l.s.sent;
   if (cut(l.p, now_)) {
@@ -173,28 +201,9 @@ bool SimNetwork::step(uint64_t limit) {
   if (t > now_) now_ = t;
   ++events_;
   if (next_pkt <= next_tmr) {
-    std::unique_ptr<Event> e(events_q_.top());
+    Event* e = events_q_.top();
     events_q_.pop();
-    Packet& p = e->pkt;
-    if (e->icmp) {
-      // ICMP back to the original sender: p.from is the local end there.
-      Host* h = host(p.from.ip);
-      if (h != nullptr && !h->down) h->transport().on_icmp_unreachable(now_, p.from, p.to);
-    } else {
-      Link& l = link_state(p.from.ip, p.to.ip);
-      Host* h = host(p.to.ip);
-      if (cut(l.p, now_)) {
-        ++l.s.cut_drops;
-      } else if (h != nullptr && !h->down) {
-        if (h->icmp_unreachable) {
-          Link& back = link_state(p.to.ip, p.from.ip);
-          schedule(now_ + back.p.delay_ns, true, std::move(p));
-        } else {
-          ++l.s.delivered;
-          h->transport().on_datagram(now_, p.from, p.to, p.bytes.data(), p.bytes.size());
-        }
-      }
-    }
+    deliver(e);
   } else {
     for (auto& kv : hosts_) {
       Host* h = kv.second.get();
@@ -203,6 +212,54 @@ bool SimNetwork::step(uint64_t limit) {
   }
   if (after_event) after_event();
   return true;
+}
+
+void SimNetwork::deliver(Event* ev) {
+  std::unique_ptr<Event> e(ev);
+  Packet& p = e->pkt;
+  if (e->icmp) {
+    // ICMP back to the original sender: p.from is the local end there.
+    Host* h = host(p.from.ip);
+    if (h != nullptr && !h->down) h->transport().on_icmp_unreachable(now_, p.from, p.to);
+    return;
+  }
+  Host* h = host(p.to.ip);
+  // Injected packets bypass the link model (and create no link state).
+  const bool injected = links_.count({p.from.ip, p.to.ip}) == 0 && host(p.from.ip) == nullptr;
+  Link* l = injected ? nullptr : &link_state(p.from.ip, p.to.ip);
+  if (l != nullptr && cut(l->p, now_)) {
+    ++l->s.cut_drops;
+    return;
+  }
+  if (h == nullptr || h->down) return;
+  auto in = ingress_.find(p.to.ip);
+  if (!e->ingressed && in != ingress_.end()) {
+    Ingress& q = in->second;
+    uint64_t start = std::max(now_, q.busy_until);
+    double backlog = q.bps > 0 ? static_cast<double>(start - now_) * q.bps / 8e9 : 0;
+    if (backlog + static_cast<double>(p.bytes.size()) > static_cast<double>(q.queue_bytes)) {
+      ++q.drops;
+      return;
+    }
+    uint64_t service = q.per_datagram_ns;
+    if (q.bps > 0)
+      service += static_cast<uint64_t>(static_cast<double>(p.bytes.size()) * 8e9 / q.bps);
+    q.busy_until = start + service;
+    schedule(q.busy_until, false, std::move(p), true);
+    return;
+  }
+  if (h->icmp_unreachable) {
+    if (!h->icmp_allow(p.from.ip, now_)) {
+      ++h->icmp_suppressed;
+      return;
+    }
+    ++h->icmp_sent;
+    uint64_t back = injected ? 0 : link_state(p.to.ip, p.from.ip).p.delay_ns;
+    schedule(now_ + back, true, std::move(p));
+    return;
+  }
+  if (l != nullptr) ++l->s.delivered;
+  h->transport().on_datagram(now_, p.from, p.to, p.bytes.data(), p.bytes.size());
 }
 
 void SimNetwork::run_until(uint64_t t) {

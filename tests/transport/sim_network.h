@@ -55,11 +55,21 @@ class Host : public DatagramSink {
   // by ICMP port unreachable instead (no process bound to the port).
   bool down = false;
   bool icmp_unreachable = false;
+  // Linux's ICMP rate limit (inet_peer_xrlim_allow): per destination, a
+  // burst of 6 and then one per second. ICMP over the limit is not sent.
+  bool icmp_rate_limited = false;
+  uint64_t icmp_sent = 0, icmp_suppressed = 0;
+  bool icmp_allow(uint32_t dst, uint64_t now);
 
  private:
   SimNetwork* net_;
   uint32_t ip_;
   std::unique_ptr<Transport> transport_;
+  struct Bucket {
+    double tokens = 6;
+    uint64_t at = 0;
+  };
+  std::map<uint32_t, Bucket> icmp_buckets_;
 };
 
 struct Packet {
@@ -80,6 +90,20 @@ class SimNetwork {
   // tail-drop queue), applied before the per-link model: a shared bottleneck.
   void set_host_egress(uint32_t ip, double bandwidth_bps, uint64_t queue_bytes);
   uint64_t egress_drops(uint32_t ip) { return egress_[ip].drops; }
+  // A host's receive side: every datagram arriving at it (injected ones too)
+  // waits in one queue served at `bandwidth_bps` plus `per_datagram_ns` of
+  // processing each (a NIC and a CPU); tail drop beyond `queue_bytes`.
+  void set_host_ingress(uint32_t ip, double bandwidth_bps, uint64_t queue_bytes,
+                        uint64_t per_datagram_ns);
+  uint64_t ingress_drops(uint32_t ip) { return ingress_[ip].drops; }
+  // Delivers `pkt` to pkt.to at time `at`, outside the link model (no link
+  // state is created): spoofed traffic from anywhere, e.g. a flood.
+  void inject(uint64_t at, Packet pkt);
+  // Datagrams sent to an address with no host and no configured link are
+  // dropped at once (counted) instead of getting a link of their own: a
+  // host answering a spoofed flood would otherwise create one per source.
+  bool drop_unroutable = false;
+  uint64_t unroutable() const { return unroutable_; }
   void set_links(const LinkParams& p);  // every link, both directions, existing and future
   LinkParams& link(uint32_t from_ip, uint32_t to_ip);
   const LinkStats& link_stats(uint32_t from_ip, uint32_t to_ip);
@@ -105,6 +129,7 @@ class SimNetwork {
     uint64_t order;  // FIFO tie-break keeps runs deterministic
     bool icmp;
     Packet pkt;
+    bool ingressed = false;  // already through the destination's ingress queue
   };
   struct EventCmp {
     bool operator()(const Event* a, const Event* b) const {
@@ -124,7 +149,8 @@ class SimNetwork {
     uint64_t drops = 0;
   };
   void transmit(Packet pkt);
-  void schedule(uint64_t at, bool icmp, Packet pkt);
+  void schedule(uint64_t at, bool icmp, Packet pkt, bool ingressed = false);
+  void deliver(Event* e);
   Link& link_state(uint32_t from, uint32_t to);
   static bool cut(const LinkParams& p, uint64_t t);
 
@@ -136,6 +162,15 @@ class SimNetwork {
   std::map<uint32_t, std::unique_ptr<Host>> hosts_;
   std::map<std::pair<uint32_t, uint32_t>, Link> links_;
   std::map<uint32_t, Egress> egress_;
+  struct Ingress {
+    double bps = 0;
+    uint64_t queue_bytes = 0;
+    uint64_t per_datagram_ns = 0;
+    uint64_t busy_until = 0;
+    uint64_t drops = 0;
+  };
+  std::map<uint32_t, Ingress> ingress_;
+  uint64_t unroutable_ = 0;
   std::priority_queue<Event*, std::vector<Event*>, EventCmp> events_q_;
 };
 
