@@ -73,7 +73,7 @@ class Host : public DatagramSink {
 };
 
 struct Packet {
-  uint64_t sent_ns;
+  uint64_t sent_ns = 0;
   Endpoint from, to;
   std::vector<uint8_t> bytes;
 };
