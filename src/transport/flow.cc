@@ -61,7 +61,7 @@ void Flow::set_options(uint64_t now, const FlowOptions& o) {
     ka_idle_ns_ = 0;
   }
   nodelay_ = o.nodelay;
-  if (cork_ && !o.cork) hold_since_ = kNever;
+  if (cork_ && !o.cork) release_tail();
   cork_ = o.cork;
   quickack_ = o.quickack;
   if (quickack_ && ack_deadline_ != kNever && established_like()) send_pure_ack(now);
@@ -261,7 +261,10 @@ void Flow::on_timer(uint64_t now) {
   if (done()) return;
   if (keepalive_deadline() <= now) on_keepalive_timer(now);
   if (done()) return;
-  if (cork_ && hold_since_ != kNever && hold_since_ + t_.cork_max_ns <= now) try_transmit(now);
+  if (cork_ && hold_since_ != kNever && hold_since_ + t_.cork_max_ns <= now) {
+    release_tail();
+    try_transmit(now);
+  }
 }
 
 void Flow::track_high_water() {

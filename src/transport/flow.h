@@ -263,6 +263,7 @@ class Flow {
   uint64_t pipe_bytes() const;
   uint32_t chunk_limit() const;
   bool hold_tail(uint64_t now);
+  void release_tail();
   void split_queued_chunks();
 
   // receive_path.cc
@@ -311,6 +312,7 @@ class Flow {
   bool cork_ = false;
   bool quickack_ = false;
   uint64_t hold_since_ = kNever;  // corked tail chunk waiting since
+  bool tail_released_ = false;    // its cork time ran out: send it when the window allows
 
   // ---- service connect / probe ----
   uint16_t service_port_ = 0;

@@ -202,7 +202,11 @@ void Flow::advance_rcv_nxt() {
     slots_.pop_front();
     ++rcv_nxt_;
     if (peer_fin_) {
-      slots_.clear();  // nothing can follow a FIN
+      // Nothing can follow a FIN: whatever arrived above it (only a broken
+      // or forged sender puts it there) is discarded, so it must not stay
+      // SACKed either (we would renege on it).
+      slots_.clear();
+      n_sacks_ = 0;
       break;
     }
   }

@@ -221,7 +221,10 @@ bool Flow::send_new_segment(uint64_t now) {
     if (!sent_.push_back(seg)) return false;
     uint32_t seq = snd_nxt_++;
     outstanding_bytes_ += len;
-    if (seg_offset_ == 0) hold_since_ = kNever;  // the held chunk (if any) leaves
+    if (seg_offset_ == 0) {  // the held chunk (if any) leaves; the next one may be held
+      hold_since_ = kNever;
+      tail_released_ = false;
+    }
     seg_offset_ += len;
     if (seg_offset_ == m.data.size()) {
       m.last_seq = seq;
@@ -250,11 +253,20 @@ bool Flow::hold_tail(uint64_t now) {
   if (!stream_ || fin_queued_ || seg_msg_id_ + 1 != next_msg_id_) return false;
   const size_t len = out_msgs_[seg_msg_id_ - out_base_id_].data.size();
   if (len >= chunk_limit()) return false;
-  if (cork_) {
+  if (cork_ && !tail_released_) {
     if (hold_since_ == kNever) hold_since_ = now;
-    return now < hold_since_ + t_.cork_max_ns;
+    if (now < hold_since_ + t_.cork_max_ns) return true;
+    release_tail();
   }
   return !nodelay_ && len < mss_ && snd_nxt_ != snd_una_;
+}
+
+// The corked chunk has waited cork_max_ns: it goes as soon as the windows
+// allow, and its timer stops (it must not fire again while the window is
+// closed).
+void Flow::release_tail() {
+  hold_since_ = kNever;
+  tail_released_ = true;
 }
 
 void Flow::try_transmit(uint64_t now) {

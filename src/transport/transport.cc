@@ -47,7 +47,7 @@ Transport::Listener* Transport::listener_of(const Flow* f) {
   return it == listeners_.end() ? nullptr : &it->second;
 }
 
-void Transport::after_event(Flow* f) {
+void Transport::after_event(Flow* f, uint64_t not_before) {
   Flow::ProbeNews news = f->take_probe_news();
   if (news != Flow::ProbeNews::kNone) on_probe_news(f, news);
   if (f->accept_pending) {
@@ -82,6 +82,7 @@ void Transport::after_event(Flow* f) {
     }
   }
   uint64_t d = f->next_deadline();
+  if (d != kNever && d < not_before) d = not_before;
   if (d < f->heap_deadline) {
     f->heap_deadline = d;
     timers_.push({d, f->id()});
@@ -96,7 +97,7 @@ uint64_t Transport::next_timer_ns() {
     Flow* f = table_.find(e.second);
     if (f != nullptr && f->heap_deadline == e.first) {
       uint64_t d = f->next_deadline();
-      if (d <= e.first) return d;
+      if (d <= e.first) return e.first;
       // The flow's timer moved later (e.g. a timer was cancelled): re-file it.
       timers_.pop();
       f->heap_deadline = d;
@@ -116,8 +117,20 @@ void Transport::poll(uint64_t now) {
     Flow* f = table_.find(e.second);
     if (f == nullptr || f->heap_deadline != e.first) continue;
     f->heap_deadline = kNever;
-    if (f->next_deadline() <= now) f->on_timer(now);
-    after_event(f);
+    bool stalled = false;
+    if (f->next_deadline() <= now) {
+      f->on_timer(now);
+      stalled = f->next_deadline() <= now;
+    }
+    if (stalled) {
+      // A timer that fired and is still due would spin here forever. That
+      // is a bug (the fuzzer checks this counter stays 0); in production
+      // the flow is retried on the next nanosecond instead of hanging.
+      ++counters_.timer_stalls;
+      after_event(f, now + 1);
+    } else {
+      after_event(f);
+    }
   }
 }
 

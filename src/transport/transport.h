@@ -148,7 +148,9 @@ class Transport {
   };
 
   Flow* app_flow(FlowId id) const;
-  void after_event(Flow* f);
+  // Reports readiness changes, queues accepted flows, destroys finished ones
+  // and files the flow's next deadline (not before `not_before`).
+  void after_event(Flow* f, uint64_t not_before = 0);
   void destroy(Flow* f);
   void receive(uint64_t now, const Endpoint& from, const Endpoint& to, const uint8_t* data,
                size_t len);

@@ -7,8 +7,9 @@
 #   tests/fuzz/TARGET.dict     a libFuzzer dictionary, when there is one
 # Usage: tests/fuzz/run-fuzz.sh BUILDDIR SECONDS [TARGET...]
 #   (default targets: every tests/fuzz/fuzz_*.cc)
-# Exits non-zero if a fuzzer finds a crash (the reproducer is left in
-# BUILDDIR/tests/fuzz/crash-*); prints the number of executions of each.
+# Exits non-zero if a fuzzer finds a crash or a hang (an input running over
+# 10 s; the reproducer is left in BUILDDIR/tests/fuzz/crash-* or timeout-*);
+# prints the number of executions of each.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -56,7 +57,7 @@ for t in "${targets[@]}"; do
   echo "run-fuzz: $t: $n seeds, ${share}s"
   # -rss_limit_mb: the targets allocate little; a leak shows up as OOM.
   rc=0
-  "$fuzzer" -max_total_time="$share" -print_final_stats=1 -rss_limit_mb=2048 "${dict[@]}" \
+  "$fuzzer" -max_total_time="$share" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 "${dict[@]}" \
     -artifact_prefix="$builddir/tests/fuzz/" "$corpus" >"$work/$t.log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -n 1)
   if [ $rc -ne 0 ]; then
