@@ -202,7 +202,9 @@ class Flow {
   bool accept_pending = false;  // server flow established, waiting for the listener
   bool accepted = false;
   uint64_t heap_deadline = kNever;  // earliest entry of this flow in the timer heap
-  uint32_t reported_events = 0;     // last mask given to the event handler
+  bool in_half_open_index = false;  // FlowTable's indexes (no lookup per event)
+  bool in_connecting_index = false;
+  uint32_t reported_events = 0;  // last mask given to the event handler
 
  private:
   struct SentSeg {

@@ -75,23 +75,29 @@ Flow* FlowTable::find_by_syn(const Endpoint& remote, uint32_t peer_id) const {
 }
 
 void FlowTable::refresh(Flow* f) {
-  bool ho = f->half_open();
-  auto c = half_open_pos_.find(f->id());
-  bool counted = c != half_open_pos_.end();
-  if (ho && !counted) {
-    half_open_order_.push_back(f->id());
-    half_open_pos_.emplace(f->id(), std::prev(half_open_order_.end()));
-  } else if (!ho && counted) {
-    half_open_order_.erase(c->second);
-    half_open_pos_.erase(c);
+  // Called after every event: the flags on the flow avoid hash lookups in
+  // the common case (an established flow, in neither index).
+  const bool ho = f->half_open();
+  if (ho != f->in_half_open_index) {
+    if (ho) {
+      half_open_order_.push_back(f->id());
+      half_open_pos_.emplace(f->id(), std::prev(half_open_order_.end()));
+    } else {
+      auto c = half_open_pos_.find(f->id());
+      half_open_order_.erase(c->second);
+      half_open_pos_.erase(c);
+    }
+    f->in_half_open_index = ho;
   }
-  bool conn = f->state() == FlowState::kSynSent;
-  bool indexed = connecting_.count(f->id()) != 0;
-  if (conn && !indexed) {
-    connecting_.emplace(f->id(), f->remote().ip);
-    connecting_by_ip_.emplace(f->remote().ip, f->id());
-  } else if (!conn && indexed) {
-    unindex_connecting(f->id());
+  const bool conn = f->state() == FlowState::kSynSent;
+  if (conn != f->in_connecting_index) {
+    if (conn) {
+      connecting_.emplace(f->id(), f->remote().ip);
+      connecting_by_ip_.emplace(f->remote().ip, f->id());
+    } else {
+      unindex_connecting(f->id());
+    }
+    f->in_connecting_index = conn;
   }
 }
 
