@@ -198,6 +198,10 @@ void Flow::free_buffers(bool keep_ready) {
   rtx_pending_segs_ = 0;
   for (size_t i = 0; i < in_msgs_.size(); ++i) reserved_bytes_ -= in_msgs_[i].data.size();
   in_msgs_.clear();
+  // What is still held for the reader is what it can still read: bytes of a
+  // message that will never complete (a FIN in the middle of it: only a
+  // broken or forged sender does that) went with their buffers.
+  held_bytes_ = ready_bytes_;
   if (!keep_ready) {
     // Unread messages are dropped only on failure (like TCP on RST).
     ready_.clear();

@@ -80,6 +80,49 @@ TEST(FuzzRegression, NothingStaysSackedAboveAFin) {
   EXPECT_EQ(acks.back().ack, next_seq + 1);
 }
 
+// Found by fuzz_transport: a FIN in the middle of a message (forged) left
+// the message's in-order bytes counted as held after the flow closed and
+// the unfinished message was freed (held > reserved, and a receive window
+// that never reopened to its full size).
+TEST(FuzzRegression, ClosedFlowHoldsOnlyWhatIsReadable) {
+  Tunables t;
+  t.time_wait_ns = 1 * kMs;
+  Pair p(t, t);
+  ASSERT_TRUE(p.connect());
+  // A two-segment message; the second segment is lost for good.
+  std::vector<Segment> from_a;
+  p.net.filter = [&](const sim::Packet& pk) {
+    Segment s;
+    if (!parse(pk, &s) || pk.from.ip != kIpA) return true;
+    from_a.push_back(s);
+    return !(s.type == SegType::kData && s.msg_offset > 0);
+  };
+  auto m = pattern(4, t.mtu_payload + 100);
+  ASSERT_EQ(p.A().send_message(p.net.now(), p.fa, m.data(), m.size()), Status::kOk);
+  p.net.run_until(p.net.now() + 100 * kUs);
+  ASSERT_GE(from_a.size(), 2u);
+  // A forged FIN where the second segment should be.
+  Segment fin;
+  fin.type = SegType::kFin;
+  fin.seq = from_a[1].seq;
+  fin.ack = from_a[1].ack;
+  forge_to_b(p, fin);
+  ASSERT_EQ(p.B().state(p.fb), FlowState::kCloseWait);
+  EXPECT_EQ(stats(p.B(), p.fb).recv_held_bytes, t.mtu_payload);  // the first fragment
+  // B finishes too; after TIME_WAIT the half message is gone, and so is its
+  // count.
+  ASSERT_EQ(p.B().shutdown_send(p.net.now(), p.fb), Status::kOk);
+  ASSERT_TRUE(
+      p.net.run_until([&] { return p.B().state(p.fb) == FlowState::kClosed; }, p.net.now() + kSec));
+  const Flow* f = flow_of(p.B(), p.fb);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->check_invariants(), nullptr);
+  FlowStats sb = stats(p.B(), p.fb);
+  EXPECT_EQ(sb.recv_held_bytes, 0u);
+  EXPECT_EQ(sb.recv_reserved_bytes, 0u);
+  EXPECT_EQ(sb.readable_bytes, 0u);
+}
+
 // Found by fuzz_transport (a hang): a corked chunk whose cork time ran out
 // while the peer's window was closed kept its expired cork deadline, so the
 // timer fired forever at the same instant. Now the chunk is released once
