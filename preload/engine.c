@@ -18,7 +18,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 
 #ifndef MACHNET_DEFAULT_LIBRARY
 #define MACHNET_DEFAULT_LIBRARY "libmachnet.so.0"

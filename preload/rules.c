@@ -2,7 +2,7 @@
 #define _GNU_SOURCE
 #include "rules.h"
 
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 
 #include <stdio.h>
 #include <stdlib.h>

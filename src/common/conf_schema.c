@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/conf.h"
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 
 static const struct mn_conf_word kBoolWords[] = {{"yes", 1}, {"true", 1}, {"on", 1},
                                                  {"1", 1},   {"no", 0},   {"false", 0},

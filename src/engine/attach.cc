@@ -27,7 +27,7 @@
 #include "engine/eal.h"
 #include "engine/engine_impl.h"
 #include "engine/memif_guard.h"
-#include "machnetd/steering.h"
+#include "ipc/steering.h"
 #include "wire/checksum.h"
 
 namespace machnet::engine {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/config.h"
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 #include "net/arp_cache.h"
 
 namespace machnet::engine {

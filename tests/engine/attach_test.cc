@@ -14,8 +14,8 @@
 
 #include "../unit/frames.h"
 #include "fake_machnetd.h"
-#include "machnetd/control_client.h"
-#include "machnetd/steering.h"
+#include "ipc/control_client.h"
+#include "ipc/steering.h"
 
 namespace machnet::test {
 namespace {

@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 
 namespace machnet::test {
 

@@ -3,7 +3,7 @@
  * MACHNET_MACHNETD_SOCKET, with errors naming their origin. Plain C like the
  * shim; no root, no network. */
 #include "check.h"
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 
 int main(void) {
   check_begin("mn_machnetd_cfg");

@@ -29,7 +29,7 @@
 #include "engine/eal.h"
 #include "engine/engine.h"
 #include "fake_machnetd.h"
-#include "machnetd/shm.h"
+#include "ipc/shm.h"
 
 namespace machnet::test {
 namespace {

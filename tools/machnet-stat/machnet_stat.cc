@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "machnetd/control_client.h"
-#include "machnetd/control_protocol.h"
+#include "ipc/control_client.h"
+#include "ipc/control_protocol.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 struct event;
 

@@ -1,4 +1,4 @@
-#include "stats.h"
+#include "daemon/stats.h"
 
 #include <rte_mempool.h>
 #include <rte_memzone.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "log.h"
+#include "daemon/log.h"
 
 namespace machnet::machnetd {
 namespace {

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "common/drop_reason.h"
-#include "config.h"
-#include "machnetd/shm.h"
+#include "daemon/config.h"
+#include "ipc/shm.h"
 #include "wire/headers.h"
 
 struct rte_memzone;

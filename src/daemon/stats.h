@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <string>
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 namespace machnet::machnetd {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "machnetd/control_protocol.h"
+#include "ipc/control_protocol.h"
 
 namespace machnet::machnetd {
 

@@ -1,4 +1,4 @@
-#include "control_server.h"
+#include "daemon/control_server.h"
 
 #include <event2/event.h>
 #include <fcntl.h>
@@ -14,10 +14,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "leases.h"
-#include "log.h"
-#include "machnetd/control_protocol.h"
-#include "stats.h"
+#include "daemon/leases.h"
+#include "daemon/log.h"
+#include "daemon/stats.h"
+#include "ipc/control_protocol.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434

@@ -9,8 +9,8 @@
  * attached owns its lease until it closes: the kernel closing the socket of a
  * killed process is what starts reclaim (a pidfd catches a forked child that
  * inherited the socket). */
-#ifndef MACHNET_MACHNETD_CONTROL_PROTOCOL_H
-#define MACHNET_MACHNETD_CONTROL_PROTOCOL_H
+#ifndef MACHNET_IPC_CONTROL_PROTOCOL_H
+#define MACHNET_IPC_CONTROL_PROTOCOL_H
 
 #include <stdint.h>
 

@@ -1,4 +1,4 @@
-#include "leases.h"
+#include "daemon/leases.h"
 
 #include <dirent.h>
 #include <event2/event.h>
@@ -15,9 +15,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "dataplane.h"
+#include "daemon/dataplane.h"
+#include "daemon/log.h"
 #include "engine/memif_guard.h"
-#include "log.h"
 
 namespace machnet::machnetd {
 namespace {

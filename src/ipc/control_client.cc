@@ -1,4 +1,4 @@
-#include "machnetd/control_client.h"
+#include "ipc/control_client.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 namespace machnet::machnetd {
 

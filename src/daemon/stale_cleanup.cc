@@ -1,4 +1,4 @@
-#include "stale_cleanup.h"
+#include "daemon/stale_cleanup.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <fstream>
 #include <vector>
 
-#include "log.h"
+#include "daemon/log.h"
 
 namespace machnet::machnetd {
 namespace {

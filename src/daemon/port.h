@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 namespace machnet::machnetd {
 

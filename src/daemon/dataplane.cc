@@ -1,4 +1,4 @@
-#include "dataplane.h"
+#include "daemon/dataplane.h"
 
 #include <rte_cycles.h>
 #include <rte_errno.h>
@@ -10,9 +10,9 @@
 
 #include <cstring>
 
+#include "daemon/log.h"
 #include "engine/memif_guard.h"
-#include "log.h"
-#include "machnetd/steering.h"
+#include "ipc/steering.h"
 #include "wire/build.h"
 #include "wire/checksum.h"
 #include "wire/parse.h"

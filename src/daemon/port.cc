@@ -1,4 +1,4 @@
-#include "port.h"
+#include "daemon/port.h"
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -14,8 +14,8 @@
 #include <cstring>
 #include <new>
 
-#include "eal_setup.h"
-#include "log.h"
+#include "daemon/eal_setup.h"
+#include "daemon/log.h"
 
 namespace machnet::machnetd {
 namespace {

@@ -13,16 +13,16 @@
 #include <cstring>
 #include <fstream>
 
-#include "config.h"
-#include "control_server.h"
-#include "daemon.h"
-#include "dataplane.h"
-#include "eal_setup.h"
-#include "leases.h"
-#include "log.h"
-#include "port.h"
-#include "stale_cleanup.h"
-#include "stats.h"
+#include "daemon/config.h"
+#include "daemon/control_server.h"
+#include "daemon/daemon.h"
+#include "daemon/dataplane.h"
+#include "daemon/eal_setup.h"
+#include "daemon/leases.h"
+#include "daemon/log.h"
+#include "daemon/port.h"
+#include "daemon/stale_cleanup.h"
+#include "daemon/stats.h"
 
 namespace machnet::machnetd {
 

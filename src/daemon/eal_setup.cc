@@ -1,4 +1,4 @@
-#include "eal_setup.h"
+#include "daemon/eal_setup.h"
 
 #include <sched.h>
 #include <sys/mount.h>
@@ -13,7 +13,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "log.h"
+#include "daemon/log.h"
 
 namespace machnet::machnetd {
 std::string find_or_mount_hugetlbfs(std::string* err) {

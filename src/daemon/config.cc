@@ -1,4 +1,4 @@
-#include "config.h"
+#include "daemon/config.h"
 
 #include <getopt.h>
 #include <grp.h>
@@ -12,8 +12,8 @@
 
 #include "common/conf.h"
 #include "common/config.h"
-#include "machnetd/control_protocol.h"
-#include "machnetd/shm.h"
+#include "ipc/control_protocol.h"
+#include "ipc/shm.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/host.h"  // is_pci_address, caller_cpu_list
-#include "config.h"
+#include "daemon/config.h"
 
 namespace machnet::machnetd {
 

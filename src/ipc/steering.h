@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "machnetd/shm.h"
+#include "ipc/shm.h"
 #include "wire/headers.h"
 
 namespace machnet::machnetd {
