@@ -19,9 +19,9 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
-static_assert(kMaxQueues == MN_CONF_MAX_QUEUES, "machnetd.queues: the schema's bound");
+static_assert(ipc::kMaxQueues == MN_CONF_MAX_QUEUES, "machnetd.queues: the schema's bound");
 
 namespace {
 
@@ -43,7 +43,7 @@ void usage(FILE* out) {
                "  --version       print the version\n"
                "\n"
                "Every key can also be set by MACHNET_<KEY> ('.' and '-' become '_').\n",
-               kDefaultConfigPath, MN_CTL_DEFAULT_SOCKET, kMaxQueues);
+               kDefaultConfigPath, MN_CTL_DEFAULT_SOCKET, ipc::kMaxQueues);
 }
 
 bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
@@ -172,7 +172,7 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
         return 0;
       case kVersion:
         std::printf("machnetd (machnet) %s, control protocol %d, shm version %u\n", PACKAGE_VERSION,
-                    MN_CTL_VERSION, kShmVersion);
+                    MN_CTL_VERSION, ipc::kShmVersion);
         return 0;
       default:
         std::fprintf(stderr, "machnetd: unknown option or missing value: '%s' (try --help)\n",
@@ -206,4 +206,4 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
   return -1;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

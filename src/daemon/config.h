@@ -12,7 +12,7 @@
 
 #include "wire/headers.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 constexpr char kDefaultConfigPath[] = "/etc/machnet/machnetd.conf";
 
@@ -49,4 +49,4 @@ struct DaemonConfig {
 // naming the file and line, the variable or the option).
 int load_config(int argc, char** argv, DaemonConfig* out);
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

@@ -23,7 +23,7 @@
 #define SYS_pidfd_open 434
 #endif
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 namespace {
 
 constexpr size_t kMaxConnections = 1024;
@@ -514,4 +514,4 @@ void ControlServer::close_conn(Conn* c, const char* why, bool reclaim) {
   conns_.erase(c->id);  // frees c
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

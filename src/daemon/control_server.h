@@ -17,7 +17,7 @@
 
 struct event;
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 class ControlServer {
  public:
@@ -80,4 +80,4 @@ class ControlServer {
   std::vector<uint8_t> buf_;
 };
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

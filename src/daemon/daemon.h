@@ -15,7 +15,22 @@
 struct rte_memzone;
 struct event_base;
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
+
+// The shared-memory ABI the daemon writes (src/ipc/shm.h).
+using ipc::kLeaseActive;
+using ipc::kLeaseDaemon;
+using ipc::kLeaseFree;
+using ipc::kLeaseReclaiming;
+using ipc::kMaxQueues;
+using ipc::kNeighbourSlots;
+using ipc::kShmMagic;
+using ipc::kShmName;
+using ipc::kShmVersion;
+using ipc::Lease;
+using ipc::Neighbour;
+using ipc::PortEntry;
+using ipc::Shm;
 
 class Dataplane;
 class LeaseTable;
@@ -85,4 +100,4 @@ struct Daemon {
   std::atomic<bool> stopping{false};
 };
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

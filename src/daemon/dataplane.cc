@@ -17,7 +17,7 @@
 #include "wire/checksum.h"
 #include "wire/parse.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 namespace {
 
 constexpr unsigned kBurst = 32;
@@ -79,7 +79,7 @@ unsigned Dataplane::poll() {
 void Dataplane::handle(rte_mbuf* m) {
   const Shm& shm = *d_->shm;
   const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
-  uint16_t t = steer_target(shm, data, m->data_len);
+  uint16_t t = ipc::steer_target(shm, data, m->data_len);
   if (t != 0 && t < d_->nb_queues &&
       shm.leases[t].state.load(std::memory_order_acquire) == kLeaseActive) {
     steer(m, t);
@@ -178,7 +178,7 @@ void Dataplane::handle_arp(rte_mbuf* m, uint16_t op, const uint8_t* sha, uint32_
 
 void Dataplane::learn(uint32_t ip, const uint8_t* mac, bool create) {
   Shm& shm = *d_->shm;
-  uint32_t home = neighbour_slot(ip);
+  uint32_t home = ipc::neighbour_slot(ip);
   int found = -1, empty = -1;
   for (uint32_t i = 0; i < kNeighbourSlots; i++) {
     uint32_t s = (home + i) % kNeighbourSlots;
@@ -401,7 +401,7 @@ void Dataplane::tick(uint64_t now) {
   if (link_up_ && d_->cfg.gateway != 0 && now - last_gw_arp_ns_ >= kGatewayArpNs) {
     last_gw_arp_ns_ = now;
     uint8_t mac[6];
-    if (!neighbour_lookup(*d_->shm, d_->cfg.gateway, mac))
+    if (!ipc::neighbour_lookup(*d_->shm, d_->cfg.gateway, mac))
       send_arp(wire::kArpOpRequest, wire::kBroadcastMac.data(), wire::kZeroMac.data(),
                d_->cfg.gateway);
   }
@@ -419,4 +419,4 @@ unsigned Dataplane::drain_ring(uint16_t q) {
   return total;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

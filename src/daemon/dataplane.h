@@ -16,7 +16,7 @@
 
 #include "daemon/daemon.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 class Dataplane {
  public:
@@ -64,4 +64,4 @@ class Dataplane {
   uint16_t ip_id_ = 1;
 };
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

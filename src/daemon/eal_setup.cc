@@ -15,7 +15,7 @@
 
 #include "daemon/log.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 std::string find_or_mount_hugetlbfs(std::string* err) {
   std::ifstream mounts("/proc/mounts");
   std::string line, any;
@@ -80,4 +80,4 @@ bool eal_init(const std::vector<std::string>& args, std::string* err) {
   return true;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

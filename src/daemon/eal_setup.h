@@ -8,7 +8,7 @@
 #include "common/host.h"  // is_pci_address, caller_cpu_list
 #include "daemon/config.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 // The hugetlbfs mount to use: the first one in /proc/mounts (2 MB pages
 // preferred); when there is none, mounts one on /dev/hugepages. Empty and
@@ -24,4 +24,4 @@ std::vector<std::string> eal_arguments(const DaemonConfig& cfg, const std::strin
 // rte_eal_init with those arguments; false with *err naming the arguments.
 bool eal_init(const std::vector<std::string>& args, std::string* err);
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

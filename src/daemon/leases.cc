@@ -19,7 +19,7 @@
 #include "daemon/log.h"
 #include "engine/memif_guard.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 namespace {
 
 uint64_t random_u64() {
@@ -357,4 +357,4 @@ void FileReaper::on_exit(int, short, void* arg) {
   delete w;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

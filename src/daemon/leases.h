@@ -13,7 +13,7 @@
 
 struct event;
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 constexpr uint16_t kEphemeralFirst = 32768;
 constexpr uint16_t kEphemeralLast = 60999;
@@ -115,4 +115,4 @@ class Reclaimer {
   FileReaper reaper_{d_};
 };
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 void log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -22,4 +22,4 @@ inline uint64_t real_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

@@ -24,7 +24,7 @@
 #include "daemon/stale_cleanup.h"
 #include "daemon/stats.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 void log(const char* fmt, ...) {
   char buf[1024];
@@ -143,10 +143,10 @@ int run(Daemon* d) {
 }
 
 }  // namespace
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon
 
 int main(int argc, char** argv) {
-  using namespace machnet::machnetd;
+  using namespace machnet::daemon;
   static Daemon d;
   int rc = load_config(argc, argv, &d.cfg);
   if (rc >= 0) return rc;

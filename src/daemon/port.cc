@@ -17,7 +17,7 @@
 #include "daemon/eal_setup.h"
 #include "daemon/log.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 namespace {
 
 bool find_port(Daemon* d, std::string* err) {
@@ -223,4 +223,4 @@ void close_port(Daemon* d) {
   rte_eth_dev_close(d->port_id);
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

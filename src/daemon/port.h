@@ -6,7 +6,7 @@
 
 #include "daemon/daemon.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 // Finds the port EAL created for cfg.device, configures cfg.queues queue
 // pairs, creates pool "mn_pool_<q>" (no per-lcore cache: several processes
@@ -17,4 +17,4 @@ bool setup_port(Daemon* d, std::string* err);
 // Stops and closes the port (after the data path stopped).
 void close_port(Daemon* d);
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

@@ -14,7 +14,7 @@
 
 #include "daemon/log.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 namespace {
 
 std::vector<std::string> list_dir(const std::string& dir) {
@@ -132,4 +132,4 @@ unsigned remove_runtime(const std::string& prefix, const std::string& hugedir) {
   return n;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

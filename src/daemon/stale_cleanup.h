@@ -7,7 +7,7 @@
 
 #include <string>
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 // DPDK's runtime directory base (/var/run/dpdk as root).
 std::string dpdk_runtime_base();
@@ -20,4 +20,4 @@ void stale_cleanup(const std::string& hugedir);
 // rte_eal_cleanup). Returns the number of hugepage files removed.
 unsigned remove_runtime(const std::string& prefix, const std::string& hugedir);
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

@@ -13,7 +13,7 @@
 
 #include "daemon/log.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 namespace {
 
 // Minimal JSON writer: objects, arrays, numbers, escaped strings.
@@ -218,7 +218,7 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.open('[');
   for (uint16_t q = 1; q < d.nb_queues; q++) {
     const Lease& l = shm.leases[q];
-    const LeaseCounters& lc = l.counters;
+    const ipc::LeaseCounters& lc = l.counters;
     j.open('{');
     j.u("queue", q);
     j.str("state", lease_state_name(l.state.load(std::memory_order_relaxed)));
@@ -385,4 +385,4 @@ void register_telemetry(Daemon* d) {
                              "machnetd: bound UDP ports (first 200). No parameters.");
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

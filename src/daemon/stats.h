@@ -7,7 +7,7 @@
 
 #include "daemon/daemon.h"
 
-namespace machnet::machnetd {
+namespace machnet::daemon {
 
 // JSON object with "daemon", "pools", "leases", "ports" (ports are cut, and
 // "ports_truncated" set, to keep the text under max_len bytes).
@@ -18,4 +18,4 @@ void register_telemetry(Daemon* d);
 
 const char* lease_state_name(uint32_t state);
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::daemon

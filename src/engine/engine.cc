@@ -231,7 +231,7 @@ std::unique_ptr<Engine> Engine::create(const EngineConfig& config, std::string* 
     // Connecting is the "daemon alive" check that must come before EAL: a
     // secondary whose primary is missing fails init, and EAL cannot retry.
     const std::string& path = config.machnetd_socket;
-    auto client = std::make_unique<machnetd::ControlClient>();
+    auto client = std::make_unique<ipc::ControlClient>();
     std::string why;
     int rc = client->connect(path, &why);
     if (rc == 0) {

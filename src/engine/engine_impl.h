@@ -119,9 +119,9 @@ struct Engine::Impl {
   // rings and mempools may not exist any more, so nothing touches them, not
   // even to free an mbuf still held; every call fails with ENETDOWN.
   std::atomic<bool> detached{false};
-  std::unique_ptr<machnetd::ControlClient> ctl;
-  machnetd::Shm* shm = nullptr;
-  machnetd::Lease* lease = nullptr;
+  std::unique_ptr<ipc::ControlClient> ctl;
+  ipc::Shm* shm = nullptr;
+  ipc::Lease* lease = nullptr;
   uint16_t lcore_id = 0;
   uint64_t queue_rx_packets = 0;  // frames taken from our RX queue (steered out included)
   uint64_t queue_rx_bytes = 0;
@@ -154,7 +154,7 @@ struct Engine::Impl {
     }
     return true;
   }
-  bool open_attached(const EngineConfig& cfg, std::unique_ptr<machnetd::ControlClient> client,
+  bool open_attached(const EngineConfig& cfg, std::unique_ptr<ipc::ControlClient> client,
                      const std::string& socket_path, std::string* err);
   size_t poll_attached();
   void steer_out(rte_mbuf* m, uint16_t target);

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-namespace machnet::machnetd {
+namespace machnet::ipc {
 
 namespace {
 
@@ -241,4 +241,4 @@ bool ControlClient::peer_closed() {
   }
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::ipc

@@ -8,7 +8,7 @@
 
 #include "ipc/control_protocol.h"
 
-namespace machnet::machnetd {
+namespace machnet::ipc {
 
 class ControlClient {
  public:
@@ -47,4 +47,4 @@ class ControlClient {
   uint32_t seq_ = 0;
 };
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::ipc

@@ -72,7 +72,7 @@ struct mn_ctl_attach_reply {
   uint8_t pad0;
   char eal_prefix[64]; /* --file-prefix of the daemon's EAL */
   char device[64];     /* ethdev name, rte_eth_dev_get_port_by_name() */
-  char shm_name[32];   /* memzone holding struct machnetd::Shm (shm.h) */
+  char shm_name[32];   /* memzone holding struct mn_shm (ipc/shm.h) */
 };
 
 struct mn_ctl_bind_request {

@@ -17,7 +17,7 @@
 struct rte_mempool;
 struct rte_ring;
 
-namespace machnet::machnetd {
+namespace machnet::ipc {
 
 constexpr char kShmName[] = "machnetd_shm";
 constexpr uint32_t kShmMagic = 0x4d4e5348;  // "MNSH"
@@ -156,4 +156,4 @@ inline bool neighbour_lookup(const Shm& shm, uint32_t ip, uint8_t mac_out[6]) {
   return false;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::ipc

@@ -13,7 +13,7 @@
 #include "ipc/shm.h"
 #include "wire/headers.h"
 
-namespace machnet::machnetd {
+namespace machnet::ipc {
 
 // Queue 0 (the daemon) gets ARP, ICMP it must answer, fragments (it
 // reassembles them and forwards the datagram), frames for other addresses
@@ -49,4 +49,4 @@ inline uint16_t steer_target(const Shm& shm, const uint8_t* p, uint32_t len) {
   return 0;
 }
 
-}  // namespace machnet::machnetd
+}  // namespace machnet::ipc

@@ -20,7 +20,7 @@
 namespace machnet::test {
 namespace {
 
-using machnetd::ControlClient;
+using ipc::ControlClient;
 using Bytes = FakeMachnetd::Bytes;
 
 // ---- control client -------------------------------------------------------
@@ -342,13 +342,13 @@ TEST(ControlClient, StatsTextWithoutNulIsBounded) {
 class Steering : public ::testing::Test {
  protected:
   void SetUp() override {
-    shm_ = std::make_unique<machnetd::Shm>();
+    shm_ = std::make_unique<ipc::Shm>();
     shm_->ip = kLocalIp;
     shm_->nb_queues = 4;
     shm_->ports[5000].queue.store(2);
     shm_->ports[6000].queue.store(3);
   }
-  uint16_t steer(const Frame& f) { return machnetd::steer_target(*shm_, f.data(), f.size()); }
+  uint16_t steer(const Frame& f) { return ipc::steer_target(*shm_, f.data(), f.size()); }
 
   // ICMP destination unreachable from the peer about a UDP datagram we sent
   // from `our_port` (quoted: its IPv4 header, with ihl_words, and 8 bytes).
@@ -376,7 +376,7 @@ class Steering : public ::testing::Test {
     return f;
   }
 
-  std::unique_ptr<machnetd::Shm> shm_;
+  std::unique_ptr<ipc::Shm> shm_;
 };
 
 TEST_F(Steering, UdpGoesToThePortsOwnerAndUnownedPortsToTheDaemon) {
@@ -469,7 +469,7 @@ TEST_F(Steering, TruncatedFramesGoToTheDaemonAtEveryLength) {
     for (size_t len = 0; len <= c.f.size(); len++) {
       auto buf = std::make_unique<uint8_t[]>(len == 0 ? 1 : len);
       memcpy(buf.get(), c.f.data(), len);
-      uint16_t t = machnetd::steer_target(*shm_, buf.get(), static_cast<uint32_t>(len));
+      uint16_t t = ipc::steer_target(*shm_, buf.get(), static_cast<uint32_t>(len));
       EXPECT_EQ(t, len >= c.needed ? c.full : 0) << "length " << len;
     }
   }

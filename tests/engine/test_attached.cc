@@ -1,7 +1,7 @@
 // The engine in attached mode, without machnetd: this process plays the
 // daemon. It is the EAL primary (so the engine finds EAL initialised and
 // skips the secondary init), owns a 4-queue ring port, the shared memory
-// (struct machnetd::Shm in a memzone), one mempool and one steering ring per
+// (struct ipc::Shm in a memzone), one mempool and one steering ring per
 // queue, and answers the control protocol through FakeMachnetd. The engine
 // leases queue 1. Covered: attach and its refusals, ports claimed through
 // the daemon, software steering out of our queue and into it (reassembled
@@ -45,10 +45,9 @@ constexpr char kShmZone[] = "test_machnetd_shm";
 constexpr char kRingName[] = "fakemn0";  // the ethdev is "net_ring_fakemn0"
 constexpr uint64_t kOwner = 0xfeedface12345678ull;
 
-void put_neighbour(machnetd::Shm* s, uint32_t ip, const wire::MacAddr& mac) {
-  for (uint32_t i = 0; i < machnetd::kNeighbourSlots; i++) {
-    machnetd::Neighbour& n =
-        s->neighbours[(machnetd::neighbour_slot(ip) + i) % machnetd::kNeighbourSlots];
+void put_neighbour(ipc::Shm* s, uint32_t ip, const wire::MacAddr& mac) {
+  for (uint32_t i = 0; i < ipc::kNeighbourSlots; i++) {
+    ipc::Neighbour& n = s->neighbours[(ipc::neighbour_slot(ip) + i) % ipc::kNeighbourSlots];
     if (n.ip != 0 && n.ip != ip) continue;
     n.seq.fetch_add(1);  // odd: being written
     n.ip = ip;
@@ -87,11 +86,11 @@ class AttachedTest : public ::testing::Test {
       ASSERT_EQ(rte_eth_tx_queue_setup(port_, q, 1024, 0, nullptr), 0);
     }
     ASSERT_EQ(rte_eth_dev_start(port_), 0);
-    const rte_memzone* mz = rte_memzone_reserve(kShmZone, sizeof(machnetd::Shm), SOCKET_ID_ANY, 0);
+    const rte_memzone* mz = rte_memzone_reserve(kShmZone, sizeof(ipc::Shm), SOCKET_ID_ANY, 0);
     ASSERT_NE(mz, nullptr);
-    shm_ = new (mz->addr) machnetd::Shm();
-    shm_->magic = machnetd::kShmMagic;
-    shm_->version = machnetd::kShmVersion;
+    shm_ = new (mz->addr) ipc::Shm();
+    shm_->magic = ipc::kShmMagic;
+    shm_->version = ipc::kShmVersion;
     shm_->daemon_pid = getpid();
     shm_->port_id = port_;
     shm_->nb_queues = kQueues;
@@ -100,22 +99,22 @@ class AttachedTest : public ::testing::Test {
     memcpy(shm_->mac, kLocalMac.data(), 6);
     shm_->mtu = 1500;
     for (uint16_t q = 0; q < kQueues; q++) {
-      machnetd::Lease& l = shm_->leases[q];
+      ipc::Lease& l = shm_->leases[q];
       l.queue = q;
       l.lcore_id = q;
       l.steer_ring = steer_[q];
       l.pool = pools_[q];
-      l.state.store(q == 0 ? machnetd::kLeaseDaemon : machnetd::kLeaseFree);
+      l.state.store(q == 0 ? ipc::kLeaseDaemon : ipc::kLeaseFree);
     }
   }
 
   void SetUp() override {
     for (uint16_t q = 0; q < kQueues; q++) baseline_[q] = rte_mempool_in_use_count(pools_[q]);
-    machnetd::Lease& l = shm_->leases[kOurQueue];
-    l.state.store(machnetd::kLeaseActive);
+    ipc::Lease& l = shm_->leases[kOurQueue];
+    l.state.store(ipc::kLeaseActive);
     l.pid = getpid();
     l.owner_id = kOwner;
-    l.counters = machnetd::LeaseCounters{};
+    l.counters = ipc::LeaseCounters{};
     shm_->shutting_down.store(0);
     d_ = std::make_unique<FakeMachnetd>();
     d_->info.ip = kLocalIp;
@@ -228,7 +227,7 @@ class AttachedTest : public ::testing::Test {
   static inline rte_mempool* pools_[kQueues];
   static inline uint16_t port_;
   static inline char device_[RTE_ETH_NAME_MAX_LEN];
-  static inline machnetd::Shm* shm_;
+  static inline ipc::Shm* shm_;
   unsigned baseline_[kQueues] = {};
   bool check_leaks_ = true;
   std::unique_ptr<FakeMachnetd> d_;
@@ -539,13 +538,13 @@ TEST_F(AttachedTest, CountersArePublishedToTheLease) {
   inject(make_udp(100, 9, 4000, kPort));
   inject(make_udp(100, 9, 4000, 7777));
   ASSERT_EQ(eng_->udp_sendto(s, kPeerIp, 4000, "hello", 5), 0);
-  const machnetd::LeaseCounters& lc = shm_->leases[kOurQueue].counters;
+  const ipc::LeaseCounters& lc = shm_->leases[kOurQueue].counters;
   ASSERT_TRUE(poll_until([&] { return lc.udp_rx == 1 && lc.rx_packets == 2; }));
   EXPECT_EQ(lc.udp_tx, 1u);
   EXPECT_EQ(lc.tx_packets, 1u);
   EXPECT_EQ(lc.steered_out, 1u);
   EXPECT_GT(lc.rx_bytes, 200u);
-  const machnetd::PortEntry& pe = shm_->ports[kPort];
+  const ipc::PortEntry& pe = shm_->ports[kPort];
   EXPECT_EQ(pe.rx_datagrams, 1u);
   EXPECT_EQ(pe.rx_bytes, 100u);
   EXPECT_EQ(pe.tx_datagrams, 1u);

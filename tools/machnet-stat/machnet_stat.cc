@@ -421,7 +421,7 @@ int main(int argc, char** argv) {
   if (count > 1 && watch == 0) watch = 1;
   if (count < 0) count = watch > 0 ? -1 : 1;
 
-  machnet::machnetd::ControlClient client;
+  machnet::ipc::ControlClient client;
   std::string err;
   int rc = client.connect(path, &err);
   if (rc != 0) {
