@@ -28,7 +28,6 @@ extern "C" {
 #define MN_CONF_MAX_FILE (1 << 20)  /* bytes */
 #define MN_CONF_MAX_ENTRIES 1024    /* keys in one configuration */
 #define MN_CONF_MAX_RULES 64        /* rules.N keys */
-#define MN_CONF_MAX_QUEUES 16       /* machnetd.queues: kMaxQueues of src/ipc/shm.h */
 #define MN_CONF_SOCKET_PATH_MAX 100 /* machnetd.socket: bytes, NUL included */
 
 /* ---- offload rules (rules.N) -------------------------------------------- */

@@ -5,6 +5,7 @@
 
 #include "common/conf.h"
 #include "ipc/control_protocol.h"
+#include "ipc/shm.h"
 
 static const struct mn_conf_word kBoolWords[] = {{"yes", 1}, {"true", 1}, {"on", 1},
                                                  {"1", 1},   {"no", 0},   {"false", 0},
@@ -99,7 +100,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("native.progress_idle_us", 10, 10000000, "1000"),
     /* machnetd (its own file, same grammar and schema) */
     {"machnetd.name", MN_CONF_NAME, 1, 24, 0, 0, NULL, NULL, "default"},
-    UINT("machnetd.queues", 1, MN_CONF_MAX_QUEUES, "8"),
+    UINT("machnetd.queues", 1, MN_SHM_MAX_QUEUES, "8"),
     UINT("machnetd.mbufs_per_queue", 255, 1u << 20, "4095"),
     UINT("machnetd.base_virtaddr", 0, 0x7fffffffffffull, "0x600000000000"),
     TYPED("machnetd.socket_mode", MN_CONF_MODE, "0660"),

@@ -21,8 +21,6 @@
 
 namespace machnet::daemon {
 
-static_assert(ipc::kMaxQueues == MN_CONF_MAX_QUEUES, "machnetd.queues: the schema's bound");
-
 namespace {
 
 void usage(FILE* out) {
@@ -43,7 +41,7 @@ void usage(FILE* out) {
                "  --version       print the version\n"
                "\n"
                "Every key can also be set by MACHNET_<KEY> ('.' and '-' become '_').\n",
-               kDefaultConfigPath, MN_CTL_DEFAULT_SOCKET, ipc::kMaxQueues);
+               kDefaultConfigPath, MN_CTL_DEFAULT_SOCKET, MN_SHM_MAX_QUEUES);
 }
 
 bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
@@ -172,7 +170,7 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
         return 0;
       case kVersion:
         std::printf("machnetd (machnet) %s, control protocol %d, shm version %u\n", PACKAGE_VERSION,
-                    MN_CTL_VERSION, ipc::kShmVersion);
+                    MN_CTL_VERSION, MN_SHM_VERSION);
         return 0;
       default:
         std::fprintf(stderr, "machnetd: unknown option or missing value: '%s' (try --help)\n",

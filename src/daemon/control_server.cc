@@ -391,7 +391,7 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
     reply_status(c, req, -EALREADY);
     return;
   }
-  if (d_->shm->shutting_down.load()) {
+  if (mn_shm_shutting_down(d_->shm)) {
     reply_status(c, req, -ESHUTDOWN);
     return;
   }
@@ -418,7 +418,7 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
     c->pid_ev = event_new(d_->base, pidfd, EV_READ, on_pidfd, c);
     if (c->pid_ev != nullptr) event_add(c->pid_ev, nullptr);
   }
-  const Lease& l = d_->shm->leases[q];
+  const mn_lease& l = d_->shm->leases[q];
   mn_ctl_attach_reply r;
   memset(&r, 0, sizeof(r));
   fill_header(&r.h, req, 0);
@@ -434,7 +434,7 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
   memcpy(r.mac, d_->mac.data(), 6);
   snprintf(r.eal_prefix, sizeof(r.eal_prefix), "%s", d_->eal_prefix.c_str());
   snprintf(r.device, sizeof(r.device), "%s", d_->device_name.c_str());
-  snprintf(r.shm_name, sizeof(r.shm_name), "%s", kShmName);
+  snprintf(r.shm_name, sizeof(r.shm_name), "%s", MN_SHM_NAME);
   log("attach: queue %d leased to pid %d (%s) uid %u, generation %llu", q, c->pid, comm, c->uid,
       static_cast<unsigned long long>(l.generation));
   reply(c, &r, sizeof(r));

@@ -17,21 +17,6 @@ struct event_base;
 
 namespace machnet::daemon {
 
-// The shared-memory ABI the daemon writes (src/ipc/shm.h).
-using ipc::kLeaseActive;
-using ipc::kLeaseDaemon;
-using ipc::kLeaseFree;
-using ipc::kLeaseReclaiming;
-using ipc::kMaxQueues;
-using ipc::kNeighbourSlots;
-using ipc::kShmMagic;
-using ipc::kShmName;
-using ipc::kShmVersion;
-using ipc::Lease;
-using ipc::Neighbour;
-using ipc::PortEntry;
-using ipc::Shm;
-
 class Dataplane;
 class LeaseTable;
 class Reclaimer;
@@ -64,7 +49,7 @@ struct DaemonCounters {
   uint64_t mbufs_swept = 0;
   // Per queue: in use beyond posted_baseline after its last reclaim (mbufs
   // a dead holder kept without marking them with the port: leaked).
-  uint64_t unaccounted[kMaxQueues] = {};
+  uint64_t unaccounted[MN_SHM_MAX_QUEUES] = {};
 };
 
 struct Daemon {
@@ -81,10 +66,10 @@ struct Daemon {
   bool pmd_holds_none = false;
   wire::MacAddr mac{};
   uint16_t mtu = 1500;
-  Shm* shm = nullptr;
+  mn_shm* shm = nullptr;
   const rte_memzone* mz = nullptr;
-  rte_mempool* pools[kMaxQueues] = {};
-  rte_ring* rings[kMaxQueues] = {};
+  rte_mempool* pools[MN_SHM_MAX_QUEUES] = {};
+  rte_ring* rings[MN_SHM_MAX_QUEUES] = {};
   uint32_t pool_size = 0;
   uint64_t start_mono_ns = 0;
   DaemonCounters counters;

@@ -51,11 +51,11 @@ bool Dataplane::init(std::string* err) {
 }
 
 unsigned Dataplane::poll() {
-  Shm& shm = *d_->shm;
+  mn_shm& shm = *d_->shm;
   unsigned total = 0;
   rte_mbuf* burst[kBurst];
   for (uint16_t q = 0; q < d_->nb_queues; q++) {
-    if (q != 0 && shm.leases[q].state.load(std::memory_order_acquire) != kLeaseFree) continue;
+    if (q != 0 && mn_lease_state(&shm.leases[q]) != MN_LEASE_FREE) continue;
     if (d_->memif) engine::memif_guard::enter();
     uint16_t n = rte_eth_rx_burst(d_->port_id, q, burst, kBurst);
     if (d_->memif) engine::memif_guard::leave();
@@ -77,11 +77,10 @@ unsigned Dataplane::poll() {
 }
 
 void Dataplane::handle(rte_mbuf* m) {
-  const Shm& shm = *d_->shm;
+  const mn_shm& shm = *d_->shm;
   const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
   uint16_t t = ipc::steer_target(shm, data, m->data_len);
-  if (t != 0 && t < d_->nb_queues &&
-      shm.leases[t].state.load(std::memory_order_acquire) == kLeaseActive) {
+  if (t != 0 && t < d_->nb_queues && mn_lease_state(&shm.leases[t]) == MN_LEASE_ACTIVE) {
     steer(m, t);
     return;
   }
@@ -111,9 +110,8 @@ void Dataplane::handle(rte_mbuf* m) {
       return;
     case wire::FrameKind::kUdp: {
       // Broadcasts, and unicast that raced with a bind, end up here.
-      uint16_t q = shm.ports[pf.dst_port].queue.load(std::memory_order_acquire);
-      if (q != 0 && q < d_->nb_queues &&
-          shm.leases[q].state.load(std::memory_order_acquire) == kLeaseActive) {
+      uint16_t q = mn_port_queue(&shm.ports[pf.dst_port]);
+      if (q != 0 && q < d_->nb_queues && mn_lease_state(&shm.leases[q]) == MN_LEASE_ACTIVE) {
         steer(m, q);
         return;
       }
@@ -123,9 +121,8 @@ void Dataplane::handle(rte_mbuf* m) {
       return;
     }
     case wire::FrameKind::kIcmpUnreachable: {
-      uint16_t q = shm.ports[pf.src_port].queue.load(std::memory_order_acquire);
-      if (q != 0 && q < d_->nb_queues &&
-          shm.leases[q].state.load(std::memory_order_acquire) == kLeaseActive) {
+      uint16_t q = mn_port_queue(&shm.ports[pf.src_port]);
+      if (q != 0 && q < d_->nb_queues && mn_lease_state(&shm.leases[q]) == MN_LEASE_ACTIVE) {
         steer(m, q);
         return;
       }
@@ -177,11 +174,11 @@ void Dataplane::handle_arp(rte_mbuf* m, uint16_t op, const uint8_t* sha, uint32_
 }
 
 void Dataplane::learn(uint32_t ip, const uint8_t* mac, bool create) {
-  Shm& shm = *d_->shm;
-  uint32_t home = ipc::neighbour_slot(ip);
+  mn_shm& shm = *d_->shm;
+  uint32_t home = mn_neighbour_slot(ip);
   int found = -1, empty = -1;
-  for (uint32_t i = 0; i < kNeighbourSlots; i++) {
-    uint32_t s = (home + i) % kNeighbourSlots;
+  for (uint32_t i = 0; i < MN_SHM_NEIGHBOUR_SLOTS; i++) {
+    uint32_t s = (home + i) % MN_SHM_NEIGHBOUR_SLOTS;
     if (shm.neighbours[s].ip == ip) {
       found = static_cast<int>(s);
       break;
@@ -201,13 +198,7 @@ void Dataplane::learn(uint32_t ip, const uint8_t* mac, bool create) {
     // so lookups of the other entries still probe past it).
     slot = empty >= 0 ? static_cast<uint32_t>(empty) : home;
   }
-  Neighbour& n = shm.neighbours[slot];
-  uint32_t seq = n.seq.load(std::memory_order_relaxed);
-  n.seq.store(seq + 1, std::memory_order_relaxed);  // odd: being written
-  std::atomic_thread_fence(std::memory_order_release);
-  n.ip = ip;
-  memcpy(n.mac, mac, 6);
-  n.seq.store(seq + 2, std::memory_order_release);
+  mn_neighbour_write(&shm.neighbours[slot], ip, mac);
   d_->counters.arp_learned++;
 }
 
@@ -301,10 +292,9 @@ void Dataplane::handle_reassembled(rte_mbuf* m) {
     drop(m, DropReason::kTruncatedUdp);
     return;
   }
-  const Shm& shm = *d_->shm;
-  uint16_t q = shm.ports[ntohs(udp->dst_port)].queue.load(std::memory_order_acquire);
-  if (q != 0 && q < d_->nb_queues &&
-      shm.leases[q].state.load(std::memory_order_acquire) == kLeaseActive) {
+  const mn_shm& shm = *d_->shm;
+  uint16_t q = mn_port_queue(&shm.ports[ntohs(udp->dst_port)]);
+  if (q != 0 && q < d_->nb_queues && mn_lease_state(&shm.leases[q]) == MN_LEASE_ACTIVE) {
     steer(m, q);
     return;
   }
@@ -376,7 +366,7 @@ void Dataplane::tx_flush() {
 }
 
 void Dataplane::tick(uint64_t now) {
-  d_->shm->heartbeat_ns.store(now, std::memory_order_release);
+  mn_shm_set_heartbeat(d_->shm, now);
   uint32_t before = death_row_.cnt;
   rte_ip_frag_table_del_expired_entries(frag_tbl_, &death_row_, rte_get_tsc_cycles());
   d_->counters.drops[static_cast<size_t>(DropReason::kFragTimeout)] += death_row_.cnt - before;
@@ -401,7 +391,7 @@ void Dataplane::tick(uint64_t now) {
   if (link_up_ && d_->cfg.gateway != 0 && now - last_gw_arp_ns_ >= kGatewayArpNs) {
     last_gw_arp_ns_ = now;
     uint8_t mac[6];
-    if (!ipc::neighbour_lookup(*d_->shm, d_->cfg.gateway, mac))
+    if (!mn_neighbour_lookup(d_->shm, d_->cfg.gateway, mac))
       send_arp(wire::kArpOpRequest, wire::kBroadcastMac.data(), wire::kZeroMac.data(),
                d_->cfg.gateway);
   }

@@ -43,15 +43,15 @@ LeaseTable::LeaseTable(Daemon* d) : d_(d) {
 uint16_t LeaseTable::free_leases() const {
   uint16_t n = 0;
   for (uint16_t q = 1; q < d_->nb_queues; q++)
-    if (d_->shm->leases[q].state.load(std::memory_order_relaxed) == kLeaseFree) n++;
+    if (mn_lease_state(&d_->shm->leases[q]) == MN_LEASE_FREE) n++;
   return n;
 }
 
 int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
-  Shm& shm = *d_->shm;
+  mn_shm& shm = *d_->shm;
   for (uint16_t q = 1; q < d_->nb_queues; q++) {
-    Lease& l = shm.leases[q];
-    if (l.state.load(std::memory_order_acquire) != kLeaseFree) continue;
+    mn_lease& l = shm.leases[q];
+    if (mn_lease_state(&l) != MN_LEASE_FREE) continue;
     // Nothing may be left in the ring from the previous holder's time.
     d_->dataplane->drain_ring(q);
     l.owner_id = random_u64();
@@ -63,7 +63,7 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
     l.attached_ns = real_ns();
     memset(&l.counters, 0, sizeof(l.counters));
     held_[q].clear();
-    l.state.store(kLeaseActive, std::memory_order_release);
+    mn_lease_set_state(&l, MN_LEASE_ACTIVE);
     d_->counters.attaches++;
     return q;
   }
@@ -71,7 +71,7 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
 }
 
 int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint16_t* bound) {
-  Shm& shm = *d_->shm;
+  mn_shm& shm = *d_->shm;
   if (proto != 17) return -EINVAL;
   if (ip != 0 && ip != d_->cfg.ip) return -EADDRNOTAVAIL;
   uint16_t p = port;
@@ -82,41 +82,40 @@ int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint
     for (unsigned i = 0; i < range; i++) {
       uint16_t c = next_ephemeral_;
       next_ephemeral_ = c == kEphemeralLast ? kEphemeralFirst : static_cast<uint16_t>(c + 1);
-      if (shm.ports[c].queue.load(std::memory_order_relaxed) == 0) {
+      if (mn_port_queue(&shm.ports[c]) == 0) {
         p = c;
         break;
       }
     }
     if (p == 0) return -EADDRINUSE;
-  } else if (shm.ports[p].queue.load(std::memory_order_relaxed) != 0) {
+  } else if (mn_port_queue(&shm.ports[p]) != 0) {
     return -EADDRINUSE;
   }
-  PortEntry& e = shm.ports[p];
+  mn_port_entry& e = shm.ports[p];
   e.generation = static_cast<uint32_t>(shm.leases[q].generation);
   e.rx_datagrams = 0;
   e.rx_bytes = 0;
   e.tx_datagrams = 0;
   // Release: whoever sees the queue also sees the fields above.
-  e.queue.store(q, std::memory_order_release);
+  mn_port_set_queue(&e, q);
   held_[q].insert(p);
   *bound = p;
   return 0;
 }
 
 int LeaseTable::unbind(uint16_t q, uint16_t port, uint8_t proto) {
-  Shm& shm = *d_->shm;
-  if (proto != 17 || port == 0 || held_[q].count(port) == 0 ||
-      shm.ports[port].queue.load(std::memory_order_relaxed) != q)
+  mn_shm& shm = *d_->shm;
+  if (proto != 17 || port == 0 || held_[q].count(port) == 0 || mn_port_queue(&shm.ports[port]) != q)
     return -EINVAL;
-  shm.ports[port].queue.store(0, std::memory_order_release);
+  mn_port_set_queue(&shm.ports[port], 0);
   held_[q].erase(port);
   return 0;
 }
 
 size_t LeaseTable::release_ports(uint16_t q) {
-  Shm& shm = *d_->shm;
+  mn_shm& shm = *d_->shm;
   size_t n = held_[q].size();
-  for (uint16_t p : held_[q]) shm.ports[p].queue.store(0, std::memory_order_release);
+  for (uint16_t p : held_[q]) mn_port_set_queue(&shm.ports[p], 0);
   held_[q].clear();
   return n;
 }
@@ -127,7 +126,7 @@ Reclaimer::~Reclaimer() {
 }
 
 bool Reclaimer::init(std::string* err) {
-  for (uint16_t q = 0; q < kMaxQueues; q++) {
+  for (uint16_t q = 0; q < MN_SHM_MAX_QUEUES; q++) {
     pending_[q].self = this;
     pending_[q].queue = q;
     pending_[q].timer = evtimer_new(d_->base, on_timer, &pending_[q]);
@@ -141,9 +140,9 @@ bool Reclaimer::init(std::string* err) {
 
 void Reclaimer::start(uint16_t q, const char* why) {
   if (q == 0 || q >= d_->nb_queues) return;
-  Lease& l = d_->shm->leases[q];
-  if (l.state.load(std::memory_order_acquire) != kLeaseActive) return;
-  l.state.store(kLeaseReclaiming, std::memory_order_release);
+  mn_lease& l = d_->shm->leases[q];
+  if (mn_lease_state(&l) != MN_LEASE_ACTIVE) return;
+  mn_lease_set_state(&l, MN_LEASE_RECLAIMING);
   Pending& p = pending_[q];
   p.active = true;
   p.pid = l.pid;
@@ -167,7 +166,7 @@ void Reclaimer::on_timer(int, short, void* arg) {
 }
 
 void Reclaimer::finish_all() {
-  for (uint16_t q = 1; q < kMaxQueues; q++) {
+  for (uint16_t q = 1; q < MN_SHM_MAX_QUEUES; q++) {
     if (!pending_[q].active) continue;
     evtimer_del(pending_[q].timer);
     finish(q);
@@ -267,7 +266,7 @@ void check_ring(const rte_ring* r, const char* what, int32_t pid) {
 void Reclaimer::finish(uint16_t q) {
   Pending& p = pending_[q];
   if (!p.active) return;
-  Lease& l = d_->shm->leases[q];
+  mn_lease& l = d_->shm->leases[q];
   SweepResult r = sweep(q);
   for (uint16_t i = 0; i < d_->nb_queues; i++) {
     check_ring(d_->rings[i], "steering ring", p.pid);
@@ -285,7 +284,7 @@ void Reclaimer::finish(uint16_t q) {
   l.owner_id = 0;
   l.attached_ns = 0;
   memset(l.comm, 0, sizeof(l.comm));
-  l.state.store(kLeaseFree, std::memory_order_release);
+  mn_lease_set_state(&l, MN_LEASE_FREE);
   p.active = false;
   double ms = static_cast<double>(mono_ns() - p.start_ns) / 1e6;
   char extra[96] = "";

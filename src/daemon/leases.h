@@ -1,4 +1,4 @@
-// Leases of queue pairs and the UDP port table (both live in struct Shm),
+// Leases of queue pairs and the UDP port table (both live in struct mn_shm),
 // ephemeral port allocation, and the reclaim of a lease whose holder went
 // away: release its ports, wait a grace period, drain its steering ring and
 // sweep its pool back.
@@ -39,7 +39,7 @@ class LeaseTable {
 
  private:
   Daemon* d_;
-  std::set<uint16_t> held_[kMaxQueues];
+  std::set<uint16_t> held_[MN_SHM_MAX_QUEUES];
   uint16_t next_ephemeral_;
 };
 
@@ -111,7 +111,7 @@ class Reclaimer {
   void finish(uint16_t q);
 
   Daemon* d_;
-  Pending pending_[kMaxQueues];
+  Pending pending_[MN_SHM_MAX_QUEUES];
   FileReaper reaper_{d_};
 };
 

@@ -126,7 +126,7 @@ int run(Daemon* d) {
         }
       }
       log("%s: shutting down", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
-      d->shm->shutting_down.store(1, std::memory_order_release);
+      mn_shm_set_shutting_down(d->shm, 1);
     }
     // Attached engines see shutting_down, then EOF on their control socket.
     control.close_all(false);
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
   int code = run(&d);
 
   // Free what lives in hugepages, then EAL, then the files EAL leaves.
-  for (uint16_t q = 0; q < kMaxQueues; q++) {
+  for (uint16_t q = 0; q < MN_SHM_MAX_QUEUES; q++) {
     if (d.rings[q] != nullptr) rte_ring_free(d.rings[q]);
     if (d.pools[q] != nullptr) rte_mempool_free(d.pools[q]);
   }

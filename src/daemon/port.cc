@@ -155,13 +155,13 @@ bool setup_port(Daemon* d, std::string* err) {
     }
   }
 
-  d->mz = rte_memzone_reserve(kShmName, sizeof(Shm), socket, 0);
+  d->mz = rte_memzone_reserve(MN_SHM_NAME, sizeof(mn_shm), socket, 0);
   if (d->mz == nullptr) {
-    *err = std::string("cannot reserve memzone ") + kShmName + ": " + rte_strerror(rte_errno);
+    *err = std::string("cannot reserve memzone ") + MN_SHM_NAME + ": " + rte_strerror(rte_errno);
     return false;
   }
-  memset(d->mz->addr, 0, sizeof(Shm));
-  Shm* shm = new (d->mz->addr) Shm;
+  memset(d->mz->addr, 0, sizeof(mn_shm));
+  mn_shm* shm = new (d->mz->addr) mn_shm;
   d->shm = shm;
 
   rc = rte_eth_dev_start(d->port_id);
@@ -192,7 +192,7 @@ bool setup_port(Daemon* d, std::string* err) {
   }
   // Promiscuous mode is not needed: unicast to our MAC, broadcast ARP.
 
-  shm->version = kShmVersion;
+  shm->version = MN_SHM_VERSION;
   shm->daemon_pid = getpid();
   shm->port_id = d->port_id;
   shm->nb_queues = d->nb_queues;
@@ -201,8 +201,8 @@ bool setup_port(Daemon* d, std::string* err) {
   shm->prefix_len = cfg.prefix_len;
   memcpy(shm->mac, d->mac.data(), 6);
   shm->mtu = d->mtu;
-  for (uint16_t q = 0; q < kMaxQueues; q++) {
-    Lease& l = shm->leases[q];
+  for (uint16_t q = 0; q < MN_SHM_MAX_QUEUES; q++) {
+    mn_lease& l = shm->leases[q];
     l.queue = q;
     l.lcore_id = q;
     if (q >= d->nb_queues) continue;
@@ -210,10 +210,9 @@ bool setup_port(Daemon* d, std::string* err) {
     l.pool = d->pools[q];
     // Nobody holds an mbuf yet: what is in use is what the PMD posted.
     l.posted_baseline = rte_mempool_in_use_count(d->pools[q]);
-    l.state.store(q == 0 ? kLeaseDaemon : kLeaseFree, std::memory_order_release);
+    mn_lease_set_state(&l, q == 0 ? MN_LEASE_DAEMON : MN_LEASE_FREE);
   }
-  std::atomic_thread_fence(std::memory_order_release);
-  shm->magic = kShmMagic;
+  mn_shm_publish(shm);  // the magic, last
   return true;
 }
 

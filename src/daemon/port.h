@@ -1,5 +1,5 @@
 // The port machnetd owns: per-queue mbuf pools and steering rings, the shared
-// memzone (struct Shm), queue setup, start and stop.
+// memzone (struct mn_shm), queue setup, start and stop.
 #pragma once
 
 #include <string>
@@ -10,7 +10,7 @@ namespace machnet::daemon {
 
 // Finds the port EAL created for cfg.device, configures cfg.queues queue
 // pairs, creates pool "mn_pool_<q>" (no per-lcore cache: several processes
-// use every pool) and ring "mn_steer_<q>" per queue, the kShmName memzone,
+// use every pool) and ring "mn_steer_<q>" per queue, the MN_SHM_NAME memzone,
 // starts the port and records each queue's posted_baseline.
 bool setup_port(Daemon* d, std::string* err);
 

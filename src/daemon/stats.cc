@@ -100,7 +100,7 @@ void count_memzone(const rte_memzone*, void* arg) {
   (*static_cast<unsigned*>(arg))++;
 }
 
-std::string comm_of(const Lease& l) {
+std::string comm_of(const mn_lease& l) {
   char c[17];
   memcpy(c, l.comm, 16);
   c[16] = '\0';
@@ -123,13 +123,13 @@ uint64_t drops_total(const uint64_t* drops) {
 
 const char* lease_state_name(uint32_t state) {
   switch (state) {
-    case kLeaseFree:
+    case MN_LEASE_FREE:
       return "free";
-    case kLeaseActive:
+    case MN_LEASE_ACTIVE:
       return "active";
-    case kLeaseReclaiming:
+    case MN_LEASE_RECLAIMING:
       return "reclaiming";
-    case kLeaseDaemon:
+    case MN_LEASE_DAEMON:
       return "daemon";
     default:
       return "unknown";
@@ -137,7 +137,7 @@ const char* lease_state_name(uint32_t state) {
 }
 
 std::string stats_json(const Daemon& d, size_t max_len) {
-  const Shm& shm = *d.shm;
+  const mn_shm& shm = *d.shm;
   const DaemonCounters& c = d.counters;
   Json j;
   j.open('{');
@@ -155,9 +155,9 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("queues", d.nb_queues);
   uint16_t free_leases = 0, active = 0;
   for (uint16_t q = 1; q < d.nb_queues; q++) {
-    uint32_t s = shm.leases[q].state.load(std::memory_order_relaxed);
-    free_leases += s == kLeaseFree;
-    active += s == kLeaseActive;
+    uint32_t s = mn_lease_state(&shm.leases[q]);
+    free_leases += s == MN_LEASE_FREE;
+    active += s == MN_LEASE_ACTIVE;
   }
   j.u("free_leases", free_leases);
   j.u("active_leases", active);
@@ -217,11 +217,11 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.key("leases");
   j.open('[');
   for (uint16_t q = 1; q < d.nb_queues; q++) {
-    const Lease& l = shm.leases[q];
-    const ipc::LeaseCounters& lc = l.counters;
+    const mn_lease& l = shm.leases[q];
+    const mn_lease_counters& lc = l.counters;
     j.open('{');
     j.u("queue", q);
-    j.str("state", lease_state_name(l.state.load(std::memory_order_relaxed)));
+    j.str("state", lease_state_name(mn_lease_state(&l)));
     j.i("pid", l.pid);
     j.u("uid", l.uid);
     j.str("comm", comm_of(l));
@@ -253,14 +253,14 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   uint64_t truncated = 0;
   const size_t reserve = 64;  // for the closing text
   for (uint32_t p = 1; p < 65536; p++) {
-    uint16_t q = shm.ports[p].queue.load(std::memory_order_relaxed);
+    uint16_t q = mn_port_queue(&shm.ports[p]);
     if (q == 0) continue;
     if (j.size() + 256 + reserve > max_len) {
       truncated++;
       continue;
     }
-    const PortEntry& e = shm.ports[p];
-    const Lease& l = shm.leases[q < kMaxQueues ? q : 0];
+    const mn_port_entry& e = shm.ports[p];
+    const mn_lease& l = shm.leases[q < MN_SHM_MAX_QUEUES ? q : 0];
     j.open('{');
     j.u("port", p);
     j.u("queue", q);
@@ -323,11 +323,11 @@ int tel_leases(const char*, const char*, rte_tel_data* t) {
   Daemon* d = g_daemon;
   if (d == nullptr || d->stopping.load()) return 0;
   for (uint16_t q = 1; q < d->nb_queues; q++) {
-    const Lease& l = d->shm->leases[q];
+    const mn_lease& l = d->shm->leases[q];
     rte_tel_data* x = rte_tel_data_alloc();
     if (x == nullptr) break;
     rte_tel_data_start_dict(x);
-    rte_tel_data_add_dict_string(x, "state", lease_state_name(l.state.load()));
+    rte_tel_data_add_dict_string(x, "state", lease_state_name(mn_lease_state(&l)));
     rte_tel_data_add_dict_int(x, "pid", l.pid);
     rte_tel_data_add_dict_string(x, "comm", comm_of(l).c_str());
     rte_tel_data_add_dict_string(x, "owner_id", owner_hex(l.owner_id).c_str());
@@ -356,14 +356,14 @@ int tel_ports(const char*, const char*, rte_tel_data* t) {
   if (d == nullptr || d->stopping.load()) return 0;
   unsigned n = 0;
   for (uint32_t p = 1; p < 65536 && n < 200; p++) {
-    const PortEntry& e = d->shm->ports[p];
-    uint16_t q = e.queue.load(std::memory_order_relaxed);
+    const mn_port_entry& e = d->shm->ports[p];
+    uint16_t q = mn_port_queue(&e);
     if (q == 0) continue;
     rte_tel_data* x = rte_tel_data_alloc();
     if (x == nullptr) break;
     rte_tel_data_start_dict(x);
     rte_tel_data_add_dict_u64(x, "queue", q);
-    rte_tel_data_add_dict_int(x, "pid", d->shm->leases[q < kMaxQueues ? q : 0].pid);
+    rte_tel_data_add_dict_int(x, "pid", d->shm->leases[q < MN_SHM_MAX_QUEUES ? q : 0].pid);
     rte_tel_data_add_dict_u64(x, "rx_datagrams", e.rx_datagrams);
     rte_tel_data_add_dict_u64(x, "rx_bytes", e.rx_bytes);
     rte_tel_data_add_dict_u64(x, "tx_datagrams", e.tx_datagrams);

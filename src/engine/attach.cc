@@ -76,7 +76,7 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
     ctl->close();
     return false;
   }
-  if (r.queue == 0 || r.queue >= ipc::kMaxQueues || r.lcore_id >= RTE_MAX_LCORE ||
+  if (r.queue == 0 || r.queue >= MN_SHM_MAX_QUEUES || r.lcore_id >= RTE_MAX_LCORE ||
       r.eal_prefix[0] == '\0' || r.device[0] == '\0' || r.shm_name[0] == '\0') {
     *err = "machnetd at " + path + " sent an unusable lease (queue " + std::to_string(r.queue) +
            ", lcore " + std::to_string(r.lcore_id) + ", device '" + r.device + "')";
@@ -131,17 +131,17 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
     return false;
   }
   const rte_memzone* mz = rte_memzone_lookup(r.shm_name);
-  if (mz == nullptr || mz->addr == nullptr || mz->len < sizeof(ipc::Shm)) {
+  if (mz == nullptr || mz->addr == nullptr || mz->len < sizeof(mn_shm)) {
     *err = std::string("machnetd's shared memory '") + r.shm_name +
            (mz == nullptr ? "' was not found" : "' is too small");
     ctl->close();
     return false;
   }
-  shm = static_cast<ipc::Shm*>(mz->addr);
-  if (shm->magic != ipc::kShmMagic || shm->version != ipc::kShmVersion) {
+  shm = static_cast<mn_shm*>(mz->addr);
+  if (mn_shm_magic(shm) != MN_SHM_MAGIC || shm->version != MN_SHM_VERSION) {
     *err = std::string("machnetd's shared memory '") + r.shm_name + "' has magic " +
            std::to_string(shm->magic) + " version " + std::to_string(shm->version) +
-           " (this engine speaks version " + std::to_string(ipc::kShmVersion) + ")";
+           " (this engine speaks version " + std::to_string(MN_SHM_VERSION) + ")";
     ctl->close();
     return false;
   }
@@ -210,7 +210,7 @@ size_t Engine::Impl::poll_attached() {
   if (memif) memif_guard::enter();
   uint16_t n = rte_eth_rx_burst(port_id, queue, burst, kRxBurst);
   if (memif) memif_guard::leave();
-  const ipc::Shm& s = *shm;
+  const mn_shm& s = *shm;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = burst[i];
     queue_rx_packets++;
@@ -232,8 +232,8 @@ size_t Engine::Impl::poll_attached() {
 }
 
 void Engine::Impl::steer_out(rte_mbuf* m, uint16_t target) {
-  if (target >= shm->nb_queues || target >= ipc::kMaxQueues) target = 0;
-  ipc::Lease& l = shm->leases[target];
+  if (target >= shm->nb_queues || target >= MN_SHM_MAX_QUEUES) target = 0;
+  mn_lease& l = shm->leases[target];
   // A copy in the owner's pool: pool q's mbufs are only ever held by q's
   // owner, its ring or its RX queue (the daemon's sweep depends on it). The
   // copy keeps m->port.
@@ -315,7 +315,7 @@ void Engine::Impl::rx_chain(rte_mbuf* m) {
 
 void Engine::Impl::run_attached_timers(uint64_t now) {
   last_timer_ns = now;
-  if (shm->shutting_down.load(std::memory_order_acquire) != 0) {
+  if (mn_shm_shutting_down(shm) != 0) {
     go_detached("machnetd is shutting down");
     return;
   }
@@ -341,7 +341,7 @@ void Engine::Impl::learn_shared_neighbours(uint64_t now) {
   for (size_t i = 0; i < shared_waiting; i++) {
     SharedNeighbourWait w = shared_wait[i];
     uint8_t m[6];
-    if (ipc::neighbour_lookup(*shm, w.ip, m)) {
+    if (mn_neighbour_lookup(shm, w.ip, m)) {
       wire::MacAddr mac;
       memcpy(mac.data(), m, 6);
       arp->learn(w.ip, mac, now, /*create=*/false);  // as if the ARP reply came to us
@@ -363,8 +363,10 @@ void Engine::Impl::learn_found_now(uint64_t now) {
   for (size_t i = 0; i < n; i++) arp->learn(found[i].first, found[i].second, now, false);
 }
 
+static_assert(kDropReasonCount <= MN_SHM_MAX_DROP_REASONS, "mn_lease_counters.drops is too small");
+
 void Engine::Impl::publish_counters() {
-  ipc::LeaseCounters& lc = lease->counters;
+  mn_lease_counters& lc = lease->counters;
   lc.rx_packets = queue_rx_packets;
   lc.rx_bytes = queue_rx_bytes;
   lc.tx_packets = counters.tx_packets;
@@ -377,7 +379,7 @@ void Engine::Impl::publish_counters() {
   for (size_t i = 0; i < kDropReasonCount; i++) lc.drops[i] = counters.drops[i];
   for (UdpSocket* s : bound) {
     if (s->rx_datagrams_ == s->published_rx_ && s->tx_datagrams_ == s->published_tx_) continue;
-    ipc::PortEntry& pe = shm->ports[s->port()];
+    mn_port_entry& pe = shm->ports[s->port()];
     pe.rx_datagrams = s->rx_datagrams_;
     pe.rx_bytes = s->rx_bytes_;
     pe.tx_datagrams = s->tx_datagrams_;

@@ -120,8 +120,8 @@ struct Engine::Impl {
   // even to free an mbuf still held; every call fails with ENETDOWN.
   std::atomic<bool> detached{false};
   std::unique_ptr<ipc::ControlClient> ctl;
-  ipc::Shm* shm = nullptr;
-  ipc::Lease* lease = nullptr;
+  mn_shm* shm = nullptr;
+  mn_lease* lease = nullptr;
   uint16_t lcore_id = 0;
   uint64_t queue_rx_packets = 0;  // frames taken from our RX queue (steered out included)
   uint64_t queue_rx_bytes = 0;
@@ -148,7 +148,7 @@ struct Engine::Impl {
   // at its next timer tick.
   bool usable() {
     if (detached.load(std::memory_order_relaxed)) return false;
-    if (shm != nullptr && shm->shutting_down.load(std::memory_order_acquire) != 0) {
+    if (shm != nullptr && mn_shm_shutting_down(shm) != 0) {
       go_detached("machnetd is shutting down");
       return false;
     }

@@ -24,7 +24,7 @@ void EngineArpEvents::send_request(uint32_t ip_host) {
     // while our own request is out.
     uint8_t mac[6];
     if (e_->learn_now_count < Engine::Impl::kLearnNowMax &&
-        ipc::neighbour_lookup(*e_->shm, ip_host, mac)) {
+        mn_neighbour_lookup(e_->shm, ip_host, mac)) {
       auto& slot = e_->learn_now[e_->learn_now_count++];
       slot.first = ip_host;
       memcpy(slot.second.data(), mac, 6);

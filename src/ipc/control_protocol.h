@@ -12,7 +12,15 @@
 #ifndef MACHNET_IPC_CONTROL_PROTOCOL_H
 #define MACHNET_IPC_CONTROL_PROTOCOL_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* Compile-time layout checks that read the same in C and C++. */
+#ifdef __cplusplus
+#define MN_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define MN_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
 
 #define MN_CTL_MAGIC 0x4d4e4350u /* "MNCP" */
 #define MN_CTL_VERSION 1
@@ -100,18 +108,18 @@ struct mn_ctl_unbind_request {
 
 /* MN_CTL_STATS reply: the header, then NUL-terminated JSON text. */
 
-#ifdef __cplusplus
-static_assert(sizeof(struct mn_ctl_header) == 16, "control protocol ABI");
-static_assert(sizeof(struct mn_ctl_info_reply) == 108, "control protocol ABI");
-static_assert(sizeof(struct mn_ctl_attach_request) == 32, "control protocol ABI");
-static_assert(sizeof(struct mn_ctl_attach_reply) == 216, "control protocol ABI");
-static_assert(sizeof(struct mn_ctl_bind_request) == 24, "control protocol ABI");
-static_assert(sizeof(struct mn_ctl_bind_reply) == 24, "control protocol ABI");
-static_assert(sizeof(struct mn_ctl_unbind_request) == 24, "control protocol ABI");
-#else
-_Static_assert(sizeof(struct mn_ctl_header) == 16, "control protocol ABI");
-_Static_assert(sizeof(struct mn_ctl_info_reply) == 108, "control protocol ABI");
-_Static_assert(sizeof(struct mn_ctl_attach_reply) == 216, "control protocol ABI");
-#endif
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_header) == 16, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_header, seq) == 8, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_info_reply) == 108, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_info_reply, gateway) == 28, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_info_reply, daemon_pid) == 40, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_attach_request) == 32, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_attach_reply) == 216, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_attach_reply, owner_id) == 24, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_attach_reply, eal_prefix) == 56, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_attach_reply, shm_name) == 184, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_bind_request) == 24, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_bind_reply) == 24, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_unbind_request) == 24, "control protocol ABI");
 
 #endif

@@ -1,159 +1,239 @@
-// Everything machnetd shares with attached processes through hugepage
-// memory: one memzone (kShmName) holding struct Shm, plus one rte_ring and
-// one rte_mempool per queue, whose pointers are valid in every process of
-// the daemon's EAL (secondaries map hugepages at the primary's addresses).
-//
-// Ownership of every field is stated beside it: "daemon" fields are written
-// only by machnetd; "owner" fields only by the process holding the lease.
-// Readers of daemon fields that change at run time use the atomics below.
-#pragma once
+/* Everything machnetd shares with attached processes through hugepage
+ * memory: one memzone (MN_SHM_NAME) holding struct mn_shm, plus one rte_ring
+ * and one rte_mempool per queue, whose pointers are valid in every process
+ * of the daemon's EAL (secondaries map hugepages at the primary's addresses).
+ *
+ * One header for C and C++ (the daemon, the engine, tests/ipc/ipc_abi.c,
+ * which prints this layout as JSON for the Python tests). Fields that change
+ * at run time while others read them are plain integers marked "atomic":
+ * they are read and written only through the accessors at the end (GCC and
+ * Clang __atomic builtins), so the layout is the same in both languages.
+ * Every structure's size and key offsets are asserted below.
+ *
+ * Ownership of every field is stated beside it: "daemon" fields are written
+ * only by machnetd; "owner" fields only by the process holding the lease. */
+#ifndef MACHNET_IPC_SHM_H
+#define MACHNET_IPC_SHM_H
 
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "common/drop_reason.h"
+#include "ipc/control_protocol.h" /* MN_STATIC_ASSERT */
+
+#define MN_SHM_NAME "machnetd_shm"
+#define MN_SHM_MAGIC 0x4d4e5348u /* "MNSH" */
+#define MN_SHM_VERSION 1u
+#define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
+#define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
+#define MN_SHM_MAX_DROP_REASONS 32
+#define MN_SHM_PORTS 65536
 
 struct rte_mempool;
 struct rte_ring;
 
-namespace machnet::ipc {
+/* Queue q's steering ring: "mn_steer_<q>"; its mempool: "mn_pool_<q>".
+ * A packet that lands on queue p but belongs to the owner of queue q is
+ * copied into an mbuf of pool q and enqueued on ring q (multi-producer,
+ * single-consumer). Pool q's mbufs are thus only ever held by the owner of
+ * q, by ring q, or posted in RX queue q by the PMD: that is what lets the
+ * daemon sweep a dead owner's mbufs back (see mn_lease.posted_baseline). */
 
-constexpr char kShmName[] = "machnetd_shm";
-constexpr uint32_t kShmMagic = 0x4d4e5348;  // "MNSH"
-constexpr uint32_t kShmVersion = 1;
-constexpr uint32_t kMaxQueues = 16;        // queue 0 is the daemon's; leases use 1..nb_queues-1
-constexpr uint32_t kNeighbourSlots = 256;  // open addressing on the IPv4 address
-constexpr uint32_t kMaxDropReasons = 32;
-static_assert(kDropReasonCount <= kMaxDropReasons, "LeaseCounters::drops is too small");
-
-// Queue q's steering ring: "mn_steer_<q>"; its mempool: "mn_pool_<q>".
-// A packet that lands on queue p but belongs to the owner of queue q is
-// copied into an mbuf of pool q and enqueued on ring q (multi-producer,
-// single-consumer). Pool q's mbufs are thus only ever held by the owner of
-// q, by ring q, or posted in RX queue q by the PMD: that is what lets the
-// daemon sweep a dead owner's mbufs back (see Lease::posted_baseline).
-
-enum LeaseState : uint32_t {
-  kLeaseFree = 0,        // the daemon polls this queue and steers what it gets
-  kLeaseActive = 1,      // the owner polls it
-  kLeaseReclaiming = 2,  // owner gone; ports released; daemon draining
-  kLeaseDaemon = 3,      // queue 0
+enum mn_lease_state {
+  MN_LEASE_FREE = 0,       /* the daemon polls this queue and steers what it gets */
+  MN_LEASE_ACTIVE = 1,     /* the owner polls it */
+  MN_LEASE_RECLAIMING = 2, /* owner gone; ports released; daemon draining */
+  MN_LEASE_DAEMON = 3      /* queue 0 */
 };
 
-// Counters of one lease, written by its owner only (plain stores, read racily
-// by the daemon for machnet-stat: each is one aligned 64-bit word).
-struct LeaseCounters {
-  uint64_t rx_packets;  // frames taken from the leased RX queue
+/* Counters of one lease, written by its owner only (plain stores, read racily
+ * by the daemon for machnet-stat: each is one aligned 64-bit word). */
+struct mn_lease_counters {
+  uint64_t rx_packets; /* frames taken from the leased RX queue */
   uint64_t rx_bytes;
-  uint64_t tx_packets;  // frames handed to the leased TX queue
+  uint64_t tx_packets; /* frames handed to the leased TX queue */
   uint64_t tx_bytes;
-  uint64_t steered_out;             // frames of someone else copied to their ring
-  uint64_t steered_in;              // frames taken from our own steering ring
-  uint64_t steer_drops;             // the owner's ring or pool was full
-  uint64_t udp_rx;                  // datagrams queued to a socket
-  uint64_t udp_tx;                  // datagrams sent
-  uint64_t drops[kMaxDropReasons];  // by DropReason
+  uint64_t steered_out;                    /* frames of someone else copied to their ring */
+  uint64_t steered_in;                     /* frames taken from our own steering ring */
+  uint64_t steer_drops;                    /* the owner's ring or pool was full */
+  uint64_t udp_rx;                         /* datagrams queued to a socket */
+  uint64_t udp_tx;                         /* datagrams sent */
+  uint64_t drops[MN_SHM_MAX_DROP_REASONS]; /* by DropReason */
 };
-static_assert(sizeof(LeaseCounters) == 9 * 8 + kMaxDropReasons * 8, "no padding");
 
-struct alignas(64) Lease {
-  std::atomic<uint32_t> state;  // daemon (LeaseState)
-  uint16_t queue;               // daemon, fixed: == index in Shm::leases
-  uint16_t lcore_id;            // daemon: EAL lcore id the owner must use
-  int32_t pid;                  // daemon
-  uint32_t uid;                 // daemon, from SO_PEERCRED
-  uint64_t owner_id;            // daemon: random per lease
-  uint64_t generation;          // daemon: leases of this queue so far
-  uint64_t attached_ns;         // daemon: CLOCK_REALTIME at attach
-  char comm[16];                // daemon, from the attach request
-  rte_ring* steer_ring;         // daemon, fixed
-  rte_mempool* pool;            // daemon, fixed: RX queue pool, owner's TX allocations
-  // Mbufs of `pool` the PMD keeps posted in the RX queue while nobody holds
-  // any (measured by the daemon when the queue is idle). A dead owner's
-  // mbufs are the in-use ones beyond this figure.
-  uint32_t posted_baseline;  // daemon
+struct __attribute__((aligned(64))) mn_lease {
+  uint32_t state;              /* daemon, atomic: enum mn_lease_state */
+  uint16_t queue;              /* daemon, fixed: == index in mn_shm.leases */
+  uint16_t lcore_id;           /* daemon: EAL lcore id the owner must use */
+  int32_t pid;                 /* daemon */
+  uint32_t uid;                /* daemon, from SO_PEERCRED */
+  uint64_t owner_id;           /* daemon: random per lease */
+  uint64_t generation;         /* daemon: leases of this queue so far */
+  uint64_t attached_ns;        /* daemon: CLOCK_REALTIME at attach */
+  char comm[16];               /* daemon, from the attach request */
+  struct rte_ring* steer_ring; /* daemon, fixed */
+  struct rte_mempool* pool;    /* daemon, fixed: RX queue pool, owner's TX allocations */
+  /* Mbufs of `pool` the PMD keeps posted in the RX queue while nobody holds
+   * any (measured by the daemon when the queue is idle). A dead owner's
+   * mbufs are the in-use ones beyond this figure. */
+  uint32_t posted_baseline; /* daemon */
   uint32_t pad0;
-  LeaseCounters counters;  // owner
+  struct mn_lease_counters counters; /* owner */
 };
 
-// One UDP port of the host. queue 0 = nobody: the daemon answers with ICMP
-// port unreachable. Written by the daemon (bind/unbind/reclaim); read on every
-// received datagram by whoever polls the queue it landed on.
-struct alignas(32) PortEntry {
-  std::atomic<uint16_t> queue;  // daemon
+/* One UDP port of the host. queue 0 = nobody: the daemon answers with ICMP
+ * port unreachable. Written by the daemon (bind/unbind/reclaim); read on every
+ * received datagram by whoever polls the queue it landed on. */
+struct __attribute__((aligned(32))) mn_port_entry {
+  uint16_t queue; /* daemon, atomic */
   uint16_t pad0;
-  uint32_t generation;    // daemon: low 32 bits of the owning lease's generation
-  uint64_t rx_datagrams;  // owner: per-socket counters for machnet-stat
+  uint32_t generation;   /* daemon: low 32 bits of the owning lease's generation */
+  uint64_t rx_datagrams; /* owner: per-socket counters for machnet-stat */
   uint64_t rx_bytes;
   uint64_t tx_datagrams;
 };
 
-// Neighbour table filled by the daemon from every ARP packet it sees (ARP
-// always goes to queue 0's owner, the daemon). Seqlock: odd seq = being
-// written; a reader retries until it reads the same even seq around its copy.
-struct alignas(16) Neighbour {
-  std::atomic<uint32_t> seq;
-  uint32_t ip;  // host order, 0 = empty
-  uint8_t mac[6];
+/* Neighbour table filled by the daemon from every ARP packet it sees (ARP
+ * always goes to queue 0's owner, the daemon). Seqlock: odd seq = being
+ * written; a reader retries until it reads the same even seq around its copy
+ * (mn_neighbour_lookup; the daemon writes with mn_neighbour_write). */
+struct __attribute__((aligned(16))) mn_neighbour {
+  uint32_t seq;   /* daemon, atomic */
+  uint32_t ip;    /* daemon, atomic; host order, 0 = empty */
+  uint8_t mac[6]; /* daemon, atomic bytes */
   uint16_t pad0;
 };
 
-struct Shm {
-  uint32_t magic;    // kShmMagic
-  uint32_t version;  // kShmVersion
+struct mn_shm {
+  uint32_t magic;   /* MN_SHM_MAGIC, stored last */
+  uint32_t version; /* MN_SHM_VERSION */
   int32_t daemon_pid;
   uint16_t port_id;
   uint16_t nb_queues;
-  uint32_t ip;  // host order
+  uint32_t ip; /* host order */
   uint32_t gateway;
   uint8_t prefix_len;
   uint8_t mac[6];
   uint8_t pad0;
   uint16_t mtu;
   uint16_t pad1;
-  // Set when the daemon shuts down cleanly; attached engines then fail their
-  // sockets with ENETDOWN (a crashed daemon is noticed by the control socket's EOF).
-  std::atomic<uint32_t> shutting_down;
-  std::atomic<uint64_t> heartbeat_ns;  // daemon: CLOCK_MONOTONIC, every timer tick
-  alignas(64) Lease leases[kMaxQueues];
-  Neighbour neighbours[kNeighbourSlots];
-  PortEntry ports[65536];
+  /* Set when the daemon shuts down cleanly; attached engines then fail their
+   * sockets with ENETDOWN (a crashed daemon is noticed by the control
+   * socket's EOF). */
+  uint32_t shutting_down; /* daemon, atomic */
+  uint64_t heartbeat_ns;  /* daemon, atomic: CLOCK_MONOTONIC, every timer tick */
+  uint8_t pad2[16];
+  struct mn_lease leases[MN_SHM_MAX_QUEUES];
+  struct mn_neighbour neighbours[MN_SHM_NEIGHBOUR_SLOTS];
+  struct mn_port_entry ports[MN_SHM_PORTS];
 };
 
-static_assert(sizeof(Lease) == 448, "Lease layout is ABI between machnetd and engines");
-static_assert(sizeof(PortEntry) == 32, "PortEntry layout is ABI");
-static_assert(sizeof(Neighbour) == 16, "Neighbour layout is ABI");
-static_assert(offsetof(Shm, leases) == 64, "Shm layout is ABI");
-static_assert(sizeof(Shm) == 64 + kMaxQueues * sizeof(Lease) + kNeighbourSlots * 16 + 65536 * 32,
-              "Shm layout is ABI");
-static_assert(std::atomic<uint64_t>::is_always_lock_free, "atomics shared between processes");
-static_assert(std::atomic<uint32_t>::is_always_lock_free, "atomics shared between processes");
-static_assert(std::atomic<uint16_t>::is_always_lock_free, "atomics shared between processes");
+/* The layout is ABI between machnetd and engines of the same MN_SHM_VERSION. */
+MN_STATIC_ASSERT(sizeof(struct mn_lease_counters) == (9 + MN_SHM_MAX_DROP_REASONS) * 8,
+                 "mn_lease_counters has no padding");
+MN_STATIC_ASSERT(sizeof(struct mn_lease) == 448, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, owner_id) == 16, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, comm) == 40, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, steer_ring) == 56, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, pool) == 64, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, posted_baseline) == 72, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, counters) == 80, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(sizeof(struct mn_port_entry) == 32, "shm ABI: mn_port_entry");
+MN_STATIC_ASSERT(offsetof(struct mn_port_entry, generation) == 4, "shm ABI: mn_port_entry");
+MN_STATIC_ASSERT(offsetof(struct mn_port_entry, rx_datagrams) == 8, "shm ABI: mn_port_entry");
+MN_STATIC_ASSERT(sizeof(struct mn_neighbour) == 16, "shm ABI: mn_neighbour");
+MN_STATIC_ASSERT(offsetof(struct mn_neighbour, ip) == 4, "shm ABI: mn_neighbour");
+MN_STATIC_ASSERT(offsetof(struct mn_neighbour, mac) == 8, "shm ABI: mn_neighbour");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, ip) == 16, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, mac) == 25, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, mtu) == 32, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, shutting_down) == 36, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, heartbeat_ns) == 40, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, leases) == 64, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, neighbours) == 64 + MN_SHM_MAX_QUEUES * 448,
+                 "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, ports) ==
+                     64 + MN_SHM_MAX_QUEUES * 448 + MN_SHM_NEIGHBOUR_SLOTS * 16,
+                 "shm ABI: mn_shm");
+MN_STATIC_ASSERT(sizeof(struct mn_shm) ==
+                     64 + MN_SHM_MAX_QUEUES * 448 + MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32,
+                 "shm ABI: mn_shm");
+MN_STATIC_ASSERT(__atomic_always_lock_free(8, 0) && __atomic_always_lock_free(4, 0) &&
+                     __atomic_always_lock_free(2, 0),
+                 "atomics shared between processes must be lock-free");
 
-inline uint32_t neighbour_slot(uint32_t ip) {
-  return (ip * 2654435761u) >> 24;  // 256 slots
+/* ---- Atomic accessors: the only way the "atomic" fields are touched ---- */
+
+static inline uint32_t mn_lease_state(const struct mn_lease* l) {
+  return __atomic_load_n(&l->state, __ATOMIC_ACQUIRE);
+}
+static inline void mn_lease_set_state(struct mn_lease* l, uint32_t state) {
+  __atomic_store_n(&l->state, state, __ATOMIC_RELEASE);
 }
 
-// Seqlock read of the neighbour table; false when ip is not there.
-inline bool neighbour_lookup(const Shm& shm, uint32_t ip, uint8_t mac_out[6]) {
-  for (uint32_t i = 0; i < kNeighbourSlots; i++) {
-    const Neighbour& n = shm.neighbours[(neighbour_slot(ip) + i) % kNeighbourSlots];
+/* The queue whose owner holds a port (0: nobody). A reader that sees a queue
+ * also sees the fields the daemon wrote before publishing it. */
+static inline uint16_t mn_port_queue(const struct mn_port_entry* e) {
+  return __atomic_load_n(&e->queue, __ATOMIC_ACQUIRE);
+}
+static inline void mn_port_set_queue(struct mn_port_entry* e, uint16_t queue) {
+  __atomic_store_n(&e->queue, queue, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t mn_shm_shutting_down(const struct mn_shm* s) {
+  return __atomic_load_n(&s->shutting_down, __ATOMIC_ACQUIRE);
+}
+static inline void mn_shm_set_shutting_down(struct mn_shm* s, uint32_t v) {
+  __atomic_store_n(&s->shutting_down, v, __ATOMIC_RELEASE);
+}
+static inline uint64_t mn_shm_heartbeat(const struct mn_shm* s) {
+  return __atomic_load_n(&s->heartbeat_ns, __ATOMIC_ACQUIRE);
+}
+static inline void mn_shm_set_heartbeat(struct mn_shm* s, uint64_t ns) {
+  __atomic_store_n(&s->heartbeat_ns, ns, __ATOMIC_RELEASE);
+}
+
+/* Publishes the magic last: a reader that sees it sees the whole header. */
+static inline uint32_t mn_shm_magic(const struct mn_shm* s) {
+  return __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE);
+}
+static inline void mn_shm_publish(struct mn_shm* s) {
+  __atomic_store_n(&s->magic, MN_SHM_MAGIC, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t mn_neighbour_slot(uint32_t ip) {
+  return (ip * 2654435761u) >> 24; /* 256 slots */
+}
+
+/* Seqlock write of one slot (the daemon, the only writer). */
+static inline void mn_neighbour_write(struct mn_neighbour* n, uint32_t ip, const uint8_t mac[6]) {
+  uint32_t seq = __atomic_load_n(&n->seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&n->seq, seq + 1, __ATOMIC_RELAXED); /* odd: being written */
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  __atomic_store_n(&n->ip, ip, __ATOMIC_RELAXED);
+  for (int k = 0; k < 6; k++) __atomic_store_n(&n->mac[k], mac[k], __ATOMIC_RELAXED);
+  __atomic_store_n(&n->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+/* Seqlock read of the neighbour table: 1 and the MAC when ip is there. */
+static inline int mn_neighbour_lookup(const struct mn_shm* shm, uint32_t ip, uint8_t mac_out[6]) {
+  for (uint32_t i = 0; i < MN_SHM_NEIGHBOUR_SLOTS; i++) {
+    const struct mn_neighbour* n =
+        &shm->neighbours[(mn_neighbour_slot(ip) + i) % MN_SHM_NEIGHBOUR_SLOTS];
     for (;;) {
-      uint32_t s1 = n.seq.load(std::memory_order_acquire);
+      uint32_t s1 = __atomic_load_n(&n->seq, __ATOMIC_ACQUIRE);
       if (s1 & 1) continue;
-      uint32_t nip = n.ip;
+      uint32_t nip = __atomic_load_n(&n->ip, __ATOMIC_RELAXED);
       uint8_t mac[6];
-      for (int k = 0; k < 6; k++) mac[k] = n.mac[k];
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (n.seq.load(std::memory_order_relaxed) != s1) continue;
-      if (nip == 0) return false;
+      for (int k = 0; k < 6; k++) mac[k] = __atomic_load_n(&n->mac[k], __ATOMIC_RELAXED);
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      if (__atomic_load_n(&n->seq, __ATOMIC_RELAXED) != s1) continue;
+      if (nip == 0) return 0;
       if (nip != ip) break;
       for (int k = 0; k < 6; k++) mac_out[k] = mac[k];
-      return true;
+      return 1;
     }
   }
-  return false;
+  return 0;
 }
 
-}  // namespace machnet::ipc
+#endif

@@ -1,7 +1,7 @@
 // Software steering: which queue's owner a received frame belongs to. Used
 // by every process that polls a queue of a machnetd port (the daemon for
 // queue 0 and unleased queues, each engine for its leased queue), on every
-// frame, so it only reads the first bytes of the frame and one PortEntry.
+// frame, so it only reads the first bytes of the frame and one mn_port_entry.
 // No DPDK types: the caller passes the frame's first segment.
 #pragma once
 
@@ -18,7 +18,7 @@ namespace machnet::ipc {
 // Queue 0 (the daemon) gets ARP, ICMP it must answer, fragments (it
 // reassembles them and forwards the datagram), frames for other addresses
 // and datagrams for ports nobody holds (port unreachable is its job).
-inline uint16_t steer_target(const Shm& shm, const uint8_t* p, uint32_t len) {
+inline uint16_t steer_target(const mn_shm& shm, const uint8_t* p, uint32_t len) {
   using namespace wire;
   if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr)) return 0;
   uint16_t et;
@@ -33,7 +33,7 @@ inline uint16_t steer_target(const Shm& shm, const uint8_t* p, uint32_t len) {
   if (ip->protocol == kIpProtoUdp) {
     uint16_t dport;
     std::memcpy(&dport, l4 + 2, 2);
-    return shm.ports[ntohs(dport)].queue.load(std::memory_order_acquire);
+    return mn_port_queue(&shm.ports[ntohs(dport)]);
   }
   if (ip->protocol == kIpProtoIcmp && l4[0] == kIcmpDestUnreachable) {
     // An error about a datagram we sent: it quotes our IPv4 + UDP header; the
@@ -44,7 +44,7 @@ inline uint16_t steer_target(const Shm& shm, const uint8_t* p, uint32_t len) {
     if (qihl < 20 || q + qihl + 8 > p + len) return 0;
     uint16_t sport;
     std::memcpy(&sport, q + qihl, 2);
-    return shm.ports[ntohs(sport)].queue.load(std::memory_order_acquire);
+    return mn_port_queue(&shm.ports[ntohs(sport)]);
   }
   return 0;
 }

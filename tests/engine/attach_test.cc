@@ -342,11 +342,11 @@ TEST(ControlClient, StatsTextWithoutNulIsBounded) {
 class Steering : public ::testing::Test {
  protected:
   void SetUp() override {
-    shm_ = std::make_unique<ipc::Shm>();
+    shm_ = std::make_unique<mn_shm>();
     shm_->ip = kLocalIp;
     shm_->nb_queues = 4;
-    shm_->ports[5000].queue.store(2);
-    shm_->ports[6000].queue.store(3);
+    mn_port_set_queue(&shm_->ports[5000], 2);
+    mn_port_set_queue(&shm_->ports[6000], 3);
   }
   uint16_t steer(const Frame& f) { return ipc::steer_target(*shm_, f.data(), f.size()); }
 
@@ -376,7 +376,7 @@ class Steering : public ::testing::Test {
     return f;
   }
 
-  std::unique_ptr<ipc::Shm> shm_;
+  std::unique_ptr<mn_shm> shm_;
 };
 
 TEST_F(Steering, UdpGoesToThePortsOwnerAndUnownedPortsToTheDaemon) {

@@ -1,7 +1,7 @@
 // The engine in attached mode, without machnetd: this process plays the
 // daemon. It is the EAL primary (so the engine finds EAL initialised and
 // skips the secondary init), owns a 4-queue ring port, the shared memory
-// (struct ipc::Shm in a memzone), one mempool and one steering ring per
+// (struct mn_shm in a memzone), one mempool and one steering ring per
 // queue, and answers the control protocol through FakeMachnetd. The engine
 // leases queue 1. Covered: attach and its refusals, ports claimed through
 // the daemon, software steering out of our queue and into it (reassembled
@@ -45,14 +45,11 @@ constexpr char kShmZone[] = "test_machnetd_shm";
 constexpr char kRingName[] = "fakemn0";  // the ethdev is "net_ring_fakemn0"
 constexpr uint64_t kOwner = 0xfeedface12345678ull;
 
-void put_neighbour(ipc::Shm* s, uint32_t ip, const wire::MacAddr& mac) {
-  for (uint32_t i = 0; i < ipc::kNeighbourSlots; i++) {
-    ipc::Neighbour& n = s->neighbours[(ipc::neighbour_slot(ip) + i) % ipc::kNeighbourSlots];
+void put_neighbour(mn_shm* s, uint32_t ip, const wire::MacAddr& mac) {
+  for (uint32_t i = 0; i < MN_SHM_NEIGHBOUR_SLOTS; i++) {
+    mn_neighbour& n = s->neighbours[(mn_neighbour_slot(ip) + i) % MN_SHM_NEIGHBOUR_SLOTS];
     if (n.ip != 0 && n.ip != ip) continue;
-    n.seq.fetch_add(1);  // odd: being written
-    n.ip = ip;
-    memcpy(n.mac, mac.data(), 6);
-    n.seq.fetch_add(1);
+    mn_neighbour_write(&n, ip, mac.data());
     return;
   }
 }
@@ -86,11 +83,11 @@ class AttachedTest : public ::testing::Test {
       ASSERT_EQ(rte_eth_tx_queue_setup(port_, q, 1024, 0, nullptr), 0);
     }
     ASSERT_EQ(rte_eth_dev_start(port_), 0);
-    const rte_memzone* mz = rte_memzone_reserve(kShmZone, sizeof(ipc::Shm), SOCKET_ID_ANY, 0);
+    const rte_memzone* mz = rte_memzone_reserve(kShmZone, sizeof(mn_shm), SOCKET_ID_ANY, 0);
     ASSERT_NE(mz, nullptr);
-    shm_ = new (mz->addr) ipc::Shm();
-    shm_->magic = ipc::kShmMagic;
-    shm_->version = ipc::kShmVersion;
+    shm_ = new (mz->addr) mn_shm();
+    shm_->magic = MN_SHM_MAGIC;
+    shm_->version = MN_SHM_VERSION;
     shm_->daemon_pid = getpid();
     shm_->port_id = port_;
     shm_->nb_queues = kQueues;
@@ -99,23 +96,23 @@ class AttachedTest : public ::testing::Test {
     memcpy(shm_->mac, kLocalMac.data(), 6);
     shm_->mtu = 1500;
     for (uint16_t q = 0; q < kQueues; q++) {
-      ipc::Lease& l = shm_->leases[q];
+      mn_lease& l = shm_->leases[q];
       l.queue = q;
       l.lcore_id = q;
       l.steer_ring = steer_[q];
       l.pool = pools_[q];
-      l.state.store(q == 0 ? ipc::kLeaseDaemon : ipc::kLeaseFree);
+      mn_lease_set_state(&l, q == 0 ? MN_LEASE_DAEMON : MN_LEASE_FREE);
     }
   }
 
   void SetUp() override {
     for (uint16_t q = 0; q < kQueues; q++) baseline_[q] = rte_mempool_in_use_count(pools_[q]);
-    ipc::Lease& l = shm_->leases[kOurQueue];
-    l.state.store(ipc::kLeaseActive);
+    mn_lease& l = shm_->leases[kOurQueue];
+    mn_lease_set_state(&l, MN_LEASE_ACTIVE);
     l.pid = getpid();
     l.owner_id = kOwner;
-    l.counters = ipc::LeaseCounters{};
-    shm_->shutting_down.store(0);
+    l.counters = mn_lease_counters{};
+    mn_shm_set_shutting_down(shm_, 0);
     d_ = std::make_unique<FakeMachnetd>();
     d_->info.ip = kLocalIp;
     mn_ctl_attach_reply& r = d_->attach_reply;
@@ -131,7 +128,7 @@ class AttachedTest : public ::testing::Test {
     strcpy(r.shm_name, kShmZone);
     strcpy(r.eal_prefix, "test");
     d_->on_bind = [](uint16_t port, bool bound) {
-      shm_->ports[port].queue.store(bound ? kOurQueue : 0);
+      mn_port_set_queue(&shm_->ports[port], bound ? kOurQueue : 0);
     };
   }
 
@@ -143,7 +140,7 @@ class AttachedTest : public ::testing::Test {
       drain(tx_[q]);
       drain(steer_[q]);
     }
-    for (auto& p : shm_->ports) p.queue.store(0);
+    for (auto& p : shm_->ports) mn_port_set_queue(&p, 0);
     for (auto& n : shm_->neighbours) n.ip = 0;
     if (check_leaks_) {
       for (uint16_t q = 0; q < kQueues; q++)
@@ -227,7 +224,7 @@ class AttachedTest : public ::testing::Test {
   static inline rte_mempool* pools_[kQueues];
   static inline uint16_t port_;
   static inline char device_[RTE_ETH_NAME_MAX_LEN];
-  static inline ipc::Shm* shm_;
+  static inline mn_shm* shm_;
   unsigned baseline_[kQueues] = {};
   bool check_leaks_ = true;
   std::unique_ptr<FakeMachnetd> d_;
@@ -318,7 +315,7 @@ TEST_F(AttachedTest, PortsAreClaimedThroughTheDaemon) {
   ASSERT_NO_FATAL_FAILURE(attach(config()));
   UdpSocket* s = nullptr;
   ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
-  EXPECT_EQ(shm_->ports[kPort].queue.load(), kOurQueue);
+  EXPECT_EQ(mn_port_queue(&shm_->ports[kPort]), kOurQueue);
   UdpSocket* dup = nullptr;
   EXPECT_EQ(eng_->udp_bind(kPort, &dup), -EADDRINUSE);  // ours already: no round trip
   d_->busy_port = 6000;
@@ -328,7 +325,7 @@ TEST_F(AttachedTest, PortsAreClaimedThroughTheDaemon) {
   EXPECT_EQ(eph->port(), 40000);  // the daemon's choice
   EXPECT_EQ(d_->requests(MN_CTL_BIND), 3);
   eng_->udp_close(s);
-  EXPECT_EQ(shm_->ports[kPort].queue.load(), 0);
+  EXPECT_EQ(mn_port_queue(&shm_->ports[kPort]), 0);
   EXPECT_EQ(d_->requests(MN_CTL_UNBIND), 1);
   eng_->udp_close(eph);
   EXPECT_TRUE(d_->bound().empty());
@@ -338,7 +335,7 @@ TEST_F(AttachedTest, OwnDatagramsAreDeliveredOthersAreSteered) {
   ASSERT_NO_FATAL_FAILURE(attach(config()));
   UdpSocket* s = nullptr;
   ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
-  shm_->ports[6000].queue.store(2);
+  mn_port_set_queue(&shm_->ports[6000], 2);
   inject(make_udp(100, 9, 4000, kPort));
   Frame for_q2 = make_udp(50, 3, 4000, 6000);
   inject(for_q2);
@@ -379,7 +376,7 @@ TEST_F(AttachedTest, OwnDatagramsAreDeliveredOthersAreSteered) {
 
 TEST_F(AttachedTest, FullRingOrPoolOfTheOwnerIsASteerDrop) {
   ASSERT_NO_FATAL_FAILURE(attach(config()));
-  shm_->ports[6000].queue.store(3);
+  mn_port_set_queue(&shm_->ports[6000], 3);
   rte_ring* tiny = rte_ring_create("tiny", 2, 0, RING_F_SC_DEQ);  // holds one
   ASSERT_NE(tiny, nullptr);
   shm_->leases[3].steer_ring = tiny;
@@ -391,7 +388,7 @@ TEST_F(AttachedTest, FullRingOrPoolOfTheOwnerIsASteerDrop) {
   drain(tiny);
   shm_->leases[3].steer_ring = steer_[3];
   rte_ring_free(tiny);
-  shm_->ports[7000].queue.store(9);  // beyond nb_queues: the daemon's
+  mn_port_set_queue(&shm_->ports[7000], 9);  // beyond nb_queues: the daemon's
   inject(make_udp(50, 3, 4000, 7000));
   poll_ms(2);
   EXPECT_EQ(take(steer_[0]).size(), 1u);
@@ -538,13 +535,13 @@ TEST_F(AttachedTest, CountersArePublishedToTheLease) {
   inject(make_udp(100, 9, 4000, kPort));
   inject(make_udp(100, 9, 4000, 7777));
   ASSERT_EQ(eng_->udp_sendto(s, kPeerIp, 4000, "hello", 5), 0);
-  const ipc::LeaseCounters& lc = shm_->leases[kOurQueue].counters;
+  const mn_lease_counters& lc = shm_->leases[kOurQueue].counters;
   ASSERT_TRUE(poll_until([&] { return lc.udp_rx == 1 && lc.rx_packets == 2; }));
   EXPECT_EQ(lc.udp_tx, 1u);
   EXPECT_EQ(lc.tx_packets, 1u);
   EXPECT_EQ(lc.steered_out, 1u);
   EXPECT_GT(lc.rx_bytes, 200u);
-  const ipc::PortEntry& pe = shm_->ports[kPort];
+  const mn_port_entry& pe = shm_->ports[kPort];
   EXPECT_EQ(pe.rx_datagrams, 1u);
   EXPECT_EQ(pe.rx_bytes, 100u);
   EXPECT_EQ(pe.tx_datagrams, 1u);
@@ -586,7 +583,7 @@ TEST_F(AttachedTest, DaemonGoneMeansEnetdownAndHandsOff) {
 TEST_F(AttachedTest, DaemonShuttingDownMeansEnetdown) {
   ASSERT_NO_FATAL_FAILURE(attach(config()));
   EXPECT_EQ(eng_->failure(), 0);
-  shm_->shutting_down.store(1);
+  mn_shm_set_shutting_down(shm_, 1);
   ASSERT_TRUE(poll_until([&] { return eng_->failure() == ENETDOWN; }));
   // The engine closed its control connection: the daemon sees it detach.
   EXPECT_TRUE(poll_until([&] { return d_->clients() == 0; }));

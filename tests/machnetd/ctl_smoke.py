@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Smoke test of a running machnetd's control protocol (control_protocol.h).
+"""Smoke test of a running machnetd's control protocol (src/ipc/control_protocol.h),
+run by test_machnetd_ctl.sh.
 
-    machnetd_ctl_smoke.py --socket /run/machnet/machnetd.sock [--udp]
+    ctl_smoke.py --socket /run/machnet/machnetd.sock [--udp]
+
+Every message is laid out from tests/ipc/ipc_abi's JSON (mnd_abi.py: set
+MACHNET_IPC_ABI or MACHNET_BUILDDIR), never from a copy of the header.
 
 Needs a daemon with at least 3 queues (2 leasable) and no other clients.
 With --udp the host must reach the daemon's address (a tap with an address
@@ -20,22 +24,30 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 
-MAGIC = 0x4D4E4350
-VERSION = 1
-INFO, ATTACH, BIND, UNBIND, DETACH, STATS = 1, 2, 3, 4, 5, 6
-HDR = struct.Struct("<IHHIi")
-INFO_REPLY = struct.Struct("<IHHIi I B 6s B I H H H H i 64s")
-ATTACH_REPLY = struct.Struct("<IHHIi HHHH Q Q I I B 6s B 64s 64s 32s")
-BIND_REQ = struct.Struct("<IHHIi I H B B")
-BIND_REPLY = struct.Struct("<IHHIi H H I")
-UNBIND_REQ = struct.Struct("<IHHIi H B B I")
-assert INFO_REPLY.size == 108 and ATTACH_REPLY.size == 216
-assert BIND_REQ.size == BIND_REPLY.size == UNBIND_REQ.size == 24
+import mnd_abi
+
+ABI = mnd_abi.load()
+MAGIC = ABI.const("MN_CTL_MAGIC")
+VERSION = ABI.const("MN_CTL_VERSION")
+INFO, ATTACH, BIND, UNBIND, DETACH, STATS = (
+    ABI.const("MN_CTL_" + n) for n in ("INFO", "ATTACH", "BIND", "UNBIND", "DETACH", "STATS"))
+HDR = ABI.struct("mn_ctl_header")
+INFO_REPLY = ABI.struct("mn_ctl_info_reply")
+ATTACH_REQ = ABI.struct("mn_ctl_attach_request")
+ATTACH_REPLY = ABI.struct("mn_ctl_attach_reply")
+BIND_REQ = ABI.struct("mn_ctl_bind_request")
+BIND_REPLY = ABI.struct("mn_ctl_bind_reply")
+UNBIND_REQ = ABI.struct("mn_ctl_unbind_request")
+UDP = 17
+
+
+def header(mtype, seq, version=VERSION, magic=MAGIC):
+    return dict(magic=magic, version=version, type=mtype, seq=seq)
+
 
 failures = 0
 
@@ -54,28 +66,32 @@ class Client:
         self.s.connect(path)
         self.seq = 0
 
-    def request(self, mtype, body=b"", version=VERSION):
+    def request(self, mtype, layout=HDR, version=VERSION, **body):
+        """Sends `layout` (a request structure) with the header filled in;
+        returns the reply's status and raw bytes."""
         self.seq += 1
-        self.s.send(HDR.pack(MAGIC, version, mtype, self.seq, 0) + body)
+        h = header(mtype, self.seq, version)
+        self.s.send(HDR.pack(**h) if layout is HDR else layout.pack(h=h, **body))
         r = self.s.recv(70000)
-        magic, ver, rtype, seq, status = HDR.unpack_from(r)
-        assert magic == MAGIC and rtype == mtype and seq == self.seq, "reply header mismatch"
-        return status, r
+        rh = HDR.unpack(r)
+        assert rh["magic"] == MAGIC and rh["type"] == mtype and rh["seq"] == self.seq, \
+            "reply header mismatch"
+        return rh["status"], r
 
     def info(self):
         st, r = self.request(INFO)
-        return st, INFO_REPLY.unpack(r[: INFO_REPLY.size]) if st == 0 else None
+        return st, INFO_REPLY.unpack(r) if st == 0 else None
 
-    def attach(self, comm=b"smoke"):
-        st, r = self.request(ATTACH, struct.pack("16s", comm))
-        return st, ATTACH_REPLY.unpack(r[: ATTACH_REPLY.size]) if st == 0 else None
+    def attach(self, comm="smoke"):
+        st, r = self.request(ATTACH, ATTACH_REQ, comm=comm)
+        return st, ATTACH_REPLY.unpack(r) if st == 0 else None
 
     def bind(self, port, ip=0):
-        st, r = self.request(BIND, struct.pack("<I H B B", ip, port, 17, 0))
-        return st, BIND_REPLY.unpack(r[: BIND_REPLY.size])[5]
+        st, r = self.request(BIND, BIND_REQ, ip=ip, port=port, proto=UDP)
+        return st, BIND_REPLY.unpack(r)["port"]
 
     def unbind(self, port):
-        st, _ = self.request(UNBIND, struct.pack("<H B B I", port, 17, 0, 0))
+        st, _ = self.request(UNBIND, UNBIND_REQ, port=port, proto=UDP)
         return st
 
     def detach(self):
@@ -108,17 +124,19 @@ def wait_free(path, q, port, limit=1.0):
     return None
 
 
+# A lease holder in a process of its own: sends the ATTACH and BIND requests
+# it is given (hex), prints its queue (read at the offset it is given).
 CHILD = r"""
 import socket, struct, sys, os, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 s.connect(sys.argv[1])
-s.send(struct.pack("<IHHIi", 0x4D4E4350, 1, 2, 1, 0) + struct.pack("16s", b"victim"))
+s.send(bytes.fromhex(sys.argv[2]))
 r = s.recv(1000)
-q = struct.unpack_from("<H", r, 16)[0]
-s.send(struct.pack("<IHHIi", 0x4D4E4350, 1, 3, 2, 0) + struct.pack("<I H B B", 0, int(sys.argv[2]), 17, 0))
+q = struct.unpack_from("<H", r, int(sys.argv[4]))[0]
+s.send(bytes.fromhex(sys.argv[3]))
 s.recv(1000)
 child = 0
-if sys.argv[3] == "fork":
+if sys.argv[5] == "fork":
     child = os.fork()
     if child == 0:
         time.sleep(30)  # keeps the socket open; the parent is killed
@@ -129,7 +147,11 @@ time.sleep(30)
 
 
 def victim(path, port, mode):
-    p = subprocess.Popen([sys.executable, "-c", CHILD, path, str(port), mode], stdout=subprocess.PIPE)
+    attach = ATTACH_REQ.pack(h=header(ATTACH, 1), comm="victim")
+    bind = BIND_REQ.pack(h=header(BIND, 2), ip=0, port=port, proto=UDP)
+    queue_off = next(f["offset"] for f in ATTACH_REPLY.fields if f["name"] == "queue")
+    p = subprocess.Popen([sys.executable, "-c", CHILD, path, attach.hex(), bind.hex(),
+                          str(queue_off), mode], stdout=subprocess.PIPE)
     q, child = map(int, p.stdout.readline().split())
     return p, q, child
 
@@ -144,9 +166,9 @@ def main():
     c1 = Client(path)
     st, info = c1.info()
     check(st == 0, "INFO answers")
-    ip = info[5]
-    nq, free0, dpid = info[11], info[12], info[14]
-    dev = info[15].rstrip(b"\0").decode()
+    ip = info["ip"]
+    nq, free0, dpid = info["nb_queues"], info["free_leases"], info["daemon_pid"]
+    dev = info["device"]
     check(nq >= 3 and free0 == nq - 1, f"INFO: {nq} queues, {free0} free, device {dev}, pid {dpid}")
 
     st, _ = c1.request(INFO, version=99)
@@ -155,10 +177,11 @@ def main():
     check(st == -errno.EINVAL, "BIND without a lease -> -EINVAL")
 
     st, r = c1.attach()
-    check(st == 0 and r[5] >= 1, f"ATTACH -> queue {r[5] if r else None}")
-    q1 = r[5]
-    check(r[7] == q1 and r[18].rstrip(b"\0") == b"machnetd_shm", "lcore_id == queue, shm name")
-    check(r[16].rstrip(b"\0").startswith(b"machnetd-"), f"eal prefix {r[16].rstrip(bytes(1))}")
+    check(st == 0 and r["queue"] >= 1, f"ATTACH -> queue {r['queue'] if r else None}")
+    q1 = r["queue"]
+    check(r["lcore_id"] == q1 and r["shm_name"] == ABI.strings["MN_SHM_NAME"],
+          "lcore_id == queue, shm name")
+    check(r["eal_prefix"].startswith("machnetd-"), f"eal prefix {r['eal_prefix']}")
     st, _ = c1.attach()
     check(st == -errno.EALREADY, "second ATTACH on one connection -> -EALREADY")
 
@@ -174,9 +197,9 @@ def main():
     check(st == 0, "BIND with the host address")
 
     c2 = Client(path)
-    st, r = c2.attach(b"second")
-    check(st == 0 and r[5] != q1, f"second client ATTACH -> queue {r[5] if r else None}")
-    q2 = r[5]
+    st, r = c2.attach("second")
+    check(st == 0 and r["queue"] != q1, f"second client ATTACH -> queue {r['queue'] if r else None}")
+    q2 = r["queue"]
     st, _ = c2.bind(5000)
     check(st == -errno.EADDRINUSE, "other lease BIND 5000 -> -EADDRINUSE")
     check(c2.unbind(5000) == -errno.EINVAL, "UNBIND of another lease's port -> -EINVAL")
@@ -193,7 +216,7 @@ def main():
     extra = []
     while True:
         c = Client(path)
-        st, _ = c.attach(b"filler")
+        st, _ = c.attach("filler")
         extra.append(c)
         if st != 0:
             check(st == -errno.EBUSY, "ATTACH with no queue free -> -EBUSY")
@@ -205,7 +228,7 @@ def main():
         c.close()
 
     # Malformed input closes that connection only.
-    for what, msg in [("short", b"abc"), ("bad magic", HDR.pack(1, 1, 1, 1, 0))]:
+    for what, msg in [("short", b"abc"), ("bad magic", HDR.pack(**header(INFO, 1, magic=1)))]:
         c = Client(path)
         c.s.send(msg)
         try:
@@ -225,13 +248,20 @@ def main():
 
     if a.udp:
         st, p = c1.bind(5005)
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        dst = socket.inet_ntoa(struct.pack(">I", ip))
-        for _ in range(10):
+        dst = socket.inet_ntoa(ip.to_bytes(4, "big"))
+        # Nobody polls the leased queue q1 (this client is no engine): only
+        # what lands on a queue the daemon polls is steered to ring q1. The
+        # NIC spreads flows over the queues, so send from 16 source ports.
+        for _ in range(16):
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             u.sendto(b"x" * 100, (dst, 5005))
-        time.sleep(0.3)
-        s = c1.stats()
-        pool = next(p for p in s["pools"] if p["queue"] == q1)
+            u.close()
+        deadline = time.monotonic() + 5
+        while True:
+            pool = next(p for p in c1.stats()["pools"] if p["queue"] == q1)
+            if pool["ring"] >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         check(pool["ring"] >= 1, f"datagrams to a bound port steered to ring {q1}: {pool['ring']}")
 
     c1.close()
