@@ -42,4 +42,8 @@ uint16_t internet_checksum(const void* data, size_t len) {
   return acc.finish();
 }
 
+uint16_t raw_sum(const void* data, size_t len) {
+  return static_cast<uint16_t>(~internet_checksum(data, len));
+}
+
 }  // namespace machnet::wire

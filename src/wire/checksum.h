@@ -27,4 +27,10 @@ class ChecksumAccumulator {
 // One's-complement checksum of a single buffer, network byte order.
 uint16_t internet_checksum(const void* data, size_t len);
 
+// The one's-complement sum of a buffer, not complemented, in the buffer's own
+// byte order: 0xffff over data whose checksum field is right. raw_sum is this
+// library's; the engine passes DPDK's (rte_raw_cksum) to the parser instead.
+using RawSumFn = uint16_t (*)(const void* data, size_t len);
+uint16_t raw_sum(const void* data, size_t len);
+
 }  // namespace machnet::wire

@@ -50,20 +50,28 @@ bool ip_is_local(uint32_t dst, const ParseOptions& opts) {
   return dst == (opts.local_ip | host_mask);
 }
 
+// A buffer that carries its own checksum (IPv4 header, ICMP message).
+bool sum_ok(RawSumFn raw_sum, const uint8_t* p, size_t len) {
+  return raw_sum(p, len) == 0xffff;
+}
+
 // UDP checks shared by parse_frame and parse_udp. `l4` points at the UDP header
 // and `avail` is the IP payload length (total_length - header length).
 DropReason check_udp(const Ipv4Hdr& ip, const uint8_t* l4, size_t avail, bool l4_checksum_ok,
-                     uint16_t* udp_len_out, UdpHdr* udp_out) {
+                     RawSumFn raw_sum, uint16_t* udp_len_out, UdpHdr* udp_out) {
   if (avail < sizeof(UdpHdr)) return DropReason::kTruncatedUdp;
   const UdpHdr udp = load<UdpHdr>(l4);
   const uint16_t udp_len = ntohs(udp.length);
   if (udp_len < sizeof(UdpHdr) || udp_len > avail) return DropReason::kBadUdpLength;
   // A zero checksum means the sender did not compute one (RFC 768).
   if (!l4_checksum_ok && udp.checksum != 0) {
-    ChecksumAccumulator acc;
-    add_udp_pseudo_header(ip, udp_len, &acc);
-    acc.add(l4, udp_len);
-    if (acc.finish() != 0) return DropReason::kBadUdpChecksum;
+    // Pseudo-header sum (host order words) turned raw, plus the datagram's.
+    ChecksumAccumulator pseudo;
+    add_udp_pseudo_header(ip, udp_len, &pseudo);
+    uint32_t sum = static_cast<uint16_t>(~pseudo.finish());
+    sum += raw_sum(l4, udp_len);
+    sum = (sum & 0xffff) + (sum >> 16);
+    if (sum != 0xffff) return DropReason::kBadUdpChecksum;
   }
   *udp_len_out = udp_len;
   *udp_out = udp;
@@ -98,7 +106,7 @@ ParsedFrame parse_arp(const uint8_t* frame, size_t len, const ParseOptions& opts
 // of use; anything else is counted as unhandled.
 ParsedFrame parse_unreachable(const uint8_t* l4, size_t l4_avail, const ParseOptions& opts,
                               ParsedFrame f) {
-  if (!opts.l4_checksum_ok && internet_checksum(l4, l4_avail) != 0) {
+  if (!opts.l4_checksum_ok && !sum_ok(opts.raw_sum, l4, l4_avail)) {
     return drop(f, DropReason::kBadIcmpChecksum);
   }
   const uint8_t* inner = l4 + sizeof(IcmpHdr);
@@ -136,7 +144,7 @@ ParsedFrame parse_ipv4_frame(const uint8_t* frame, size_t len, const ParseOption
   // Bytes after total_length are Ethernet padding (runt frames are padded to
   // 60 bytes) and are ignored.
   if (total < hl || total > l3_avail) return drop(f, DropReason::kBadIpLength);
-  if (!opts.ip_checksum_ok && internet_checksum(l3, hl) != 0) {
+  if (!opts.ip_checksum_ok && !sum_ok(opts.raw_sum, l3, hl)) {
     return drop(f, DropReason::kBadIpChecksum);
   }
   // Options are accepted and skipped, but only when well formed.
@@ -161,7 +169,8 @@ ParsedFrame parse_ipv4_frame(const uint8_t* frame, size_t len, const ParseOption
     case kIpProtoUdp: {
       uint16_t udp_len = 0;
       UdpHdr udp{};
-      const DropReason r = check_udp(ip, l4, l4_avail, opts.l4_checksum_ok, &udp_len, &udp);
+      const DropReason r =
+          check_udp(ip, l4, l4_avail, opts.l4_checksum_ok, opts.raw_sum, &udp_len, &udp);
       if (r != DropReason::kCount) return drop(f, r);
       f.src_port = ntohs(udp.src_port);
       f.dst_port = ntohs(udp.dst_port);
@@ -178,7 +187,7 @@ ParsedFrame parse_ipv4_frame(const uint8_t* frame, size_t len, const ParseOption
       if (icmp.type != kIcmpEchoRequest || icmp.code != 0) {
         return drop(f, DropReason::kIcmpUnhandled);
       }
-      if (!opts.l4_checksum_ok && internet_checksum(l4, l4_avail) != 0) {
+      if (!opts.l4_checksum_ok && !sum_ok(opts.raw_sum, l4, l4_avail)) {
         return drop(f, DropReason::kBadIcmpChecksum);
       }
       f.kind = FrameKind::kIcmpEcho;
@@ -209,7 +218,8 @@ ParsedFrame parse_frame(const uint8_t* frame, size_t len, const ParseOptions& op
 // The datagram length is `len`, not the header's total_length: a reassembler
 // may keep the first fragment's header, whose total_length covers only that
 // fragment. Offsets in `out` are relative to `ip`.
-DropReason parse_udp(const uint8_t* ip, size_t len, bool l4_checksum_ok, ParsedFrame* out) {
+DropReason parse_udp(const uint8_t* ip, size_t len, bool l4_checksum_ok, ParsedFrame* out,
+                     RawSumFn raw_sum) {
   if (ip == nullptr || len < sizeof(Ipv4Hdr)) return DropReason::kTruncatedIp;
   const Ipv4Hdr hdr = load<Ipv4Hdr>(ip);
   if (hdr.version() != 4) return DropReason::kBadIpVersion;
@@ -219,7 +229,7 @@ DropReason parse_udp(const uint8_t* ip, size_t len, bool l4_checksum_ok, ParsedF
   if (hdr.protocol != kIpProtoUdp) return DropReason::kUnknownIpProto;
   uint16_t udp_len = 0;
   UdpHdr udp{};
-  const DropReason r = check_udp(hdr, ip + hl, len - hl, l4_checksum_ok, &udp_len, &udp);
+  const DropReason r = check_udp(hdr, ip + hl, len - hl, l4_checksum_ok, raw_sum, &udp_len, &udp);
   if (r != DropReason::kCount) return r;
   out->src_ip = ntohl(hdr.src);
   out->dst_ip = ntohl(hdr.dst);

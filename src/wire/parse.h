@@ -28,6 +28,7 @@ struct ParseOptions {
   uint8_t prefix_len = 24;           // for the directed broadcast address
   bool ip_checksum_ok = false;       // the NIC verified the IPv4 header checksum
   bool l4_checksum_ok = false;       // the NIC verified the UDP/ICMP checksum
+  RawSumFn raw_sum = wire::raw_sum;  // how checksums left to software are summed
 };
 
 struct ParsedFrame {
@@ -65,7 +66,8 @@ ParsedFrame parse_frame(const uint8_t* frame, size_t len, const ParseOptions& op
 // at `ip` and which is contiguous for ip_total_len bytes (a reassembled
 // datagram copied out, for instance). Fills the UDP fields of `out`.
 // Returns DropReason::kCount when the datagram is good.
-DropReason parse_udp(const uint8_t* ip, size_t len, bool l4_checksum_ok, ParsedFrame* out);
+DropReason parse_udp(const uint8_t* ip, size_t len, bool l4_checksum_ok, ParsedFrame* out,
+                     RawSumFn raw_sum = wire::raw_sum);
 
 // Verifies the UDP checksum of a datagram given as the IPv4 header plus the UDP
 // header and payload spread over segments already added to `acc`.
