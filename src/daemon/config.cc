@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "common/conf.h"
 #include "common/config.h"
+#include "engine/log.h"
 #include "ipc/control_protocol.h"
 #include "ipc/shm.h"
 
@@ -45,40 +45,19 @@ void usage(FILE* out) {
 }
 
 bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
-  d->device = c.get("device", d->device);
-  // Every value has passed the schema (common/conf_schema.c) in load_config.
-  char why[256];
-  if (const auto* e = c.find("ip")) {
-    mn_conf_ip_prefix(e->value.c_str(), &d->ip, &d->prefix_len, why, sizeof(why));
-  }
-  if (const auto* e = c.find("gateway")) {
-    if (!e->value.empty()) mn_conf_ipv4(e->value.c_str(), &d->gateway);
-  }
-  if (const auto* e = c.find("mac")) {
-    d->has_mac = !e->value.empty() && mn_conf_mac(e->value.c_str(), d->mac.data()) == 0;
-  }
-  uint64_t v = d->mtu;
-  if (!c.get_uint("mtu", &v, err)) return false;
-  d->mtu = static_cast<uint16_t>(v);
-  d->log_level = c.get("log_level", d->log_level);
-  v = d->frag_timeout_ms;
-  if (!c.get_uint("frag.timeout_ms", &v, err)) return false;
-  d->frag_timeout_ms = static_cast<uint32_t>(v);
-  v = d->frag_max_flows;
-  if (!c.get_uint("frag.max_flows", &v, err)) return false;
-  d->frag_max_flows = static_cast<uint32_t>(v);
-
+  // Every value has passed the schema (common/conf_schema.c) in load_config:
+  // the shared keys (engine::HostSettings), then machnetd's own.
+  if (!d->load(c, err)) return false;
   d->name = c.get("machnetd.name", d->name);
   d->socket = c.get("machnetd.socket", MN_CTL_DEFAULT_SOCKET);
-  v = d->queues;
-  if (!c.get_uint("machnetd.queues", &v, err)) return false;
-  d->queues = static_cast<uint32_t>(v);
-  v = d->mbufs_per_queue;
-  if (!c.get_uint("machnetd.mbufs_per_queue", &v, err)) return false;
-  d->mbufs_per_queue = static_cast<uint32_t>(v);
-  v = d->base_virtaddr;
-  if (!c.get_uint("machnetd.base_virtaddr", &v, err)) return false;
-  d->base_virtaddr = v;
+  if (!engine::take_uint(c, "machnetd.queues", &d->queues, err) ||
+      !engine::take_uint(c, "machnetd.mbufs_per_queue", &d->mbufs_per_queue, err) ||
+      !engine::take_uint(c, "machnetd.base_virtaddr", &d->base_virtaddr, err) ||
+      !engine::take_uint(c, "machnetd.idle_sleep_us", &d->idle_sleep_us, err) ||
+      !engine::take_uint(c, "machnetd.rx_desc", &d->rx_desc, err) ||
+      !engine::take_uint(c, "machnetd.tx_desc", &d->tx_desc, err) ||
+      !engine::take_uint(c, "machnetd.reclaim_grace_ms", &d->reclaim_grace_ms, err))
+    return false;
   if (const auto* e = c.find("machnetd.socket_mode")) {
     d->socket_mode = static_cast<uint32_t>(std::strtoul(e->value.c_str(), nullptr, 8));
   }
@@ -93,19 +72,7 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
       d->socket_gid = g->gr_gid;
     }
   }
-  v = d->idle_sleep_us;
-  if (!c.get_uint("machnetd.idle_sleep_us", &v, err)) return false;
-  d->idle_sleep_us = static_cast<uint32_t>(v);
   d->eal_args = c.get("machnetd.eal_args", d->eal_args);
-  v = d->rx_desc;
-  if (!c.get_uint("machnetd.rx_desc", &v, err)) return false;
-  d->rx_desc = static_cast<uint16_t>(v);
-  v = d->tx_desc;
-  if (!c.get_uint("machnetd.tx_desc", &v, err)) return false;
-  d->tx_desc = static_cast<uint16_t>(v);
-  v = d->reclaim_grace_ms;
-  if (!c.get_uint("machnetd.reclaim_grace_ms", &v, err)) return false;
-  d->reclaim_grace_ms = static_cast<uint32_t>(v);
 
   if (d->device.empty()) {
     *err = "no device configured: set 'device' in " +
@@ -173,13 +140,13 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
                     MN_CTL_VERSION, MN_SHM_VERSION);
         return 0;
       default:
-        std::fprintf(stderr, "machnetd: unknown option or missing value: '%s' (try --help)\n",
-                     optind > 0 && optind <= argc ? argv[optind - 1] : "?");
+        MN_LOG(DAEMON, ERR, "unknown option or missing value: '%s' (try --help)",
+               optind > 0 && optind <= argc ? argv[optind - 1] : "?");
         return 2;
     }
   }
   if (optind < argc) {
-    std::fprintf(stderr, "machnetd: unexpected argument '%s' (try --help)\n", argv[optind]);
+    MN_LOG(DAEMON, ERR, "unexpected argument '%s' (try --help)", argv[optind]);
     return 2;
   }
 
@@ -194,11 +161,11 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
   // machnet.conf is accepted (one file may serve the daemon and the
   // applications) and checked, then read_config takes the daemon's.
   if (!conf.load(config_path, overrides, &err)) {
-    std::fprintf(stderr, "machnetd: %s\n", err.c_str());
+    MN_LOG(DAEMON, ERR, "%s", err.c_str());
     return 2;
   }
   if (!read_config(conf, out, &err)) {
-    std::fprintf(stderr, "machnetd: %s\n", err.c_str());
+    MN_LOG(DAEMON, ERR, "%s", err.c_str());
     return 2;
   }
   return -1;

@@ -10,21 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "wire/headers.h"
+#include "engine/host_settings.h"
 
 namespace machnet::daemon {
 
 constexpr char kDefaultConfigPath[] = "/etc/machnet/machnetd.conf";
 
-struct DaemonConfig {
+// The keys shared with machnet.conf (engine::HostSettings: device, ip,
+// gateway, mtu, mac, log_level, frag.*) and machnetd's own.
+struct DaemonConfig : engine::HostSettings {
+  DaemonConfig() {
+    log_level = "notice";  // a daemon says what it does
+    frag_max_flows = 1024;
+  }
   std::string config_path;  // the file read, "" when none
-  std::string device;       // vdev string or PCI address
-  uint32_t ip = 0;          // host order
-  uint8_t prefix_len = 24;
-  uint32_t gateway = 0;  // host order, 0 = none
-  uint16_t mtu = 1500;
-  bool has_mac = false;
-  wire::MacAddr mac{};
   std::string name = "default";
   std::string socket;  // control socket path
   uint32_t queues = 8;
@@ -34,12 +33,9 @@ struct DaemonConfig {
   std::string socket_group;  // "" = leave the group alone
   gid_t socket_gid = static_cast<gid_t>(-1);
   uint32_t idle_sleep_us = 100;
-  std::string log_level = "error";  // DPDK log level
-  std::string eal_args;             // extra EAL arguments, space separated
+  std::string eal_args;  // extra EAL arguments, space separated
   uint16_t rx_desc = 512;
   uint16_t tx_desc = 512;
-  uint32_t frag_timeout_ms = 2000;
-  uint32_t frag_max_flows = 1024;
   uint32_t reclaim_grace_ms = 20;
 };
 

@@ -14,9 +14,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/clock.h"
 #include "daemon/leases.h"
-#include "daemon/log.h"
 #include "daemon/stats.h"
+#include "engine/log.h"
 #include "ipc/control_protocol.h"
 
 #ifndef SYS_pidfd_open
@@ -129,7 +130,7 @@ int ControlServer::precheck(const std::string& path, std::string* err) {
   close(fd);
   if (e == ECONNREFUSED) {
     unlink(path.c_str());
-    log("removed stale control socket %s (nobody listening)", path.c_str());
+    MN_LOG(DAEMON, NOTICE, "removed stale control socket %s (nobody listening)", path.c_str());
     return 0;
   }
   *err = "cannot check the existing socket " + path + ": " + strerror(e) + "; not starting";
@@ -220,7 +221,7 @@ void ControlServer::accept_all() {
       return;  // EAGAIN, or out of fds: try again on the next readiness
     }
     if (conns_.size() >= kMaxConnections) {
-      log("refusing a control connection: %zu open already", conns_.size());
+      MN_LOG(DAEMON, WARNING, "refusing a control connection: %zu open already", conns_.size());
       close(fd);
       continue;
     }
@@ -276,14 +277,14 @@ void ControlServer::malformed(Conn* c, const char* why) {
   uint64_t now = mono_ns();
   if (now - window_ns >= 1'000'000'000ull) {
     if (suppressed != 0)
-      log("%llu more malformed control messages (not logged)",
-          static_cast<unsigned long long>(suppressed));
+      MN_LOG(DAEMON, WARNING, "%llu more malformed control messages (not logged)",
+             static_cast<unsigned long long>(suppressed));
     window_ns = now;
     in_window = 0;
     suppressed = 0;
   }
   if (in_window++ < 10)
-    log("closing control connection of pid %d: %s", c->pid, why);
+    MN_LOG(DAEMON, WARNING, "closing control connection of pid %d: %s", c->pid, why);
   else
     suppressed++;
   close_conn(c, "malformed request");
@@ -407,7 +408,7 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
   int q = d_->leases->attach(c->pid, c->uid, comm);
   if (q < 0) {
     if (pidfd >= 0) close(pidfd);
-    log("attach refused for pid %d (%s): no free queue", c->pid, comm);
+    MN_LOG(DAEMON, WARNING, "attach refused for pid %d (%s): no free queue", c->pid, comm);
     reply_status(c, req, q);
     return;
   }
@@ -435,8 +436,8 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
   snprintf(r.eal_prefix, sizeof(r.eal_prefix), "%s", d_->eal_prefix.c_str());
   snprintf(r.device, sizeof(r.device), "%s", d_->device_name.c_str());
   snprintf(r.shm_name, sizeof(r.shm_name), "%s", MN_SHM_NAME);
-  log("attach: queue %d leased to pid %d (%s) uid %u, generation %llu", q, c->pid, comm, c->uid,
-      static_cast<unsigned long long>(l.generation));
+  MN_LOG(DAEMON, NOTICE, "attach: queue %d leased to pid %d (%s) uid %u, generation %llu", q,
+         c->pid, comm, c->uid, static_cast<unsigned long long>(l.generation));
   reply(c, &r, sizeof(r));
 }
 

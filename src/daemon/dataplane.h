@@ -1,7 +1,10 @@
 // The daemon's data path, run on the EAL main thread: polls queue 0, every
 // unleased queue and steering ring 0; steers frames that belong to a lease
 // holder into its pool and ring; answers ARP and ICMP echo; sends ICMP port
-// unreachable; reassembles IPv4 fragments and steers the datagram.
+// unreachable; reassembles IPv4 fragments and steers the datagram. The
+// protocol work is the engine's own (src/engine: responder, reassembly, TX
+// batch, steering copies); what is the daemon's is the neighbour table in
+// shared memory and the pool discipline below.
 //
 // The daemon never keeps an mbuf of pool q (q > 0) beyond one poll: replies
 // go out on TX queue 0 from pool 0, and fragments are copied into pool 0
@@ -9,19 +12,22 @@
 // (pool q is held only by q's owner, ring q or RX queue q) true.
 #pragma once
 
-#include <rte_ip_frag.h>
+#include <rte_mbuf.h>
 
 #include <cstdint>
 #include <string>
 
 #include "daemon/daemon.h"
+#include "engine/reassembly.h"
+#include "engine/responder.h"
+#include "engine/rx_parse.h"
+#include "engine/tx_batch.h"
 
 namespace machnet::daemon {
 
 class Dataplane {
  public:
   explicit Dataplane(Daemon* d) : d_(d) {}
-  ~Dataplane();
   bool init(std::string* err);
 
   // One pass over the queues and ring 0. Returns the frames handled.
@@ -34,34 +40,40 @@ class Dataplane {
   unsigned drain_ring(uint16_t q);
 
  private:
+  // Handlers of engine::receive(), one per kind of frame.
+  friend void engine::receive<Dataplane>(Dataplane&, rte_mbuf*, uint32_t, uint8_t);
+  void rx_drop(rte_mbuf* m, DropReason r) { drop(m, r); }
+  void rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_echo(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_udp(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf);
+
   void handle(rte_mbuf* m);
-  bool steer(rte_mbuf* m, uint16_t target);
-  void handle_arp(rte_mbuf* m, uint16_t op, const uint8_t* sha, uint32_t spa, uint32_t tpa);
-  void handle_echo(rte_mbuf* m, uint16_t l3, uint16_t l4, uint16_t ip_len, uint32_t dst);
-  void handle_fragment(rte_mbuf* m, uint16_t l3, uint16_t l4);
+  // Queue q (not the daemon's) is leased and its owner polls it.
+  bool active(uint16_t q) const;
+  // The queue whose active owner holds UDP port `port`, or 0.
+  uint16_t owner_of(uint16_t port) const;
+  void steer(rte_mbuf* m, uint16_t target);
+  // Steers m to the owner of UDP port `port`; false (m untouched) when
+  // nobody holds it.
+  bool steer_to_owner(rte_mbuf* m, uint16_t port);
   void handle_reassembled(rte_mbuf* m);
-  void port_unreachable(const uint8_t* eth_src, const uint8_t* ip, size_t avail);
+  void port_unreachable(const rte_mbuf* m, uint16_t l3);
   void learn(uint32_t ip, const uint8_t* mac, bool create);
-  void send_arp(uint16_t op, const uint8_t* eth_dst, const uint8_t* tha, uint32_t tpa);
+  void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha, uint32_t tpa);
   void drop(rte_mbuf* m, DropReason r);
-  void tx(rte_mbuf* m);
-  void tx_flush();
   // Returns m itself when it is a single segment of pool 0, else a pool-0
   // copy (m is freed); nullptr when pool 0 is empty (m is freed).
   rte_mbuf* to_pool0(rte_mbuf* m);
 
   Daemon* d_;
-  rte_ip_frag_tbl* frag_tbl_ = nullptr;
-  rte_ip_frag_death_row death_row_{};
-  static constexpr unsigned kTxMax = 64;
-  rte_mbuf* txbuf_[kTxMax];
-  unsigned ntx_ = 0;
-  uint64_t icmp_tokens_ = 50;
-  uint64_t icmp_refill_ns_ = 0;
+  engine::Reassembly reassembly_;
+  engine::Responder responder_;
+  engine::TxBatch tx_;
   bool link_up_ = false;
   uint64_t last_link_check_ns_ = 0;
   uint64_t last_gw_arp_ns_ = 0;
-  uint16_t ip_id_ = 1;
 };
 
 }  // namespace machnet::daemon

@@ -13,7 +13,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "daemon/log.h"
+#include "daemon/clock.h"
+#include "engine/log.h"
 
 namespace machnet::daemon {
 std::string find_or_mount_hugetlbfs(std::string* err) {
@@ -37,7 +38,7 @@ std::string find_or_mount_hugetlbfs(std::string* err) {
            " failed: " + std::strerror(errno) + " (mount -t hugetlbfs nodev " + dir + ")";
     return "";
   }
-  log("mounted hugetlbfs on %s", dir);
+  MN_LOG(DAEMON, NOTICE, "mounted hugetlbfs on %s", dir);
   return dir;
 }
 

@@ -15,8 +15,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/clock.h"
 #include "daemon/dataplane.h"
-#include "daemon/log.h"
+#include "engine/log.h"
 #include "engine/memif_guard.h"
 
 namespace machnet::daemon {
@@ -202,9 +203,7 @@ SweepResult Reclaimer::sweep(uint16_t q) {
   // what it transmitted, which loops back to RX queue q): out of the PMD.
   rte_mbuf* burst[32];
   for (int i = 0; i < 256; i++) {
-    if (d_->memif) engine::memif_guard::enter();
-    uint16_t n = rte_eth_rx_burst(d_->port_id, q, burst, 32);
-    if (d_->memif) engine::memif_guard::leave();
+    uint16_t n = engine::memif_guard::rx_burst(d_->port_id, q, burst, 32, d_->memif);
     for (uint16_t k = 0; k < n; k++) rte_pktmbuf_free(burst[k]);
     r.rx_freed += n;
     if (n == 0) break;
@@ -256,9 +255,10 @@ void check_ring(const rte_ring* r, const char* what, int32_t pid) {
   if (r == nullptr) return;
   bool prod = r->prod.head != r->prod.tail, cons = r->cons.head != r->cons.tail;
   if (!prod && !cons) return;
-  log("WARNING: %s %s was left mid-%s (head != tail) after pid %d went away: processes using "
-      "it may hang; restart machnetd and its applications",
-      what, r->name, prod ? "enqueue" : "dequeue", pid);
+  MN_LOG(DAEMON, ERR,
+         "WARNING: %s %s was left mid-%s (head != tail) after pid %d went away: processes using "
+         "it may hang; restart machnetd and its applications",
+         what, r->name, prod ? "enqueue" : "dequeue", pid);
 }
 
 }  // namespace
@@ -289,10 +289,11 @@ void Reclaimer::finish(uint16_t q) {
   double ms = static_cast<double>(mono_ns() - p.start_ns) / 1e6;
   char extra[96] = "";
   if (unaccounted != 0) std::snprintf(extra, sizeof(extra), ", %u unaccounted", unaccounted);
-  log("reclaimed queue %u of pid %d (%s) after %s: %zu ports released, %u mbufs swept%s + %u "
-      "from ring + %u from RX, pool in use %u (baseline %u)%s, %.1f ms",
-      q, p.pid, p.comm, p.why.c_str(), p.ports, r.swept, r.by_port ? "" : " (all in use)",
-      r.ring_freed, r.rx_freed, r.in_use, r.baseline, extra, ms);
+  MN_LOG(DAEMON, NOTICE,
+         "reclaimed queue %u of pid %d (%s) after %s: %zu ports released, %u mbufs swept%s + %u "
+         "from ring + %u from RX, pool in use %u (baseline %u)%s, %.1f ms",
+         q, p.pid, p.comm, p.why.c_str(), p.ports, r.swept, r.by_port ? "" : " (all in use)",
+         r.ring_freed, r.rx_freed, r.in_use, r.baseline, extra, ms);
 }
 
 unsigned remove_secondary_files(const std::string& runtime_dir, int32_t pid) {
@@ -330,7 +331,7 @@ void FileReaper::watch(int32_t pid) {
     // Already reaped (or no pidfd support): nothing can still use its files.
     if (errno == ESRCH) {
       unsigned n = remove_secondary_files(d_->runtime_dir, pid);
-      if (n != 0) log("removed %u DPDK runtime files of exited pid %d", n, pid);
+      if (n != 0) MN_LOG(DAEMON, INFO, "removed %u DPDK runtime files of exited pid %d", n, pid);
     }
     return;
   }
@@ -349,7 +350,7 @@ void FileReaper::on_exit(int, short, void* arg) {
   auto* w = static_cast<Watch*>(arg);
   FileReaper* self = w->self;
   unsigned n = remove_secondary_files(self->d_->runtime_dir, w->pid);
-  if (n != 0) log("removed %u DPDK runtime files of exited pid %d", n, w->pid);
+  if (n != 0) MN_LOG(DAEMON, INFO, "removed %u DPDK runtime files of exited pid %d", n, w->pid);
   event_free(w->ev);
   close(w->pidfd);
   self->watches_.erase(std::find(self->watches_.begin(), self->watches_.end(), w));

@@ -8,37 +8,23 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
+#include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/control_server.h"
 #include "daemon/daemon.h"
 #include "daemon/dataplane.h"
 #include "daemon/eal_setup.h"
 #include "daemon/leases.h"
-#include "daemon/log.h"
 #include "daemon/port.h"
 #include "daemon/stale_cleanup.h"
 #include "daemon/stats.h"
+#include "engine/log.h"
 
 namespace machnet::daemon {
-
-void log(const char* fmt, ...) {
-  char buf[1024];
-  int n = std::snprintf(buf, sizeof(buf), "machnetd: ");
-  va_list ap;
-  va_start(ap, fmt);
-  int m = std::vsnprintf(buf + n, sizeof(buf) - static_cast<size_t>(n) - 1, fmt, ap);
-  va_end(ap);
-  size_t len = static_cast<size_t>(n) + (m < 0 ? 0 : static_cast<size_t>(m));
-  if (len > sizeof(buf) - 2) len = sizeof(buf) - 2;
-  buf[len++] = '\n';
-  ssize_t rc = write(STDERR_FILENO, buf, len);
-  (void)rc;
-}
 
 namespace {
 
@@ -70,7 +56,7 @@ int run(Daemon* d) {
   d->base = event_base_new_with_config(ec);
   event_config_free(ec);
   if (d->base == nullptr) {
-    log("cannot create the event loop");
+    MN_LOG(DAEMON, ERR, "cannot create the event loop");
     return 1;
   }
   Dataplane dp(d);
@@ -90,17 +76,18 @@ int run(Daemon* d) {
     evsignal_add(sigint, nullptr);
 
     if (!setup_port(d, &err) || !dp.init(&err) || !reclaimer.init(&err) || !control.listen(&err)) {
-      log("%s", err.c_str());
+      MN_LOG(DAEMON, ERR, "%s", err.c_str());
       code = 1;
     } else {
       register_telemetry(d);
-      log("started: device %s (port %u), ip %s/%u%s%s, mac %s, mtu %u, queues %u (%u leasable), "
-          "socket %s, EAL prefix %s, pid %d",
-          d->device_name.c_str(), d->port_id, wire::format_ipv4(d->cfg.ip).c_str(),
-          d->cfg.prefix_len, d->cfg.gateway ? " gateway " : "",
-          d->cfg.gateway ? wire::format_ipv4(d->cfg.gateway).c_str() : "",
-          wire::format_mac(d->mac).c_str(), d->mtu, d->nb_queues, d->nb_queues - 1,
-          d->cfg.socket.c_str(), d->eal_prefix.c_str(), getpid());
+      MN_LOG(DAEMON, NOTICE,
+             "started: device %s (port %u), ip %s/%u%s%s, mac %s, mtu %u, queues %u (%u leasable), "
+             "socket %s, EAL prefix %s, pid %d",
+             d->device_name.c_str(), d->port_id, wire::format_ipv4(d->cfg.ip).c_str(),
+             d->cfg.prefix_len, d->cfg.gateway ? " gateway " : "",
+             d->cfg.gateway ? wire::format_ipv4(d->cfg.gateway).c_str() : "",
+             wire::format_mac(d->mac).c_str(), d->mtu, d->nb_queues, d->nb_queues - 1,
+             d->cfg.socket.c_str(), d->eal_prefix.c_str(), getpid());
 
       const uint64_t idle_after_ns = 1'000'000;
       const uint64_t event_period_ns = 50'000;
@@ -125,7 +112,7 @@ int run(Daemon* d) {
           last_events = now;
         }
       }
-      log("%s: shutting down", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+      MN_LOG(DAEMON, NOTICE, "%s: shutting down", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
       mn_shm_set_shutting_down(d->shm, 1);
     }
     // Attached engines see shutting_down, then EOF on their control socket.
@@ -150,16 +137,20 @@ int main(int argc, char** argv) {
   static Daemon d;
   int rc = load_config(argc, argv, &d.cfg);
   if (rc >= 0) return rc;
+  std::string err;
+  if (!machnet::log::set_level(d.cfg.log_level, &err)) {  // validated by load_config
+    MN_LOG(DAEMON, ERR, "%s", err.c_str());
+    return 2;
+  }
   signal(SIGPIPE, SIG_IGN);
 
-  std::string err;
   if (ControlServer::precheck(d.cfg.socket, &err) != 0) {
-    log("%s", err.c_str());
+    MN_LOG(DAEMON, ERR, "%s", err.c_str());
     return 1;
   }
   d.hugedir = find_or_mount_hugetlbfs(&err);
   if (d.hugedir.empty()) {
-    log("%s", err.c_str());
+    MN_LOG(DAEMON, ERR, "%s", err.c_str());
     ControlServer::release_lock();
     return 1;
   }
@@ -167,7 +158,7 @@ int main(int argc, char** argv) {
   d.eal_prefix = "machnetd-" + d.cfg.name + "-" + std::to_string(getpid());
   std::vector<std::string> args = eal_arguments(d.cfg, d.eal_prefix, d.hugedir);
   if (!eal_init(args, &err)) {
-    log("%s", err.c_str());
+    MN_LOG(DAEMON, ERR, "%s", err.c_str());
     remove_runtime(d.eal_prefix, d.hugedir);
     ControlServer::release_lock();
     return 1;
@@ -188,7 +179,7 @@ int main(int argc, char** argv) {
   unsigned pages = remove_runtime(d.eal_prefix, d.hugedir);
   ControlServer::release_lock();
   if (code == 0)
-    log("exited cleanly (%u hugepage files removed, %llu hugepages free)", pages,
-        static_cast<unsigned long long>(free_hugepages()));
+    MN_LOG(DAEMON, NOTICE, "exited cleanly (%u hugepage files removed, %llu hugepages free)", pages,
+           static_cast<unsigned long long>(free_hugepages()));
   return code;
 }

@@ -14,8 +14,10 @@
 #include <cstring>
 #include <new>
 
+#include "daemon/clock.h"
 #include "daemon/eal_setup.h"
-#include "daemon/log.h"
+#include "engine/log.h"
+#include "engine/port_setup.h"
 
 namespace machnet::daemon {
 namespace {
@@ -60,9 +62,10 @@ bool setup_port(Daemon* d, std::string* err) {
     // DPDK 22.11's tap PMD hands all queue fds to secondaries in one IPC
     // message of at most RTE_MP_MAX_FD_NUM fds (and overflows its stack in
     // dev_start beyond that): more queue pairs cannot be shared.
-    log("net_tap: using %u queue pairs, not %u (a DPDK tap port passes at most %d queue fds to "
-        "other processes)",
-        RTE_MP_MAX_FD_NUM / 2, nq, RTE_MP_MAX_FD_NUM);
+    MN_LOG(DAEMON, WARNING,
+           "net_tap: using %u queue pairs, not %u (a DPDK tap port passes at most %d queue fds to "
+           "other processes)",
+           RTE_MP_MAX_FD_NUM / 2, nq, RTE_MP_MAX_FD_NUM);
     nq = RTE_MP_MAX_FD_NUM / 2;
   }
   if (nq > info.max_rx_queues || nq > info.max_tx_queues) {
@@ -75,10 +78,7 @@ bool setup_port(Daemon* d, std::string* err) {
 
   rte_eth_conf conf;
   memset(&conf, 0, sizeof(conf));
-  const uint64_t want_tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
-  const uint64_t want_rx = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
-  conf.txmode.offloads = info.tx_offload_capa & want_tx;
-  conf.rxmode.offloads = info.rx_offload_capa & want_rx;
+  engine::checksum_offloads(info, &conf);
   // Hardware NICs spread flows over the queues by RSS; every poller steers
   // what is not its own. Virtual devices spread by themselves (tap) or not.
   if (nq > 1 && is_pci_address(cfg.device) && info.flow_type_rss_offloads != 0) {
@@ -97,10 +97,7 @@ bool setup_port(Daemon* d, std::string* err) {
   int socket = rte_eth_dev_socket_id(d->port_id);
   if (socket < 0) socket = static_cast<int>(rte_socket_id());
 
-  uint32_t frame = static_cast<uint32_t>(cfg.mtu) + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
-  uint16_t data_room = RTE_MBUF_DEFAULT_BUF_SIZE;
-  if (frame + RTE_PKTMBUF_HEADROOM > data_room)
-    data_room = static_cast<uint16_t>(frame + RTE_PKTMBUF_HEADROOM);
+  uint16_t data_room = engine::frame_data_room(cfg.mtu, /*fixed_buffers=*/false);
   d->pool_size = cfg.mbufs_per_queue;
   // The ring holds every mbuf of the pool: it is never the reason a copy fails.
   unsigned ring_size = rte_align32pow2(cfg.mbufs_per_queue + 1);
@@ -138,21 +135,12 @@ bool setup_port(Daemon* d, std::string* err) {
     }
   }
 
-  d->mtu = cfg.mtu;
-  if (rte_eth_dev_set_mtu(d->port_id, d->mtu) != 0 && info.max_mtu != 0 && info.max_mtu < d->mtu)
-    d->mtu = info.max_mtu;
-
+  d->mtu = engine::apply_mtu(d->port_id, cfg.mtu, info);
   bool mac_in_software = false;
-  if (cfg.has_mac) {
-    rte_ether_addr a;
-    memcpy(a.addr_bytes, cfg.mac.data(), 6);
-    rc = rte_eth_dev_default_mac_addr_set(d->port_id, &a);
-    if (rc == -ENOTSUP) {
-      mac_in_software = true;  // ring: the address only goes into our frames
-    } else if (rc != 0) {
-      *err = "cannot set MAC " + wire::format_mac(cfg.mac) + ": " + rte_strerror(-rc);
-      return false;
-    }
+  wire::MacAddr mac{};
+  if (!cfg.mac.empty()) {
+    wire::parse_mac(cfg.mac, &mac);  // validated by HostSettings::load
+    if (!engine::apply_mac(d->port_id, mac, &mac_in_software, err)) return false;
   }
 
   d->mz = rte_memzone_reserve(MN_SHM_NAME, sizeof(mn_shm), socket, 0);
@@ -170,7 +158,7 @@ bool setup_port(Daemon* d, std::string* err) {
     return false;
   }
   if (mac_in_software) {
-    d->mac = cfg.mac;
+    d->mac = mac;
   } else {
     rte_ether_addr addr;
     rte_eth_macaddr_get(d->port_id, &addr);

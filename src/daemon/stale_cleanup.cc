@@ -12,7 +12,8 @@
 #include <fstream>
 #include <vector>
 
-#include "daemon/log.h"
+#include "daemon/clock.h"
+#include "engine/log.h"
 
 namespace machnet::daemon {
 namespace {
@@ -95,7 +96,7 @@ void stale_cleanup(const std::string& hugedir) {
     if (*end != '\0' || pid <= 0) continue;
     const std::string dir = base + "/" + name;
     if (pid_alive(pid)) {
-      log("stale cleanup: leaving %s (pid %ld is running)", dir.c_str(), pid);
+      MN_LOG(DAEMON, NOTICE, "stale cleanup: leaving %s (pid %ld is running)", dir.c_str(), pid);
       continue;
     }
     std::vector<std::string> files = list_dir(dir);
@@ -110,15 +111,17 @@ void stale_cleanup(const std::string& hugedir) {
     for (size_t i = 0; busy.empty() && i < pages.size(); i++)
       if (locked(pages[i])) busy = pages[i];
     if (!busy.empty()) {
-      log("stale cleanup: leaving %s: still in use (%s is locked by a process attached to it)",
-          dir.c_str(), busy.c_str());
+      MN_LOG(DAEMON, WARNING,
+             "stale cleanup: leaving %s: still in use (%s is locked by a process attached to it)",
+             dir.c_str(), busy.c_str());
       continue;
     }
     for (const auto& f : files) unlink((dir + "/" + f).c_str());
     rmdir(dir.c_str());
     for (const auto& p : pages) unlink(p.c_str());
-    log("stale cleanup: removed %s (%zu files) and %zu hugepage files of dead daemon pid %ld",
-        dir.c_str(), files.size(), pages.size(), pid);
+    MN_LOG(DAEMON, NOTICE,
+           "stale cleanup: removed %s (%zu files) and %zu hugepage files of dead daemon pid %ld",
+           dir.c_str(), files.size(), pages.size(), pid);
   }
 }
 

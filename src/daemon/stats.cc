@@ -11,7 +11,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "daemon/log.h"
+#include "daemon/clock.h"
 
 namespace machnet::daemon {
 namespace {

@@ -26,9 +26,11 @@
 
 #include "engine/eal.h"
 #include "engine/engine_impl.h"
+#include "engine/log.h"
 #include "engine/memif_guard.h"
+#include "engine/reassembly.h"
+#include "engine/steer.h"
 #include "ipc/steering.h"
-#include "wire/checksum.h"
 
 namespace machnet::engine {
 namespace {
@@ -192,13 +194,8 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   ip_id = static_cast<uint16_t>(r.owner_id ^ (r.owner_id >> 16) ^ (r.owner_id >> 32) ^
                                 static_cast<uint64_t>(getpid()));
 
-  arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
-  last_timer_ns = now_ns();
-  for (const auto& [nip, mac_text] : config.static_neighbours) {
-    wire::MacAddr m;
-    wire::parse_mac(mac_text, &m);
-    arp->learn(nip, m, last_timer_ns, /*create=*/true);
-  }
+  init_datapath();
+  start_arp();
   // No telemetry: DPDK 22.11 serves it in primary processes only; machnetd
   // publishes our counters (lease->counters) to machnet-stat instead.
   return true;
@@ -207,9 +204,7 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
 size_t Engine::Impl::poll_attached() {
   if (!usable()) return 0;
   rte_mbuf* burst[kRxBurst];
-  if (memif) memif_guard::enter();
-  uint16_t n = rte_eth_rx_burst(port_id, queue, burst, kRxBurst);
-  if (memif) memif_guard::leave();
+  uint16_t n = memif_guard::rx_burst(port_id, queue, burst, kRxBurst, memif);
   const mn_shm& s = *shm;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = burst[i];
@@ -234,17 +229,10 @@ size_t Engine::Impl::poll_attached() {
 void Engine::Impl::steer_out(rte_mbuf* m, uint16_t target) {
   if (target >= shm->nb_queues || target >= MN_SHM_MAX_QUEUES) target = 0;
   mn_lease& l = shm->leases[target];
-  // A copy in the owner's pool: pool q's mbufs are only ever held by q's
-  // owner, its ring or its RX queue (the daemon's sweep depends on it). The
-  // copy keeps m->port.
-  rte_mbuf* c = l.pool != nullptr ? rte_pktmbuf_copy(m, l.pool, 0, UINT32_MAX) : nullptr;
-  if (c != nullptr && l.steer_ring != nullptr && rte_ring_enqueue(l.steer_ring, c) == 0) {
+  if (steer_copy(m, l.pool, l.steer_ring, port_id))
     counters.steered_out++;
-  } else {
-    if (c != nullptr) rte_pktmbuf_free(c);
+  else
     counters.steer_drops++;
-  }
-  rte_pktmbuf_free(m);
 }
 
 void Engine::Impl::rx_steered(rte_mbuf* m) {
@@ -253,18 +241,11 @@ void Engine::Impl::rx_steered(rte_mbuf* m) {
     return;
   }
   // DPDK's reassembly leaves the IPv4 header checksum zero: a datagram the
-  // daemon reassembled into one segment gets it computed here (for a frame
-  // with a correct checksum this changes nothing).
-  if (m->data_len >= wire::kEthHdrLen + sizeof(wire::Ipv4Hdr)) {
-    auto* p = rte_pktmbuf_mtod(m, uint8_t*);
-    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
-    uint16_t et;
-    memcpy(&et, p + 12, 2);
-    size_t ihl = ip->header_len();
-    if (et == htons(wire::kEtherTypeIpv4) && ip->checksum == 0 && ihl >= sizeof(wire::Ipv4Hdr) &&
-        wire::kEthHdrLen + ihl <= m->data_len)
-      ip->checksum = wire::internet_checksum(ip, ihl);
-  }
+  // daemon reassembled into one segment gets it computed here (a frame with
+  // a checksum is left alone).
+  uint16_t et = 0;
+  if (m->data_len >= wire::kEthHdrLen) memcpy(&et, rte_pktmbuf_mtod_offset(m, uint8_t*, 12), 2);
+  if (et == htons(wire::kEtherTypeIpv4)) fix_reassembled_ip_checksum(m, wire::kEthHdrLen);
   rx_one(m);
 }
 
@@ -392,14 +373,12 @@ void Engine::Impl::go_detached(const char* why) {
   if (detached.exchange(true)) return;
   // From here on nothing touches the port, the rings or any mbuf: a daemon
   // that shut down may have freed (and unmapped) them.
-  tx_count = 0;
+  tx.forget();
   learn_now_count = 0;
   shared_waiting = 0;
   ctl->close();
-  fprintf(stderr,
-          "machnet: %s: the engine on %s queue %u stops; offloaded sockets fail with "
-          "ENETDOWN\n",
-          why, device_name.c_str(), queue);
+  MN_LOG(ENGINE, ERR, "%s: the engine on %s queue %u stops; offloaded sockets fail with ENETDOWN",
+         why, device_name.c_str(), queue);
 }
 
 int Engine::Impl::attached_bind(uint16_t port, UdpSocket** out) {

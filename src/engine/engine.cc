@@ -15,6 +15,7 @@
 
 #include "engine/eal.h"
 #include "engine/engine_impl.h"
+#include "engine/log.h"
 #include "engine/memif_guard.h"
 
 namespace machnet::engine {
@@ -46,10 +47,6 @@ Engine::Impl::~Impl() {
   bound.clear();
   arp.reset();  // drops every packet still waiting for resolution
   tx_flush();
-  if (frag_table != nullptr) {
-    rte_ip_frag_table_destroy(frag_table);
-    rte_ip_frag_free_death_row(&death_row, 0);
-  }
   if (attached) {
     // The port, its queues and the mempools are the daemon's: nothing is
     // stopped or freed here. Closing the control connection gives the lease
@@ -116,25 +113,10 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
   netmask = config.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - config.prefix_len);
 
   if (!bring_up_port(err)) return false;
-
-  // Reassembly: entries live at most frag_timeout_ms; the table bounds how many
-  // datagrams can be in flight, so endless fragments cannot exhaust memory.
-  uint32_t bucket_entries = 8;
-  uint32_t buckets = (config.frag_max_flows + bucket_entries - 1) / bucket_entries;
-  uint64_t max_cycles = tsc_hz / 1000 * config.frag_timeout_ms;
-  frag_table = rte_ip_frag_table_create(buckets, bucket_entries, buckets * bucket_entries,
-                                        max_cycles, static_cast<int>(rte_socket_id()));
-  if (frag_table == nullptr) {
-    *err = std::string("cannot create the IPv4 reassembly table: ") + rte_strerror(rte_errno);
+  init_datapath();
+  if (!reassembly.init(config.frag_max_flows, config.frag_timeout_ms, counters.drops, err))
     return false;
-  }
-  arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
-  last_timer_ns = now_ns();
-  for (const auto& [nip, mac_text] : config.static_neighbours) {
-    wire::MacAddr m;
-    wire::parse_mac(mac_text, &m);
-    arp->learn(nip, m, last_timer_ns, /*create=*/true);
-  }
+  start_arp();
 
   announce_if_link_up();
   telemetry_attach(this);
@@ -218,13 +200,27 @@ void Engine::Impl::run_timers(uint64_t now) {
   if (!announced) announce_if_link_up();
   if (kernel_neigh != nullptr) resolve_through_kernel(now);
   arp->tick(now);
-  uint32_t before = death_row.cnt;
-  rte_ip_frag_table_del_expired_entries(frag_table, &death_row, rte_get_tsc_cycles());
-  counters.drops[static_cast<size_t>(DropReason::kFragTimeout)] += death_row.cnt - before;
-  rte_ip_frag_free_death_row(&death_row, 0);
+  reassembly.expire();
+}
+
+void Engine::Impl::start_arp() {
+  arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
+  last_timer_ns = now_ns();
+  for (const auto& [nip, mac_text] : config.static_neighbours) {
+    wire::MacAddr m;
+    wire::parse_mac(mac_text, &m);
+    arp->learn(nip, m, last_timer_ns, /*create=*/true);
+  }
+}
+
+void Engine::Impl::init_datapath() {
+  tx.init(port_id, queue, memif, &counters.tx_packets, &counters.tx_bytes,
+          &counters.drops[static_cast<size_t>(DropReason::kTxRingFull)]);
+  responder.init(pool, port_id, mac, config.ip, /*pad_frames=*/false);
 }
 
 std::unique_ptr<Engine> Engine::create(const EngineConfig& config, std::string* err) {
+  if (!log::set_level(config.log_level, err)) return nullptr;
   auto impl = std::make_unique<Impl>();
   // A port the caller made itself (port_id, tests) is always standalone.
   if (config.machnetd != MachnetdMode::kOff && config.port_id < 0) {
@@ -267,11 +263,9 @@ size_t Engine::poll() {
   Impl& e = *impl_;
   if (e.attached) return e.poll_attached();
   rte_mbuf* burst[kRxBurst];
-  if (e.memif) memif_guard::enter();
-  uint16_t n = rte_eth_rx_burst(e.port_id, 0, burst, kRxBurst);
-  if (e.memif) memif_guard::leave();
+  uint16_t n = memif_guard::rx_burst(e.port_id, 0, burst, kRxBurst, e.memif);
   for (uint16_t i = 0; i < n; i++) e.rx_one(burst[i]);
-  if (e.death_row.cnt != 0) rte_ip_frag_free_death_row(&e.death_row, 0);
+  e.reassembly.free_dropped();
   uint64_t now = e.now_ns();
   if (now - e.last_timer_ns >= kTimerPeriodNs) e.run_timers(now);
   e.tx_flush();
@@ -305,7 +299,7 @@ int Engine::udp_bind(uint16_t port, UdpSocket** out) {
   if (e.xdp != nullptr && e.config.xdp_shared_ip) {
     std::string err;
     if (!e.xdp->set_port(port, true, &err)) {
-      fprintf(stderr, "machnet: cannot steer UDP port %u: %s\n", port, err.c_str());
+      MN_LOG(ENGINE, ERR, "cannot steer UDP port %u: %s", port, err.c_str());
       return -EIO;
     }
   }

@@ -6,46 +6,20 @@
 namespace machnet::engine {
 
 const std::vector<std::string>& EngineConfig::keys() {
-  static const std::vector<std::string> k = {
-      "device",
-      "ip",
-      "gateway",
-      "mtu",
-      "mac",
-      "hugepages",
-      "log_level",
-      "eal_args",
-      "mbufs",
-      "rx_desc",
-      "tx_desc",
-      "socket_queue_len",
-      "arp.retry_ms",
-      "arp.max_requests",
-      "arp.reachable_s",
-      "arp.max_entries",
-      "arp.static",
-      "frag.timeout_ms",
-      "frag.max_flows",
-      "xdp_prog",
-      "xdp_shared_ip",
-      "fault.rx_drop",
-      "fault.tx_drop",
-      "machnetd",
-      "machnetd.socket",
-  };
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> all = HostSettings::keys();
+    for (const char* own :
+         {"hugepages", "eal_args", "mbufs", "rx_desc", "tx_desc", "socket_queue_len",
+          "arp.retry_ms", "arp.max_requests", "arp.reachable_s", "arp.max_entries", "arp.static",
+          "xdp_prog", "xdp_shared_ip", "fault.rx_drop", "fault.tx_drop", "machnetd",
+          "machnetd.socket"})
+      all.push_back(own);
+    return all;
+  }();
   return k;
 }
 
 namespace {
-
-// An integer key of the schema into `field`, given in units of `unit`.
-template <typename T>
-bool take_uint(const Config& c, const char* key, T* field, std::string* err, uint64_t unit = 1) {
-  uint64_t v = static_cast<uint64_t>(*field) / unit;
-  if (!c.get_uint(key, &v, err)) return false;
-  *field = static_cast<T>(v * unit);
-  return true;
-}
 
 void add_neighbour(void* user, uint32_t ip, const uint8_t mac[6]) {
   wire::MacAddr m;
@@ -57,21 +31,13 @@ void add_neighbour(void* user, uint32_t ip, const uint8_t mac[6]) {
 
 bool EngineConfig::load(const Config& c, std::string* err) {
   // The schema (common/conf_schema.c) says what each value may be, for the
-  // shim and every other reader alike.
+  // shim and every other reader alike. The shared keys, then the engine's own.
   for (const std::string& k : keys()) {
     if (!c.check(k, err)) return false;
   }
+  if (!HostSettings::load(c, err)) return false;
   char why[256];
-  device = c.get("device", device);
-  if (const auto* e = c.find("ip"))
-    mn_conf_ip_prefix(e->value.c_str(), &ip, &prefix_len, why, sizeof(why));
-  if (const auto* e = c.find("gateway")) {
-    gateway = 0;
-    if (!e->value.empty()) mn_conf_ipv4(e->value.c_str(), &gateway);
-  }
-  mac = c.get("mac", mac);
-  if (!take_uint(c, "mtu", &mtu, err) || !c.get_bool("hugepages", &hugepages, err)) return false;
-  log_level = c.get("log_level", log_level);
+  if (!c.get_bool("hugepages", &hugepages, err)) return false;
   eal_args = c.get("eal_args", eal_args);
   if (!take_uint(c, "mbufs", &num_mbufs, err) || !take_uint(c, "rx_desc", &rx_desc, err) ||
       !take_uint(c, "tx_desc", &tx_desc, err) ||
@@ -79,9 +45,7 @@ bool EngineConfig::load(const Config& c, std::string* err) {
       !take_uint(c, "arp.retry_ms", &arp.retry_ns, err, 1000000) ||
       !take_uint(c, "arp.max_requests", &arp.max_requests, err) ||
       !take_uint(c, "arp.reachable_s", &arp.reachable_ns, err, 1000000000) ||
-      !take_uint(c, "arp.max_entries", &arp.max_entries, err) ||
-      !take_uint(c, "frag.timeout_ms", &frag_timeout_ms, err) ||
-      !take_uint(c, "frag.max_flows", &frag_max_flows, err))
+      !take_uint(c, "arp.max_entries", &arp.max_entries, err))
     return false;
   if (const auto* e = c.find("arp.static")) {
     static_neighbours.clear();

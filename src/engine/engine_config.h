@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "engine/host_settings.h"
 #include "ipc/control_protocol.h"
 #include "net/arp_cache.h"
 
@@ -19,20 +20,14 @@ enum class MachnetdMode : uint8_t {
   kOff,   // standalone only: never look for the daemon
 };
 
-struct EngineConfig {
-  // DPDK device: a vdev string ("net_af_xdp0,iface=veth0", "net_memif0,role=server,...")
-  // or a PCI address for a real NIC ("0000:00:04.0"). Empty with port_id >= 0
-  // when the caller created the port itself (tests: rte_eth_from_rings).
-  std::string device;
+// The shared keys (HostSettings: device, ip, gateway, mtu, mac, log_level,
+// frag.*) and the engine's own.
+struct EngineConfig : HostSettings {
+  // Empty device with port_id >= 0 when the caller created the port itself
+  // (tests: rte_eth_from_rings).
   int port_id = -1;
-  uint32_t ip = 0;  // host order
-  uint8_t prefix_len = 24;
-  uint32_t gateway = 0;  // host order, 0 = none
-  uint16_t mtu = 1500;
-  std::string mac;  // optional override ("02:00:00:00:00:01")
   bool hugepages = true;
-  std::string log_level = "error";  // DPDK log level: quiet unless something fails
-  std::string eal_args;             // extra EAL arguments, space separated
+  std::string eal_args;  // extra EAL arguments, space separated
   uint32_t num_mbufs = 16383;
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;
@@ -41,8 +36,6 @@ struct EngineConfig {
   // Neighbours known in advance ("ip@mac,ip@mac"): used as if learned by ARP
   // at start. For peers that do not answer ARP (a raw DPDK reflector).
   std::vector<std::pair<uint32_t, std::string>> static_neighbours;
-  uint32_t frag_timeout_ms = 2000;
-  uint32_t frag_max_flows = 4096;
   std::string xdp_prog;        // AF_XDP only; default: the installed machnet_xdp.bpf.o
   bool xdp_shared_ip = false;  // engine IP == kernel IP: steer only bound UDP ports
   double fault_rx_drop = 0.0;  // fault injection: probability a received frame is dropped

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <rte_ethdev.h>
-#include <rte_ip_frag.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -16,6 +15,9 @@
 
 #include "engine/engine.h"
 #include "engine/kernel_neighbours.h"
+#include "engine/reassembly.h"
+#include "engine/responder.h"
+#include "engine/tx_batch.h"
 #include "engine/xdp_steering.h"
 #include "ipc/control_client.h"
 #include "ipc/shm.h"
@@ -26,14 +28,9 @@
 namespace machnet::engine {
 
 constexpr uint16_t kRxBurst = 32;
-constexpr uint16_t kTxBufferSize = 64;
 constexpr uint16_t kEphemeralFirst = 32768;  // Linux's default range
 constexpr uint16_t kEphemeralLast = 60999;
 constexpr uint64_t kTimerPeriodNs = 1'000'000;  // ARP retries, fragment expiry
-// ICMP errors we send: at most 1000/s with bursts of 50 (Linux's
-// icmp_ratelimit spirit), so a port scan cannot turn us into an amplifier.
-constexpr uint64_t kIcmpTokensPerSec = 1000;
-constexpr uint64_t kIcmpBurst = 50;
 
 struct UdpSocket::Slot {
   rte_mbuf* m;
@@ -73,13 +70,12 @@ struct Engine::Impl {
   bool tx_udp_csum = false;  // NIC fills the UDP checksum (unfragmented only)
   bool memif = false;        // bursts go through memif_guard (see memif_guard.h)
   rte_mempool* pool = nullptr;
-  rte_ip_frag_tbl* frag_table = nullptr;
-  rte_ip_frag_death_row death_row{};
+  Reassembly reassembly;  // standalone only: machnetd reassembles for attached engines
+  Responder responder;    // ARP replies and requests, ICMP echo and port unreachable
+  TxBatch tx;             // frames for our TX queue, sent once per poll
   uint64_t tsc_hz = 0;
   uint64_t last_timer_ns = 0;
   uint16_t ip_id = 1;
-  uint64_t icmp_tokens = kIcmpBurst;
-  uint64_t icmp_refill_ns = 0;
   bool announced = false;  // gratuitous ARP sent
 
   EngineArpEvents arp_events{this};
@@ -95,9 +91,6 @@ struct Engine::Impl {
 
   std::array<UdpSocket*, 65536> sockets{};
   uint16_t next_ephemeral = kEphemeralFirst;
-
-  rte_mbuf* tx_buf[kTxBufferSize];
-  uint16_t tx_count = 0;
 
   std::minstd_rand fault_rng{12345};
   std::uniform_real_distribution<double> fault_dist{0.0, 1.0};
@@ -173,6 +166,8 @@ struct Engine::Impl {
   ~Impl();
   bool open(const EngineConfig& cfg, std::string* err);
   bool bring_up_port(std::string* err);
+  void init_datapath();  // TX batch and responder, once port, pool, MAC and address are known
+  void start_arp();      // the ARP cache, with arp.static's neighbours
   rte_mbuf* alloc_mbuf() {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (m != nullptr) m->port = port_id;  // see the mbuf invariant above
@@ -194,10 +189,13 @@ struct Engine::Impl {
 
   // Receive path (engine_rx.cc)
   void rx_one(rte_mbuf* m);
+  // Handlers of receive() (rx_parse.h), one per kind of frame.
+  void rx_drop(rte_mbuf* m, DropReason r) { drop_mbuf(m, r); }
   void rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf);
-  void rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_echo(rte_mbuf* m, const wire::ParsedFrame& pf);
   void rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf);
-  void rx_icmp_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_udp(rte_mbuf* m, const wire::ParsedFrame& pf);
+  void rx_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf);
   void send_port_unreachable(rte_mbuf* m, uint16_t l3_off);
   void rx_reassembled(rte_mbuf* m);
   void deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, uint16_t src_port,
@@ -208,6 +206,9 @@ struct Engine::Impl {
   bool next_hop(uint32_t dst_ip, uint32_t* nh, bool* broadcast) const;
   void send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadcast);
   void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha, uint32_t tpa);
+  // The IPv4 header checksum of a frame we send (field 0): the NIC's job
+  // (offload flags) or DPDK's helper's. Sets l2_len and l3_len.
+  void ipv4_header_checksum(rte_mbuf* m, wire::Ipv4Hdr* ip) const;
   void tx_enqueue(rte_mbuf* m);  // frame complete, dst MAC set
   void tx_flush();
 };

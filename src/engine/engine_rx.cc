@@ -1,14 +1,11 @@
 // Receive path: classify each frame, answer ARP and ICMP echo, reassemble
 // fragments, queue UDP datagrams on their socket. Every drop is counted.
-#include <rte_cycles.h>
-#include <rte_ip.h>
-
 #include <cerrno>
 #include <cstring>
 
+#include "engine/checksum.h"
 #include "engine/engine_impl.h"
-#include "wire/build.h"
-#include "wire/checksum.h"
+#include "engine/rx_parse.h"
 
 namespace machnet::engine {
 
@@ -19,66 +16,35 @@ void Engine::Impl::rx_one(rte_mbuf* m) {
     drop_mbuf(m, DropReason::kInjected);
     return;
   }
-  wire::ParseOptions opts;
-  opts.local_ip = config.ip;
-  opts.accept_broadcast_ip = true;
-  opts.prefix_len = config.prefix_len;
-  opts.ip_checksum_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-  opts.l4_checksum_ok = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-  // Frames arrive in one segment (the data room holds a full MTU frame); a PMD
-  // that scatters anyway gets its first segment parsed, and lengths that run
-  // past it are rejected by the parser as truncated.
-  const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
-  wire::ParsedFrame pf = wire::parse_frame(data, m->data_len, opts);
-  switch (pf.kind) {
-    case wire::FrameKind::kDrop:
-      drop_mbuf(m, pf.drop);
-      return;
-    case wire::FrameKind::kArp:
-      rx_arp(m, pf);
-      return;
-    case wire::FrameKind::kIcmpEcho:
-      rx_icmp_echo(m, pf);
-      return;
-    case wire::FrameKind::kIpv4Fragment:
-      rx_fragment(m, pf);
-      return;
-    case wire::FrameKind::kUdp:
-      deliver_udp(m, pf.l3_offset, pf.src_ip, pf.src_port, pf.dst_port, pf.payload_offset,
-                  pf.payload_len);
-      return;
-    case wire::FrameKind::kIcmpUnreachable:
-      rx_icmp_unreachable(m, pf);
-      return;
-  }
+  receive(*this, m, config.ip, config.prefix_len);
+}
+
+void Engine::Impl::rx_udp(rte_mbuf* m, const wire::ParsedFrame& pf) {
+  deliver_udp(m, pf.l3_offset, pf.src_ip, pf.src_port, pf.dst_port, pf.payload_offset,
+              pf.payload_len);
 }
 
 void Engine::Impl::rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf) {
   counters.rx_arp++;
   uint64_t now = now_ns();
+  ArpVerdict v = arp_verdict(pf, config.ip);
   if (attached) {
     // machnetd answers ARP for the host (ARP is steered to it): never reply,
     // only refresh what we know.
-    arp->learn(pf.arp_spa, pf.arp_sha, now, /*create=*/false);
+    if (v.learn) arp->learn(pf.arp_spa, pf.arp_sha, now, /*create=*/false);
     rte_pktmbuf_free(m);
     return;
   }
-  if (pf.arp_tpa == config.ip && pf.arp_spa != config.ip) {
-    // Addressed to us: the sender will talk to us, so it is worth an entry
-    // (as Linux does); a reply completes our own resolution.
-    arp->learn(pf.arp_spa, pf.arp_sha, now, /*create=*/pf.arp_op == wire::kArpOpRequest);
-    if (pf.arp_op == wire::kArpOpRequest) {
-      send_arp(wire::kArpOpReply, pf.arp_sha, pf.arp_sha, pf.arp_spa);
-    }
-  } else {
-    // Gratuitous ARP or a broadcast reply: refresh only what we already know,
-    // so nobody can fill our table by shouting.
-    arp->learn(pf.arp_spa, pf.arp_sha, now, /*create=*/false);
-  }
+  // A request addressed to us creates an entry; a reply completes our own
+  // resolution (an entry the cache already has).
+  if (v.learn)
+    arp->learn(pf.arp_spa, pf.arp_sha, now,
+               /*create=*/v.addressed && pf.arp_op == wire::kArpOpRequest);
+  if (v.reply) send_arp(wire::kArpOpReply, pf.arp_sha, pf.arp_sha, pf.arp_spa);
   rte_pktmbuf_free(m);
 }
 
-void Engine::Impl::rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf) {
+void Engine::Impl::rx_echo(rte_mbuf* m, const wire::ParsedFrame& pf) {
   if (attached || pf.dst_ip != config.ip) {
     // Attached: machnetd answers echo for the host. Standalone: echo to a
     // broadcast address: ignored, as Linux does by default
@@ -86,35 +52,24 @@ void Engine::Impl::rx_icmp_echo(rte_mbuf* m, const wire::ParsedFrame& pf) {
     drop_mbuf(m, DropReason::kIcmpUnhandled);
     return;
   }
-  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
-  wire::icmp_echo_request_to_reply(frame, pf.l3_offset, pf.l4_offset, pf.ip_total_len);
-  // Drop Ethernet padding so the reply is exactly the IP datagram.
-  uint32_t len = pf.l3_offset + pf.ip_total_len;
-  if (m->pkt_len > len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->pkt_len - len));
-  m->ol_flags = 0;
+  if (!Responder::echo_reply(m, pf)) {
+    drop_mbuf(m, DropReason::kTruncatedIcmp);
+    return;
+  }
   counters.icmp_echo_replies++;
   tx_enqueue(m);
 }
 
 void Engine::Impl::rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf) {
   counters.rx_fragments++;
-  if (frag_table == nullptr) {
+  if (!reassembly.ready()) {
     // Attached: machnetd reassembles (fragments are steered to it) and hands
     // us whole datagrams; a fragment here was misrouted.
     drop_mbuf(m, DropReason::kBadFragment);
     return;
   }
-  m->l2_len = pf.l3_offset;
-  m->l3_len = static_cast<uint16_t>(pf.l4_offset - pf.l3_offset);
-  // The table keys on (src, dst, id, proto); overlapping, oversized or
-  // inconsistent fragments make DPDK put the whole datagram on the death row.
-  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, pf.l3_offset);
-  uint32_t before = death_row.cnt;
-  rte_mbuf* whole =
-      rte_ipv4_frag_reassemble_packet(frag_table, &death_row, m, rte_get_tsc_cycles(), ip);
-  if (death_row.cnt != before)
-    counters.drops[static_cast<size_t>(DropReason::kBadFragment)] += death_row.cnt - before;
-  if (whole == nullptr) return;  // waiting for more, or dropped above
+  rte_mbuf* whole = reassembly.add(m, pf.l3_offset, pf.l4_offset);
+  if (whole == nullptr) return;  // waiting for more, or dropped (counted)
   counters.reassembled++;
   rx_reassembled(whole);
 }
@@ -143,32 +98,16 @@ void Engine::Impl::rx_reassembled(rte_mbuf* m) {
     drop_mbuf(m, DropReason::kBadUdpLength);
     return;
   }
-  if (udp->checksum != 0) {
-    wire::ChecksumAccumulator acc;
-    wire::add_udp_pseudo_header(*ip, udp_len, &acc);
-    uint32_t off = l4, left = udp_len;
-    for (rte_mbuf* seg = m; seg != nullptr && left > 0; seg = seg->next) {
-      if (off >= seg->data_len) {
-        off -= seg->data_len;
-        continue;
-      }
-      uint32_t n = seg->data_len - off;
-      if (n > left) n = left;
-      acc.add(rte_pktmbuf_mtod_offset(seg, const uint8_t*, off), n);
-      left -= n;
-      off = 0;
-    }
-    if (acc.finish() != 0) {
-      drop_mbuf(m, DropReason::kBadUdpChecksum);
-      return;
-    }
+  if (udp->checksum != 0 && !udp_checksum_ok(m, ip, l4, udp_len)) {
+    drop_mbuf(m, DropReason::kBadUdpChecksum);
+    return;
   }
   deliver_udp(m, l3, ntohl(ip->src), ntohs(udp->src_port), ntohs(udp->dst_port),
               static_cast<uint16_t>(l4 + sizeof(wire::UdpHdr)),
               static_cast<uint16_t>(udp_len - sizeof(wire::UdpHdr)));
 }
 
-void Engine::Impl::rx_icmp_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf) {
+void Engine::Impl::rx_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf) {
   counters.icmp_unreachable_rx++;
   UdpSocket* s = sockets[pf.src_port];
   if (s != nullptr) {
@@ -182,29 +121,9 @@ void Engine::Impl::rx_icmp_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf)
 }
 
 void Engine::Impl::send_port_unreachable(rte_mbuf* m, uint16_t l3_off) {
-  auto* ip = rte_pktmbuf_mtod_offset(m, const wire::Ipv4Hdr*, l3_off);
-  if (ntohl(ip->dst) != config.ip) return;  // never for broadcasts (RFC 1122 3.2.2)
-  uint64_t now = now_ns();
-  if (now - icmp_refill_ns >= 1'000'000) {
-    icmp_tokens += (now - icmp_refill_ns) / (1'000'000'000 / kIcmpTokensPerSec);
-    if (icmp_tokens > kIcmpBurst) icmp_tokens = kIcmpBurst;
-    icmp_refill_ns = now;
-  }
-  if (icmp_tokens == 0) return;
-  rte_mbuf* r = alloc_mbuf();
-  if (r == nullptr) return;
-  auto* frame = reinterpret_cast<uint8_t*>(
-      rte_pktmbuf_append(r, static_cast<uint16_t>(wire::kUdpHeadersLen + wire::kIcmpQuoteMax)));
-  const auto* eth = rte_pktmbuf_mtod(m, const wire::EthHdr*);
-  size_t avail = m->data_len - l3_off;
-  size_t len = wire::build_icmp_unreachable(frame, 3, mac, eth->src, config.ip, ntohl(ip->src),
-                                            reinterpret_cast<const uint8_t*>(ip), avail);
-  if (len == 0) {
-    rte_pktmbuf_free(r);
-    return;
-  }
-  rte_pktmbuf_trim(r, static_cast<uint16_t>(r->pkt_len - len));
-  icmp_tokens--;
+  rte_mbuf* r = responder.port_unreachable(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, l3_off,
+                                           now_ns());
+  if (r == nullptr) return;  // not to our unicast address, rate-limited, or no mbuf
   counters.icmp_unreachable_tx++;
   tx_enqueue(r);
 }

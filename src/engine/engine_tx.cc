@@ -1,20 +1,15 @@
 // Transmit path: UDP datagrams (fragmented above the MTU), ARP, neighbour
 // resolution, and the TX buffer flushed once per poll or per send.
-#include <rte_ip.h>
-
 #include <cerrno>
 #include <cstring>
 
+#include "engine/checksum.h"
 #include "engine/engine_impl.h"
-#include "engine/memif_guard.h"
 #include "wire/build.h"
-#include "wire/checksum.h"
-#include "wire/parse.h"
 
 namespace machnet::engine {
 
 constexpr uint8_t kTtl = 64;
-constexpr int kTxRetries = 16;  // bursts tried before a full TX ring drops
 
 void EngineArpEvents::send_request(uint32_t ip_host) {
   if (e_->attached) {
@@ -78,15 +73,22 @@ void Engine::Impl::send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadca
 
 void Engine::Impl::send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha,
                             uint32_t tpa) {
-  rte_mbuf* m = alloc_mbuf();
+  rte_mbuf* m = responder.arp(op, eth_dst, tha, tpa);
   if (m == nullptr) {
     count_drop(DropReason::kNoMbuf);
     return;
   }
-  auto* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, wire::kArpFrameLen));
-  wire::build_arp(p, op, eth_dst, mac, config.ip, tha, tpa);
   counters.tx_arp++;
   tx_enqueue(m);
+}
+
+void Engine::Impl::ipv4_header_checksum(rte_mbuf* m, wire::Ipv4Hdr* ip) const {
+  m->l2_len = wire::kEthHdrLen;
+  m->l3_len = sizeof(wire::Ipv4Hdr);
+  if (tx_ip_csum)
+    m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+  else
+    ip->checksum = ipv4_checksum(ip);
 }
 
 namespace {
@@ -116,18 +118,6 @@ class IovReader {
   int i_ = 0;
   size_t off_ = 0;
 };
-
-uint16_t udp_checksum_iov(const wire::Ipv4Hdr& ip, const wire::UdpHdr& udp, const iovec* iov,
-                          int n) {
-  wire::ChecksumAccumulator acc;
-  wire::add_udp_pseudo_header(ip, ntohs(udp.length), &acc);
-  wire::UdpHdr h = udp;
-  h.checksum = 0;
-  acc.add(&h, sizeof(h));
-  for (int i = 0; i < n; i++) acc.add(iov[i].iov_base, iov[i].iov_len);
-  uint16_t c = acc.finish();
-  return c == 0 ? 0xffff : c;  // RFC 768: 0 means "no checksum"
-}
 
 }  // namespace
 
@@ -159,18 +149,18 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
     }
     auto* p = reinterpret_cast<uint8_t*>(
         rte_pktmbuf_append(m, static_cast<uint16_t>(wire::kUdpHeadersLen + len)));
-    wire::build_udp_headers(p, flow, static_cast<uint16_t>(len), id, kTtl, tx_ip_csum);
+    // Headers without checksums: the NIC or DPDK's helpers fill them in.
+    wire::build_udp_headers(p, flow, static_cast<uint16_t>(len), id, kTtl,
+                            /*ip_csum_offload=*/true);
     reader.copy(p + wire::kUdpHeadersLen, len);
     auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
     auto* udp = reinterpret_cast<wire::UdpHdr*>(p + wire::kEthHdrLen + sizeof(wire::Ipv4Hdr));
-    m->l2_len = wire::kEthHdrLen;
-    m->l3_len = sizeof(wire::Ipv4Hdr);
-    if (tx_ip_csum) m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+    ipv4_header_checksum(m, ip);
     if (tx_udp_csum) {
-      udp->checksum = wire::udp_pseudo_header_checksum(*ip, ntohs(udp->length));
+      udp->checksum = udp_offload_seed(ip);
       m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_UDP_CKSUM;
     } else {
-      udp->checksum = wire::udp_checksum(*ip, *udp, p + wire::kUdpHeadersLen, len);
+      udp->checksum = udp_checksum(ip, udp);
     }
     send_resolved(m, nh, bcast);
   } else {
@@ -184,7 +174,7 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
     wire::build_udp_headers(hdrs, flow, static_cast<uint16_t>(len), id, kTtl, true);
     memcpy(&ip_whole, hdrs + wire::kEthHdrLen, sizeof(ip_whole));
     memcpy(&udp, hdrs + wire::kEthHdrLen + sizeof(ip_whole), sizeof(udp));
-    udp.checksum = udp_checksum_iov(ip_whole, udp, iov, iovcnt);
+    udp.checksum = udp_checksum_iov(&ip_whole, &udp, iov, iovcnt);
 
     size_t l4_total = sizeof(wire::UdpHdr) + len;
     size_t chunk = (mtu - sizeof(wire::Ipv4Hdr)) & ~size_t{7};
@@ -205,12 +195,7 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
       ip->frag_off =
           htons(static_cast<uint16_t>((off / 8) | (more ? wire::kIpFlagMoreFragments : 0)));
       ip->checksum = 0;
-      m->l2_len = wire::kEthHdrLen;
-      m->l3_len = sizeof(wire::Ipv4Hdr);
-      if (tx_ip_csum)
-        m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
-      else
-        ip->checksum = wire::internet_checksum(ip, sizeof(wire::Ipv4Hdr));
+      ipv4_header_checksum(m, ip);
       uint8_t* out = p + wire::kEthHdrLen + sizeof(wire::Ipv4Hdr);
       if (off == 0) {
         memcpy(out, &udp, sizeof(udp));
@@ -233,32 +218,15 @@ void Engine::Impl::tx_enqueue(rte_mbuf* m) {
     drop_mbuf(m, DropReason::kInjected);
     return;
   }
-  if (tx_count == kTxBufferSize) tx_flush();
-  tx_buf[tx_count++] = m;
+  tx.add(m);
 }
 
 void Engine::Impl::tx_flush() {
-  if (tx_count == 0) return;
   if (detached.load(std::memory_order_relaxed)) {
-    tx_count = 0;  // machnetd is gone: its mbufs are not ours to free
+    tx.forget();  // machnetd is gone: its mbufs are not ours to free
     return;
   }
-  uint64_t bytes = 0;
-  uint32_t lens[kTxBufferSize];
-  for (uint16_t i = 0; i < tx_count; i++) lens[i] = tx_buf[i]->pkt_len;
-  uint16_t sent = 0;
-  for (int tries = 0; sent < tx_count && tries < kTxRetries; tries++) {
-    if (memif) memif_guard::enter();
-    uint16_t n = rte_eth_tx_burst(port_id, queue, tx_buf + sent, tx_count - sent);
-    if (memif) memif_guard::leave();
-    sent += n;
-    if (n == 0) rte_eth_tx_done_cleanup(port_id, queue, 0);
-  }
-  for (uint16_t i = 0; i < sent; i++) bytes += lens[i];
-  counters.tx_packets += sent;
-  counters.tx_bytes += bytes;
-  for (uint16_t i = sent; i < tx_count; i++) drop_mbuf(tx_buf[i], DropReason::kTxRingFull);
-  tx_count = 0;
+  tx.flush();
 }
 
 }  // namespace machnet::engine

@@ -10,6 +10,8 @@
 // when linked, and when dlopen()ed with RTLD_GLOBAL).
 #pragma once
 
+#include <rte_ethdev.h>
+
 #include <cstdint>
 
 namespace machnet::engine::memif_guard {
@@ -18,6 +20,20 @@ namespace machnet::engine::memif_guard {
 // operations, waiting only while a memif control event is being handled.
 void enter();
 void leave();
+
+// rte_eth_rx_burst / rte_eth_tx_burst, under the gate when the port is memif.
+inline uint16_t rx_burst(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n, bool memif) {
+  if (memif) enter();
+  n = rte_eth_rx_burst(port, queue, pkts, n);
+  if (memif) leave();
+  return n;
+}
+inline uint16_t tx_burst(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n, bool memif) {
+  if (memif) enter();
+  n = rte_eth_tx_burst(port, queue, pkts, n);
+  if (memif) leave();
+  return n;
+}
 
 // memif callbacks wrapped so far: 0 after a memif port started means the
 // interposition is not in effect (libmachnet loaded with RTLD_LOCAL).

@@ -7,7 +7,9 @@
 #include <cstring>
 
 #include "engine/engine_impl.h"
+#include "engine/log.h"
 #include "engine/memif_guard.h"
+#include "engine/port_setup.h"
 
 namespace machnet::engine {
 namespace {
@@ -49,12 +51,7 @@ bool Engine::Impl::bring_up_port(std::string* err) {
   bool is_af_xdp = device_name.rfind("net_af_xdp", 0) == 0;
   memif = device_name.rfind("net_memif", 0) == 0;
 
-  // mbufs carry one frame each; datagrams above the MTU are fragmented, so the
-  // data room only needs the largest frame plus headroom.
-  uint32_t frame = static_cast<uint32_t>(config.mtu) + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
-  uint16_t data_room = RTE_MBUF_DEFAULT_BUF_SIZE;
-  if (!is_af_xdp && frame + RTE_PKTMBUF_HEADROOM > data_room)
-    data_room = static_cast<uint16_t>(frame + RTE_PKTMBUF_HEADROOM);
+  uint16_t data_room = frame_data_room(config.mtu, /*fixed_buffers=*/is_af_xdp);
   std::string pool_name = "mn_pool_" + std::to_string(port_id);
   pool = rte_pktmbuf_pool_create(pool_name.c_str(), config.num_mbufs, 256, 0, data_room,
                                  static_cast<int>(rte_socket_id()));
@@ -67,10 +64,7 @@ bool Engine::Impl::bring_up_port(std::string* err) {
 
   rte_eth_conf conf;
   memset(&conf, 0, sizeof(conf));
-  uint64_t want_tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
-  uint64_t want_rx = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
-  conf.txmode.offloads = info.tx_offload_capa & want_tx;
-  conf.rxmode.offloads = info.rx_offload_capa & want_rx;
+  checksum_offloads(info, &conf);
   tx_ip_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
   tx_udp_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM) != 0;
 
@@ -96,27 +90,12 @@ bool Engine::Impl::bring_up_port(std::string* err) {
     return false;
   }
 
-  // Some PMDs (memif, ring) do not implement MTU changes; then the configured
-  // MTU is what we send, bounded by what the PMD reports as its maximum.
-  mtu = config.mtu;
-  if (rte_eth_dev_set_mtu(port_id, mtu) != 0 && info.max_mtu != 0 && info.max_mtu < mtu)
-    mtu = info.max_mtu;
-
+  mtu = apply_mtu(port_id, config.mtu, info);
   bool mac_in_software = false;
   if (!config.mac.empty()) {
-    rte_ether_addr a;
     wire::MacAddr m;
     wire::parse_mac(config.mac, &m);
-    memcpy(a.addr_bytes, m.data(), 6);
-    rc = rte_eth_dev_default_mac_addr_set(port_id, &a);
-    // Virtual PMDs without MAC filtering (ring) cannot set one: then the
-    // address only goes into our frames, which is all such a port needs.
-    if (rc == -ENOTSUP) {
-      mac_in_software = true;
-    } else if (rc != 0) {
-      *err = "cannot set MAC " + config.mac + ": " + rte_strerror(-rc);
-      return false;
-    }
+    if (!apply_mac(port_id, m, &mac_in_software, err)) return false;
   }
 
   rc = rte_eth_dev_start(port_id);
@@ -133,9 +112,9 @@ bool Engine::Impl::bring_up_port(std::string* err) {
   }
 
   if (memif && memif_guard::wrapped_callbacks() == 0) {
-    fprintf(stderr,
-            "machnet: warning: memif disconnect guard inactive (libmachnet loaded with "
-            "RTLD_LOCAL?): a peer leaving mid-traffic can crash this process\n");
+    MN_LOG(ENGINE, ERR,
+           "memif disconnect guard inactive (libmachnet loaded with RTLD_LOCAL?): a peer "
+           "leaving mid-traffic can crash this process");
   }
   if (is_af_xdp) {
     iface = devarg(config.device, "iface");

@@ -1,5 +1,4 @@
-// machnetd logging (stderr, one "machnetd: " line per call, so journald and
-// test logs get whole lines) and clocks.
+// machnetd's clocks. (Logging is the engine's rte_log facility, engine/log.h.)
 #pragma once
 
 #include <time.h>
@@ -7,8 +6,6 @@
 #include <cstdint>
 
 namespace machnet::daemon {
-
-void log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 inline uint64_t mono_ns() {
   timespec ts;

@@ -1,0 +1,24 @@
+// Software steering between the processes that share a machnetd port (no
+// virtual device here has rte_flow): a frame that landed on one queue but
+// belongs to the owner of another is copied into an mbuf of the owner's pool
+// and put on the owner's steering ring (src/ipc/shm.h). Copied, never handed
+// over: pool q's mbufs are only ever held by q's owner, ring q or RX queue q,
+// which is what lets machnetd sweep a dead owner's mbufs back.
+#pragma once
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <cstdint>
+
+namespace machnet::engine {
+
+// Copies m into `pool` and enqueues the copy on `ring`; every segment of the
+// copy carries port_id (the sweep's mark of a handed-out mbuf). m is freed
+// either way. False when the pool or the ring was full (the copy is freed).
+bool steer_copy(rte_mbuf* m, rte_mempool* pool, rte_ring* ring, uint16_t port_id);
+
+// Frees every mbuf waiting on a steering ring; returns how many.
+unsigned drain_ring(rte_ring* ring);
+
+}  // namespace machnet::engine
