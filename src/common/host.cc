@@ -1,6 +1,10 @@
 #include "common/host.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sched.h>
+
+#include <cstdlib>
 
 namespace machnet {
 
@@ -25,6 +29,30 @@ bool is_pci_address(const std::string& dev) {
   // dddd:bb:dd.f or bb:dd.f
   return !dev.empty() && dev.find(':') != std::string::npos && dev.find('.') != std::string::npos &&
          dev.find('=') == std::string::npos && dev.rfind("net_", 0) != 0;
+}
+
+std::set<int> open_fds() {
+  std::set<int> fds;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return fds;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = std::atoi(e->d_name);
+    if (fd != dirfd(d)) fds.insert(fd);
+  }
+  closedir(d);
+  return fds;
+}
+
+std::set<int> mark_new_fds_cloexec(const std::set<int>& before) {
+  std::set<int> added;
+  for (int fd : open_fds()) {
+    if (before.count(fd) != 0) continue;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    added.insert(fd);
+  }
+  return added;
 }
 
 }  // namespace machnet

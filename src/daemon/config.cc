@@ -10,14 +10,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/cli.h"
 #include "common/config.h"
 #include "engine/log.h"
 #include "ipc/control_protocol.h"
 #include "ipc/shm.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "unknown"
-#endif
 
 namespace machnet::daemon {
 
@@ -90,7 +87,7 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
 }  // namespace
 
 int load_config(int argc, char** argv, DaemonConfig* out) {
-  enum { kConfig = 1000, kDevice, kIp, kSocket, kQueues, kName, kForeground, kHelp, kVersion };
+  enum { kConfig = 1000, kDevice, kIp, kSocket, kQueues, kName, kForeground };
   static const option opts[] = {
       {"config", required_argument, nullptr, kConfig},
       {"device", required_argument, nullptr, kDevice},
@@ -99,8 +96,8 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
       {"queues", required_argument, nullptr, kQueues},
       {"name", required_argument, nullptr, kName},
       {"foreground", no_argument, nullptr, kForeground},
-      {"help", no_argument, nullptr, kHelp},
-      {"version", no_argument, nullptr, kVersion},
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, cli::kVersion},
       {nullptr, 0, nullptr, 0},
   };
   std::string config_path;
@@ -131,24 +128,14 @@ int load_config(int argc, char** argv, DaemonConfig* out) {
         break;
       case kForeground:
         break;
-      case 'h':
-      case kHelp:
-        usage(stdout);
-        return 0;
-      case kVersion:
-        std::printf("machnetd (machnet) %s, control protocol %d, shm version %u\n", PACKAGE_VERSION,
-                    MN_CTL_VERSION, MN_SHM_VERSION);
-        return 0;
-      default:
-        MN_LOG(DAEMON, ERR, "unknown option or missing value: '%s' (try --help)",
-               optind > 0 && optind <= argc ? argv[optind - 1] : "?");
-        return 2;
+      default: {
+        std::string abi = "control protocol " + std::to_string(MN_CTL_VERSION) + ", shm version " +
+                          std::to_string(MN_SHM_VERSION);
+        return cli::standard_option(c, "machnetd", usage, abi.c_str(), argc, argv);
+      }
     }
   }
-  if (optind < argc) {
-    MN_LOG(DAEMON, ERR, "unexpected argument '%s' (try --help)", argv[optind]);
-    return 2;
-  }
+  if (int rc = cli::no_operands("machnetd", argc, argv)) return rc;
 
   Config conf;
   std::string err;

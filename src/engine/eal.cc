@@ -1,34 +1,17 @@
 #include "engine/eal.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <set>
 #include <sstream>
 
 namespace machnet::engine {
 namespace {
-
-std::set<int> open_fds() {
-  std::set<int> fds;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return fds;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    int fd = std::atoi(e->d_name);
-    if (fd != dirfd(d)) fds.insert(fd);
-  }
-  closedir(d);
-  return fds;
-}
 
 std::mutex g_eal_mutex;
 bool g_eal_done = false;
@@ -48,11 +31,7 @@ int run_eal_init(const std::vector<std::string>& args_in, std::string* cmd) {
   argv.push_back(nullptr);
   int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
   int saved = rte_errno;
-  for (int fd : open_fds()) {
-    if (fds_before.count(fd) != 0) continue;
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-  }
+  mark_new_fds_cloexec(fds_before);
   if (have_affinity) sched_setaffinity(0, sizeof(before), &before);
   cmd->clear();
   for (auto& a : args_in) *cmd += " " + a;

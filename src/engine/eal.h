@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "common/host.h"  // is_pci_address
+#include "common/host.h"  // is_pci_address, caller_cpu_list, open_fds
 #include "engine/engine_config.h"
 
 namespace machnet::engine {

@@ -1,7 +1,5 @@
 #include "stack/stack.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -14,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+
+#include "common/host.h"
 
 namespace machnet::stack {
 
@@ -40,28 +40,12 @@ uint64_t random_seed() {
   return seed;
 }
 
-std::set<int> open_fds() {
-  std::set<int> fds;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return fds;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    int fd = atoi(e->d_name);
-    if (fd != dirfd(d)) fds.insert(fd);
-  }
-  closedir(d);
-  return fds;
-}
-
 // Every fd the engine opened (AF_XDP socket, BPF maps, EAL) is the
 // engine's alone: close-on-exec, so an exec'd program never inherits them.
 // Returns those the kernel makes readable when frames arrive (AF_XDP).
 std::vector<int> claim_engine_fds(const std::set<int>& before) {
   std::vector<int> rx;
-  for (int fd : open_fds()) {
-    if (before.count(fd) != 0) continue;
-    int fl = fcntl(fd, F_GETFD);
-    if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+  for (int fd : mark_new_fds_cloexec(before)) {
     int domain = 0;
     socklen_t len = sizeof(domain);
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_XDP &&

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/percentiles.h"
 #include "engine/engine.h"
 #include "wire/headers.h"
 
@@ -77,13 +78,6 @@ bool parse_peer(const std::string& s, uint32_t* ip, uint16_t* port) {
   if (p == 0 || p > 65535) return false;
   *port = static_cast<uint16_t>(p);
   return machnet::wire::parse_ipv4(s.substr(0, colon), ip);
-}
-
-double percentile(std::vector<uint64_t>& v, double p) {
-  if (v.empty()) return 0;
-  size_t i = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
-  return static_cast<double>(v[i]) / 1000.0;
 }
 
 // Payload pattern: a function of the sequence number and offset, so a reply
@@ -281,12 +275,12 @@ int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local
   double avg = 0;
   for (uint64_t r : rtts) avg += static_cast<double>(r);
   avg = samples ? avg / static_cast<double>(samples) / 1000.0 : 0;
-  double p50 = percentile(rtts, 50), p99 = percentile(rtts, 99), p999 = percentile(rtts, 99.9);
+  machnet::LatencySummary pct = machnet::summarize_ns(rtts);
   printf("machnet-echo: %" PRIu64 " round trips in %.2f s, sizes", done, secs);
   for (size_t s : sizes) printf(" %zu", s);
   printf(" B, lost %" PRIu64 ", bad %" PRIu64 ", late %" PRIu64 "\n", lost, bad, stale);
-  printf("rtt_us samples %zu avg %.2f p50 %.2f p99 %.2f p99.9 %.2f\n", samples, avg, p50, p99,
-         p999);
+  printf("rtt_us samples %zu avg %.2f p50 %.2f p99 %.2f p99.9 %.2f\n", samples, avg, pct.p50_us,
+         pct.p99_us, pct.p999_us);
   eng.print_stats(stdout);
   eng.close();
   return (lost == 0 && bad == 0 && done > 0) ? 0 : 1;

@@ -18,12 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/cli.h"
 #include "ipc/control_client.h"
 #include "ipc/control_protocol.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "unknown"
-#endif
 
 namespace {
 
@@ -370,14 +367,14 @@ int main(int argc, char** argv) {
   bool json = false;
   double watch = 0;
   long count = -1;
-  enum { kSocket = 1000, kJson, kCount, kHelp, kVersion };
+  enum { kSocket = 1000, kJson, kCount };
   static const option opts[] = {
       {"socket", required_argument, nullptr, kSocket},
       {"json", no_argument, nullptr, kJson},
       {"watch", required_argument, nullptr, 'w'},
       {"count", required_argument, nullptr, kCount},
-      {"help", no_argument, nullptr, kHelp},
-      {"version", no_argument, nullptr, kVersion},
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, machnet::cli::kVersion},
       {nullptr, 0, nullptr, 0},
   };
   int c;
@@ -405,17 +402,8 @@ int main(int argc, char** argv) {
           return 2;
         }
         break;
-      case 'h':
-      case kHelp:
-        usage(stdout);
-        return 0;
-      case kVersion:
-        std::printf("machnet-stat (machnet) %s\n", PACKAGE_VERSION);
-        return 0;
       default:
-        std::fprintf(stderr, "machnet-stat: unknown option or missing value: '%s' (try --help)\n",
-                     optind > 0 && optind <= argc ? argv[optind - 1] : "?");
-        return 2;
+        return machnet::cli::standard_option(c, "machnet-stat", usage, nullptr, argc, argv);
     }
   }
   if (count > 1 && watch == 0) watch = 1;

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/percentiles.h"
 #include "machnet/machnet.h"
 
 namespace {
@@ -89,14 +90,6 @@ std::string ip_str(uint32_t a) {
 std::string flow_str(const machnet_flow_t& f) {
   return ip_str(f.local_ip) + ":" + std::to_string(f.local_port) + " -> " + ip_str(f.remote_ip) +
          ":" + std::to_string(f.remote_port);
-}
-
-// p-th percentile in microseconds (sorts v partially).
-double pct_us(std::vector<uint64_t>& v, double p) {
-  if (v.empty()) return 0;
-  size_t i = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
-  return static_cast<double>(v[i]) / 1000.0;
 }
 
 // The payload of message `id`: its id and complement in the header, then a
@@ -306,6 +299,7 @@ int run_client(machnet_channel_t* ch, const Options& o) {
       }
     }
     if (now >= tick) {
+      machnet::LatencySummary pct = machnet::summarize_ns(tick_rtts);
       double secs = static_cast<double>(now - tick + 1'000'000'000u) / 1e9;
       uint64_t t = next_id - tick_tx, r = received - tick_rx;
       double bits = static_cast<double>(o.msg_size) * 8;
@@ -314,8 +308,8 @@ int run_client(machnet_channel_t* ch, const Options& o) {
           "p99 %.1f p99.9 %.1f%s\n",
           static_cast<double>(now - start) / 1e9, static_cast<double>(t) / secs,
           static_cast<double>(t) * bits / secs / 1e9, static_cast<double>(r) / secs,
-          static_cast<double>(r) * bits / secs / 1e9, pct_us(tick_rtts, 50), pct_us(tick_rtts, 99),
-          pct_us(tick_rtts, 99.9), now < warm_end ? " (warmup)" : "");
+          static_cast<double>(r) * bits / secs / 1e9, pct.p50_us, pct.p99_us, pct.p999_us,
+          now < warm_end ? " (warmup)" : "");
       fflush(stdout);
       tick_rtts.clear();
       tick_tx = next_id;
@@ -330,14 +324,15 @@ out : {
   double rate = secs > 0 ? static_cast<double>(measured) / secs : 0;
   double txrate = secs > 0 ? static_cast<double>(tx_measured) / secs : 0;
   double bits = static_cast<double>(o.msg_size) * 8;
+  machnet::LatencySummary pct = machnet::summarize_ns(all);
   printf("msg_gen: summary: %" PRIu64 " messages sent, %" PRIu64 " replies, %" PRIu64
          " measured over %.2f s; msg_size %zu window %u\n",
          next_id, received, measured, secs, o.msg_size, o.msg_window);
   printf(
       "msg_gen: summary: TX %.1f msg/s %.3f Gbps | RX %.1f msg/s %.3f Gbps | RTT us p50 %.1f "
       "p99 %.1f p99.9 %.1f (%zu samples)\n",
-      txrate, txrate * bits / 1e9, rate, rate * bits / 1e9, pct_us(all, 50), pct_us(all, 99),
-      pct_us(all, 99.9), all.size());
+      txrate, txrate * bits / 1e9, rate, rate * bits / 1e9, pct.p50_us, pct.p99_us, pct.p999_us,
+      all.size());
   printf("msg_gen: summary: errors %" PRIu64 ", outstanding %" PRIu64 "%s\n", errors, outstanding,
          o.verify ? " (verified byte for byte)" : " (ids and sizes checked)");
   if (rc == 0 && outstanding != 0) {
