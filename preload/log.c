@@ -1,10 +1,10 @@
-/* The shim's leveled logger. Its level is the log_level key the engine also
- * reads (DPDK's names and numbers: emergency 1, alert 2, critical 3, error 4,
+/* The shim's leveled logger. Its level is the log_level key the engine and
+ * machnetd also read (DPDK's names and numbers: emergency 1, alert 2, critical 3, error 4,
  * warning 5, notice 6, info 7, debug 8; MACHNET_LOG_LEVEL wins over the
- * file), parsed and checked with the rest of the configuration (rules.c). Unset, the shim prints
- * notices and above: the one line saying what is offloaded and where, warnings (a socket a rule
- * offloads stays on the kernel) and errors (a bad configuration). Lines are "machnet: message" on
- * stderr, written with one write(2). */
+ * file), parsed and checked with the rest of the configuration (rules.c), with the schema's
+ * default, notice, for all three: the one line saying what is offloaded and where, warnings (a
+ * socket a rule offloads stays on the kernel) and errors (a bad configuration). Lines are
+ * "machnet: message" on stderr, written with one write(2). */
 #include "shim.h"
 
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int g_log_level = LOG_NOTICE;
+int g_log_level = LOG_NOTICE; /* until the configuration is loaded */
 
 void log_msg(int level, const char* fmt, ...) {
   (void)level;

@@ -2,8 +2,6 @@
 #define _GNU_SOURCE
 #include "rules.h"
 
-#include "ipc/control_protocol.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,45 +11,52 @@ extern char** environ;
 
 #define DEFAULT_CONFIG "/etc/machnet/machnet.conf"
 
+/* Fills the field of `key` from a checked value; 0, or -1 with why. */
+static int take_one(struct mn_config* c, const char* key, const char* v, char* why, size_t n) {
+  const struct mn_conf_key* k = mn_conf_lookup(key);
+  uint8_t plen;
+  int rc = 0;
+  if (!strcmp(key, "strict")) {
+    rc = mn_conf_bool(v, &c->strict);
+  } else if (!strcmp(key, "log_level")) {
+    int level = 0;
+    rc = mn_conf_log_level(v, &level);
+    if (level > 0) c->log_level = level; /* PATTERN:LEVEL: DPDK's components only */
+  } else if (!strcmp(key, "library")) {
+    snprintf(c->library, sizeof(c->library), "%s", v);
+  } else if (!strcmp(key, "device")) {
+    c->have_device = v[0] != '\0';
+  } else if (!strcmp(key, "machnetd")) {
+    rc = mn_conf_word(k, v, &c->machnetd);
+  } else if (!strcmp(key, "machnetd.socket")) {
+    snprintf(c->machnetd_socket, sizeof(c->machnetd_socket), "%s", v);
+  } else if (!strcmp(key, "ip")) {
+    rc = mn_conf_ip_prefix(v, &c->engine_ip, &plen, why, n);
+  } else if (!strcmp(key, "rules.default")) {
+    rc = mn_conf_word(k, v, &c->default_action);
+  } else if (!strcmp(key, "rules.keep_dns")) {
+    rc = mn_conf_bool(v, &c->keep_dns);
+  } else if (mn_conf_rule_number(key) >= 0) {
+    if (c->nrules == MN_MAX_RULES) {
+      rc = -1;
+    } else {
+      struct mn_rule* r = &c->rules[c->nrules];
+      rc = mn_conf_rule(v, r, why, n);
+      r->num = mn_conf_rule_number(key);
+      c->nrules += rc == 0;
+    }
+  }
+  return rc;
+}
+
 /* Fills c from checked entries (every value is valid by now). */
 static int take(struct mn_config* c, const struct mn_conf* conf, char* err, size_t errlen) {
   for (size_t i = 0; i < conf->n; i++) {
-    const char* key = conf->v[i].key;
-    const char* v = conf->v[i].value;
-    const struct mn_conf_key* k = mn_conf_lookup(key);
     char why[300] = "";
-    uint8_t plen;
-    int rc = 0;
-    if (!strcmp(key, "strict")) {
-      rc = mn_conf_bool(v, &c->strict);
-    } else if (!strcmp(key, "log_level")) {
-      rc = mn_conf_log_level(v, &c->log_level);
-    } else if (!strcmp(key, "library")) {
-      snprintf(c->library, sizeof(c->library), "%s", v);
-    } else if (!strcmp(key, "device")) {
-      c->have_device = v[0] != '\0';
-    } else if (!strcmp(key, "machnetd")) {
-      rc = mn_conf_word(k, v, &c->machnetd);
-    } else if (!strcmp(key, "machnetd.socket")) {
-      snprintf(c->machnetd_socket, sizeof(c->machnetd_socket), "%s", v);
-    } else if (!strcmp(key, "ip")) {
-      rc = mn_conf_ip_prefix(v, &c->engine_ip, &plen, why, sizeof(why));
-    } else if (!strcmp(key, "rules.default")) {
-      rc = mn_conf_word(k, v, &c->default_action);
-    } else if (!strcmp(key, "rules.keep_dns")) {
-      rc = mn_conf_bool(v, &c->keep_dns);
-    } else if (mn_conf_rule_number(key) >= 0) {
-      if (c->nrules == MN_MAX_RULES) {
-        rc = -1;
-      } else {
-        struct mn_rule* r = &c->rules[c->nrules];
-        rc = mn_conf_rule(v, r, why, sizeof(why));
-        r->num = mn_conf_rule_number(key);
-        c->nrules += rc == 0;
-      }
-    }
-    if (rc != 0) { /* the schema let through what the shim cannot take */
-      snprintf(err, errlen, "%s: %s: %s", conf->v[i].origin, key, why[0] ? why : "not usable here");
+    if (take_one(c, conf->v[i].key, conf->v[i].value, why, sizeof(why)) != 0) {
+      /* the schema let through what the shim cannot take */
+      snprintf(err, errlen, "%s: %s: %s", conf->v[i].origin, conf->v[i].key,
+               why[0] ? why : "not usable here");
       return -1;
     }
   }
@@ -63,13 +68,17 @@ static int cmp_rule(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
+/* Every field the shim reads at the schema's default (common/conf_schema.c),
+ * the one place defaults are written, as if a file said them. */
 static void defaults(struct mn_config* c, const char* default_library) {
+  static const char* const kKeys[] = {"strict",          "log_level",     "machnetd",
+                                      "machnetd.socket", "rules.default", "rules.keep_dns"};
   memset(c, 0, sizeof(*c));
-  c->default_action = MN_OFFLOAD;
-  c->keep_dns = 1;
-  c->machnetd = MN_MACHNETD_AUTO;
-  snprintf(c->machnetd_socket, sizeof(c->machnetd_socket), "%s", MN_CTL_DEFAULT_SOCKET);
   snprintf(c->library, sizeof(c->library), "%s", default_library);
+  for (size_t i = 0; i < sizeof(kKeys) / sizeof(kKeys[0]); i++) {
+    char why[8];
+    take_one(c, kKeys[i], mn_conf_lookup(kKeys[i])->def, why, sizeof(why));
+  }
 }
 
 /* The checks every reader makes, then the shim's own fields. */

@@ -28,8 +28,8 @@ struct mn_config {
   int machnetd;              /* enum mn_machnetd */
   char machnetd_socket[108]; /* machnetd.socket: the daemon's control socket */
   int strict;
-  int log_level; /* log_level: 1 (emergency) to 8 (debug); 0 when not set, or set for
-                  * some of DPDK's components only (PATTERN:LEVEL) */
+  int log_level; /* log_level: 1 (emergency) to 8 (debug), the schema's default
+                  * unless set (PATTERN:LEVEL sets DPDK's components only) */
   int default_action;
   int keep_dns;
   int nrules;

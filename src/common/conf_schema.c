@@ -33,7 +33,9 @@ static const struct mn_conf_word kActionWords[] = {
 #define PATH_BYTES 4095
 
 static const struct mn_conf_key kSchema[] = {
-    /* the engine (src/engine/engine_config.cc) */
+    /* the engine (src/engine/engine_config.cc); device, ip, gateway, mtu, mac,
+     * log_level and frag.* are machnetd's too (src/engine/host_settings.cc),
+     * and log_level the shim's (preload/log.c): one level, one default */
     WORD("machnetd", kMachnetdWords, "auto, on or off", "auto"),
     TYPED("machnetd.socket", MN_CONF_SOCKET_PATH, MN_CTL_DEFAULT_SOCKET),
     STR("device", 0, PATH_BYTES, ""),
@@ -42,7 +44,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("mtu", 576, 9000, "1500"),
     TYPED("mac", MN_CONF_MAC, ""),
     BOOL("hugepages", "yes"),
-    TYPED("log_level", MN_CONF_LOG_LEVEL, "error"),
+    TYPED("log_level", MN_CONF_LOG_LEVEL, "notice"),
     STR("eal_args", 0, PATH_BYTES, ""),
     UINT("mbufs", 1023, 1u << 22, "16383"),
     UINT("rx_desc", 64, 16384, "1024"),

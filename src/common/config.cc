@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 
 #include "common/conf.h"
 
@@ -96,6 +98,58 @@ const std::vector<std::string>& Config::known_keys() {
     return v;
   }();
   return k;
+}
+
+namespace {
+
+// The schema entry of `key` with a default of one of `types`, or abort.
+const mn_conf_key* schema_key(const char* key, std::initializer_list<mn_conf_type> types) {
+  const mn_conf_key* k = mn_conf_lookup(key);
+  bool typed = false;
+  for (mn_conf_type t : types) typed = typed || (k != nullptr && k->def != nullptr && k->type == t);
+  if (!typed) {
+    std::fprintf(stderr, "machnet: no default of that type in the schema for '%s'\n", key);
+    std::abort();
+  }
+  return k;
+}
+
+}  // namespace
+
+std::string Config::default_text(const char* key) {
+  const mn_conf_key* k = mn_conf_lookup(key);
+  if (k == nullptr) schema_key(key, {});
+  return k->def ? k->def : "";
+}
+
+uint64_t Config::default_uint(const char* key) {
+  const mn_conf_key* k = schema_key(key, {MN_CONF_UINT, MN_CONF_MODE});
+  uint64_t v = 0;
+  char why[200];
+  if (k->type == MN_CONF_MODE) return std::strtoull(k->def, nullptr, 8);
+  mn_conf_uint(k->def, k->min, k->max, &v, why, sizeof(why));
+  return v;
+}
+
+bool Config::default_bool(const char* key) {
+  int v = 0;
+  mn_conf_bool(schema_key(key, {MN_CONF_BOOL})->def, &v);
+  return v != 0;
+}
+
+double Config::default_real(const char* key) {
+  const mn_conf_key* k = schema_key(key, {MN_CONF_REAL});
+  double v = 0;
+  char why[200];
+  mn_conf_real(k->def, k->rmin, k->rmax, &v, why, sizeof(why));
+  return v;
+}
+
+int Config::default_word(const char* key) {
+  const mn_conf_key* k = schema_key(key, {MN_CONF_WORD});
+  int v = 0;
+  mn_conf_word(k, k->def, &v);
+  return v;
 }
 
 void Config::apply_env(const std::vector<std::string>& known) {

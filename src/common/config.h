@@ -71,6 +71,18 @@ class Config {
   // Every key of the schema (rules.N not included: any number is a key).
   static const std::vector<std::string>& known_keys();
 
+  // The schema's default of `key`, the one source of the readers' defaults
+  // (their fields start from these): the text a file would give ("" when the
+  // key has none), and that text as the key's type (an octal mode for
+  // machnetd.socket_mode, a word's value for machnetd or rules.default). A
+  // key the schema does not have, or asked as another type, is a mistake in
+  // the caller: it aborts, at the first construction of the reader.
+  static std::string default_text(const char* key);
+  static uint64_t default_uint(const char* key);
+  static bool default_bool(const char* key);
+  static double default_real(const char* key);
+  static int default_word(const char* key);
+
  private:
   bool fail(const Entry& e, const std::string& key, const char* why, std::string* err) const;
   // After the file: the environment, the overrides, the rules between keys.

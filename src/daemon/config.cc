@@ -46,7 +46,7 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
   // the shared keys (engine::HostSettings), then machnetd's own.
   if (!d->load(c, err)) return false;
   d->name = c.get("machnetd.name", d->name);
-  d->socket = c.get("machnetd.socket", MN_CTL_DEFAULT_SOCKET);
+  d->socket = c.get("machnetd.socket", d->socket);
   if (!engine::take_uint(c, "machnetd.queues", &d->queues, err) ||
       !engine::take_uint(c, "machnetd.mbufs_per_queue", &d->mbufs_per_queue, err) ||
       !engine::take_uint(c, "machnetd.base_virtaddr", &d->base_virtaddr, err) ||

@@ -17,26 +17,25 @@ namespace machnet::daemon {
 constexpr char kDefaultConfigPath[] = "/etc/machnet/machnetd.conf";
 
 // The keys shared with machnet.conf (engine::HostSettings: device, ip,
-// gateway, mtu, mac, log_level, frag.*) and machnetd's own.
+// gateway, mtu, mac, log_level, frag.*) and machnetd's own, every field at
+// the schema's default (common/conf_schema.c) until the configuration says.
 struct DaemonConfig : engine::HostSettings {
-  DaemonConfig() {
-    log_level = "notice";  // a daemon says what it does
-    frag_max_flows = 1024;
-  }
   std::string config_path;  // the file read, "" when none
-  std::string name = "default";
-  std::string socket;  // control socket path
-  uint32_t queues = 8;
-  uint32_t mbufs_per_queue = 4095;
-  uint64_t base_virtaddr = 0x600000000000ull;
-  uint32_t socket_mode = 0660;
-  std::string socket_group;  // "" = leave the group alone
+  std::string name = Config::default_text("machnetd.name");
+  std::string socket = Config::default_text("machnetd.socket");  // control socket path
+  uint32_t queues = static_cast<uint32_t>(Config::default_uint("machnetd.queues"));
+  uint32_t mbufs_per_queue =
+      static_cast<uint32_t>(Config::default_uint("machnetd.mbufs_per_queue"));
+  uint64_t base_virtaddr = Config::default_uint("machnetd.base_virtaddr");
+  uint32_t socket_mode = static_cast<uint32_t>(Config::default_uint("machnetd.socket_mode"));
+  std::string socket_group = Config::default_text("machnetd.socket_group");  // "" = leave it
   gid_t socket_gid = static_cast<gid_t>(-1);
-  uint32_t idle_sleep_us = 100;
-  std::string eal_args;  // extra EAL arguments, space separated
-  uint16_t rx_desc = 512;
-  uint16_t tx_desc = 512;
-  uint32_t reclaim_grace_ms = 20;
+  uint32_t idle_sleep_us = static_cast<uint32_t>(Config::default_uint("machnetd.idle_sleep_us"));
+  std::string eal_args = Config::default_text("machnetd.eal_args");  // extra EAL arguments
+  uint16_t rx_desc = static_cast<uint16_t>(Config::default_uint("machnetd.rx_desc"));
+  uint16_t tx_desc = static_cast<uint16_t>(Config::default_uint("machnetd.tx_desc"));
+  uint32_t reclaim_grace_ms =
+      static_cast<uint32_t>(Config::default_uint("machnetd.reclaim_grace_ms"));
 };
 
 // Parses the command line, the configuration file and the environment.

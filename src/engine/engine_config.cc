@@ -29,6 +29,21 @@ void add_neighbour(void* user, uint32_t ip, const uint8_t mac[6]) {
 
 }  // namespace
 
+MachnetdMode EngineConfig::mode_of(int mn_machnetd) {
+  return mn_machnetd == MN_MACHNETD_ON    ? MachnetdMode::kOn
+         : mn_machnetd == MN_MACHNETD_OFF ? MachnetdMode::kOff
+                                          : MachnetdMode::kAuto;
+}
+
+net::ArpConfig EngineConfig::default_arp() {
+  net::ArpConfig a;
+  a.retry_ns = Config::default_uint("arp.retry_ms") * 1000000;
+  a.max_requests = static_cast<uint32_t>(Config::default_uint("arp.max_requests"));
+  a.reachable_ns = Config::default_uint("arp.reachable_s") * 1000000000;
+  a.max_entries = Config::default_uint("arp.max_entries");
+  return a;
+}
+
 bool EngineConfig::load(const Config& c, std::string* err) {
   // The schema (common/conf_schema.c) says what each value may be, for the
   // shim and every other reader alike. The shared keys, then the engine's own.
@@ -58,11 +73,7 @@ bool EngineConfig::load(const Config& c, std::string* err) {
     return false;
   int m = -1;
   if (!c.get_word("machnetd", &m, err)) return false;
-  if (m >= 0) {
-    machnetd = m == MN_MACHNETD_ON    ? MachnetdMode::kOn
-               : m == MN_MACHNETD_OFF ? MachnetdMode::kOff
-                                      : MachnetdMode::kAuto;
-  }
+  if (m >= 0) machnetd = mode_of(m);
   machnetd_socket = c.get("machnetd.socket", machnetd_socket);
   return true;
 }

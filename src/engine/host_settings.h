@@ -13,19 +13,22 @@
 
 namespace machnet::engine {
 
+// Fields start at the schema's defaults (Config::default_*): the schema is
+// the one place that names a key, its range and its default.
 struct HostSettings {
   // DPDK device: a vdev string ("net_af_xdp0,iface=veth0", "net_memif0,role=server,...")
   // or a PCI address for a real NIC ("0000:00:04.0").
-  std::string device;
-  uint32_t ip = 0;  // host order
+  std::string device = Config::default_text("device");
+  uint32_t ip = 0;  // host order; "ip" has no default
   uint8_t prefix_len = 24;
   uint32_t gateway = 0;  // host order, 0 = none
-  uint16_t mtu = 1500;
-  std::string mac;  // optional override ("02:00:00:00:00:01"), "" = the port's
-  // rte_log level of DPDK and machnet (engine/log.h): quiet unless something fails
-  std::string log_level = "error";
-  uint32_t frag_timeout_ms = 2000;
-  uint32_t frag_max_flows = 4096;
+  uint16_t mtu = static_cast<uint16_t>(Config::default_uint("mtu"));
+  std::string mac = Config::default_text("mac");  // override ("02:00:00:00:00:01"), "" = the port's
+  // The most verbose level logged by DPDK and machnet (engine/log.h); the
+  // preload shim reads the same key with the same default.
+  std::string log_level = Config::default_text("log_level");
+  uint32_t frag_timeout_ms = static_cast<uint32_t>(Config::default_uint("frag.timeout_ms"));
+  uint32_t frag_max_flows = static_cast<uint32_t>(Config::default_uint("frag.max_flows"));
 
   // "device", "ip", "gateway", "mtu", "mac", "log_level", "frag.timeout_ms",
   // "frag.max_flows".

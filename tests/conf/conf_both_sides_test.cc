@@ -429,8 +429,7 @@ TEST_F(BothSides, SchemaDefaultsAreTheReadersDefaults) {
   ASSERT_EQ(mn_config_load(&cn, "lib", e, sizeof(e)), 0) << e;
   unsetenv("MACHNET_CONFIG");
   EXPECT_EQ(cs.strict, cn.strict);
-  // (log_level's default, error, is the engine's: the shim's own, unset, is
-  // notice, and log_level = error quiets it.)
+  EXPECT_EQ(cs.log_level, cn.log_level);  // the engine's and machnetd's default too
   EXPECT_EQ(cs.default_action, cn.default_action);
   EXPECT_EQ(cs.keep_dns, cn.keep_dns);
   EXPECT_EQ(cs.machnetd, cn.machnetd);
