@@ -24,11 +24,11 @@ ok "built $src with '$flags'"
 
 sock=$TMP/memif.sock
 net=10.$((RANDOM % 200 + 20)).$((RANDOM % 250))
-start_bg server "$TMP/hello_world" --server --port 7 --ip "$net.11/24" \
+start_bg server "$TMP/hello_world" --set machnetd=off --server --port 7 --ip "$net.11/24" \
   --device "net_memif0,role=server,id=0,socket=$sock,socket-abstract=no,mac=02:00:00:00:01:01"
 SERVER=$LAST_PID
 wait_for_line server "listening on" 20
-timeout 30 "$TMP/hello_world" --client "$net.11" --port 7 --ip "$net.12/24" \
+timeout 30 "$TMP/hello_world" --set machnetd=off --client "$net.11" --port 7 --ip "$net.12/24" \
   --device "net_memif0,role=client,id=0,socket=$sock,socket-abstract=no,mac=02:00:00:00:01:02" \
   >"$TMP/client.log" 2>&1 || fail "hello_world client: $(cat "$TMP/client.log")"
 grep -q 'reply "hello"' "$TMP/client.log" || fail "hello_world client got no reply"

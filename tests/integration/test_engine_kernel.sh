@@ -14,7 +14,7 @@ ENGINE_IP="$MN_NET.101"
 DEV="net_af_xdp0,iface=$MN_IF_A,start_queue=0,queue_count=1"
 
 echo "# engine as echo server on $ENGINE_IP ($MN_IF_A in $MN_NS_A)"
-start_bg server ip netns exec "$MN_NS_A" "$ECHO_BIN" --server --port 7 \
+start_bg server ip netns exec "$MN_NS_A" "$ECHO_BIN" --set machnetd=off --server --port 7 \
   --device "$DEV" --ip "$ENGINE_IP/$MN_PREFIX_LEN"
 SERVER=$LAST_PID
 wait_for_line server "listening on"
@@ -28,7 +28,7 @@ ip netns exec "$MN_NS_B" ip neigh show "$ENGINE_IP" | grep -q -E "REACHABLE|STAL
 echo "ok: ping $ENGINE_IP (engine answered ARP and ICMP echo)"
 
 # A second engine on the same interface is refused, and the first keeps it.
-if ip netns exec "$MN_NS_A" "$ECHO_BIN" --server --port 8 --device "$DEV" \
+if ip netns exec "$MN_NS_A" "$ECHO_BIN" --set machnetd=off --server --port 8 --device "$DEV" \
   --ip "$MN_NET.103/$MN_PREFIX_LEN" --count 1 >"$TMP/second.log" 2>&1; then
   fail "a second engine took over $MN_IF_A"
 fi
@@ -62,7 +62,7 @@ grep -q "unreachable rx 0 tx [1-9]" "$TMP/server.log" || fail "server sent no po
 echo "# machnet-echo as client against a kernel echo server on $MN_IP_B"
 start_bg peer ip netns exec "$MN_NS_B" python3 "$UDP_PEER" echo 9000
 wait_for_line peer "echoing on"
-ip netns exec "$MN_NS_A" "$ECHO_BIN" --client --peer "$MN_IP_B:9000" --sizes 1,1472,8000 \
+ip netns exec "$MN_NS_A" "$ECHO_BIN" --set machnetd=off --client --peer "$MN_IP_B:9000" --sizes 1,1472,8000 \
   --count 60 --warmup 0 --device "$DEV" --ip "$ENGINE_IP/$MN_PREFIX_LEN" >"$TMP/client.log" 2>&1 ||
   fail "machnet-echo client <-> kernel echo server: $(tail -5 "$TMP/client.log")"
 cat "$TMP/client.log"

@@ -5,11 +5,11 @@
 require_root
 SOCK="$TMP/memif.sock"
 NET=10.$((RANDOM % 200 + 20)).$((RANDOM % 250)).
-start_bg server "$ECHO_BIN" --server --port 7 --ip "${NET}1/24" \
+start_bg server "$ECHO_BIN" --set machnetd=off --server --port 7 --ip "${NET}1/24" \
   --device "net_memif0,role=server,id=0,socket=$SOCK,socket-abstract=no,mac=02:00:00:00:00:01"
 SERVER=$LAST_PID
 wait_for_line server "listening on"
-"$ECHO_BIN" --client --peer "${NET}1:7" --sizes 1,64,1472,8000 --count 2000 --warmup 10 \
+"$ECHO_BIN" --set machnetd=off --client --peer "${NET}1:7" --sizes 1,64,1472,8000 --count 2000 --warmup 10 \
   --ip "${NET}2/24" \
   --device "net_memif0,role=client,id=0,socket=$SOCK,socket-abstract=no,mac=02:00:00:00:00:02" \
   >"$TMP/client.log" 2>&1 || fail "memif client: $(tail -5 "$TMP/client.log")"

@@ -11,7 +11,7 @@ SHARED=(--device "$DEV" --ip "$MN_IP_A/$MN_PREFIX_LEN" --set xdp_shared_ip=yes)
 
 start_bg kernel_a ip netns exec "$MN_NS_A" python3 "$UDP_PEER" echo 9000 "$MN_IP_A"
 wait_for_line kernel_a "echoing on"
-start_bg server ip netns exec "$MN_NS_A" "$ECHO_BIN" --server --port 7 "${SHARED[@]}"
+start_bg server ip netns exec "$MN_NS_A" "$ECHO_BIN" --set machnetd=off --server --port 7 "${SHARED[@]}"
 SERVER=$LAST_PID
 wait_for_line server "listening on"
 grep -q "shared IP" "$TMP/server.log" || fail "engine not in shared-IP mode"
@@ -31,7 +31,7 @@ grep -q "udp rx 40 tx 40" "$TMP/server.log" || fail "engine echo count: $(grep c
 ip netns exec "$MN_NS_A" ip neigh flush all
 start_bg peer ip netns exec "$MN_NS_B" python3 "$UDP_PEER" echo 9001
 wait_for_line peer "echoing on"
-ip netns exec "$MN_NS_A" "$ECHO_BIN" --client --peer "$MN_IP_B:9001" --port 40000 --sizes 1,1472 \
+ip netns exec "$MN_NS_A" "$ECHO_BIN" --set machnetd=off --client --peer "$MN_IP_B:9001" --port 40000 --sizes 1,1472 \
   --count 40 --warmup 0 "${SHARED[@]}" >"$TMP/client.log" 2>&1 ||
   fail "engine client (shared IP) <-> kernel server: $(tail -5 "$TMP/client.log")"
 cat "$TMP/client.log"

@@ -8,11 +8,11 @@
 require_root
 for round in $(seq 12); do
   SOCK="$TMP/memif$round.sock"
-  start_bg "server$round" "$ECHO_BIN" --server --port 7 --ip 10.251.0.1/24 \
+  start_bg "server$round" "$ECHO_BIN" --set machnetd=off --server --port 7 --ip 10.251.0.1/24 \
     --device "net_memif0,role=server,socket=$SOCK,socket-abstract=no,mac=02:00:00:00:00:01"
   SERVER=$LAST_PID
   wait_for_line "server$round" "listening on"
-  start_bg "client$round" "$ECHO_BIN" --client --peer 10.251.0.1:7 --sizes 64,8000 --duration 5 \
+  start_bg "client$round" "$ECHO_BIN" --set machnetd=off --client --peer 10.251.0.1:7 --sizes 64,8000 --duration 5 \
     --warmup 0 --timeout-ms 50 --ip 10.251.0.2/24 \
     --device "net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=02:00:00:00:00:02"
   CLIENT=$LAST_PID

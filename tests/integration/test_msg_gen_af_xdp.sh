@@ -12,7 +12,7 @@ SERVER_IP="$MN_NET.101"
 CLIENT_IP="$MN_NET.102"
 xdp() { echo "net_af_xdp0,iface=$1,start_queue=0,queue_count=1"; }
 
-start_bg server ip netns exec "$MN_NS_A" "$MSGGEN" --local_ip "$SERVER_IP/$MN_PREFIX_LEN" \
+start_bg server ip netns exec "$MN_NS_A" "$MSGGEN" --set machnetd=off --local_ip "$SERVER_IP/$MN_PREFIX_LEN" \
   --device "$(xdp "$MN_IF_A")" --local_port 888 --duration 120
 SERVER=$LAST_PID
 wait_for_line server "listening on"
@@ -21,7 +21,7 @@ wait_for_line server "listening on"
 run_client() {
   local name=$1
   shift
-  timeout 60 ip netns exec "$MN_NS_B" "$MSGGEN" --local_ip "$CLIENT_IP/$MN_PREFIX_LEN" \
+  timeout 60 ip netns exec "$MN_NS_B" "$MSGGEN" --set machnetd=off --local_ip "$CLIENT_IP/$MN_PREFIX_LEN" \
     --device "$(xdp "$MN_IF_B")" --remote_ip "$SERVER_IP" --remote_port 888 --verify "$@" \
     >"$TMP/$name.log" 2>&1 || fail "$name: msg_gen exited $?: $(tail -15 "$TMP/$name.log")"
   grep -q "errors 0, outstanding 0 (verified byte for byte)" "$TMP/$name.log" ||
@@ -32,7 +32,7 @@ run_client() {
 
 # Nothing bound on port 999 at the server: its engine answers ICMP port
 # unreachable and the connect is refused at once (not a timeout).
-if timeout 20 ip netns exec "$MN_NS_B" "$MSGGEN" --local_ip "$CLIENT_IP/$MN_PREFIX_LEN" \
+if timeout 20 ip netns exec "$MN_NS_B" "$MSGGEN" --set machnetd=off --local_ip "$CLIENT_IP/$MN_PREFIX_LEN" \
     --device "$(xdp "$MN_IF_B")" --remote_ip "$SERVER_IP" --remote_port 999 --msg_count 1 \
   >"$TMP/refused.log" 2>&1; then
   fail "connect to a port with nothing bound succeeded"

@@ -65,18 +65,18 @@ SOCK="$TMP/memif.sock"
 NET=10.$((RANDOM % 200 + 20)).$((RANDOM % 250)).
 memif() { echo "net_memif0,role=$1,id=0,socket=$SOCK,socket-abstract=no,mac=02:00:00:00:00:0$2"; }
 kill_server_run memif \
-  "$MSGGEN" --local_ip "${NET}1/24" --device "$(memif server 1)" --duration 60 -- \
-  "$MSGGEN" --local_ip "${NET}2/24" --device "$(memif client 2)" --remote_ip "${NET}1" \
+  "$MSGGEN" --set machnetd=off --local_ip "${NET}1/24" --device "$(memif server 1)" --duration 60 -- \
+  "$MSGGEN" --set machnetd=off --local_ip "${NET}2/24" --device "$(memif client 2)" --remote_ip "${NET}1" \
   "${CLIENT_ARGS[@]}"
 
 # The other way round: the client is killed; the server reports the flow's
 # failure within the bound, releases it and keeps serving.
 SOCK2="$TMP/memif2.sock"
-start_bg rev_server "$MSGGEN" --local_ip "${NET}1/24" --duration 60 \
+start_bg rev_server "$MSGGEN" --set machnetd=off --local_ip "${NET}1/24" --duration 60 \
   --device "net_memif0,role=server,id=0,socket=$SOCK2,socket-abstract=no,mac=02:00:00:00:00:01"
 REV_SERVER=$LAST_PID
 wait_for_line rev_server "listening on"
-start_bg rev_client "$MSGGEN" --local_ip "${NET}2/24" --remote_ip "${NET}1" "${CLIENT_ARGS[@]}" \
+start_bg rev_client "$MSGGEN" --set machnetd=off --local_ip "${NET}2/24" --remote_ip "${NET}1" "${CLIENT_ARGS[@]}" \
   --device "net_memif0,role=client,id=0,socket=$SOCK2,socket-abstract=no,mac=02:00:00:00:00:02"
 REV_CLIENT=$LAST_PID
 wait_for_line rev_client "\[ *1\.0s\] TX"
@@ -94,8 +94,8 @@ echo "ok: server survives a dead client"
 netns_up
 xdp() { echo "net_af_xdp0,iface=$1,start_queue=0,queue_count=1"; }
 kill_server_run af_xdp \
-  ip netns exec "$MN_NS_A" "$MSGGEN" --local_ip "$MN_NET.101/$MN_PREFIX_LEN" \
+  ip netns exec "$MN_NS_A" "$MSGGEN" --set machnetd=off --local_ip "$MN_NET.101/$MN_PREFIX_LEN" \
   --device "$(xdp "$MN_IF_A")" --duration 60 -- \
-  ip netns exec "$MN_NS_B" "$MSGGEN" --local_ip "$MN_NET.102/$MN_PREFIX_LEN" \
+  ip netns exec "$MN_NS_B" "$MSGGEN" --set machnetd=off --local_ip "$MN_NET.102/$MN_PREFIX_LEN" \
   --device "$(xdp "$MN_IF_B")" --remote_ip "$MN_NET.101" "${CLIENT_ARGS[@]}"
 echo "PASS"

@@ -15,11 +15,11 @@ memif() { echo "net_memif0,role=$1,id=0,socket=$SOCK,socket-abstract=no,mac=02:0
 HELLO="$BUILDDIR/tools/hello_world/hello_world"
 [ -x "$HELLO" ] || fail "$HELLO not built"
 HSOCK="$TMP/hello.sock"
-start_bg hello_server "$HELLO" --server --port 7 --ip "${NET}11/24" \
+start_bg hello_server "$HELLO" --set machnetd=off --server --port 7 --ip "${NET}11/24" \
   --device "net_memif0,role=server,id=0,socket=$HSOCK,socket-abstract=no,mac=02:00:00:00:01:01"
 HELLO_SERVER=$LAST_PID
 wait_for_line hello_server "listening on"
-timeout 20 "$HELLO" --client "${NET}11" --port 7 --ip "${NET}12/24" \
+timeout 20 "$HELLO" --set machnetd=off --client "${NET}11" --port 7 --ip "${NET}12/24" \
   --device "net_memif0,role=client,id=0,socket=$HSOCK,socket-abstract=no,mac=02:00:00:00:01:02" \
   >"$TMP/hello_client.log" 2>&1 || fail "hello_world client: $(cat "$TMP/hello_client.log")"
 grep -q 'reply "hello"' "$TMP/hello_client.log" || fail "hello_world: no reply"
@@ -27,7 +27,7 @@ stop_bg "$HELLO_SERVER" || fail "hello_world server failed: $(cat "$TMP/hello_se
 grep -q 'received "hello"' "$TMP/hello_server.log" || fail "hello_world server got nothing"
 echo "ok: hello_world"
 
-start_bg server "$MSGGEN" --local_ip "${NET}1/24" --device "$(memif server 1)" --local_port 888 \
+start_bg server "$MSGGEN" --set machnetd=off --local_ip "${NET}1/24" --device "$(memif server 1)" --local_port 888 \
   --duration 120
 SERVER=$LAST_PID
 wait_for_line server "listening on"
@@ -36,7 +36,7 @@ wait_for_line server "listening on"
 run_client() {
   local name=$1
   shift
-  timeout 60 "$MSGGEN" --local_ip "${NET}2/24" --device "$(memif client 2)" \
+  timeout 60 "$MSGGEN" --set machnetd=off --local_ip "${NET}2/24" --device "$(memif client 2)" \
     --remote_ip "${NET}1" --remote_port 888 --verify "$@" >"$TMP/$name.log" 2>&1 ||
     fail "$name: msg_gen exited $?: $(tail -15 "$TMP/$name.log")"
   grep -q "errors 0, outstanding 0 (verified byte for byte)" "$TMP/$name.log" ||
@@ -47,7 +47,7 @@ run_client() {
 
 # Nothing bound on port 999 at the server: its engine answers ICMP port
 # unreachable and the connect is refused at once (not a timeout).
-if timeout 20 "$MSGGEN" --local_ip "${NET}2/24" --device "$(memif client 2)" \
+if timeout 20 "$MSGGEN" --set machnetd=off --local_ip "${NET}2/24" --device "$(memif client 2)" \
     --remote_ip "${NET}1" --remote_port 999 --msg_count 1 \
   >"$TMP/refused.log" 2>&1; then
   fail "connect to a port with nothing bound succeeded"

@@ -56,7 +56,7 @@ static void without_engine(void) {
   EXPECT_ERR(machnet_init_config(NULL, unknown), EINVAL);
   const char* bad_ip[] = {"device=net_ring0", "ip=10.1.2", NULL};
   EXPECT_ERR(machnet_init_config(NULL, bad_ip), EINVAL);
-  const char* no_ip[] = {"device=net_ring0", NULL};
+  const char* no_ip[] = {"device=net_ring0", "machnetd=off", NULL}; /* no daemon to ask */
   EXPECT_ERR(machnet_init_config(NULL, no_ip), EINVAL);
   const char* no_eq[] = {"device", NULL};
   EXPECT_ERR(machnet_init_config(NULL, no_eq), EINVAL);
@@ -267,6 +267,7 @@ static void threads(void) {
 int main(void) {
   without_engine();
   const char* ring[] = {"device=net_ring0",
+                        "machnetd=off", /* not a daemon that listens on the default socket */
                         "ip=10.255.77.1/24",
                         "hugepages=no",
                         "mbufs=4095",

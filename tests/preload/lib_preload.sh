@@ -27,15 +27,19 @@ require_preload_build() {
 }
 
 # engine_config FILE [extra lines...]: the engine on AF_XDP in host A with
-# its own address MN_NET.101, loaded from the build tree.
+# its own address MN_NET.101, loaded from the build tree. Standalone
+# (machnetd = off) unless an extra line says otherwise: a daemon that happens
+# to listen on the default socket must not capture a test's engine.
 engine_config() {
-  local file=$1
+  local file=$1 l standalone="machnetd = off"
   shift
+  for l in "$@"; do case $l in "machnetd ="* | "machnetd="*) standalone="" ;; esac; done
   {
     echo "# written by $(basename "$0")"
     echo "device = net_af_xdp0,iface=$MN_IF_A,start_queue=0,queue_count=1"
     echo "ip = $MN_NET.101/$MN_PREFIX_LEN"
     echo "library = $ENGINE_LIB"
+    [ -z "$standalone" ] || echo "$standalone"
     for l in "$@"; do echo "$l"; done
   } >"$file"
 }

@@ -28,6 +28,7 @@ sockperf_setup() {
     echo "device = net_af_xdp0,iface=$MN_IF_B,start_queue=0,queue_count=1"
     echo "ip = $MN_NET.102/$MN_PREFIX_LEN"
     echo "library = $ENGINE_LIB"
+    echo "machnetd = off"
   } >"$TMP/b.conf"
   local ncpu
   ncpu=$(nproc)

@@ -49,6 +49,7 @@ for h in a b; do
     echo "ip = $ip/$MN_PREFIX_LEN"
     echo "xdp_shared_ip = yes"
     echo "library = $ENGINE_LIB"
+    echo "machnetd = off"
   } >"$TMP/iperf_$h.conf"
 done
 udp_count() { # NS FIELD: the kernel's Udp counter in a namespace

@@ -52,6 +52,7 @@ cat >"$TMP/bad.conf" <<CONF
 device = net_af_xdp0,iface=no-such-if0
 ip = $MN_NET.101/$MN_PREFIX_LEN
 library = $ENGINE_LIB
+machnetd = off
 CONF
 preload_in_a "$TMP/bad.conf"
 bind_py='import socket
@@ -85,7 +86,9 @@ preload_in_a "$TMP/typo2.conf"
 grep -q "machnet: $TMP/typo2.conf:4: unknown key 'mtu_size'; nothing is offloaded" "$TMP/typo2.err" ||
   fail "unknown engine key not reported with file:line: $(cat "$TMP/typo2.err")"
 echo "ok: $(head -1 "$TMP/typo2.err")"
-printf 'ip = %s/24\n' "$MN_NET.101" >"$TMP/nodev.conf"
+# machnetd = auto (the default) with a socket nobody listens on: not the
+# default one, which a daemon outside this test may own.
+printf 'ip = %s/24\nmachnetd.socket = %s\n' "$MN_NET.101" "$TMP/no-machnetd.sock" >"$TMP/nodev.conf"
 preload_in_a "$TMP/nodev.conf"
 "${PRE_A[@]}" "$PYTHON" -c "$bind_py" >"$TMP/nodev.out" 2>"$TMP/nodev.err"
 grep -qx "bind ok" "$TMP/nodev.out" || fail "no device: $(cat "$TMP/nodev.out" "$TMP/nodev.err")"
