@@ -16,6 +16,9 @@ struct fd_ent* offloaded(int fd, int* fail) {
   if (e == NULL) return NULL;
   uint32_t k = atomic_load_explicit(&e->kind, memory_order_acquire);
   if (k == KIND_OFFLOAD) {
+    /* A stream socket another fd (a dup) took to the kernel's TCP. */
+    if ((atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_STREAM) && stream_moved(fd, e))
+      return NULL;
     if (atomic_load_explicit(&g_forked_child, memory_order_relaxed)) {
       /* A fork child: the socket is unusable here. */
       static _Atomic int said;
@@ -114,10 +117,33 @@ static inline struct fd_ent* recv_target(int fd, int flags, int* fail) {
 
 /* ---- send ------------------------------------------------------------------------ */
 
+/* A send on an offloaded stream socket: the destination is the peer (TCP
+ * ignores msg_name); a connect that fell back hands the call to the kernel. */
+static ssize_t stream_sendmsg(int fd, struct fd_ent* e, const struct msghdr* m, int flags) {
+  struct msghdr ms = *m;
+  ms.msg_name = NULL;
+  ms.msg_namelen = 0;
+  g_guard++;
+  ssize_t n = g_ops->sendmsg(atomic_load(&e->handle), &ms, flags, send_timeout(e));
+  g_guard--;
+  if (n == -MACHNET_EFALLBACK) {
+    if (stream_fallback(fd, e) != 0) return -1;
+    return REAL(sendmsg)(fd, m, flags);
+  }
+  return n < 0 ? set_errno(n) : n;
+}
+
 static ssize_t do_sendmsg(int fd, const struct msghdr* m, int flags) {
   struct fd_ent* e = g_guard ? NULL : lookup(fd);
   if (e == NULL) return REAL(sendmsg)(fd, m, flags);
   uint32_t k = atomic_load_explicit(&e->kind, memory_order_acquire);
+  if (atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_STREAM) {
+    /* Stream sockets are decided at connect and listen, not by a send. */
+    int fail;
+    struct fd_ent* o = k == KIND_PENDING ? NULL : offloaded(fd, &fail);
+    if (o == NULL) return k != KIND_PENDING && fail ? -1 : REAL(sendmsg)(fd, m, flags);
+    return stream_sendmsg(fd, o, m, flags);
+  }
   int inet6 = atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_INET6;
   struct sockaddr_in a;
   struct msghdr m4;
@@ -211,7 +237,23 @@ EXPORT int sendmmsg(int fd, struct mmsghdr* v, unsigned int n, int flags) {
 
 /* ---- receive ------------------------------------------------------------------------ */
 
-static ssize_t do_recvmsg(struct fd_ent* e, struct msghdr* m, int flags) {
+static ssize_t do_recvmsg(int fd, struct fd_ent* e, struct msghdr* m, int flags) {
+  if (atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_STREAM) {
+    void* prog_name = m->msg_name;
+    socklen_t prog_len = m->msg_namelen;
+    g_guard++;
+    ssize_t n = g_ops->recvmsg(atomic_load(&e->handle), m, flags, recv_timeout(e));
+    g_guard--;
+    if (n == -MACHNET_EFALLBACK) {
+      m->msg_name = prog_name;
+      m->msg_namelen = prog_len;
+      if (stream_fallback(fd, e) != 0) return -1;
+      return REAL(recvmsg)(fd, m, flags);
+    }
+    /* TCP gives no source address. */
+    m->msg_namelen = 0;
+    return n < 0 ? set_errno(n) : n;
+  }
   void* prog_name = m->msg_name;
   struct sockaddr_storage name;
   int inet6 =
@@ -241,7 +283,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr* m, int flags) {
   int fail;
   struct fd_ent* e = recv_target(fd, flags, &fail);
   if (e == NULL) return fail ? -1 : REAL(recvmsg)(fd, m, flags);
-  return do_recvmsg(e, m, flags);
+  return do_recvmsg(fd, e, m, flags);
 }
 
 EXPORT ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockaddr* from,
@@ -255,7 +297,7 @@ EXPORT ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockadd
                      .msg_iov = &iov,
                      .msg_iovlen = 1};
   if (from == NULL) m.msg_name = NULL;
-  ssize_t n = do_recvmsg(e, &m, flags);
+  ssize_t n = do_recvmsg(fd, e, &m, flags);
   if (n >= 0 && from != NULL && fromlen != NULL) *fromlen = m.msg_namelen;
   return n;
 }
@@ -266,7 +308,7 @@ EXPORT ssize_t recv(int fd, void* buf, size_t len, int flags) {
   if (e == NULL) return fail ? -1 : REAL(recv)(fd, buf, len, flags);
   struct iovec iov = {buf, len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  return do_recvmsg(e, &m, flags);
+  return do_recvmsg(fd, e, &m, flags);
 }
 
 EXPORT ssize_t read(int fd, void* buf, size_t len) {
@@ -275,7 +317,7 @@ EXPORT ssize_t read(int fd, void* buf, size_t len) {
   if (e == NULL) return fail ? -1 : REAL(read)(fd, buf, len);
   struct iovec iov = {buf, len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  return do_recvmsg(e, &m, 0);
+  return do_recvmsg(fd, e, &m, 0);
 }
 
 EXPORT ssize_t readv(int fd, const struct iovec* iov, int cnt) {
@@ -284,7 +326,7 @@ EXPORT ssize_t readv(int fd, const struct iovec* iov, int cnt) {
   if (e == NULL) return fail ? -1 : REAL(readv)(fd, iov, cnt);
   if (cnt < 0 || cnt > IOV_MAX) return set_errno(-EINVAL);
   struct msghdr m = {.msg_iov = (struct iovec*)iov, .msg_iovlen = (size_t)cnt};
-  return do_recvmsg(e, &m, 0);
+  return do_recvmsg(fd, e, &m, 0);
 }
 
 /* Fortified callers (-D_FORTIFY_SOURCE) reach these instead. */
@@ -315,7 +357,7 @@ EXPORT int recvmmsg(int fd, struct mmsghdr* v, unsigned int n, int flags, struct
      * MSG_WAITFORONE: then only for the first. */
     int fl = flags & ~MSG_WAITFORONE;
     if (i > 0 && (flags & MSG_WAITFORONE)) fl |= MSG_DONTWAIT;
-    ssize_t r = do_recvmsg(e, &v[i].msg_hdr, fl);
+    ssize_t r = do_recvmsg(fd, e, &v[i].msg_hdr, fl);
     if (r < 0) {
       if (i == 0) return -1;
       break;

@@ -328,32 +328,43 @@ static int v6only(int fd, struct fd_ent* e) {
   return REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, &len) == 0 && v != 0;
 }
 
-int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
-  pthread_mutex_lock(&g_decide_mu);
-  int rc = 0;
+/* What UDP and stream decisions share, under g_decide_mu: 1 when the rules
+ * offload the socket and the caller goes on, 0 when it is settled (*rc). */
+static int rules_verdict(int fd, struct fd_ent* e, int proto, int role, uint32_t addr,
+                         uint16_t port, int* rc) {
+  *rc = 0;
   if (atomic_load(&e->kind) != KIND_PENDING) {
-    rc = atomic_load(&e->kind) == KIND_OFFLOAD;
-    goto out;
+    *rc = atomic_load(&e->kind) == KIND_OFFLOAD;
+    return 0;
   }
   if (!config_ready() || v6only(fd, e)) {
     atomic_store(&e->kind, KIND_NONE);
-    goto out;
+    return 0;
   }
-  const char* why;
   /* A bind to a specific address is offloaded only on the engine's. */
   if (role == MN_ROLE_BIND && addr != 0) engine_ip();
-  if (role == MN_ROLE_BIND && port == 0 && (addr == 0 || addr != g_cfg.engine_ip)) {
-    goto out; /* ephemeral bind: decided at connect or the first sendto */
-  }
-  if (mn_decide(&g_cfg, role, addr, port, &why) != MN_OFFLOAD) {
-    LOG(LOG_INFO, "fd %d: stays on the kernel (%s)", fd, why);
+  /* An ephemeral UDP bind is decided at connect or the first sendto. */
+  if (proto == MN_PROTO_UDP && role == MN_ROLE_BIND && port == 0 &&
+      (addr == 0 || addr != g_cfg.engine_ip))
+    return 0;
+  const char* why;
+  if (mn_decide_proto(&g_cfg, proto, role, addr, port, &why) != MN_OFFLOAD) {
+    LOG(LOG_INFO, "fd %d: %sstays on the kernel (%s)", fd, proto == MN_PROTO_TCP ? "stream " : "",
+        why);
     atomic_store(&e->kind, KIND_NONE);
-    goto out;
+    return 0;
   }
   if (atomic_load(&g_forked_child)) {
-    rc = offload_failed(e, ENETDOWN);
-    goto out;
+    *rc = offload_failed(e, ENETDOWN);
+    return 0;
   }
+  return 1;
+}
+
+int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
+  pthread_mutex_lock(&g_decide_mu);
+  int rc;
+  if (!rules_verdict(fd, e, MN_PROTO_UDP, role, addr, port, &rc)) goto out;
   /* The twin must hold a port before the engine takes the same one. */
   struct sockaddr_in local;
   if (twin_local(fd, e, &local) == 0 && local.sin_port == 0) {
@@ -370,6 +381,17 @@ int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
   int err = offload_now(fd, e);
   rc = err == 0 ? 1 : offload_failed(e, err);
 out:
+  pthread_mutex_unlock(&g_decide_mu);
+  return rc;
+}
+
+int decide_stream(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
+  pthread_mutex_lock(&g_decide_mu);
+  int rc;
+  if (rules_verdict(fd, e, MN_PROTO_TCP, role, addr, port, &rc)) {
+    int err = engine_ready();
+    rc = err == 0 ? 1 : offload_failed(e, err);
+  }
   pthread_mutex_unlock(&g_decide_mu);
   return rc;
 }

@@ -10,6 +10,9 @@
  * A free list with lock-free pushes (ep_free runs in close(), which may be
  * called from a signal handler) and pops serialised by g_decide_mu. */
 static struct ep_set* _Atomic g_ep_free;
+/* Every set ever made: a stream socket that moves between the engine and
+ * the kernel visits them all (rare: once per connect that falls back). */
+static struct ep_set* _Atomic g_ep_all;
 
 static struct ep_set* ep_alloc(void) {
   struct ep_set* set = atomic_load(&g_ep_free);
@@ -22,7 +25,12 @@ static struct ep_set* ep_alloc(void) {
     return set;
   }
   set = calloc(1, sizeof(*set));
-  if (set != NULL) pthread_mutex_init(&set->mu, NULL);
+  if (set == NULL) return NULL;
+  pthread_mutex_init(&set->mu, NULL);
+  struct ep_set* head = atomic_load(&g_ep_all);
+  do {
+    set->all_next = head;
+  } while (!atomic_compare_exchange_weak(&g_ep_all, &head, set));
   return set;
 }
 
@@ -48,6 +56,7 @@ struct ep_set* ep_get(int epfd, int create) {
   if (e != NULL) {
     if (atomic_load(&e->kind) == KIND_EPOLL) set = atomic_load(&e->ep);
   } else if ((e = entry_make(epfd)) != NULL && (set = ep_alloc()) != NULL) {
+    set->epfd = epfd;
     atomic_fetch_add(&e->gen, 1);
     atomic_store(&e->ep, set);
     atomic_store_explicit(&e->kind, KIND_EPOLL, memory_order_release);
@@ -103,6 +112,9 @@ static void ep_prune(struct ep_set* set) {
         m->sock_gen = atomic_load(&sock->gen);
         m->handle = atomic_load(&e->handle);
         m->pend = 0;
+        /* A stream connection's placeholder twin has no place there. */
+        if (atomic_load(&e->flags) & FL_CONN)
+          REAL(epoll_ctl)(set->epfd, EPOLL_CTL_DEL, m->fd, NULL);
       } else if (k != KIND_PENDING) {
         gone = 1; /* decided for the kernel: its set alone reports it */
       }
@@ -127,7 +139,69 @@ static int member_is(const struct ep_member* m, int fd, struct fd_ent* e, uint32
   return 0;
 }
 
+/* epoll_ctl for an offloaded stream connection: the shim's set only (its
+ * twin is a placeholder the kernel must not report), with the kernel's
+ * errors. */
+static int conn_ctl(int epfd, int op, int fd, struct fd_ent* e, struct epoll_event* ev) {
+  struct ep_set* set = ep_get(epfd, 0);
+  if (set == NULL) {
+    /* Not an epoll fd we know: let the kernel say what is wrong with it. */
+    int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
+    return rc != 0 ? rc : set_errno(-EINVAL);
+  }
+  if (epfd == fd) return set_errno(-EINVAL);
+  if (op != EPOLL_CTL_DEL && ev == NULL) return set_errno(-EFAULT);
+  if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return set_errno(-EINVAL);
+  struct shim_sock* sock = atomic_load(&e->sock);
+  pthread_mutex_lock(&set->mu);
+  ep_prune(set);
+  int n = atomic_load(&set->n), i;
+  for (i = 0; i < n && !(set->m[i].fd == fd && set->m[i].sock == sock); i++) {
+  }
+  int rc = 0;
+  if (op == EPOLL_CTL_ADD && i < n) {
+    rc = -EEXIST;
+  } else if (op != EPOLL_CTL_ADD && i == n) {
+    rc = -ENOENT;
+  } else if (op == EPOLL_CTL_DEL) {
+    member_remove(set, i);
+  } else if (op == EPOLL_CTL_MOD) {
+    set->m[i].events = ev->events;
+    set->m[i].data = ev->data;
+    set->m[i].disarmed = 0;
+    set->m[i].fresh = 1;
+  } else {
+    if (n == set->cap) {
+      int cap = set->cap ? set->cap * 2 : 8;
+      struct ep_member* m = realloc(set->m, sizeof(*m) * (size_t)cap);
+      if (m == NULL) {
+        pthread_mutex_unlock(&set->mu);
+        return set_errno(-ENOMEM);
+      }
+      set->m = m;
+      set->cap = cap;
+    }
+    set->m[n] = (struct ep_member){.fd = fd,
+                                   .fd_gen = atomic_load(&e->gen),
+                                   .sock = sock,
+                                   .sock_gen = atomic_load(&sock->gen),
+                                   .handle = atomic_load(&e->handle),
+                                   .events = ev->events,
+                                   .data = ev->data,
+                                   .fresh = 1};
+    atomic_store(&set->n, n + 1);
+  }
+  pthread_mutex_unlock(&set->mu);
+  return set_errno(rc);
+}
+
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
+  if (!g_guard) {
+    struct fd_ent* c = lookup(fd);
+    if (c != NULL && atomic_load(&c->kind) == KIND_OFFLOAD && (atomic_load(&c->flags) & FL_CONN) &&
+        atomic_load(&c->sock) != NULL && !atomic_load(&g_forked_child) && !stream_moved(fd, c))
+      return conn_ctl(epfd, op, fd, c, ev);
+  }
   int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
   if (rc != 0 || g_guard) return rc;
   struct fd_ent* e = lookup(fd);
@@ -217,7 +291,7 @@ static int snap_reserve(struct ep_snap* s, int cap, int slot) {
 
 int ep_snapshot(struct ep_set* set, struct ep_snap* s, int slot) {
   ep_prune(set);
-  s->n = s->nn = s->pending = 0;
+  s->n = s->nn = s->pending = s->stale = 0;
   int n = atomic_load(&set->n);
   if (snap_reserve(s, n, slot) != 0) return -ENOMEM;
   for (int i = 0; i < n; i++) {
@@ -230,7 +304,7 @@ int ep_snapshot(struct ep_set* set, struct ep_snap* s, int slot) {
     if (m->handle != 0) {
       int j = s->n++;
       s->h[j] = m->handle;
-      s->ev[j] = (short)(m->events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
+      s->ev[j] = (short)(m->events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM | EPOLLRDHUP));
       s->idx[j] = i;
       s->fdv[j] = m->fd;
       s->m_ev[j] = m->events;
@@ -245,4 +319,43 @@ int ep_snapshot(struct ep_set* set, struct ep_snap* s, int slot) {
     }
   }
   return 0;
+}
+
+/* ---- stream sockets between the engine and the kernel --------------------------- */
+
+void ep_conn_adopted(int fd, struct fd_ent* e) {
+  for (struct ep_set* set = atomic_load(&g_ep_all); set != NULL; set = set->all_next) {
+    if (atomic_load(&set->n) == 0) continue;
+    pthread_mutex_lock(&set->mu);
+    int n = atomic_load(&set->n);
+    for (int i = 0; i < n; i++) {
+      if (set->m[i].pend && set->m[i].fd == fd && set->m[i].fd_gen == atomic_load(&e->gen)) {
+        ep_prune(set); /* takes the decided member in and leaves the kernel set */
+        break;
+      }
+    }
+    pthread_mutex_unlock(&set->mu);
+  }
+}
+
+void ep_move_to_kernel(struct shim_sock* sock) {
+  for (struct ep_set* set = atomic_load(&g_ep_all); set != NULL; set = set->all_next) {
+    if (atomic_load(&set->n) == 0) continue;
+    pthread_mutex_lock(&set->mu);
+    for (int i = 0; i < atomic_load(&set->n);) {
+      struct ep_member* m = &set->m[i];
+      if (m->sock != sock || atomic_load(&sock->gen) != m->sock_gen) {
+        i++;
+        continue;
+      }
+      /* The same registration in the kernel set: events, data, and a
+       * one-shot already reported stays disarmed until EPOLL_CTL_MOD. */
+      struct epoll_event ev = {
+          .events = m->disarmed ? (m->events & (EPOLLONESHOT | EPOLLET)) : m->events,
+          .data = m->data};
+      REAL(epoll_ctl)(set->epfd, EPOLL_CTL_ADD, m->fd, &ev);
+      member_remove(set, i);
+    }
+    pthread_mutex_unlock(&set->mu);
+  }
 }

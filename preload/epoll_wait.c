@@ -66,6 +66,18 @@ static int ep_scan(struct ep_snap* s, int depth) {
     g_guard++;
     ready += g_ops->ready_seq(s->h, s->ev, s->rev, s->rx, s->tx, (size_t)s->n);
     g_guard--;
+    /* Stream connects that fell back to the kernel's TCP: their fds move
+     * to the kernel sets (the registrations with them); the snapshot is
+     * stale then. */
+    for (int j = 0; j < s->n; j++) {
+      if (!(s->rev[j] & MACHNET_POLL_FALLBACK)) continue;
+      s->rev[j] = 0;
+      ready--;
+      struct fd_ent* e = lookup(s->fdv[j]);
+      if (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD && atomic_load(&e->handle) == s->h[j])
+        stream_fallback(s->fdv[j], e);
+      s->stale = 1;
+    }
   }
   for (int j = 0; j < s->nn; j++) {
     s->inner_wake[j] = 0;
@@ -147,7 +159,8 @@ static int ep_merge(int epfd, struct ep_set* set, struct epoll_event* out, int k
     if (i >= n || set->m[i].handle != s->h[j] || set->m[i].fd != s->fdv[j] || set->m[i].disarmed)
       continue;
     struct ep_member* m = &set->m[i];
-    uint32_t bits = (uint32_t)(unsigned short)s->rev[j] & m->events;
+    /* EPOLLERR and EPOLLHUP are reported whether asked for or not. */
+    uint32_t bits = (uint32_t)(unsigned short)s->rev[j] & (m->events | EPOLLERR | EPOLLHUP);
     if (bits == 0) continue;
     if ((m->events & EPOLLET) && !m->fresh && !((m->events & EPOLLIN) && s->rx[j] != m->rx) &&
         !((m->events & EPOLLOUT) && s->tx[j] != m->tx))
@@ -261,6 +274,11 @@ static int ep_wait_loop(int epfd, struct ep_set* set, struct ep_snap* s, struct 
       k = ep_merge(epfd, set, out, k, max, s);
       if (k > 0) break;
     }
+    if (s->stale && ep_look(set, s) != 0) {
+      errno = ENOMEM;
+      k = -1;
+      break;
+    }
   }
   int saved = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -293,6 +311,7 @@ static int epoll_common(int epfd, struct ep_set* set, struct epoll_event* out, i
   if (k < 0) return k;
   if (ready > 0 || k > 0) k = ep_merge(epfd, set, out, k, max, s);
   if (k > 0 || timeout_ns == 0) return k;
+  if (s->stale && ep_look(set, s) != 0) return set_errno(-ENOMEM);
   return ep_wait_loop(epfd, set, s, out, max, timeout_ns, mask);
 }
 

@@ -59,11 +59,29 @@ int poll_common(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t
     struct fd_ent* e = i < first ? NULL : lookup(fds[i].fd);
     h[i] = (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD) ? atomic_load(&e->handle) : 0;
   }
+  int64_t start = timeout_ns > 0 ? mono_ns() : 0;
   g_guard++;
   int rc = g_ops->poll(fds, n, h, timeout_ns, mask);
   g_guard--;
   if (rc < 0) return set_errno(rc);
-  return rc;
+  /* Stream connects that fell back to the kernel's TCP: move them, then
+   * look again with what is left of the timeout. */
+  int moved = 0;
+  for (nfds_t i = first; i < n && rc > 0; i++) {
+    if (!(fds[i].revents & MACHNET_POLL_FALLBACK)) continue;
+    struct fd_ent* e = lookup(fds[i].fd);
+    if (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD) stream_fallback(fds[i].fd, e);
+    fds[i].revents = 0;
+    moved = 1;
+  }
+  if (!moved) return rc;
+  int64_t left = timeout_ns;
+  if (timeout_ns > 0) {
+    left = timeout_ns - (mono_ns() - start);
+    if (left < 0) left = 0;
+  }
+  struct timespec lt = {left / 1000000000, left % 1000000000};
+  return poll_common(fds, n, left, mask, left < 0 ? NULL : &lt, 1, 0);
 }
 
 EXPORT int poll(struct pollfd* fds, nfds_t n, int timeout) {

@@ -112,7 +112,31 @@ EXPORT int dup3(int fd, int newfd, int flags) {
   return n;
 }
 
+/* An offloaded listener's twin stays O_NONBLOCK (accept looks at the
+ * kernel's queue without blocking): the program sees its own setting. */
+static int listener(int fd) {
+  struct fd_ent* e = g_guard ? NULL : lookup(fd);
+  return e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD && (atomic_load(&e->flags) & FL_LISTEN);
+}
+
 static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void* arg) {
+  if ((cmd == F_GETFL || cmd == F_SETFL) && listener(fd)) {
+    struct fd_ent* e = lookup(fd);
+    if (cmd == F_GETFL) {
+      int fl = real(fd, F_GETFL);
+      if (fl < 0) return fl;
+      return (atomic_load(&e->flags) & FL_NONBLOCK) ? fl : fl & ~O_NONBLOCK;
+    }
+    int want = (int)(intptr_t)arg;
+    int rc = real(fd, F_SETFL, (void*)(intptr_t)(want | O_NONBLOCK));
+    if (rc == 0) {
+      if (want & O_NONBLOCK)
+        atomic_fetch_or(&e->flags, FL_NONBLOCK);
+      else
+        atomic_fetch_and(&e->flags, ~(uint32_t)FL_NONBLOCK);
+    }
+    return rc;
+  }
   int rc = real(fd, cmd, arg);
   if (rc < 0 || g_guard) return rc;
   if (cmd == F_SETFL) {
@@ -162,6 +186,28 @@ EXPORT pid_t fork(void) {
     if (g_engine_up) atomic_store(&g_forked_child, 1);
   }
   return pid;
+}
+
+/* _exit and _Exit: the kernel would close the program's stream sockets now
+ * (FIN, or RST): the socket layer does it for the offloaded ones, as exit()
+ * does through its atexit handler. Not in a fork child (not its engine). */
+static void exit_streams(void) {
+  if (g_guard || !g_engine_up || atomic_load(&g_forked_child) || g_ops == NULL) return;
+  g_guard++;
+  g_ops->process_exit();
+  g_guard--;
+}
+
+EXPORT void _exit(int status) {
+  exit_streams();
+  REAL(_exit)(status);
+  __builtin_unreachable();
+}
+
+EXPORT void _Exit(int status) {
+  exit_streams();
+  REAL(_exit)(status);
+  __builtin_unreachable();
 }
 
 /* vfork() is served as fork() (POSIX allows it): a child sharing the

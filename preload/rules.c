@@ -115,6 +115,11 @@ int mn_config_load(struct mn_config* c, const char* default_library, char* err, 
 }
 
 int mn_decide(const struct mn_config* c, int role, uint32_t addr, uint16_t port, const char** why) {
+  return mn_decide_proto(c, MN_PROTO_UDP, role, addr, port, why);
+}
+
+int mn_decide_proto(const struct mn_config* c, int proto, int role, uint32_t addr, uint16_t port,
+                    const char** why) {
   if ((addr >> 24) == 127) {
     *why = "loopback";
     return MN_KERNEL;
@@ -139,6 +144,7 @@ int mn_decide(const struct mn_config* c, int role, uint32_t addr, uint16_t port,
   }
   for (int i = 0; i < c->nrules; i++) {
     const struct mn_rule* r = &c->rules[i];
+    if (r->proto != MN_PROTO_ANY && r->proto != proto) continue;
     if (r->role != MN_ROLE_ANY && r->role != role) continue;
     if ((addr & r->mask) != r->addr) continue;
     if (port < r->port_lo || port > r->port_hi) continue;
@@ -166,8 +172,11 @@ void mn_rules_describe(const struct mn_config* c, char* out, size_t len) {
     char ports[24] = "";
     if (r->port_lo != 0 || r->port_hi != 65535)
       snprintf(ports, sizeof(ports), " port %u-%u", r->port_lo, r->port_hi);
-    n += (size_t)snprintf(out + n, len - n, "rules.%ld: %s udp%s%s%s; ", r->num,
+    n += (size_t)snprintf(out + n, len - n, "rules.%ld: %s %s%s%s%s; ", r->num,
                           r->action ? "offload" : "kernel",
+                          r->proto == MN_PROTO_UDP   ? "udp"
+                          : r->proto == MN_PROTO_TCP ? "tcp"
+                                                     : "udp/tcp",
                           r->role == MN_ROLE_BIND      ? " bind"
                           : r->role == MN_ROLE_CONNECT ? " connect"
                                                        : "",

@@ -50,6 +50,10 @@ int mn_config_parse(struct mn_config* c, const char* default_library, const char
  * explicit kernel address, DNS), then rules.N in ascending N, then
  * rules.default. addr/port in host order; *why names the deciding rule. */
 int mn_decide(const struct mn_config* c, int role, uint32_t addr, uint16_t port, const char** why);
+/* The same for a socket of protocol proto (MN_PROTO_UDP, MN_PROTO_TCP: a
+ * stream socket's listen is role MN_ROLE_BIND). mn_decide is UDP's. */
+int mn_decide_proto(const struct mn_config* c, int proto, int role, uint32_t addr, uint16_t port,
+                    const char** why);
 
 /* One line describing the rules, for the start-up log. */
 void mn_rules_describe(const struct mn_config* c, char* out, size_t len);

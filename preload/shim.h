@@ -15,6 +15,8 @@
  *   poll.c         poll, ppoll, select, pselect
  *   epoll_set.c    epoll sets: creation, epoll_ctl, members, snapshots
  *   epoll_wait.c   epoll_wait and friends
+ *   stream_calls.c stream sockets: listen, accept, sendfile, and the move of
+ *                  a connect that fell back to the kernel's TCP
  *   process.c      close, dup, fcntl, fork, vfork, daemon
  * Semantics and limits: machnet.conf(5), section PRELOAD. */
 #ifndef MACHNET_PRELOAD_SHIM_H
@@ -52,6 +54,9 @@
  * then: their callers have a fallback. */
 #define SHIM_LIBC(X)                                                                             \
   X(int, socket, (int, int, int))                                                                \
+  X(int, listen, (int, int))                                                                     \
+  X(int, accept4, (int, struct sockaddr*, socklen_t*, int))                                      \
+  X(ssize_t, sendfile, (int, int, off_t*, size_t))                                               \
   X(int, bind, (int, const struct sockaddr*, socklen_t))                                         \
   X(int, connect, (int, const struct sockaddr*, socklen_t))                                      \
   X(int, shutdown, (int, int))                                                                   \
@@ -88,6 +93,7 @@
   X(int, epoll_pwait, (int, struct epoll_event*, int, int, const sigset_t*))                     \
   X(int, epoll_pwait2, (int, struct epoll_event*, int, const struct timespec*, const sigset_t*)) \
   X(pid_t, fork, (void))                                                                         \
+  X(void, _exit, (int))                                                                          \
   X(int, dup, (int))                                                                             \
   X(int, dup2, (int, int))                                                                       \
   X(int, dup3, (int, int, int))
@@ -135,11 +141,13 @@ void log_msg(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3
 void log_configure(int level);
 
 /* ---- the fd table ----------------------------------------------------------
- * One entry per fd the shim cares about; every other fd costs one lookup.
- * Today only UDP sockets (AF_INET, and AF_INET6 ones that may be dual-stack)
- * and epoll fds are tracked; stream sockets will add their own kinds (a
- * listener, a connection) beside KIND_OFFLOAD, with listen/accept in
- * socket_calls.c. */
+ * One entry per fd the shim cares about; every other fd costs one lookup:
+ * UDP and stream sockets (AF_INET, and AF_INET6 ones that may be
+ * dual-stack) and epoll fds. An offloaded stream socket is a listener
+ * (FL_LISTEN: its twin listens in the kernel too, and is kept O_NONBLOCK so
+ * accept can look at it without blocking) or a connection (FL_CONN: no
+ * kernel path at all; its fd is a placeholder socket kept out of every
+ * kernel poll and epoll set). */
 enum {
   KIND_NONE = 0,    /* not tracked: the kernel's */
   KIND_PENDING = 1, /* a UDP socket not decided yet */
@@ -148,8 +156,11 @@ enum {
   KIND_EPOLL = 4,   /* an epoll fd (ep) */
 };
 enum {
-  FL_NONBLOCK = 1, /* O_NONBLOCK */
+  FL_NONBLOCK = 1, /* O_NONBLOCK (as the program set it) */
   FL_INET6 = 2,    /* the program's socket is AF_INET6: addresses are translated */
+  FL_STREAM = 4,   /* SOCK_STREAM */
+  FL_LISTEN = 8,   /* an offloaded stream listener */
+  FL_CONN = 16,    /* an offloaded stream connection (no kernel path) */
 };
 
 struct ep_set;
@@ -162,6 +173,13 @@ struct shim_sock {
   _Atomic int refs;
   _Atomic uint32_t gen;
   struct shim_sock* next_free;
+  /* A stream connect that fell back to the kernel's TCP: every epoll set
+   * holding the socket gives its registration to the kernel set (moved),
+   * and every fd naming it becomes the kernel's. peer: the connect's
+   * address as the program gave it (what the twin connects to then). */
+  _Atomic int moved;
+  struct sockaddr_storage peer;
+  socklen_t peer_len;
 };
 
 struct fd_ent {
@@ -219,7 +237,7 @@ void sock_unref(struct shim_sock* s);
 
 /* Per-thread scratch memory that grows and is kept (no allocation per call
  * once warm); freed at thread exit. slot < SCRATCH_SLOTS. */
-enum { SCRATCH_POLL = 0, SCRATCH_EP0 = 1, SCRATCH_SLOTS = 6 };
+enum { SCRATCH_POLL = 0, SCRATCH_COPY = 1, SCRATCH_EP0 = 2, SCRATCH_SLOTS = 7 };
 void* scratch(int slot, size_t bytes);
 
 /* ---- configuration and the engine (engine.c) ------------------------------ */
@@ -246,6 +264,29 @@ int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port);
 /* An offloaded fd goes back to the kernel (its twin): a dual-stack socket
  * that turns to a native IPv6 peer. */
 void unoffload(int fd, struct fd_ent* e);
+
+/* Decides a PENDING stream socket at listen (role MN_ROLE_BIND) or connect
+ * (MN_ROLE_CONNECT) from the rules: 1 offload (the engine is up), 0 kernel,
+ * -errno (strict). The caller makes the offloaded socket itself. */
+int decide_stream(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port);
+
+/* ---- stream sockets (stream_calls.c) --------------------------------------- */
+/* connect(2) on a stream socket (PENDING or OFFLOAD). */
+int stream_connect(int fd, struct fd_ent* e, const struct sockaddr* addr, socklen_t len);
+/* Makes fd (PENDING, or a new placeholder) an offloaded stream socket named
+ * by handle h; flags FL_LISTEN or FL_CONN; peer: the address a connect was
+ * given (NULL otherwise). 0 or -ENOMEM. */
+int stream_adopt(int fd, struct fd_ent* e, uint64_t h, uint32_t flags, const struct sockaddr* peer,
+                 socklen_t peer_len);
+/* fd's stream connect fell back to the kernel's TCP (the socket layer said
+ * MACHNET_EFALLBACK): the twin connects to the peer itself (non-blocking),
+ * the fd becomes the kernel's, and its epoll registrations move to the
+ * kernel sets. Returns 0, or -1 with errno when the kernel refused at once
+ * (the caller reports it). */
+int stream_fallback(int fd, struct fd_ent* e);
+/* An offloaded fd whose socket moved to the kernel through another fd (a
+ * dup): makes this entry the kernel's too. True when it did. */
+int stream_moved(int fd, struct fd_ent* e);
 
 /* ---- addresses (addr.c) ----------------------------------------------------- */
 /* What a program's address means for the engine. */
@@ -339,6 +380,8 @@ struct ep_member {
  * generation, so a stale reference from an enclosing set is recognised. */
 struct ep_set {
   pthread_mutex_t mu;
+  int epfd;                /* the kernel epoll fd it stands beside */
+  struct ep_set* all_next; /* every set ever made (never freed) */
   _Atomic uint32_t gen;
   _Atomic int n;
   int cap;
@@ -352,6 +395,7 @@ struct ep_set {
 struct ep_snap {
   int n, nn;   /* offloaded sockets, nested sets */
   int pending; /* members not decided yet */
+  int stale;   /* a member moved to the kernel since: look again */
   int cap;
   /* offloaded sockets: handle, poll events, revents, counters, member index
    * and fd, and the member's state (for ep_peek) */
@@ -368,6 +412,14 @@ struct ep_snap {
 
 /* The set of an epoll fd, made when create is set. */
 struct ep_set* ep_get(int epfd, int create);
+/* fd just became an offloaded stream connection: wherever it is a member
+ * not decided yet, it leaves the kernel set (its placeholder twin must not
+ * report there) and becomes an offloaded member. */
+void ep_conn_adopted(int fd, struct fd_ent* e);
+/* sock's connect fell back to the kernel: every set holding it gives the
+ * registration (events, data, EPOLLET/EPOLLONESHOT state) to its kernel
+ * set. */
+void ep_move_to_kernel(struct shim_sock* sock);
 /* The epoll fd is gone: its set is reused later (lock-free: close). */
 void ep_free(struct ep_set* set);
 /* set->mu held: drops dead members, takes in decided ones, and fills s

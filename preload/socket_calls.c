@@ -1,6 +1,6 @@
 /* Socket calls: socket, bind, connect, shutdown, getsockname, getpeername,
- * setsockopt, getsockopt, ioctl. (Stream sockets will add listen, accept
- * and accept4 here.)
+ * setsockopt, getsockopt, ioctl (stream sockets' listen, accept and the
+ * rest of their life: stream_calls.c).
  *
  * socket() tracks UDP sockets: AF_INET, and AF_INET6 ones, which are
  * offloaded like AF_INET ones when they are dual-stack and bound to :: or
@@ -9,18 +9,20 @@
  * first send decide (engine.c). */
 #include "shim.h"
 
+#include <linux/sockios.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 
 EXPORT int socket(int domain, int type, int protocol) {
   int fd = REAL(socket)(domain, type, protocol);
   if (fd < 0 || g_guard) return fd;
-  if ((domain == AF_INET || domain == AF_INET6) && (type & 0xf) == SOCK_DGRAM &&
-      (protocol == 0 || protocol == IPPROTO_UDP)) {
+  int dgram = (type & 0xf) == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP);
+  int stream = (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
+  if ((domain == AF_INET || domain == AF_INET6) && (dgram || stream)) {
     struct fd_ent* e = entry_make(fd);
     if (e != NULL)
-      entry_new_socket(
-          e, ((type & SOCK_NONBLOCK) ? FL_NONBLOCK : 0) | (domain == AF_INET6 ? FL_INET6 : 0));
+      entry_new_socket(e, ((type & SOCK_NONBLOCK) ? FL_NONBLOCK : 0) |
+                              (domain == AF_INET6 ? FL_INET6 : 0) | (stream ? FL_STREAM : 0));
   } else if (lookup(fd) != NULL) {
     forget(fd); /* a stale entry of an fd closed behind our back */
   }
@@ -31,6 +33,8 @@ EXPORT int bind(int fd, const struct sockaddr* addr, socklen_t len) {
   struct fd_ent* e = g_guard ? NULL : lookup(fd);
   struct sockaddr_in a;
   if (e == NULL || atomic_load(&e->kind) != KIND_PENDING) return REAL(bind)(fd, addr, len);
+  /* A stream socket is decided at listen or connect: the twin binds. */
+  if (atomic_load(&e->flags) & FL_STREAM) return REAL(bind)(fd, addr, len);
   int what = addr_from_prog(e, addr, len, 1, &a);
   if (what != ADDR_V4) {
     int rc = REAL(bind)(fd, addr, len);
@@ -67,6 +71,7 @@ EXPORT int connect(int fd, const struct sockaddr* addr, socklen_t len) {
     if (offloaded(fd, &fail) == NULL) return -1;
   }
   if (k != KIND_PENDING && k != KIND_OFFLOAD) return REAL(connect)(fd, addr, len);
+  if (atomic_load(&e->flags) & FL_STREAM) return stream_connect(fd, e, addr, len);
   struct sockaddr_in a;
   int what = addr_from_prog(e, addr, len, 0, &a);
   if (what == ADDR_UNSPEC) {
@@ -118,11 +123,21 @@ EXPORT int shutdown(int fd, int how) {
       atomic_fetch_or(&p->shut, how + 1);
     return rc;
   }
-  int rc = REAL(shutdown)(fd, how);
-  if (rc != 0 && errno != ENOTCONN) return rc;
+  int rc = 0;
+  /* A stream connection has no kernel side: its twin is a placeholder. */
+  if (!(atomic_load(&e->flags) & FL_CONN)) {
+    rc = REAL(shutdown)(fd, how);
+    if (rc != 0 && errno != ENOTCONN) return rc;
+  } else if (how < SHUT_RD || how > SHUT_RDWR) {
+    return set_errno(-EINVAL);
+  }
   g_guard++;
   rc = g_ops->shutdown(atomic_load(&e->handle), how);
   g_guard--;
+  if (rc == -MACHNET_EFALLBACK) {
+    if (stream_fallback(fd, e) != 0) return -1;
+    return REAL(shutdown)(fd, how);
+  }
   return set_errno(rc);
 }
 
@@ -157,11 +172,21 @@ EXPORT int getpeername(int fd, struct sockaddr* addr, socklen_t* len) {
 }
 
 /* Options go to the twin, so values and errors are the kernel's; the shim
- * keeps what the engine path needs (timeouts). */
+ * keeps what the engine path needs (timeouts), and a stream socket's flow
+ * gets those the socket layer honours (TCP_NODELAY, keepalive, buffers,
+ * SO_LINGER...). */
 EXPORT int setsockopt(int fd, int level, int name, const void* val, socklen_t len) {
   int rc = REAL(setsockopt)(fd, level, name, val, len);
-  if (rc != 0 || g_guard || level != SOL_SOCKET) return rc;
+  if (rc != 0 || g_guard) return rc;
   struct fd_ent* e = lookup(fd);
+  if (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD && (atomic_load(&e->flags) & FL_STREAM) &&
+      !atomic_load(&g_forked_child)) {
+    g_guard++;
+    int r = g_ops->setsockopt(atomic_load(&e->handle), level, name, val, len);
+    g_guard--;
+    if (r < 0 && r != -ENOPROTOOPT) return set_errno(r);
+  }
+  if (level != SOL_SOCKET) return rc;
   if (e == NULL || val == NULL || len < sizeof(struct timeval)) return rc;
   if (name == SO_RCVTIMEO || name == SO_RCVTIMEO_NEW)
     atomic_store(&e->rcvtimeo_ns, tv_to_ns(val));
@@ -171,6 +196,27 @@ EXPORT int setsockopt(int fd, int level, int name, const void* val, socklen_t le
 }
 
 EXPORT int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
+  int fail;
+  struct fd_ent* e = offloaded(fd, &fail);
+  if (e != NULL && (atomic_load(&e->flags) & FL_STREAM) && val != NULL && len != NULL) {
+    /* SO_ERROR and TCP_INFO come from the flow; the rest from the twin. */
+    g_guard++;
+    int r = g_ops->getsockopt(atomic_load(&e->handle), level, name, val, len);
+    g_guard--;
+    if (r == -MACHNET_EFALLBACK) {
+      if (stream_fallback(fd, e) != 0) {
+        /* Refused at once: SO_ERROR is where a non-blocking connect says so. */
+        if (level == SOL_SOCKET && name == SO_ERROR && *len >= sizeof(int)) {
+          *(int*)val = errno;
+          *len = sizeof(int);
+          return 0;
+        }
+        return -1;
+      }
+    } else if (r != -ENOPROTOOPT) {
+      return set_errno(r);
+    }
+  }
   return REAL(getsockopt)(fd, level, name, val, len);
 }
 
@@ -179,17 +225,33 @@ EXPORT int ioctl(int fd, unsigned long req, ...) {
   va_start(ap, req);
   void* arg = va_arg(ap, void*);
   va_end(ap);
-  if (req == FIONREAD) {
+  if (req == FIONREAD || req == SIOCOUTQ) {
     int fail;
     struct fd_ent* e = offloaded(fd, &fail);
     if (e != NULL) {
       if (arg == NULL) return set_errno(-EFAULT);
       g_guard++;
-      int rc = g_ops->fionread(atomic_load(&e->handle), (int*)arg);
+      int rc = g_ops->ioctl(atomic_load(&e->handle), req, (int*)arg);
       g_guard--;
+      if (rc == -MACHNET_EFALLBACK) {
+        if (stream_fallback(fd, e) != 0) return -1;
+        return REAL(ioctl)(fd, req, arg);
+      }
       return set_errno(rc);
     }
     if (fail) return -1;
+  }
+  if (req == FIONBIO && !g_guard && arg != NULL) {
+    /* An offloaded listener's twin stays non-blocking (accept4 needs it). */
+    struct fd_ent* l = lookup(fd);
+    if (l != NULL && atomic_load(&l->kind) == KIND_OFFLOAD &&
+        (atomic_load(&l->flags) & FL_LISTEN)) {
+      if (*(int*)arg)
+        atomic_fetch_or(&l->flags, FL_NONBLOCK);
+      else
+        atomic_fetch_and(&l->flags, ~(uint32_t)FL_NONBLOCK);
+      return 0;
+    }
   }
   int rc = REAL(ioctl)(fd, req, arg);
   if (rc == 0 && req == FIONBIO && !g_guard && arg != NULL) {

@@ -22,7 +22,9 @@ PACKAGES=(
   # Mellanox PMDs (mlx4/mlx5) need rdma-core; configure reports whether usable
   libibverbs-dev rdma-core
   # test topology and peers
-  iproute2 ethtool iputils-ping python3 socat sockperf procps kmod
+  iproute2 ethtool iputils-ping python3 socat sockperf procps kmod nftables
+  # real TCP programs for the stream socket tests
+  redis-server redis-tools nginx-light wrk curl
   # dual-stack UDP acceptance (iperf3 -u)
   iperf3
   # manual pages: rendered and linted by make check (tests/docs/)

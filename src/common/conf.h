@@ -33,13 +33,16 @@ extern "C" {
 /* ---- offload rules (rules.N) -------------------------------------------- */
 enum mn_action { MN_KERNEL = 0, MN_OFFLOAD = 1 };
 enum mn_role { MN_ROLE_ANY = 0, MN_ROLE_BIND = 1, MN_ROLE_CONNECT = 2 };
+/* Which sockets a rule concerns: UDP, stream (TCP) or both. */
+enum mn_proto { MN_PROTO_ANY = 0, MN_PROTO_UDP = 1, MN_PROTO_TCP = 2 };
 /* machnetd = auto|on|off: whether the engine looks for the daemon. */
 enum mn_machnetd { MN_MACHNETD_AUTO = 0, MN_MACHNETD_ON = 1, MN_MACHNETD_OFF = 2 };
 
 struct mn_rule {
   long num; /* rules.NUM: evaluation order */
   int action;
-  int role;
+  int proto; /* enum mn_proto */
+  int role;  /* stream sockets: bind is listen */
   uint32_t addr, mask; /* host order; mask 0 = any address */
   uint16_t port_lo, port_hi;
 };

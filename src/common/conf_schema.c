@@ -96,6 +96,12 @@ static const struct mn_conf_key kSchema[] = {
     UINT("transport.initial_cwnd_segments", 1, 1u << 20, "16"),
     BOOL("transport.payload_checksum", "yes"),
     BOOL("transport.cc_slow_start", "yes"),
+    UINT("transport.max_half_open", 1, 1u << 20, "1024"),
+    UINT("transport.half_open_evict_us", 0, 60000000, "5000"),
+    UINT("transport.rendezvous_port", 1, 65535, "14700"),
+    UINT("transport.probe_timeout_us", 3, 10000000, "3000"),
+    UINT("transport.probe_plain_ttl_ms", 0, 86400000, "10000"),
+    UINT("transport.probe_no_service_ttl_ms", 0, 86400000, "1000"),
     /* the native API (src/stack/stack_config.cc) */
     UINT("native.linger_ms", 0, 600000, "500"),
     BOOL("native.progress_thread", "yes"),
@@ -380,12 +386,15 @@ static int parse_port(const char* s, uint16_t* out) {
 }
 
 static int rule_token(const char* tok, struct mn_rule* r, char** save, char* why, size_t n) {
-  if (!strcmp(tok, "udp") || !strcmp(tok, "*") || !strcmp(tok, "all")) return 0;
-  if (!strcmp(tok, "tcp") || !strcmp(tok, "stream")) {
-    snprintf(why, n, "only udp rules are supported in this version");
-    return -1;
-  }
-  if (!strcmp(tok, "bind")) {
+  if (!strcmp(tok, "*") || !strcmp(tok, "all")) return 0;
+  if (!strcmp(tok, "udp") || !strcmp(tok, "tcp") || !strcmp(tok, "stream")) {
+    int proto = !strcmp(tok, "udp") ? MN_PROTO_UDP : MN_PROTO_TCP;
+    if (r->proto != MN_PROTO_ANY && r->proto != proto) {
+      snprintf(why, n, "a rule names one protocol: udp or tcp");
+      return -1;
+    }
+    r->proto = proto;
+  } else if (!strcmp(tok, "bind") || !strcmp(tok, "listen")) {
     r->role = MN_ROLE_BIND;
   } else if (!strcmp(tok, "connect")) {
     r->role = MN_ROLE_CONNECT;
@@ -424,13 +433,15 @@ static int rule_token(const char* tok, struct mn_rule* r, char** save, char* why
     r->mask = len == 0 ? 0 : ~(uint32_t)0 << (32 - len);
     r->addr &= r->mask;
   } else {
-    snprintf(why, n, "unexpected '%s' (expected udp, bind, connect, ADDR[/LEN], port N[-M])", tok);
+    snprintf(why, n,
+             "unexpected '%s' (expected udp, tcp, bind, listen, connect, ADDR[/LEN], port N[-M])",
+             tok);
     return -1;
   }
   return 0;
 }
 
-/* "ACTION [udp] [bind|connect|any] [ADDR[/LEN]] [port LO[-HI]]" */
+/* "ACTION [udp|tcp] [bind|listen|connect|any] [ADDR[/LEN]] [port LO[-HI]]" */
 int mn_conf_rule(const char* s, struct mn_rule* r, char* why, size_t n) {
   char buf[256];
   if (strlen(s) >= sizeof(buf)) {

@@ -8,6 +8,7 @@
 
 #include "socket/socket_internal.h"
 #include "socket/socket_layer.h"
+#include "socket/stream.h"
 
 namespace machnet::socket {
 
@@ -41,6 +42,10 @@ namespace {
 
 void finalize(Sock* s, uint32_t slot) {
   stack::Lock lock(mu());
+  if (s->kind != Kind::kUdp) {
+    stream_finalize(s);
+    s->kind = Kind::kUdp;
+  }
   if (s->us != nullptr && !g.stack->down()) eng().udp_close(s->us);
   s->us = nullptr;
   s->twin = -1;

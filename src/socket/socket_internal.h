@@ -18,6 +18,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <vector>
 
 #include "engine/engine.h"
 #include "socket/socket_ops.h"
@@ -32,10 +34,15 @@ constexpr size_t kMaxDatagram = 65535;
 // Sleep slice when no eventfd wake-up can be armed (no progress thread).
 constexpr int64_t kSliceNs = 200'000;
 
+// What an offloaded socket is: a UDP socket on an engine port, a stream
+// connection over a transport flow, or a stream listener on a service port.
+enum class Kind : uint8_t { kUdp, kStream, kListener };
+
 struct Sock {
   // generation << 32 | references held by calls in progress.
   std::atomic<uint64_t> state{uint64_t{1} << 32};
   // Everything below is guarded by the stack's mutex.
+  Kind kind = Kind::kUdp;
   engine::UdpSocket* us = nullptr;
   int twin = -1;
   int fd_refs = 0;
@@ -64,6 +71,21 @@ struct Sock {
   uint64_t rx_taken = 0;
   uint64_t tx_count = 0;
   uint32_t next_free = 0;  // free list link (slot + 1)
+
+  // ---- stream sockets and listeners (stream_*.cc) ----
+  transport::FlowId flow = 0;             // kStream: the transport flow
+  uint16_t tp_port = 0;                   // transport port held (engine UDP port), 0 = none
+  stack::EventTarget ev;                  // bumped on every event of the flow / listener
+  bool connecting = false;                // kStream: handshake (the probe) not settled yet
+  uint64_t probe_deadline_ns = 0;         // kStream: no answer by then: kernel TCP
+  bool fallback = false;                  // kStream: the probe said "use kernel TCP"
+  int so_error = 0;                       // kStream: a failure not reported yet (SO_ERROR)
+  bool eof_reported = false;              // kStream: a read already returned the error/EOF
+  bool linger_reset = false;              // SO_LINGER {1, 0}: close resets (RST)
+  uint16_t service_port = 0;              // kListener: the port clients connect to
+  uint32_t backlog = 0;                   // kListener: accept queue bound
+  std::deque<transport::FlowId> acceptq;  // kListener: established, not accepted
+  std::vector<transport::FlowOptions> listen_opts;  // kListener: set by setsockopt (0 or 1)
 };
 
 // Process-wide state of the socket layer (the engine and the lock are the
@@ -147,7 +169,7 @@ bool every_handler_restarts(const sigset_t& old);
 // Arms the calling thread's waiter for one socket (a receive) or a set of
 // handles (poll/epoll); seen: the caller's last rx_seq sum, or nullptr.
 // Returns the eventfd, -EALREADY or -EAGAIN, as stack::Stack::wait_arm.
-int arm_socket(Sock* s);
+int arm_socket(Sock* s, const uint64_t* seen);
 int arm_set(const uint64_t* handles, size_t n, const uint64_t* seen_sum);
 void disarm();
 

@@ -1,7 +1,8 @@
 // The operations behind the C entry table (socket_ops.h), one function per
 // entry, by file: handles.cc (open, dup, close), udp_path.cc (the datagram
 // calls), readiness.cc (poll, ready, wait_arm), socket_ops.cc (init, the
-// table). Same conventions as the table: >= 0 or -errno.
+// table), stream_conn.cc and stream_data.cc (stream sockets). Same conventions as the table: >= 0
+// or -errno.
 #pragma once
 
 #include <netinet/in.h>
@@ -32,5 +33,14 @@ int op_ready_seq(const uint64_t* handles, const short* events, short* revents, u
                  uint64_t* tx_seq, size_t n);
 int op_wait_arm(const uint64_t* handles, const uint64_t* seen_rx, size_t n);
 void op_wait_disarm(void);
+int op_ioctl(uint64_t h, unsigned long req, int* out);
+
+// Stream sockets (stream_conn.cc).
+int op_stream_listen(int twin, const sockaddr_in* local, int backlog, uint64_t* handle);
+int op_stream_accept(uint64_t h, uint64_t* conn, sockaddr_in* peer, int64_t timeout_ns);
+int op_stream_connect(int twin, const sockaddr_in* peer, int64_t timeout_ns, uint64_t* handle);
+int op_stream_connect_result(uint64_t h);
+int op_setsockopt(uint64_t h, int level, int name, const void* val, socklen_t len);
+int op_getsockopt(uint64_t h, int level, int name, void* val, socklen_t* len);
 
 }  // namespace machnet::socket

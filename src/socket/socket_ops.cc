@@ -3,6 +3,7 @@
 #include "socket/socket_ops.h"
 
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "socket/socket_internal.h"
 #include "socket/socket_layer.h"
+#include "socket/stream.h"
 
 namespace machnet::socket {
 namespace {
@@ -21,6 +23,35 @@ void copy_msg(char* msg, size_t len, const std::string& s) {
 }
 
 std::mutex g_init_mu;
+pid_t g_owner = 0;
+
+// At exit the kernel would close every socket the process still holds:
+// stream connections send their FIN after the data still queued (or RST
+// with SO_LINGER {1, 0}), listeners reset what nobody accepted. The
+// transport cannot outlive the process, so this lingers (native.linger_ms,
+// 500 ms by default) until the peers have acknowledged the FINs. Runs
+// before the stack stops (atexit handlers run in reverse order).
+void close_streams_at_exit() {
+  if (g.stack == nullptr || getpid() != g_owner) return;  // a fork child: not ours
+  {
+    stack::Lock lock(mu());
+    if (g.stack->down()) return;
+    for (uint32_t slot = 0; slot < g.next_slot; slot++) {
+      Sock* s = slot_ptr(slot);
+      if (s == nullptr || s->kind == Kind::kUdp || s->fd_refs == 0) continue;
+      stream_finalize(s);
+    }
+  }
+  int64_t end = now_ns() + static_cast<int64_t>(g.stack->config().linger_ns);
+  for (unsigned round = 0; now_ns() < end; round++) {
+    {
+      stack::Lock lock(mu());
+      g.stack->poll_locked();
+      if (g.stack->lingering() == 0) break;
+    }
+    if (round > 64) usleep(50);
+  }
+}
 
 int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t msglen) {
   std::lock_guard<std::mutex> init(g_init_mu);
@@ -44,6 +75,8 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
     return e == EINVAL ? -EINVAL : -ENETDOWN;
   }
   g.stack = s;
+  g_owner = getpid();
+  atexit(close_streams_at_exit);
   copy_msg(msg, msglen, s->description());
   return 0;
 }
@@ -80,6 +113,14 @@ const struct machnet_socket_ops_v1 kOps = {
     op_shutdown,
     op_wait_arm,
     op_wait_disarm,
+    op_stream_listen,
+    op_stream_accept,
+    op_stream_connect,
+    op_stream_connect_result,
+    op_setsockopt,
+    op_getsockopt,
+    op_ioctl,
+    close_streams_at_exit,
 };
 
 }  // namespace

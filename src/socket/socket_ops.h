@@ -105,7 +105,57 @@ struct machnet_socket_ops_v1 {
    * valid until wait_disarm, which must follow every arm that returned an fd. */
   int (*wait_arm)(const uint64_t* handles, const uint64_t* seen_rx, size_t n);
   void (*wait_disarm)(void);
+
+  /* ---- Stream sockets over the machnet transport (appended) ----
+   * A stream handle names a connection (or a listener); the generic entries
+   * above (dup, close, getsockname, getpeername, sendmsg, recvmsg, fionread,
+   * poll, ready, ready_seq, shutdown, wait_arm) take it too. An offloaded
+   * stream connection has no kernel path: its fd is a placeholder socket the
+   * shim keeps out of every kernel poll/epoll (poll above does that itself).
+   *
+   * A connect first probes the peer; when the peer has no machnet service
+   * there, the socket "falls back": calls on its handle return
+   * -MACHNET_EFALLBACK and readiness reports MACHNET_POLL_FALLBACK, and the
+   * shim then connects the kernel twin itself (same fd, same peer), moves
+   * the fd to the kernel in every epoll set, and closes the handle. */
+
+  /* Listens for transport connections to local's port (the service port);
+   * the twin listens in the kernel too (plain TCP clients reach it). */
+  int (*stream_listen)(int twin_fd, const struct sockaddr_in* local, int backlog, uint64_t* handle);
+  /* One connection off a listener: 1 with *conn and *peer (a transport
+   * connection: the shim makes a placeholder fd for it); 0 when the twin
+   * has a kernel connection to accept (the shim accepts it); -EAGAIN (none,
+   * timeout_ns 0 or expired), -EINTR, -errno. Waits like recvmsg, on both. */
+  int (*stream_accept)(uint64_t listener, uint64_t* conn, struct sockaddr_in* peer,
+                       int64_t timeout_ns);
+  /* Connects over the transport from the twin's socket to peer: 0
+   * (connected), -EINPROGRESS (timeout_ns 0: *handle names the connecting
+   * socket), -MACHNET_EFALLBACK (*handle 0: connect the twin in the kernel),
+   * or -errno. */
+  int (*stream_connect)(int twin_fd, const struct sockaddr_in* peer, int64_t timeout_ns,
+                        uint64_t* handle);
+  /* SO_ERROR of a connect in progress: 0, -EINPROGRESS, -MACHNET_EFALLBACK,
+   * or -errno (reported once, as SO_ERROR is). */
+  int (*stream_connect_result)(uint64_t handle);
+  /* Options the socket layer honours (TCP_NODELAY, TCP_CORK, SO_KEEPALIVE,
+   * TCP_KEEPIDLE/INTVL/CNT, SO_RCVBUF, SO_SNDBUF, SO_LINGER...): 0 or -errno;
+   * -ENOPROTOOPT for those it does not keep (the shim asks the twin). */
+  int (*setsockopt)(uint64_t handle, int level, int name, const void* val, socklen_t len);
+  int (*getsockopt)(uint64_t handle, int level, int name, void* val, socklen_t* len);
+  /* FIONREAD/SIOCINQ (bytes readable), SIOCOUTQ (bytes not yet acknowledged). */
+  int (*ioctl)(uint64_t handle, unsigned long req, int* out);
+  /* The process is about to end (exit or _exit): what the kernel would do
+   * with the stream sockets still open (FIN after queued data, RST with
+   * SO_LINGER {1, 0}), lingering a bounded time for the peers' ACKs. Does
+   * nothing in a fork child. */
+  void (*process_exit)(void);
 };
+
+/* Returned (negated) by stream calls on a socket whose connect fell back to
+ * kernel TCP; reported by readiness as MACHNET_POLL_FALLBACK (a bit poll(2)
+ * never uses). */
+#define MACHNET_EFALLBACK 4096
+#define MACHNET_POLL_FALLBACK 0x4000
 
 typedef const struct machnet_socket_ops_v1* (*machnet_socket_ops_v1_fn)(void);
 const struct machnet_socket_ops_v1* machnet_socket_ops_v1(void);

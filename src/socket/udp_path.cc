@@ -1,6 +1,7 @@
 // The datagram path of offloaded UDP sockets: receive (engine first, then
 // the kernel twin), send (engine, or the twin for destinations only the
 // kernel reaches), connect, names, FIONREAD and shutdown.
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -13,6 +14,7 @@
 
 #include "socket/socket_internal.h"
 #include "socket/socket_layer.h"
+#include "socket/stream.h"
 #include "wire/headers.h"
 
 namespace machnet::socket {
@@ -169,12 +171,19 @@ ssize_t twin_recv(Sock* s, msghdr* m, int flags) {
 
 }  // namespace
 
-// Datagrams that ever reached s through the engine (lock held).
+// Datagrams that ever reached s through the engine (lock held); for stream
+// sockets and listeners, the events of their flow or listener.
 uint64_t rx_seq(const Sock* s) {
+  if (s->kind != Kind::kUdp) {
+    // Events of the flow, plus every arrival and ACK (an edge for EPOLLET
+    // even when the readiness mask does not change).
+    return s->ev.seq + (s->flow != 0 ? g.stack->transport().activity(s->flow) : 0);
+  }
   return s->us == nullptr ? 0 : s->rx_taken + eng().udp_pending(s->us);
 }
 
 bool has_data(const Sock* s) {
+  if (s->kind != Kind::kUdp) return stream_has_data(s);
   return s->us != nullptr && (s->has_stash || eng().udp_pending(s->us) != 0);
 }
 
@@ -197,6 +206,7 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   Ref ref(h);
   Sock* s = ref.get();
   if (s == nullptr) return -EBADF;
+  if (s->kind != Kind::kUdp) return stream_recvmsg(ref, s, m, flags, timeout_ns);
   if (flags & MSG_OOB) return -EOPNOTSUPP;
   if (flags & MSG_ERRQUEUE) return twin_recv(s, m, flags);
   if (flags & MSG_DONTWAIT) timeout_ns = 0;
@@ -226,7 +236,7 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   for (;;) {
     int64_t t = now_ns();
     if (t >= deadline) return -EAGAIN;
-    int efd = arm_socket(s);
+    int efd = arm_socket(s, nullptr);
     if (efd == -EALREADY) {
       n = try_recv(s, m, flags);
       if (n != -EAGAIN) return n;
@@ -263,6 +273,7 @@ ssize_t op_sendmsg(uint64_t h, const msghdr* m, int flags, int64_t timeout_ns) {
   Ref ref(h);
   Sock* s = ref.get();
   if (s == nullptr) return -EBADF;
+  if (s->kind != Kind::kUdp) return stream_sendmsg(ref, s, m, flags, timeout_ns);
   if (flags & MSG_OOB) return -EOPNOTSUPP;
   uint32_t ip;
   uint16_t port;
@@ -313,6 +324,12 @@ int op_fionread(uint64_t h, int* out) {
   Ref ref(h);
   Sock* s = ref.get();
   if (s == nullptr) return -EBADF;
+  if (s->kind != Kind::kUdp) {
+    stack::Lock lock(mu());
+    if (g.stack->down()) return -ENETDOWN;
+    g.stack->poll_locked();
+    return stream_ioctl(s, FIONREAD, out);
+  }
   {
     stack::Lock lock(mu());
     if (g.stack->down()) return -ENETDOWN;
@@ -344,6 +361,7 @@ int op_shutdown(uint64_t h, int how) {
   Sock* s = ref.get();
   if (s == nullptr) return -EBADF;
   stack::Lock lock(mu());
+  if (s->kind != Kind::kUdp) return stream_shutdown(s, how);
   if (how == SHUT_RD || how == SHUT_RDWR) s->shut_rd.store(true, std::memory_order_release);
   if (how == SHUT_WR || how == SHUT_RDWR) s->shut_wr.store(true, std::memory_order_release);
   return s->connected ? 0 : -ENOTCONN;
@@ -353,6 +371,7 @@ int op_connect(uint64_t h, const sockaddr_in* peer) {
   Ref ref(h);
   Sock* s = ref.get();
   if (s == nullptr) return -EBADF;
+  if (s->kind != Kind::kUdp) return -EISCONN;  // stream connects: op_stream_connect
   stack::Lock lock(mu());
   // The kernel filters by peer on arrival: what is queued now (a peeked
   // datagram included) is still delivered after connect().
@@ -395,6 +414,26 @@ int op_getpeername(uint64_t h, sockaddr_in* out) {
   out->sin_port = htons(s->peer_port);
   out->sin_addr.s_addr = htonl(s->peer_ip);
   return 0;
+}
+
+}  // namespace machnet::socket
+
+namespace machnet::socket {
+
+int op_ioctl(uint64_t h, unsigned long req, int* out) {
+  if (req == FIONREAD) return op_fionread(h, out);
+  Ref ref(h);
+  Sock* s = ref.get();
+  if (s == nullptr) return -EBADF;
+  if (s->kind == Kind::kUdp) {
+    // SIOCOUTQ on UDP: nothing stays queued in the engine after a send.
+    if (req != SIOCOUTQ) return -ENOTTY;
+    *out = 0;
+    return 0;
+  }
+  stack::Lock lock(mu());
+  if (g.stack->down()) return -ENETDOWN;
+  return stream_ioctl(s, req, out);
 }
 
 }  // namespace machnet::socket

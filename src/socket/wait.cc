@@ -87,8 +87,8 @@ int arm(const Sock* s, const uint64_t* handles, size_t n, const uint64_t* seen) 
 
 }  // namespace
 
-int arm_socket(Sock* s) {
-  return arm(s, nullptr, 0, nullptr);
+int arm_socket(Sock* s, const uint64_t* seen) {
+  return arm(s, nullptr, 0, seen);
 }
 
 int arm_set(const uint64_t* handles, size_t n, const uint64_t* seen_sum) {

@@ -1,9 +1,11 @@
 #include "stack/stack.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +57,35 @@ std::vector<int> claim_engine_fds(const std::set<int>& before) {
   return rx;
 }
 
+// The engine opens dozens of fds (EAL, hugepage memory, the AF_XDP socket,
+// BPF maps). Taken from the lowest free numbers they would push the
+// program's own sockets up, and programs that size tables by fd number
+// (wrk's event loop, select() and its FD_SETSIZE) would fail. While the
+// engine starts, the low numbers are held by placeholders; the engine's fds
+// land above them, and the placeholders are closed after.
+class LowFdGuard {
+ public:
+  LowFdGuard() {
+    rlimit rl{};
+    int top = kLowFds;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      top = std::min<int>(top, static_cast<int>(rl.rlim_cur / 2));
+    for (;;) {
+      int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      held_.push_back(fd);
+      if (fd >= top) break;
+    }
+  }
+  ~LowFdGuard() {
+    for (int fd : held_) close(fd);
+  }
+
+ private:
+  static constexpr int kLowFds = 256;
+  std::vector<int> held_;
+};
+
 }  // namespace
 
 Stack* Stack::start(const std::string& config_path, const std::vector<std::string>& overrides,
@@ -72,9 +103,14 @@ Stack* Stack::start(const std::string& config_path, const std::vector<std::strin
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  std::set<int> before = open_fds();
-  std::unique_ptr<engine::Engine> eng = engine::Engine::create(cfg.engine, err);
-  std::vector<int> rx_fds = claim_engine_fds(before);
+  std::unique_ptr<engine::Engine> eng;
+  std::vector<int> rx_fds;
+  {
+    LowFdGuard low;
+    std::set<int> before = open_fds();
+    eng = engine::Engine::create(cfg.engine, err);
+    rx_fds = claim_engine_fds(before);
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (!eng) {
     // A device but no address is a configuration error, whatever the
@@ -109,8 +145,8 @@ Stack::Stack(const StackConfig& cfg, std::unique_ptr<engine::Engine> eng, std::v
       rxbuf_(65536),
       rx_fds_(std::move(rx_fds)) {
   tp_ = std::make_unique<transport::Transport>(cfg_.tunables, this, ip_, random_seed());
-  tp_->set_event_handler([this](FlowId flow, uint16_t listen_port, uint32_t) {
-    on_transport_event(flow, listen_port);
+  tp_->set_event_handler([this](FlowId flow, uint16_t listen_port, uint32_t events) {
+    on_transport_event(flow, listen_port, events);
   });
 }
 
@@ -297,14 +333,15 @@ void Stack::unroute_listener(uint16_t port) {
   listener_targets_.erase(port);
 }
 
-void Stack::on_transport_event(FlowId flow, uint16_t listen_port) {
+void Stack::on_transport_event(FlowId flow, uint16_t listen_port, uint32_t events) {
   activity_++;
   if (flow != 0) {
     auto it = flow_targets_.find(flow);
     if (it != flow_targets_.end()) it->second->seq++;
   } else {
-    auto it = listener_targets_.find(listen_port);
-    if (it != listener_targets_.end()) it->second->seq++;
+    auto& targets = (events & transport::kEvService) ? service_targets_ : listener_targets_;
+    auto it = targets.find(listen_port);
+    if (it != targets.end()) it->second->seq++;
   }
 }
 

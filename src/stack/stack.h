@@ -91,6 +91,27 @@ class Stack final : public transport::DatagramSink {
   void release_flow_port(transport::FlowId id, uint16_t port);
   size_t lingering() const { return lingering_.size(); }
 
+  // Stream services, for the socket layer's stream sockets (streams.cc):
+  // the transport addressing of a TCP-like (address, port) lives here only.
+  // Listens for stream connections to `service_port` (backlog 0: the
+  // transport's default); listener events go to t. 0 or -errno.
+  int stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t);
+  void stream_unlisten(uint16_t service_port);
+  // The next established connection to the service: 0 with *id and *peer
+  // (the flow holds a reference on its transport port, *port), or -EAGAIN.
+  int stream_accept(uint16_t service_port, transport::FlowId* id, transport::Endpoint* peer,
+                    uint16_t* port);
+  // Starts a stream connect to the peer's service (peer.port: the service
+  // port); the flow's events go to t. 0 with *id and *port (its transport
+  // port, referenced); kStreamPlainPeer when the peer is known to have no
+  // machnet service there (use kernel TCP); or -errno.
+  static constexpr int kStreamPlainPeer = 1;
+  int stream_connect(const transport::Endpoint& peer, const transport::FlowOptions* opts,
+                     EventTarget* t, transport::FlowId* id, uint16_t* port);
+  // Gives a stream flow back: graceful close (FIN after queued data) or
+  // reset; its port is released once the transport is done with it.
+  void stream_release(transport::FlowId id, uint16_t port, bool reset);
+
   // Readiness routing: transport events of a flow / a listener's port bump
   // the target's seq and count as activity for the sleepers.
   void route_flow(transport::FlowId id, EventTarget* t);
@@ -133,7 +154,7 @@ class Stack final : public transport::DatagramSink {
   void start_progress();
   void progress_loop();
   void reap_lingering();
-  void on_transport_event(transport::FlowId flow, uint16_t listen_port);
+  void on_transport_event(transport::FlowId flow, uint16_t listen_port, uint32_t events);
   bool loop_send(const transport::Endpoint& local, const transport::Endpoint& remote,
                  const uint8_t* hdr, size_t hdr_len, const iovec* payload, size_t n_payload);
   size_t deliver_loopback(uint64_t now);
@@ -171,8 +192,11 @@ class Stack final : public transport::DatagramSink {
   std::deque<Looped> loop_;     // bounded by socket_queue_len, like a socket
   std::vector<std::vector<uint8_t>> loop_pool_;
   std::unordered_map<transport::FlowId, EventTarget*> flow_targets_;
-  std::unordered_map<uint16_t, EventTarget*> listener_targets_;
-  uint64_t activity_ = 0;  // transport events and front-end notes
+  std::unordered_map<uint16_t, EventTarget*> listener_targets_;  // by UDP port
+  std::unordered_map<uint16_t, EventTarget*> service_targets_;   // by service port
+  std::unordered_map<uint16_t, uint16_t> services_;  // service port -> accepted flows' UDP port
+  uint32_t rendezvous_refs_ = 0;                     // services listening (R bound while > 0)
+  uint64_t activity_ = 0;                            // transport events and front-end notes
   uint64_t last_activity_ = 0;
   uint64_t last_icmp_ = 0;
   std::atomic<uint64_t> poll_count_{0};

@@ -11,7 +11,7 @@ namespace {
 // Transport knobs exposed as configuration keys (their ranges: the schema,
 // common/conf_schema.c). Times are given in the unit named by the key (the
 // tunables hold nanoseconds).
-enum class Kind { kU32, kU64Time, kBool };
+enum class Kind { kU32, kU64Time, kBool, kU16 };
 struct TunableKey {
   const char* key;
   Kind kind;
@@ -19,6 +19,7 @@ struct TunableKey {
   uint32_t transport::Tunables::*u32;
   uint64_t transport::Tunables::*u64;
   bool transport::Tunables::*b;
+  uint16_t transport::Tunables::*u16 = nullptr;
 };
 
 using T = transport::Tunables;
@@ -47,6 +48,13 @@ const TunableKey kTunableKeys[] = {
     {"transport.initial_cwnd_segments", Kind::kU32, 0, &T::initial_cwnd_segments, nullptr, nullptr},
     {"transport.payload_checksum", Kind::kBool, 0, nullptr, nullptr, &T::payload_checksum},
     {"transport.cc_slow_start", Kind::kBool, 0, nullptr, nullptr, &T::cc_slow_start},
+    {"transport.max_half_open", Kind::kU32, 0, &T::max_half_open, nullptr, nullptr},
+    {"transport.half_open_evict_us", Kind::kU64Time, kUs, nullptr, &T::half_open_evict_ns, nullptr},
+    {"transport.rendezvous_port", Kind::kU16, 0, nullptr, nullptr, nullptr, &T::rendezvous_port},
+    {"transport.probe_timeout_us", Kind::kU64Time, kUs, nullptr, &T::probe_timeout_ns, nullptr},
+    {"transport.probe_plain_ttl_ms", Kind::kU64Time, kMs, nullptr, &T::probe_plain_ttl_ns, nullptr},
+    {"transport.probe_no_service_ttl_ms", Kind::kU64Time, kMs, nullptr, &T::probe_no_service_ttl_ns,
+     nullptr},
 };
 
 constexpr const char* kLingerKey = "native.linger_ms";
@@ -101,6 +109,10 @@ bool StackConfig::load(const Config& c, std::string* err) {
         break;
       case Kind::kBool:
         if (!c.get_bool(t.key, &(tunables.*(t.b)), err)) return false;
+        break;
+      case Kind::kU16:
+        if (!c.get_uint(t.key, &v, err)) return false;
+        tunables.*(t.u16) = static_cast<uint16_t>(v);
         break;
     }
   }

@@ -17,11 +17,16 @@ namespace machnet {
 namespace transport {
 
 // What a flow needs from its Transport.
+class PeerCache;
+
 struct FlowEnv {
   const Tunables* t = nullptr;
   DatagramSink* sink = nullptr;
   Counters* counters = nullptr;
   Rng* rng = nullptr;
+  // What the transport knows of peers (a probe to a host that answered as
+  // machnet a moment ago is not given up for silence). May be null (tests).
+  const PeerCache* peers = nullptr;
 };
 
 // Per-flow options: the transport's side of the socket options a stream
@@ -161,6 +166,9 @@ class Flow {
   Status peek_stream(uint8_t* buf, size_t cap, size_t* got) const;
   uint64_t readable_bytes() const;  // FIONREAD
   bool readable() const;
+  // Moves on every in-order arrival and every acknowledgement: an edge for
+  // edge-triggered readiness even when the events mask stays the same.
+  uint64_t activity() const { return st_.bytes_received + st_.bytes_acked + st_.segments_received; }
   uint32_t events() const;  // FlowEvents mask
 
   // --- send_path.cc ---------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "transport/flow.h"
+#include "transport/peer_probe.h"
 
 namespace machnet {
 namespace transport {
@@ -157,6 +158,18 @@ void Flow::on_handshake_timer(uint64_t now) {
   if (probing()) {
     // A service probe is bounded by probe_timeout_ns, not by the SYN retries.
     if (now >= probe_deadline_) {
+      // Silence from a host that answered another probe as machnet a moment
+      // ago is loss or a queue (a burst of connects), not a plain host: go
+      // on as an ordinary connect (SYN retries, then kConnectTimeout)
+      // instead of moving this connection to the kernel's TCP.
+      if (env_.peers != nullptr && env_.peers->fresh_machnet(now, remote_.ip)) {
+        probing_ = false;
+        ++env_.counters->probes_extended;
+        syn_retries_ = 0;
+        send_syn(now);
+        state_deadline_ = now + t_.syn_rto_ns;
+        return;
+      }
       news_ = ProbeNews::kPlainTimeout;
       probe_fail(now, FallbackReason::kTimeout);
       return;

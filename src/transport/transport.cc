@@ -23,6 +23,7 @@ Transport::Transport(const Tunables& t, DatagramSink* sink, uint32_t local_ip, u
   env_.sink = sink_;
   env_.counters = &counters_;
   env_.rng = &rng_;
+  env_.peers = &peers_;
   rst_tokens_ = t_.rst_burst;
 }
 
@@ -479,6 +480,19 @@ bool Transport::flow_stats(FlowId id, FlowStats* out) const {
   Flow* f = table_.find(id);
   if (f == nullptr) return false;
   *out = f->stats();
+  return true;
+}
+
+uint64_t Transport::activity(FlowId id) const {
+  Flow* f = table_.find(id);
+  return f == nullptr ? 0 : f->activity();
+}
+
+bool Transport::endpoints(FlowId id, Endpoint* local, Endpoint* remote) const {
+  Flow* f = table_.find(id);
+  if (f == nullptr) return false;
+  *local = f->local();
+  *remote = f->remote();
   return true;
 }
 

@@ -122,9 +122,13 @@ class Transport {
 
   // --- introspection ---
   bool flow_stats(FlowId id, FlowStats* out) const;
+  // The flow's local and remote endpoints; false for an unknown id.
+  bool endpoints(FlowId id, Endpoint* local, Endpoint* remote) const;
   FlowState state(FlowId id) const;
   FlowError error(FlowId id) const;
   bool readable(FlowId id) const;
+  // Flow::activity(): 0 for an unknown id.
+  uint64_t activity(FlowId id) const;
   size_t send_space(FlowId id) const;
   const Counters& counters() const { return counters_; }
   size_t flow_count() const { return table_.size(); }

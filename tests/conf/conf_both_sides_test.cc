@@ -202,14 +202,15 @@ std::vector<Bad> bad_files() {
        false},
       // rules
       {"[rules]\n10 = offload udp prot 9\n",
-       "@:2: rules.10: unexpected 'prot' (expected udp, bind, connect, ADDR[/LEN], port N[-M])",
+       "@:2: rules.10: unexpected 'prot' (expected udp, tcp, bind, listen, connect, ADDR[/LEN], "
+       "port N[-M])",
        false},
       {"[rules]\n10 = maybe udp\n",
        "@:2: rules.10: a rule starts with 'offload' or 'kernel', got 'maybe'", false},
       {"[rules]\n10 = offload port 9-3\n", "@:2: rules.10: bad port range '9-3'", false},
       {"[rules]\n10 = offload 10.0.0.0/33\n", "@:2: rules.10: bad prefix length in '10.0.0.0/33'",
        false},
-      {"[rules]\n10 = offload tcp\n", "@:2: rules.10: only udp rules are supported in this version",
+      {"[rules]\n10 = offload tcp udp\n", "@:2: rules.10: a rule names one protocol: udp or tcp",
        false},
       {"[rules]\n010 = offload\n",
        "@:2: rules.010: rules take a number without leading zeros (rules.10 = ...), or are "

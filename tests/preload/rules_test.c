@@ -51,6 +51,32 @@ int main(void) {
   CHECK(mn_decide(&c, MN_ROLE_BIND, 0, 5100, &why) == MN_KERNEL);                 /* rule 25 */
   CHECK(mn_decide(&c, MN_ROLE_CONNECT, ip(10, 0, 8, 7), 53, &why) == MN_OFFLOAD); /* keep_dns off */
 
+  /* protocols: udp and tcp rules concern only their sockets, untyped ones both;
+   * listen is bind for a stream socket */
+  CHECK(load_text("[rules]\n"
+                  "default = kernel\n"
+                  "10 = offload tcp listen port 6379\n"
+                  "20 = offload udp port 11111\n"
+                  "30 = offload connect 10.0.0.0/8\n",
+                  &c, err, sizeof(err)) == 0);
+  CHECK(c.rules[0].proto == MN_PROTO_TCP && c.rules[1].proto == MN_PROTO_UDP &&
+        c.rules[2].proto == MN_PROTO_ANY && c.rules[0].role == MN_ROLE_BIND);
+  CHECK(mn_decide_proto(&c, MN_PROTO_TCP, MN_ROLE_BIND, 0, 6379, &why) == MN_OFFLOAD);
+  CHECK(strcmp(why, "rule") == 0);
+  CHECK(mn_decide_proto(&c, MN_PROTO_UDP, MN_ROLE_BIND, 0, 6379, &why) == MN_KERNEL);
+  CHECK(mn_decide_proto(&c, MN_PROTO_TCP, MN_ROLE_BIND, 0, 11111, &why) == MN_KERNEL);
+  CHECK(mn_decide(&c, MN_ROLE_BIND, 0, 11111, &why) == MN_OFFLOAD);
+  CHECK(mn_decide_proto(&c, MN_PROTO_TCP, MN_ROLE_CONNECT, ip(10, 1, 2, 3), 80, &why) ==
+        MN_OFFLOAD);
+  CHECK(mn_decide_proto(&c, MN_PROTO_UDP, MN_ROLE_CONNECT, ip(10, 1, 2, 3), 80, &why) ==
+        MN_OFFLOAD);
+  CHECK(mn_decide_proto(&c, MN_PROTO_TCP, MN_ROLE_CONNECT, ip(11, 1, 2, 3), 80, &why) ==
+        MN_KERNEL);
+  char line[512];
+  mn_rules_describe(&c, line, sizeof(line));
+  CHECK(strstr(line, "rules.10: offload tcp bind port 6379-6379") != NULL);
+  CHECK(strstr(line, "rules.30: offload udp/tcp connect") != NULL);
+
   /* the environment wins over the file, and adds rules */
   setenv("MACHNET_RULES_DEFAULT", "offload", 1);
   setenv("MACHNET_RULES_10", "offload udp", 1);
@@ -77,8 +103,8 @@ int main(void) {
   CHECK(strstr(err, ":2: rules.10: bad port range '9-3'") != NULL);
   CHECK(load_text("[rules]\n10 = offload 10.0.0.0/33\n", &c, err, sizeof(err)) != 0);
   CHECK(strstr(err, "bad prefix length") != NULL);
-  CHECK(load_text("[rules]\n10 = offload tcp\n", &c, err, sizeof(err)) != 0);
-  CHECK(strstr(err, "only udp rules") != NULL);
+  CHECK(load_text("[rules]\n10 = offload tcp udp\n", &c, err, sizeof(err)) != 0);
+  CHECK(strstr(err, "a rule names one protocol") != NULL);
   CHECK(load_text("[rules]\nfoo = offload\n", &c, err, sizeof(err)) != 0);
   CHECK(strstr(err, ":2: rules.foo:") != NULL);
   CHECK(load_text("strict = perhaps\n", &c, err, sizeof(err)) != 0);

@@ -1,0 +1,120 @@
+// Stream services over the transport, for the socket layer's stream
+// sockets: where a listener is reachable and what a connect talks to
+// (docs/PROTOCOL.md, "Stream services").
+//
+// A stream listener on TCP-like port P is a transport service P: SYNs for it
+// arrive on the host's rendezvous UDP port R (transport.rendezvous_port),
+// carrying P; the connections it accepts run on an ephemeral UDP port L of
+// this process (the SYN-ACK comes from there). A connect sends its SYN from
+// an ephemeral port of ours to the peer's R. R is bound while any service
+// listens (standalone engines; under machnetd the daemon owns it).
+#include <cerrno>
+
+#include "stack/stack.h"
+
+namespace machnet::stack {
+
+using transport::Endpoint;
+using transport::FlowId;
+using transport::Status;
+
+namespace {
+
+int status_errno(Status st) {
+  switch (st) {
+    case Status::kOk:
+      return 0;
+    case Status::kAgain:
+      return EAGAIN;
+    case Status::kAddressInUse:
+      return EADDRINUSE;
+    case Status::kTooManyFlows:
+      return ENOBUFS;
+    case Status::kInvalidArgument:
+      return EINVAL;
+    default:
+      return EIO;
+  }
+}
+
+}  // namespace
+
+int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t) {
+  if (down()) return -ENETDOWN;
+  if (services_.count(service_port) != 0) return -EADDRINUSE;
+  if (rendezvous_refs_ == 0) {
+    uint16_t r;
+    int rc = acquire_port(tp_->tunables().rendezvous_port, &r);
+    if (rc != 0) return rc;
+  }
+  rendezvous_refs_++;
+  uint16_t local = 0;
+  int rc = acquire_port(0, &local);
+  if (rc == 0) {
+    Status st = tp_->listen_service(service_port, local, backlog);
+    if (st == Status::kOk) {
+      services_[service_port] = local;
+      service_targets_[service_port] = t;
+      return 0;
+    }
+    unref_port(local);
+    rc = -status_errno(st);
+  }
+  if (--rendezvous_refs_ == 0) unref_port(tp_->tunables().rendezvous_port);
+  return rc;
+}
+
+void Stack::stream_unlisten(uint16_t service_port) {
+  auto it = services_.find(service_port);
+  if (it == services_.end()) return;
+  tp_->unlisten_service(service_port);
+  unref_port(it->second);
+  services_.erase(it);
+  service_targets_.erase(service_port);
+  if (--rendezvous_refs_ == 0) unref_port(tp_->tunables().rendezvous_port);
+}
+
+int Stack::stream_accept(uint16_t service_port, FlowId* id, Endpoint* peer, uint16_t* port) {
+  auto it = services_.find(service_port);
+  if (it == services_.end()) return -EINVAL;
+  FlowId f;
+  if (tp_->accept_service(service_port, &f) != Status::kOk) return -EAGAIN;
+  Endpoint local;
+  tp_->endpoints(f, &local, peer);
+  ref_port(it->second);  // the flow keeps the listener's port bound
+  *id = f;
+  *port = it->second;
+  return 0;
+}
+
+int Stack::stream_connect(const Endpoint& peer, const transport::FlowOptions* opts, EventTarget* t,
+                          FlowId* id, uint16_t* port) {
+  if (down()) return -ENETDOWN;
+  uint16_t p = 0;
+  int rc = acquire_port(0, &p);
+  if (rc != 0) return rc;
+  FlowId f = 0;
+  Status st = tp_->connect_service(now_ns(), p, peer, &f, opts);
+  if (st != Status::kOk) {
+    unref_port(p);
+    // kNotMachnet: the peer is remembered as plain (no probe sent).
+    return st == Status::kNotMachnet ? kStreamPlainPeer : -status_errno(st);
+  }
+  route_flow(f, t);
+  *id = f;
+  *port = p;
+  return 0;
+}
+
+void Stack::stream_release(FlowId id, uint16_t port, bool reset) {
+  uint64_t now = now_ns();
+  if (reset) {
+    tp_->abort(now, id);
+  } else {
+    tp_->close(now, id);
+  }
+  unroute_flow(id);
+  release_flow_port(id, port);
+}
+
+}  // namespace machnet::stack
