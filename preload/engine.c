@@ -259,7 +259,7 @@ static int engine_ready(void) {
   g_engine_up = 1;
   char rules[1024];
   mn_rules_describe(&g_cfg, rules, sizeof(rules));
-  LOG(LOG_NOTICE, "offloading UDP (%s) through %s", rules, msg);
+  LOG(LOG_NOTICE, "offloading UDP and TCP (%s) through %s", rules, msg);
   return 0;
 }
 

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 void forget(int fd) {
+  struct fd_ent* slot = fd_slot(fd);
+  if (slot != NULL && atomic_load_explicit(&slot->conn_err, memory_order_relaxed) != 0)
+    atomic_store(&slot->conn_err, 0);
   struct fd_ent* e = lookup(fd);
   if (e == NULL) return;
   uint32_t kind = atomic_exchange(&e->kind, KIND_NONE);
@@ -64,6 +67,8 @@ EXPORT void closefrom(int lo) {
 /* A new fd names the same socket (dup, dup2, F_DUPFD). */
 static void dup_track(int oldfd, int newfd) {
   if (newfd < 0 || oldfd == newfd) return;
+  struct fd_ent* slot = fd_slot(newfd);
+  if (slot != NULL) atomic_store(&slot->conn_err, 0);
   struct fd_ent* n = lookup(newfd);
   if (n != NULL) {
     atomic_store(&n->kind, KIND_NONE);

@@ -193,6 +193,10 @@ struct fd_ent {
   _Atomic int err;                /* errno when FAILED */
   _Atomic int shut;               /* shutdown(2) while PENDING: SHUT_* + 1 bits */
   struct ep_set* _Atomic ep;      /* when EPOLL */
+  /* A stream connect that fell back to the kernel and failed there at once
+   * (ENETUNREACH...): the error SO_ERROR reports once, as the kernel does
+   * for a non-blocking connect. Kept across KIND_NONE; cleared on close. */
+  _Atomic int conn_err;
 };
 
 #define FD_PAGE_BITS 12

@@ -33,8 +33,6 @@ EXPORT int bind(int fd, const struct sockaddr* addr, socklen_t len) {
   struct fd_ent* e = g_guard ? NULL : lookup(fd);
   struct sockaddr_in a;
   if (e == NULL || atomic_load(&e->kind) != KIND_PENDING) return REAL(bind)(fd, addr, len);
-  /* A stream socket is decided at listen or connect: the twin binds. */
-  if (atomic_load(&e->flags) & FL_STREAM) return REAL(bind)(fd, addr, len);
   int what = addr_from_prog(e, addr, len, 1, &a);
   if (what != ADDR_V4) {
     int rc = REAL(bind)(fd, addr, len);
@@ -58,6 +56,9 @@ EXPORT int bind(int fd, const struct sockaddr* addr, socklen_t len) {
   } else if (rc != 0) {
     return rc;
   }
+  /* A stream socket is decided at listen or connect: the twin holds the
+   * address until then. */
+  if (atomic_load(&e->flags) & FL_STREAM) return 0;
   int d = decide(fd, e, MN_ROLE_BIND, ntohl(a.sin_addr.s_addr), ntohs(a.sin_port));
   return set_errno(d < 0 ? d : 0);
 }
@@ -196,6 +197,16 @@ EXPORT int setsockopt(int fd, int level, int name, const void* val, socklen_t le
 }
 
 EXPORT int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
+  if (level == SOL_SOCKET && name == SO_ERROR && !g_guard && val != NULL && len != NULL &&
+      *len >= sizeof(int)) {
+    struct fd_ent* slot = fd_slot(fd);
+    int err = slot != NULL ? atomic_exchange(&slot->conn_err, 0) : 0;
+    if (err != 0) {
+      *(int*)val = err;
+      *len = sizeof(int);
+      return 0;
+    }
+  }
   int fail;
   struct fd_ent* e = offloaded(fd, &fail);
   if (e != NULL && (atomic_load(&e->flags) & FL_STREAM) && val != NULL && len != NULL) {

@@ -72,6 +72,8 @@ int stream_fallback(int fd, struct fd_ent* e) {
   sock_unref(sock);
   LOG(LOG_INFO, "fd %d: the peer has no machnet service there: kernel TCP", fd);
   if (err == 0 || err == EINPROGRESS || err == EALREADY || err == EISCONN) return 0;
+  /* The program may learn it later, from SO_ERROR after a poll. */
+  atomic_store(&e->conn_err, err);
   errno = err;
   return -1;
 }

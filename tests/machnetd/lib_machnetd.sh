@@ -80,6 +80,8 @@ cat >"$TMP/attached.conf" <<EOF
 # Attached to machnetd: no device, no ip (the daemon's), only the library and rules.
 library = $ENGINE_LIB
 strict = yes
+# Streams: only machnet peers here (see tests/stream/test_stream_apps.sh).
+transport.probe_timeout_us = 500000
 [rules]
 default = offload
 EOF
