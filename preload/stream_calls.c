@@ -232,6 +232,9 @@ EXPORT int accept4(int fd, struct sockaddr* addr, socklen_t* len, int flags) {
       int nfd = REAL(accept4)(fd, addr, len, flags);
       if (nfd >= 0) {
         if (lookup(nfd) != NULL) forget(nfd); /* a stale entry */
+        g_guard++;
+        g_ops->stream_kernel_accepted(atomic_load(&e->handle));
+        g_guard--;
         return nfd;
       }
       /* Another thread took it first. */

@@ -43,6 +43,16 @@ struct EngineCounters {
   uint64_t total_drops() const;
 };
 
+// DPDK telemetry for the layers above the engine (the stack publishes the
+// transport's counters): registers `cmd` (e.g. "/machnet/transport") on the
+// process's telemetry socket; a request runs fill() on DPDK's telemetry
+// thread, which adds (name, value) pairs to the reply's dict through add().
+// fill must be safe against the data path running meanwhile. Returns false
+// when DPDK refuses the command (bad name, table full, or registered before).
+using TelemetryAdd = void (*)(void* dict, const char* name, uint64_t value);
+using TelemetryFill = void (*)(void* dict, TelemetryAdd add);
+bool telemetry_register(const char* cmd, const char* help, TelemetryFill fill);
+
 class Engine;
 
 // A bound UDP port on the engine. Received datagrams wait in a bounded queue

@@ -4,6 +4,7 @@
 #include <rte_telemetry.h>
 
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -47,7 +48,47 @@ int counters_cb(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// Commands registered by the layers above (telemetry_register): DPDK's
+// callbacks take no context, so one callback serves them all by name.
+struct Registered {
+  char cmd[64];
+  TelemetryFill fill;
+};
+constexpr size_t kMaxRegistered = 8;
+Registered g_registered[kMaxRegistered];
+std::atomic<size_t> g_n_registered{0};
+std::mutex g_register_mu;
+
+void add_u64(void* dict, const char* name, uint64_t value) {
+  rte_tel_data_add_dict_u64(static_cast<rte_tel_data*>(dict), name, value);
+}
+
+int registered_cb(const char* cmd, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  size_t n = g_n_registered.load(std::memory_order_acquire);
+  for (size_t i = 0; i < n; i++) {
+    if (std::strcmp(g_registered[i].cmd, cmd) == 0) {
+      g_registered[i].fill(d, add_u64);
+      break;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
+
+bool telemetry_register(const char* cmd, const char* help, TelemetryFill fill) {
+  std::lock_guard<std::mutex> lock(g_register_mu);
+  size_t n = g_n_registered.load(std::memory_order_relaxed);
+  if (n == kMaxRegistered || std::strlen(cmd) >= sizeof(g_registered[n].cmd)) return false;
+  for (size_t i = 0; i < n; i++)
+    if (std::strcmp(g_registered[i].cmd, cmd) == 0) return false;
+  std::strcpy(g_registered[n].cmd, cmd);
+  g_registered[n].fill = fill;
+  // Published before DPDK can call back with it.
+  g_n_registered.store(n + 1, std::memory_order_release);
+  return rte_telemetry_register_cmd(cmd, registered_cb, help) == 0;
+}
 
 void telemetry_attach(const Engine::Impl* e) {
   static std::once_flag once;

@@ -40,6 +40,7 @@ int op_stream_listen(int twin, const sockaddr_in* local, int backlog, uint64_t* 
 int op_stream_accept(uint64_t h, uint64_t* conn, sockaddr_in* peer, int64_t timeout_ns);
 int op_stream_connect(int twin, const sockaddr_in* peer, int64_t timeout_ns, uint64_t* handle);
 int op_stream_connect_result(uint64_t h);
+void op_stream_kernel_accepted(uint64_t listener);
 int op_setsockopt(uint64_t h, int level, int name, const void* val, socklen_t len);
 int op_getsockopt(uint64_t h, int level, int name, void* val, socklen_t* len);
 

@@ -121,6 +121,7 @@ const struct machnet_socket_ops_v1 kOps = {
     op_getsockopt,
     op_ioctl,
     close_streams_at_exit,
+    op_stream_kernel_accepted,
 };
 
 }  // namespace

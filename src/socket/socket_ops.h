@@ -149,6 +149,10 @@ struct machnet_socket_ops_v1 {
    * SO_LINGER {1, 0}), lingering a bounded time for the peers' ACKs. Does
    * nothing in a fork child. */
   void (*process_exit)(void);
+  /* The shim accepted a plain TCP connection on the kernel twin of
+   * listener (stream_accept said 0 and accept4 succeeded): counted as
+   * kernel_accepts in the stack's counters (/machnet/transport). */
+  void (*stream_kernel_accepted)(uint64_t listener);
 };
 
 /* Returned (negated) by stream calls on a socket whose connect fell back to

@@ -263,6 +263,14 @@ int op_stream_accept(uint64_t h, uint64_t* conn, sockaddr_in* peer, int64_t time
   return static_cast<int>(stream_wait(ref, l, timeout_ns, l->twin, true, attempt));
 }
 
+void op_stream_kernel_accepted(uint64_t listener) {
+  Ref ref(listener);
+  Sock* l = ref.get();
+  if (l == nullptr || l->kind != Kind::kListener) return;
+  stack::Lock lock(mu());
+  g.stack->counters().kernel_accepts++;
+}
+
 int op_stream_connect(int twin, const sockaddr_in* peer, int64_t timeout_ns, uint64_t* handle) {
   *handle = 0;
   if (g.stack == nullptr) return -ENETDOWN;

@@ -122,6 +122,7 @@ Stack* Stack::start(const std::string& config_path, const std::vector<std::strin
   Stack* s = new Stack(cfg, std::move(eng), std::move(rx_fds));
   instance_.store(s, std::memory_order_release);
   std::atexit(at_exit);
+  publish_counters();
   s->start_progress();
   const WaitConfig& w = cfg.wait;
   s->description_ = s->eng_->describe() + "; socket.spin_us " + std::to_string(w.spin_ns / 1000) +

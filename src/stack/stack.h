@@ -33,6 +33,26 @@
 
 namespace machnet::stack {
 
+// What the stack and the socket layer count beside the transport (under
+// mu()): stream connects the rules offload that end on kernel TCP before the
+// transport sees them, and plain TCP connections an offloaded listener takes
+// through its kernel twin. Published with the transport's counters
+// (/machnet/transport, telemetry.cc); the fallbacks the transport decides
+// (fallback_icmp, _timeout, _no_service, _cached) are its own counters.
+#define MACHNET_STACK_COUNTERS(X)                                            \
+  X(stream_connects)          /* stream connects handed to the transport */  \
+  X(fallback_engine_down)     /* engine failed (machnetd gone) or stopped */ \
+  X(fallback_no_port)         /* no ephemeral transport port left */         \
+  X(fallback_flow_table_full) /* transport flow table full */                \
+  X(fallback_error)           /* any other error of the transport */         \
+  X(kernel_accepts)           /* plain TCP clients accepted by a listener */
+
+struct StackCounters {
+#define MACHNET_X(n) uint64_t n = 0;
+  MACHNET_STACK_COUNTERS(MACHNET_X)
+#undef MACHNET_X
+};
+
 // Something a front-end object (a socket, a channel, a listener) wants to
 // hear about: the stack bumps seq on every readiness change of the flows and
 // listeners routed to it. Owned by the front-end; registered under mu().
@@ -112,6 +132,14 @@ class Stack final : public transport::DatagramSink {
   // reset; its port is released once the transport is done with it.
   void stream_release(transport::FlowId id, uint16_t port, bool reset);
 
+  // Counters beside the transport's (mu() held to change them).
+  StackCounters& counters() { return counters_; }
+  // A consistent copy of the transport's and the stack's counters, for the
+  // telemetry thread: takes mu() for the copy only (never held long: one
+  // poll plus one operation), so it never races the data path and the
+  // transport's invariants (rx_datagrams == rx_accepted + drops) hold in it.
+  void snapshot_counters(transport::Counters* tc, StackCounters* sc);
+
   // Readiness routing: transport events of a flow / a listener's port bump
   // the target's seq and count as activity for the sleepers.
   void route_flow(transport::FlowId id, EventTarget* t);
@@ -150,10 +178,13 @@ class Stack final : public transport::DatagramSink {
   Stack(const StackConfig& cfg, std::unique_ptr<engine::Engine> eng, std::vector<int> rx_fds);
   ~Stack() override = default;
   static void at_exit();
+  // Registers /machnet/transport with DPDK telemetry (telemetry.cc).
+  static void publish_counters();
   static void* progress_main(void* arg);
   void start_progress();
   void progress_loop();
   void reap_lingering();
+  void count_connect_fallback(int rc);
   void on_transport_event(transport::FlowId flow, uint16_t listen_port, uint32_t events);
   bool loop_send(const transport::Endpoint& local, const transport::Endpoint& remote,
                  const uint8_t* hdr, size_t hdr_len, const iovec* payload, size_t n_payload);
@@ -203,6 +234,7 @@ class Stack final : public transport::DatagramSink {
   std::atomic<uint64_t> next_timer_ns_{~uint64_t{0}};
   uint64_t next_reap_ns_ = 0;
   uint64_t sink_errors_ = 0;
+  StackCounters counters_;
   std::vector<int> rx_fds_;
   int progress_efd_ = -1;  // wakes the progress thread when the first sleeper comes
   pthread_t progress_{};

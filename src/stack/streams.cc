@@ -87,19 +87,46 @@ int Stack::stream_accept(uint16_t service_port, FlowId* id, Endpoint* peer, uint
   return 0;
 }
 
+// Every error of stream_connect sends the socket to kernel TCP (the socket
+// layer falls back on any of them): counted by reason.
+void Stack::count_connect_fallback(int rc) {
+  switch (-rc) {
+    case ENETDOWN:
+      counters_.fallback_engine_down++;
+      break;
+    case EAGAIN:
+    case EADDRINUSE:
+      counters_.fallback_no_port++;
+      break;
+    case ENOBUFS:
+      counters_.fallback_flow_table_full++;
+      break;
+    default:
+      counters_.fallback_error++;
+  }
+}
+
 int Stack::stream_connect(const Endpoint& peer, const transport::FlowOptions* opts, EventTarget* t,
                           FlowId* id, uint16_t* port) {
-  if (down()) return -ENETDOWN;
+  int rc = down() ? -ENETDOWN : -eng_->failure();
   uint16_t p = 0;
-  int rc = acquire_port(0, &p);
-  if (rc != 0) return rc;
+  if (rc == 0) rc = acquire_port(0, &p);
+  if (rc != 0) {
+    count_connect_fallback(rc);
+    return rc;
+  }
   FlowId f = 0;
   Status st = tp_->connect_service(now_ns(), p, peer, &f, opts);
   if (st != Status::kOk) {
     unref_port(p);
-    // kNotMachnet: the peer is remembered as plain (no probe sent).
-    return st == Status::kNotMachnet ? kStreamPlainPeer : -status_errno(st);
+    // kNotMachnet: the peer is remembered as plain (no probe sent; the
+    // transport counted it as fallback_cached).
+    if (st == Status::kNotMachnet) return kStreamPlainPeer;
+    rc = -status_errno(st);
+    count_connect_fallback(rc);
+    return rc;
   }
+  counters_.stream_connects++;
   route_flow(f, t);
   *id = f;
   *port = p;
