@@ -47,6 +47,16 @@ for mode in ping-pong throughput under-load; do
 done
 flat "sockperf --tcp"
 kill -0 "$SP" || fail "sockperf server died: $(tail -3 "$TMP/sockperf_srv.log")"
+# ... while the server's engine carried the payload over the transport, and
+# no client came through the listener's kernel twin.
+"$BUILDDIR/machnet-stat" --pid "$SP" --json >"$TMP/sp_stat.json" || fail "machnet-stat --pid $SP"
+"$PYTHON" -c 'import json, sys
+t = json.load(open(sys.argv[1]))["transport"]
+print("  sockperf server: transport data segments %d, rx accepted %d, kernel accepts %d"
+      % (t["tx_data_segments"], t["rx_accepted"], t["kernel_accepts"]))
+ok = t["tx_data_segments"] > 0 and t["rx_accepted"] > 0 and t["kernel_accepts"] == 0
+sys.exit(0 if ok else 1)' "$TMP/sp_stat.json" ||
+  fail "sockperf server: transport counters: $(cat "$TMP/sp_stat.json")"
 stop_bg "$SP" || true
 echo "ok: sockperf --tcp ping-pong, throughput and under-load offloaded; kernel TCP untouched"
 

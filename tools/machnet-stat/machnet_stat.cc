@@ -1,8 +1,11 @@
 // machnet-stat: what machnetd knows — attached processes and their queues,
 // bound ports, counters, pools (like vma_stats for libvma). Asks the daemon
-// for MN_CTL_STATS over its control socket; no DPDK.
+// for MN_CTL_STATS over its control socket; no DPDK. With --pid, one
+// process's own engine and transport counters through its DPDK telemetry
+// socket instead (process_stat.cc).
 //
 //   machnet-stat [--socket PATH] [--json] [-w|--watch SECONDS] [--count N]
+//   machnet-stat --pid PID [--runtime-dir DIR] [--json] [-w SECONDS] [--count N]
 #include <getopt.h>
 #include <unistd.h>
 
@@ -21,174 +24,13 @@
 #include "common/cli.h"
 #include "ipc/control_client.h"
 #include "ipc/control_protocol.h"
+#include "json.h"
+#include "process_stat.h"
 
 namespace {
 
-// ---- a small JSON reader (what machnetd writes: objects, arrays, strings,
-// numbers; true/false/null for completeness) ----
-
-struct JVal {
-  enum Type { kNull, kBool, kNum, kStr, kArr, kObj } type = kNull;
-  std::string text;  // string value, or the number's text
-  bool b = false;
-  std::vector<JVal> arr;
-  std::vector<std::pair<std::string, JVal>> obj;
-
-  const JVal& operator[](const char* key) const {
-    static const JVal none;
-    if (type != kObj) return none;
-    for (const auto& kv : obj)
-      if (kv.first == key) return kv.second;
-    return none;
-  }
-  bool has(const char* key) const { return (*this)[key].type != kNull; }
-  uint64_t u() const { return type == kNum ? std::strtoull(text.c_str(), nullptr, 10) : 0; }
-  int64_t i() const { return type == kNum ? std::strtoll(text.c_str(), nullptr, 10) : 0; }
-  double d() const { return type == kNum ? std::strtod(text.c_str(), nullptr) : 0; }
-  const std::string& s() const { return text; }
-};
-
-class JsonParser {
- public:
-  explicit JsonParser(const std::string& t) : p_(t.c_str()), end_(t.c_str() + t.size()) {}
-  bool parse(JVal* out) {
-    if (!value(out, 0)) return false;
-    ws();
-    return p_ == end_;
-  }
-
- private:
-  void ws() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\t' || *p_ == '\r')) p_++;
-  }
-  bool lit(const char* w) {
-    size_t n = std::strlen(w);
-    if (static_cast<size_t>(end_ - p_) < n || std::strncmp(p_, w, n) != 0) return false;
-    p_ += n;
-    return true;
-  }
-  bool str(std::string* out) {
-    if (p_ >= end_ || *p_ != '"') return false;
-    p_++;
-    while (p_ < end_ && *p_ != '"') {
-      char c = *p_++;
-      if (c != '\\') {
-        *out += c;
-        continue;
-      }
-      if (p_ >= end_) return false;
-      char e = *p_++;
-      switch (e) {
-        case 'n':
-          *out += '\n';
-          break;
-        case 't':
-          *out += '\t';
-          break;
-        case 'r':
-          *out += '\r';
-          break;
-        case 'b':
-          *out += '\b';
-          break;
-        case 'f':
-          *out += '\f';
-          break;
-        case 'u': {
-          if (end_ - p_ < 4) return false;
-          unsigned v = static_cast<unsigned>(std::strtoul(std::string(p_, 4).c_str(), nullptr, 16));
-          p_ += 4;
-          *out += v < 0x80 ? static_cast<char>(v) : '?';
-          break;
-        }
-        default:
-          *out += e;
-      }
-    }
-    if (p_ >= end_) return false;
-    p_++;
-    return true;
-  }
-  bool value(JVal* v, int depth) {
-    if (depth > 32) return false;
-    ws();
-    if (p_ >= end_) return false;
-    char c = *p_;
-    if (c == '{') {
-      v->type = JVal::kObj;
-      p_++;
-      ws();
-      if (p_ < end_ && *p_ == '}') {
-        p_++;
-        return true;
-      }
-      for (;;) {
-        ws();
-        std::string k;
-        if (!str(&k)) return false;
-        ws();
-        if (p_ >= end_ || *p_++ != ':') return false;
-        JVal x;
-        if (!value(&x, depth + 1)) return false;
-        v->obj.emplace_back(std::move(k), std::move(x));
-        ws();
-        if (p_ >= end_) return false;
-        if (*p_ == ',') {
-          p_++;
-          continue;
-        }
-        if (*p_++ == '}') return true;
-        return false;
-      }
-    }
-    if (c == '[') {
-      v->type = JVal::kArr;
-      p_++;
-      ws();
-      if (p_ < end_ && *p_ == ']') {
-        p_++;
-        return true;
-      }
-      for (;;) {
-        JVal x;
-        if (!value(&x, depth + 1)) return false;
-        v->arr.push_back(std::move(x));
-        ws();
-        if (p_ >= end_) return false;
-        if (*p_ == ',') {
-          p_++;
-          continue;
-        }
-        if (*p_++ == ']') return true;
-        return false;
-      }
-    }
-    if (c == '"') {
-      v->type = JVal::kStr;
-      return str(&v->text);
-    }
-    if (lit("true")) {
-      v->type = JVal::kBool;
-      v->b = true;
-      return true;
-    }
-    if (lit("false")) {
-      v->type = JVal::kBool;
-      return true;
-    }
-    if (lit("null")) return true;
-    const char* s = p_;
-    while (p_ < end_ && (std::isdigit(static_cast<unsigned char>(*p_)) || *p_ == '-' ||
-                         *p_ == '+' || *p_ == '.' || *p_ == 'e' || *p_ == 'E'))
-      p_++;
-    if (p_ == s) return false;
-    v->type = JVal::kNum;
-    v->text.assign(s, p_);
-    return true;
-  }
-  const char* p_;
-  const char* end_;
-};
+using machnet::stat::JsonParser;
+using machnet::stat::JVal;
 
 // ---- formatting ----
 
@@ -349,14 +191,20 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
 void usage(FILE* f) {
   std::fprintf(f,
                "Usage: machnet-stat [--socket PATH] [--json] [-w|--watch SECONDS] [--count N]\n"
+               "       machnet-stat --pid PID [--runtime-dir DIR] [--json] [-w SECONDS] "
+               "[--count N]\n"
                "Shows what machnetd knows: its device and counters, leased queues and the\n"
-               "processes holding them, bound UDP ports, mbuf pools.\n"
+               "processes holding them, bound UDP ports, mbuf pools. With --pid: one process's\n"
+               "own engine and transport counters, fallbacks to kernel TCP by reason (through\n"
+               "its DPDK telemetry socket).\n"
                "  --socket PATH   machnetd control socket (default $MACHNET_MACHNETD_SOCKET or "
                "%s)\n"
-               "  --json          print the daemon's JSON as it is\n"
+               "  --pid PID       a process running an engine (machnet-run, a native program)\n"
+               "  --runtime-dir DIR  DPDK runtime directory to look in (default %s)\n"
+               "  --json          print the daemon's JSON (--pid: the telemetry dicts) as it is\n"
                "  -w, --watch S   refresh every S seconds (clears the screen; shows rates)\n"
                "  --count N       stop after N reports (with --watch; default: until ^C)\n",
-               MN_CTL_DEFAULT_SOCKET);
+               MN_CTL_DEFAULT_SOCKET, machnet::stat::default_runtime_dir().c_str());
 }
 
 }  // namespace
@@ -367,9 +215,13 @@ int main(int argc, char** argv) {
   bool json = false;
   double watch = 0;
   long count = -1;
-  enum { kSocket = 1000, kJson, kCount };
+  long pid = 0;
+  std::string runtime_dir = machnet::stat::default_runtime_dir();
+  enum { kSocket = 1000, kJson, kCount, kPid, kRuntimeDir };
   static const option opts[] = {
       {"socket", required_argument, nullptr, kSocket},
+      {"pid", required_argument, nullptr, kPid},
+      {"runtime-dir", required_argument, nullptr, kRuntimeDir},
       {"json", no_argument, nullptr, kJson},
       {"watch", required_argument, nullptr, 'w'},
       {"count", required_argument, nullptr, kCount},
@@ -387,6 +239,16 @@ int main(int argc, char** argv) {
         break;
       case kJson:
         json = true;
+        break;
+      case kPid:
+        pid = std::strtol(optarg, &end, 10);
+        if (*end != '\0' || pid < 1 || pid > 0x3fffffff) {
+          std::fprintf(stderr, "machnet-stat: --pid: expected a process id, got '%s'\n", optarg);
+          return 2;
+        }
+        break;
+      case kRuntimeDir:
+        runtime_dir = optarg;
         break;
       case 'w':
         watch = std::strtod(optarg, &end);
@@ -408,6 +270,13 @@ int main(int argc, char** argv) {
   }
   if (count > 1 && watch == 0) watch = 1;
   if (count < 0) count = watch > 0 ? -1 : 1;
+  if (optind < argc) {
+    std::fprintf(stderr, "machnet-stat: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (pid != 0)
+    return machnet::stat::run_process_stat(static_cast<pid_t>(pid), runtime_dir, json, watch,
+                                           count);
 
   machnet::ipc::ControlClient client;
   std::string err;
