@@ -26,11 +26,17 @@ SRV=("${PRE[@]}")
 preload_in "$MN_NS_A" "$TMP/a.conf"
 CLI=("${PRE[@]}")
 
-# flat NAME: fails unless neither kernel carried TCP since the last mark.
+# flat NAME [SERVER_PID]: fails unless neither kernel carried TCP since the
+# last mark; the failure says how many clients the server accepted through
+# its kernel twin (machnet-stat --pid: the counters of the fallbacks).
 mark() { A0=$(tcp_segments "$MN_NS_A"); B0=$(tcp_segments "$MN_NS_B"); }
 flat() {
-  local da=$(($(tcp_segments "$MN_NS_A") - A0)) db=$(($(tcp_segments "$MN_NS_B") - B0))
-  [ "$da" -eq 0 ] && [ "$db" -eq 0 ] || fail "$1: the kernels carried TCP (A $da, B $db segments)"
+  local da=$(($(tcp_segments "$MN_NS_A") - A0)) db=$(($(tcp_segments "$MN_NS_B") - B0)) why=""
+  [ "$da" -eq 0 ] && [ "$db" -eq 0 ] && return 0
+  if [ -n "${2:-}" ]; then
+    why="; server: $("$BUILDDIR/machnet-stat" --pid "$2" 2>&1 | grep -Eo "kernel accepts [0-9]+" || true)"
+  fi
+  fail "$1: the kernels carried TCP (A $da, B $db segments)$why"
 }
 
 echo "# sockperf --tcp"
@@ -45,7 +51,7 @@ for mode in ping-pong throughput under-load; do
   grep -q "ERROR" "$TMP/sp_$mode.log" && fail "sockperf $mode: $(grep ERROR "$TMP/sp_$mode.log")"
   grep -E "Summary|percentile 50.000|percentile 99.000" "$TMP/sp_$mode.log" | sed "s/^/  [$mode] /"
 done
-flat "sockperf --tcp"
+flat "sockperf --tcp" "$SP"
 kill -0 "$SP" || fail "sockperf server died: $(tail -3 "$TMP/sockperf_srv.log")"
 # ... while the server's engine carried the payload over the transport, and
 # no client came through the listener's kernel twin.
@@ -86,7 +92,7 @@ while read -r key value; do
   got=$(timeout 20 "${CLI[@]}" redis-cli -h "$MN_IP_B" -p 6379 --raw get "$key")
   [ "$got" = "$value" ] || fail "redis: $key (${#value} bytes) read back differs (${#got} bytes)"
 done <"$TMP/values.txt"
-flat "redis"
+flat "redis" "$RD"
 stop_bg "$RD" || true
 echo "ok: redis-benchmark ($n tests) and 20 values of 1 B to 1 MiB read back, offloaded"
 
@@ -124,7 +130,7 @@ grep -E "requests in|Requests/sec" "$TMP/wrk.log" | sed 's/^/  /'
 timeout 60 "${CLI[@]}" curl -s -o "$TMP/got.bin" "http://$MN_IP_B:8080/big.bin" ||
   fail "curl of the 10 MiB file"
 cmp -s "$TMP/got.bin" "$TMP/www/big.bin" || fail "the 10 MiB file differs after sendfile"
-flat "nginx"
+flat "nginx" "$NG"
 stop_bg "$NG" || true
 echo "ok: nginx + wrk without socket errors; 10 MiB through sendfile byte for byte, offloaded"
 
