@@ -19,21 +19,7 @@ Status Transport::listen_service(uint16_t service_port, uint16_t local_port, uin
 }
 
 Status Transport::unlisten_service(uint16_t service_port) {
-  auto it = services_.find(service_port);
-  if (it == services_.end()) return Status::kNotListening;
-  std::queue<FlowId> backlog;
-  backlog.swap(it->second.backlog);
-  services_.erase(it);
-  while (!backlog.empty()) {
-    Flow* f = table_.find(backlog.front());
-    backlog.pop();
-    if (f != nullptr) {
-      f->abort(last_now_);
-      f->released = true;
-      after_event(f);
-    }
-  }
-  return Status::kOk;
+  return remove_listener(&services_, service_port);
 }
 
 Status Transport::accept_service(uint16_t service_port, FlowId* out) {
@@ -43,16 +29,16 @@ Status Transport::accept_service(uint16_t service_port, FlowId* out) {
 }
 
 Status Transport::set_listen_options(uint16_t port, const FlowOptions& o) {
-  auto it = listeners_.find(port);
-  if (it == listeners_.end()) return Status::kNotListening;
-  it->second.options = o;
-  it->second.has_options = true;
-  return Status::kOk;
+  return set_options(&listeners_, port, o);
 }
 
 Status Transport::set_service_options(uint16_t service_port, const FlowOptions& o) {
-  auto it = services_.find(service_port);
-  if (it == services_.end()) return Status::kNotListening;
+  return set_options(&services_, service_port, o);
+}
+
+Status Transport::set_options(ListenerMap* map, uint16_t key, const FlowOptions& o) {
+  auto it = map->find(key);
+  if (it == map->end()) return Status::kNotListening;
   it->second.options = o;
   it->second.has_options = true;
   return Status::kOk;

@@ -144,12 +144,16 @@ Status Transport::listen(uint16_t port, bool stream_mode) {
 }
 
 Status Transport::unlisten(uint16_t port) {
-  auto it = listeners_.find(port);
-  if (it == listeners_.end()) return Status::kNotListening;
+  return remove_listener(&listeners_, port);
+}
+
+Status Transport::remove_listener(ListenerMap* map, uint16_t key) {
+  auto it = map->find(key);
+  if (it == map->end()) return Status::kNotListening;
   // Established-but-unaccepted flows are reset: nobody will ever accept them.
   std::queue<FlowId> backlog;
   backlog.swap(it->second.backlog);
-  listeners_.erase(it);
+  map->erase(it);
   while (!backlog.empty()) {
     Flow* f = table_.find(backlog.front());
     backlog.pop();

@@ -162,8 +162,14 @@ class Transport {
   Listener* syn_listener(const Endpoint& from, const Endpoint& to, const Segment& s,
                          uint16_t* service);
   bool make_half_open_room(uint64_t now);
+  using ListenerMap = std::unordered_map<uint16_t, Listener>;
   Listener* listener_of(const Flow* f);
   Status accept_from(Listener* l, FlowId* out);
+  // The body of unlisten / unlisten_service: removes map[key] and resets the
+  // established flows nobody will ever accept.
+  Status remove_listener(ListenerMap* map, uint16_t key);
+  // The body of set_listen_options / set_service_options.
+  Status set_options(ListenerMap* map, uint16_t key, const FlowOptions& o);
   void send_rst_reply(const Endpoint& local, const Endpoint& remote, const Segment& s,
                       uint8_t flags = 0);
   void on_probe_news(Flow* f, Flow::ProbeNews n);
@@ -177,8 +183,8 @@ class Transport {
   uint64_t last_now_ = 0;  // latest time seen, for work done outside a timed call
   FlowEnv env_;
   FlowTable table_;
-  std::unordered_map<uint16_t, Listener> listeners_;  // by UDP port
-  std::unordered_map<uint16_t, Listener> services_;   // by service port
+  ListenerMap listeners_;  // by UDP port
+  ListenerMap services_;   // by service port
   PeerCache peers_;
   EventHandler on_event_;
   double rst_tokens_ = 0;
