@@ -163,6 +163,21 @@ int send_to_kernel(int fd, nlmsghdr* nh) {
   }
 }
 
+// One datagram from a netlink socket, without waiting (recvmsg's result and
+// errno). *from_kernel: the kernel sent it (port id 0), not another process.
+ssize_t recv_netlink(int fd, void* buf, size_t cap, bool* from_kernel) {
+  sockaddr_nl from{};
+  iovec iov{buf, cap};
+  msghdr msg{};
+  msg.msg_name = &from;
+  msg.msg_namelen = sizeof(from);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+  *from_kernel = from.nl_pid == 0;
+  return n;
+}
+
 int open_netlink(uint32_t groups, std::string* err) {
   const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) {
@@ -236,14 +251,8 @@ bool KernelNeighbours::open(const std::string& ifname, std::string* err) {
 ssize_t KernelNeighbours::recv_reply(uint32_t seq) {
   const int64_t deadline = now_ms() + kReplyWaitMs;
   for (;;) {
-    sockaddr_nl from{};
-    iovec iov{buf_.get(), kBufSize};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof(from);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t n = recvmsg(query_fd_, &msg, MSG_DONTWAIT);
+    bool from_kernel;
+    const ssize_t n = recv_netlink(query_fd_, buf_.get(), kBufSize, &from_kernel);
     const int64_t left = deadline - now_ms();
     if (n < 0) {
       // ENOBUFS: replies were dropped; ours may still come (or time out).
@@ -260,7 +269,7 @@ ssize_t KernelNeighbours::recv_reply(uint32_t seq) {
     const auto* nh = reinterpret_cast<const nlmsghdr*>(buf_.get());
     // Only the kernel's reply to this query; anything else (a stale reply to
     // an abandoned query, a message from another process) is dropped.
-    if (from.nl_pid == 0 && nl_ok(nh, static_cast<size_t>(n)) && nh->nlmsg_seq == seq) return n;
+    if (from_kernel && nl_ok(nh, static_cast<size_t>(n)) && nh->nlmsg_seq == seq) return n;
     if (left <= 0) return -1;
   }
 }
@@ -443,14 +452,8 @@ size_t KernelNeighbours::poll(UsableFn fn, void* ctx, LostFn lost) {
   if (!is_open()) return 0;
   size_t calls = 0;
   for (int i = 0; i < kMaxRecvPerPoll; i++) {
-    sockaddr_nl from{};
-    iovec iov{buf_.get(), kBufSize};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof(from);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t n = recvmsg(notify_fd_, &msg, MSG_DONTWAIT);
+    bool from_kernel;
+    const ssize_t n = recv_netlink(notify_fd_, buf_.get(), kBufSize, &from_kernel);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {  // the kernel dropped notifications
@@ -459,7 +462,7 @@ size_t KernelNeighbours::poll(UsableFn fn, void* ctx, LostFn lost) {
       }
       break;  // EAGAIN: drained (or an error that retrying will not fix)
     }
-    if (from.nl_pid != 0) continue;  // only the kernel speaks here
+    if (!from_kernel) continue;  // only the kernel speaks here
     const size_t got = static_cast<size_t>(n) < kBufSize ? static_cast<size_t>(n) : kBufSize;
     calls += parse(buf_.get(), got, ifindex_, fn, ctx, lost);
   }
