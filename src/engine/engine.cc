@@ -421,8 +421,8 @@ std::string Engine::describe() const {
                   (e.tx_udp_csum ? "offloaded" : "software");
   if (e.xdp != nullptr)
     s += std::string(", xdp steering on ") + e.iface +
-         (e.config.xdp_shared_ip ? " (shared IP: bound UDP ports; ARP, ICMP and the rest to the "
-                                   "kernel, neighbours from its table)"
+         (e.config.xdp_shared_ip ? " (shared IP: bound UDP ports and ICMP errors about them; ARP "
+                                   "and the rest to the kernel, neighbours from its table)"
                                  : " (own IP: ARP and IPv4 for it)");
   return s;
 }

@@ -8,6 +8,12 @@
 STREAM_CHECK="$BUILDDIR/tests/stream/stream_check"
 
 # stream_config FILE IFACE IP [extra lines...]: a shared-IP engine on IFACE.
+# The probe waits 500 ms for a machnet answer unless a line sets
+# transport.probe_timeout_us: these tests forbid kernel TCP between machnet
+# hosts, and on a loaded machine a fresh engine or a busy server can answer
+# after the 3 ms default (the connect would then, correctly, fall back).
+# Plain hosts refuse the probe at once (ICMP), so the longer bound costs the
+# fallback cases nothing.
 stream_config() {
   local file=$1 ifc=$2 ip=$3
   shift 3
@@ -18,6 +24,10 @@ stream_config() {
     echo "xdp_shared_ip = yes"
     echo "machnetd = off"
     echo "library = $ENGINE_LIB"
+    case " $* " in
+      *transport.probe_timeout_us*) ;;
+      *) echo "transport.probe_timeout_us = 500000" ;;
+    esac
     for l in "$@"; do echo "$l"; done
   } >"$file"
 }

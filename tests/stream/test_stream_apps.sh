@@ -14,13 +14,8 @@
 require_root
 require_preload_build
 netns_up
-# Every connect here goes to a machnet peer. A short-lived client's first
-# probe waits for its fresh engine and the server's progress thread: on a
-# loaded machine that can exceed the default probe bound (3 ms), and the
-# connect would (correctly) fall back to kernel TCP, which the test forbids.
-PROBE="transport.probe_timeout_us = 500000"
-stream_config "$TMP/a.conf" "$MN_IF_A" "$MN_IP_A" "$PROBE"
-stream_config "$TMP/b.conf" "$MN_IF_B" "$MN_IP_B" "$PROBE"
+stream_config "$TMP/a.conf" "$MN_IF_A" "$MN_IP_A"
+stream_config "$TMP/b.conf" "$MN_IF_B" "$MN_IP_B"
 preload_in "$MN_NS_B" "$TMP/b.conf"
 SRV=("${PRE[@]}")
 preload_in "$MN_NS_A" "$TMP/a.conf"

@@ -6,9 +6,11 @@
 #     (data segments, a probe answered by machnet, a stream connect);
 #   - a preloaded client against kernel servers: every fallback is counted
 #     by its reason and printed as such: "no service" (host B runs machnet,
-#     but nothing offers that port), "timeout" (B runs no machnet: its
-#     kernel's ICMP answer goes to A's kernel in shared-IP mode, so the probe
-#     times out), "remembered plain" (the next connect to B, no probe);
+#     but nothing offers that port), "refused" (B runs no machnet: its
+#     kernel answers the probe with ICMP port unreachable, which the XDP
+#     program steers to A's engine because it quotes one of its ports),
+#     "timeout" (B's firewall drops the probe silently), "remembered plain"
+#     (the next connect to B, no probe);
 #   - a kernel client against a preloaded server: "kernel accepts".
 # The held connections (tests/stream/hold_conn.py) keep the processes alive
 # while machnet-stat asks them.
@@ -21,13 +23,10 @@ HOLD="$SRCDIR/tests/stream/hold_conn.py"
 netns_up
 OFF=7200 KERN=7201
 # Verdicts must not depend on timing: a probe waits 2 s for its answer and
-# a verdict is remembered for an hour (the plain-host case waits 20 ms: its
-# probe can only time out).
+# a verdict is remembered for an hour.
 SLOW=("transport.probe_timeout_us = 2000000" "transport.probe_plain_ttl_ms = 3600000"
   "transport.probe_no_service_ttl_ms = 3600000")
 stream_config "$TMP/a.conf" "$MN_IF_A" "$MN_IP_A" "${SLOW[@]}"
-stream_config "$TMP/a_fast.conf" "$MN_IF_A" "$MN_IP_A" "transport.probe_timeout_us = 20000" \
-  "${SLOW[@]:1}"
 stream_config "$TMP/b.conf" "$MN_IF_B" "$MN_IP_B"
 NS_A=(ip netns exec "$MN_NS_A")
 NS_B=(ip netns exec "$MN_NS_B")
@@ -103,19 +102,40 @@ expect "$SRV" transport tx_data_segments -ge 2
 stop_bg "$SRV" || true
 echo "ok: the listener counts the plain TCP client it accepted"
 
-echo "# preloaded client -> kernel server on a plain host: timeout"
-# In shared-IP mode the XDP program gives ICMP to the kernel: the ICMP port
-# unreachable B's kernel answers the probe with never reaches A's engine, so
-# the probe ends by its timeout (20 ms here), not as "refused".
-hold plain "$TMP/a_fast.conf" "$KERN" 2
+echo "# preloaded client -> kernel server on a plain host: refused"
+# B's kernel answers the probe (a UDP datagram to its rendezvous port) with
+# ICMP port unreachable; in shared-IP mode the XDP program steers ICMP errors
+# quoting the engine's own ports to the engine: one round trip, and never
+# the 2 s timeout.
+hold plain "$TMP/a.conf" "$KERN" 2
 "$STAT" --pid "$HELD" | tee "$TMP/table.txt" | grep "fallbacks" | sed 's/^/  | /'
-grep -q "fallbacks to kernel TCP 2: refused 0, timeout 1, no service 0, remembered plain 1," \
+grep -q "fallbacks to kernel TCP 2: refused 1, timeout 0, no service 0, remembered plain 1," \
   "$TMP/table.txt" || fail "plain host: $(grep fallbacks "$TMP/table.txt")"
-expect "$HELD" transport fallback_timeout -eq 1
+expect "$HELD" transport fallback_icmp -eq 1
 expect "$HELD" transport fallback_cached -eq 1
 expect "$HELD" transport probes_sent -eq 1
 release
-echo "ok: timeout, then remembered plain"
+echo "ok: refused (ICMP, one round trip), then remembered plain"
+
+echo "# a plain host whose firewall drops the probe silently: timeout"
+ip netns exec "$MN_NS_B" nft -f - <<NFT
+table inet probe_drop {
+  chain input {
+    type filter hook input priority 0;
+    udp dport 14700 drop
+  }
+}
+NFT
+stream_config "$TMP/a_fast.conf" "$MN_IF_A" "$MN_IP_A" "transport.probe_timeout_us = 20000" \
+  "${SLOW[@]:1}"
+hold silent "$TMP/a_fast.conf" "$KERN" 2
+"$STAT" --pid "$HELD" | tee "$TMP/table.txt" | grep "fallbacks" | sed 's/^/  | /'
+grep -q "fallbacks to kernel TCP 2: refused 0, timeout 1, no service 0, remembered plain 1," \
+  "$TMP/table.txt" || fail "silent host: $(grep fallbacks "$TMP/table.txt")"
+expect "$HELD" transport fallback_timeout -eq 1
+release
+ip netns exec "$MN_NS_B" nft delete table inet probe_drop
+echo "ok: timeout (20 ms bound here), then remembered plain"
 
 "$STAT" --pid 999999999 >"$TMP/nopid.log" 2>&1 && fail "machnet-stat --pid of no process succeeded"
 grep -q "no DPDK telemetry socket of pid" "$TMP/nopid.log" || fail "no pid: $(cat "$TMP/nopid.log")"

@@ -17,8 +17,12 @@
 //       fragments included.
 //   mode 1, "shared IP" (the engine uses the kernel's address):
 //     - non-fragmented IPv4/UDP packets to the engine's IP whose destination
-//       port is marked in mn_ports. ARP, ICMP, fragments and all other ports
-//       stay with the kernel.
+//       port is marked in mn_ports;
+//     - ICMP destination unreachable about a UDP datagram the engine sent
+//       (quoted source address the engine's, source port marked): a plain
+//       peer refusing a stream probe answers with one, and the engine must
+//       see it to fall back to kernel TCP after one round trip.
+//     ARP, other ICMP, fragments and all other ports stay with the kernel.
 // While mn_config.engine_ip is 0 (not configured yet) everything passes.
 //
 // Untagged Ethernet only; 802.1Q-tagged frames pass to the kernel.
@@ -93,6 +97,15 @@ struct mn_arp_ipv4 {
   __u8 tpa[4];
 } __attribute__((packed));
 
+// The fixed part of an ICMP message (linux/icmp.h drags in more headers).
+struct mn_icmp {
+  __u8 type;
+  __u8 code;
+  __be16 checksum;
+  __be32 rest;
+} __attribute__((packed));
+#define MN_ICMP_DEST_UNREACH 3
+
 #define MN_ARPHRD_ETHER 1  // linux/if_arp.h drags in libc headers
 #define MN_IP_MF 0x2000
 #define MN_IP_OFFSET 0x1fff
@@ -116,6 +129,31 @@ static __always_inline int steer(struct xdp_md* ctx) {
     count(MN_STAT_PASSED);
   }
   return (int)ret;
+}
+
+static __always_inline int marked_port(__be16 port_be) {
+  __u32 port = bpf_ntohs(port_be);
+  __u8* marked = bpf_map_lookup_elem(&mn_ports, &port);
+  return marked && *marked;
+}
+
+// Shared IP: an ICMP destination unreachable quoting a UDP datagram from one
+// of the engine's ports (RFC 792: the quoted IP header and 8 bytes past it).
+static __always_inline int shared_ip_icmp(struct xdp_md* ctx, struct iphdr* ip, void* data_end,
+                                          __u32 engine_ip) {
+  __u32 ihl_bytes = (__u32)ip->ihl * 4;
+  struct mn_icmp* icmp = (void*)ip + ihl_bytes;
+  if ((void*)(icmp + 1) > data_end) return pass();
+  if (icmp->type != MN_ICMP_DEST_UNREACH) return pass();
+  struct iphdr* quoted = (void*)(icmp + 1);
+  if ((void*)(quoted + 1) > data_end) return pass();
+  if (quoted->version != 4 || quoted->ihl < 5 || quoted->protocol != IPPROTO_UDP ||
+      quoted->saddr != engine_ip)
+    return pass();
+  __u32 quoted_ihl = (__u32)quoted->ihl * 4;
+  struct udphdr* udp = (void*)quoted + quoted_ihl;
+  if ((void*)(udp + 1) > data_end) return pass();
+  return marked_port(udp->source) ? steer(ctx) : pass();
 }
 
 SEC("xdp")
@@ -155,16 +193,15 @@ int machnet_xdp(struct xdp_md* ctx) {
   if (mode == MN_MODE_OWN_IP) return steer(ctx);
   if (mode != MN_MODE_SHARED_IP) return pass();
 
-  // Shared IP: only whole UDP datagrams to a marked port.
-  if (ip->protocol != IPPROTO_UDP) return pass();
+  // Shared IP: whole UDP datagrams to a marked port, and ICMP errors about
+  // the engine's own datagrams.
   if (ip->frag_off & bpf_htons(MN_IP_MF | MN_IP_OFFSET)) return pass();
+  if (ip->protocol == IPPROTO_ICMP) return shared_ip_icmp(ctx, ip, data_end, engine_ip);
+  if (ip->protocol != IPPROTO_UDP) return pass();
   __u32 ihl_bytes = (__u32)ip->ihl * 4;  // 20..60
   struct udphdr* udp = (void*)ip + ihl_bytes;
   if ((void*)(udp + 1) > data_end) return pass();
-  __u32 port = bpf_ntohs(udp->dest);
-  __u8* marked = bpf_map_lookup_elem(&mn_ports, &port);
-  if (marked && *marked) return steer(ctx);
-  return pass();
+  return marked_port(udp->dest) ? steer(ctx) : pass();
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
