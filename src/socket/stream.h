@@ -18,10 +18,16 @@ namespace machnet::socket {
 // say otherwise: enough for a datacenter path's bandwidth-delay product,
 // not the transport's message-mode 16 MiB per flow.
 constexpr uint32_t kStreamBufferBytes = 1u << 20;
+// Keepalive as in TCP: off until SO_KEEPALIVE. The transport's own
+// dead-peer detection stays on all the same (dead_peer_floor): a peer
+// process killed takes its engine along and goes silent, where its kernel
+// would have reset the connection, and the program must not wait forever.
 inline transport::FlowOptions stream_defaults() {
   transport::FlowOptions o = g.stack->transport().default_flow_options();
   o.recv_buffer_bytes = std::min(o.recv_buffer_bytes, kStreamBufferBytes);
   o.send_buffer_bytes = std::min(o.send_buffer_bytes, kStreamBufferBytes);
+  o.keepalive = false;
+  o.dead_peer_floor = true;
   return o;
 }
 

@@ -156,7 +156,8 @@ void twin_options(int twin, transport::FlowOptions* o) {
     // only an explicit TCP_NODELAY=0 would say "Nagle", and it cannot be
     // told from the default. Keep ours.
     if (c.name == TCP_NODELAY) continue;
-    // Keepalive timers only matter with SO_KEEPALIVE on.
+    // Keepalive timers only matter with SO_KEEPALIVE on (and the flow's
+    // dead-peer detection stays on without it: stream_defaults).
     apply_option(c.level, c.name, &v, sizeof(v), o);
   }
 }

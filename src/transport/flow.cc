@@ -25,6 +25,10 @@ Flow::Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint&
       ka_max_probes_(env.t->keepalive_probes),
       max_msg_(env.t->max_message_bytes),
       rto_(env.t->rto_initial_ns) {
+  ka_asked_.keepalive = ka_idle_ns_ != 0;
+  ka_asked_.keepalive_idle_ns = ka_idle_ns_;
+  ka_asked_.keepalive_interval_ns = ka_interval_ns_;
+  ka_asked_.keepalive_probes = ka_max_probes_;
   if (stream) {
     // A stream travels as chunks of at most stream_chunk_bytes: that is the
     // largest "message" this end accepts, which bounds reassembly memory to
@@ -53,12 +57,25 @@ void Flow::set_options(uint64_t now, const FlowOptions& o) {
   uint32_t w = std::min(std::max(o.send_buffer_bytes, lo), t_.send_buffer_bytes);
   if (!stream_) w = std::max(w, t_.max_message_bytes);
   sndbuf_ = w;
+  ka_asked_.keepalive = o.keepalive;
+  ka_asked_.keepalive_idle_ns = o.keepalive_idle_ns;
+  ka_asked_.keepalive_interval_ns = o.keepalive_interval_ns;
+  ka_asked_.keepalive_probes = o.keepalive_probes;
+  ka_asked_.dead_peer_floor = o.dead_peer_floor;
   if (o.keepalive) {
     ka_idle_ns_ = std::max<uint64_t>(o.keepalive_idle_ns, 1000);
     ka_interval_ns_ = std::max<uint64_t>(o.keepalive_interval_ns, 1000);
     ka_max_probes_ = std::max<uint32_t>(o.keepalive_probes, 1);
   } else {
     ka_idle_ns_ = 0;
+  }
+  if (o.dead_peer_floor && t_.keepalive_idle_ns != 0) {
+    const uint64_t own = t_.keepalive_idle_ns + t_.keepalive_probes * t_.keepalive_interval_ns;
+    if (ka_idle_ns_ == 0 || ka_idle_ns_ + ka_max_probes_ * ka_interval_ns_ > own) {
+      ka_idle_ns_ = t_.keepalive_idle_ns;
+      ka_interval_ns_ = t_.keepalive_interval_ns;
+      ka_max_probes_ = t_.keepalive_probes;
+    }
   }
   nodelay_ = o.nodelay;
   if (cork_ && !o.cork) release_tail();
@@ -77,10 +94,11 @@ FlowOptions Flow::options() const {
   FlowOptions o;
   o.recv_buffer_bytes = rcvbuf_;
   o.send_buffer_bytes = sndbuf_;
-  o.keepalive = ka_idle_ns_ != 0;
-  o.keepalive_idle_ns = ka_idle_ns_ != 0 ? ka_idle_ns_ : t_.keepalive_idle_ns;
-  o.keepalive_interval_ns = ka_interval_ns_;
-  o.keepalive_probes = ka_max_probes_;
+  o.keepalive = ka_asked_.keepalive;
+  o.keepalive_idle_ns = ka_asked_.keepalive_idle_ns;
+  o.keepalive_interval_ns = ka_asked_.keepalive_interval_ns;
+  o.keepalive_probes = ka_asked_.keepalive_probes;
+  o.dead_peer_floor = ka_asked_.dead_peer_floor;
   o.nodelay = nodelay_;
   o.cork = cork_;
   o.quickack = quickack_;

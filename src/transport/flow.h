@@ -49,6 +49,13 @@ struct FlowOptions {
   uint64_t keepalive_idle_ns = 0;
   uint64_t keepalive_interval_ns = 0;
   uint32_t keepalive_probes = 0;
+  // Detect a dead peer whatever `keepalive` says, no later than the
+  // transport's own keepalive (Tunables keepalive_*; nothing when
+  // keepalive_idle_ns is 0) would: the flow probes with the earlier of that
+  // bound and the one asked for above. For a socket layer: a machnet peer
+  // killed with its engine goes silent (no kernel outlives it to reset its
+  // connections), so an end that only receives would wait forever.
+  bool dead_peer_floor = false;
   // TCP_NODELAY. false (Nagle): a stream chunk shorter than the MSS waits
   // while data is unacknowledged, and later writes join it.
   bool nodelay = true;
@@ -315,9 +322,10 @@ class Flow {
   uint32_t sndbuf_;
   uint32_t rx_max_msg_;      // largest message we accept: advertised in the SYN/SYN-ACK
   bool advertised_ = false;  // rx_max_msg_ is on the wire: fixed from now on
-  uint64_t ka_idle_ns_;      // 0: keepalive off
+  uint64_t ka_idle_ns_;      // 0: keepalive off (the effective values)
   uint64_t ka_interval_ns_;
   uint32_t ka_max_probes_;
+  FlowOptions ka_asked_;  // keepalive_* and dead_peer_floor as set_options was given them
   bool nodelay_ = true;
   bool cork_ = false;
   bool quickack_ = false;

@@ -189,6 +189,116 @@ TEST(Options, KeepaliveAnsweredKeepsAnIdleFlowAlive) {
   EXPECT_EQ(stats(p.B(), p.fb).keepalives_sent, 0u);
 }
 
+// A stream receiver whose sender dies mid-transfer (its process killed with
+// the engine in it: nothing resets the connection) has nothing of its own in
+// flight, so only keepalive can tell. Without SO_KEEPALIVE a socket layer
+// still gets the transport's dead-peer bound through dead_peer_floor.
+TEST(Options, DeadPeerFloorDetectsASenderThatDiesMidTransfer) {
+  Tunables t;
+  t.keepalive_idle_ns = 10 * kMs;
+  t.keepalive_interval_ns = 2 * kMs;
+  t.keepalive_probes = 3;
+  const uint64_t bound = t.keepalive_idle_ns + t.keepalive_probes * t.keepalive_interval_ns;
+  for (bool floor : {false, true}) {
+    SCOPED_TRACE(floor ? "dead_peer_floor" : "no keepalive at all");
+    StreamPair p(t);
+    FlowOptions o = p.opts(p.B(), p.fb);
+    o.keepalive = false;  // the program did not ask for SO_KEEPALIVE
+    o.dead_peer_floor = floor;
+    ASSERT_EQ(p.B().set_flow_options(p.net.now(), p.fb, o), Status::kOk);
+    FlowOptions got = p.opts(p.B(), p.fb);
+    EXPECT_FALSE(got.keepalive);  // reported as asked
+    EXPECT_EQ(got.dead_peer_floor, floor);
+    auto m = pattern(3, 4 << 20);
+    EXPECT_GT(p.write(p.A(), p.fa, m), 0u);
+    std::vector<uint8_t> in;
+    ASSERT_TRUE(p.net.run_until(
+        [&] {
+          p.drain_b(&in);
+          return in.size() >= (1u << 20);
+        },
+        p.net.now() + kSec));
+    const uint64_t t_down = p.net.now();
+    p.a->down = true;  // A is killed mid-transfer
+    bool failed = p.net.run_until(
+        [&] {
+          p.drain_b(&in);
+          return p.B().state(p.fb) == FlowState::kFailed;
+        },
+        t_down + 10 * kSec);
+    if (!floor) {
+      EXPECT_FALSE(failed);  // what the socket layer must not leave a program with
+      EXPECT_EQ(p.B().state(p.fb), FlowState::kEstablished);
+      continue;
+    }
+    ASSERT_TRUE(failed);
+    EXPECT_EQ(p.B().error(p.fb), FlowError::kDeadPeer);
+    EXPECT_LE(p.net.now() - t_down, bound);
+    EXPECT_EQ(stats(p.B(), p.fb).keepalives_sent, t.keepalive_probes);
+    EXPECT_LT(in.size(), m.size());
+  }
+}
+
+// With both, the earlier bound wins: the program may ask for a faster
+// verdict than the transport's, not for a slower one (or none).
+TEST(Options, DeadPeerFloorUsesTheEarlierOfBothBounds) {
+  Tunables t;
+  t.keepalive_idle_ns = 20 * kMs;
+  t.keepalive_interval_ns = 5 * kMs;
+  t.keepalive_probes = 4;  // 40 ms
+  struct Case {
+    bool keepalive;
+    uint64_t idle, interval;
+    uint32_t probes;
+    uint32_t want_probes;
+    uint64_t want_ns;  // from the moment B went down (A idle since then)
+  } cases[] = {
+      {false, 0, 0, 0, 4, 40 * kMs},                   // floor alone
+      {true, 7200 * kSec, 75 * kSec, 9, 4, 40 * kMs},  // Linux's defaults: later
+      {true, 4 * kMs, 1 * kMs, 2, 2, 6 * kMs},         // the program's: earlier
+      {true, 30 * kMs, 1 * kMs, 20, 4, 40 * kMs},      // 50 ms: later
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << "keepalive " << c.keepalive << " idle " << c.idle);
+    StreamPair p(t);
+    FlowOptions o = p.opts(p.A(), p.fa);
+    o.keepalive = c.keepalive;
+    o.keepalive_idle_ns = c.idle;
+    o.keepalive_interval_ns = c.interval;
+    o.keepalive_probes = c.probes;
+    o.dead_peer_floor = true;
+    ASSERT_EQ(p.A().set_flow_options(p.net.now(), p.fa, o), Status::kOk);
+    EXPECT_EQ(p.opts(p.A(), p.fa).keepalive_idle_ns, c.idle);  // as asked
+    // Fresh traffic, so the idle time starts when B goes down.
+    EXPECT_EQ(p.write(p.B(), p.fb, pattern(1, 100)), 100u);
+    ASSERT_TRUE(
+        p.net.run_until([&] { return stats(p.B(), p.fb).bytes_acked >= 100; }, p.net.now() + kSec));
+    p.net.run_until(p.net.now() + kMs);  // B's ACK of nothing: all quiet
+    const uint64_t t_down = p.net.now();
+    p.b->down = true;
+    ASSERT_TRUE(
+        p.net.run_until([&] { return p.A().state(p.fa) == FlowState::kFailed; }, t_down + kSec));
+    EXPECT_EQ(p.A().error(p.fa), FlowError::kDeadPeer);
+    EXPECT_EQ(stats(p.A(), p.fa).keepalives_sent, c.want_probes);
+    EXPECT_LE(p.net.now() - t_down, c.want_ns);
+    EXPECT_GE(p.net.now() - t_down, c.want_ns - 2 * kMs);
+  }
+}
+
+// keepalive_idle_ns = 0 turns the transport's detection off: the floor adds
+// nothing then (no timer on an idle flow).
+TEST(Options, DeadPeerFloorIsOffWhenTheTransportsKeepaliveIs) {
+  Tunables t;
+  t.keepalive_idle_ns = 0;
+  StreamPair p(t);
+  FlowOptions o = p.opts(p.A(), p.fa);
+  o.keepalive = false;
+  o.dead_peer_floor = true;
+  ASSERT_EQ(p.A().set_flow_options(p.net.now(), p.fa, o), Status::kOk);
+  p.net.run_until(p.net.now() + 10 * kMs);
+  EXPECT_EQ(p.A().next_timer_ns(), kNever);
+}
+
 TEST(Options, NagleHoldsSmallWritesWhileDataIsUnacknowledged) {
   for (bool nodelay : {true, false}) {
     StreamPair p;
