@@ -1,5 +1,6 @@
 // Port bring-up: mempool and queue sizing, checksum offloads where the PMD has
 // them, MTU, MAC, and AF_XDP steering when the device is an AF_XDP vdev.
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
@@ -13,6 +14,10 @@
 
 namespace machnet::engine {
 namespace {
+
+// Up to 2 s for a queue an exited engine's AF_XDP socket still holds.
+constexpr int kAfXdpBindRetries = 100;
+constexpr unsigned kAfXdpBindRetryUs = 20000;
 
 std::string devarg(const std::string& device, const std::string& key) {
   std::string k = "," + key + "=";
@@ -78,6 +83,15 @@ bool Engine::Impl::bring_up_port(std::string* err) {
   int socket = rte_eth_dev_socket_id(port_id);
   if (socket < 0) socket = static_cast<int>(rte_socket_id());
   rc = rte_eth_rx_queue_setup(port_id, 0, nrx, static_cast<unsigned>(socket), nullptr, pool);
+  // AF_XDP: the kernel releases an exited engine's socket on the queue
+  // asynchronously, so a program started right after another (a shell loop
+  // of short-lived clients) can find the queue still bound. Wait for it, a
+  // bounded time, rather than leave every socket on the kernel.
+  bool af_xdp = device_name.rfind("net_af_xdp", 0) == 0;
+  for (int tries = 0; rc != 0 && af_xdp && tries < kAfXdpBindRetries; tries++) {
+    rte_delay_us_sleep(kAfXdpBindRetryUs);
+    rc = rte_eth_rx_queue_setup(port_id, 0, nrx, static_cast<unsigned>(socket), nullptr, pool);
+  }
   if (rc != 0) {
     *err = "rte_eth_rx_queue_setup: " + std::string(rte_strerror(-rc));
     return false;
