@@ -359,13 +359,21 @@ void Engine::Impl::publish_counters() {
   lc.udp_tx = counters.udp_tx;
   for (size_t i = 0; i < kDropReasonCount; i++) lc.drops[i] = counters.drops[i];
   for (UdpSocket* s : bound) {
-    if (s->rx_datagrams_ == s->published_rx_ && s->tx_datagrams_ == s->published_tx_) continue;
+    // A port's figures are its sockets' sums, published with its first.
+    if (sockets[s->port()] != s) continue;
+    uint64_t rx = 0, rx_bytes = 0, tx = 0;
+    for (const UdpSocket* o = s; o != nullptr; o = o->next_) {
+      rx += o->rx_datagrams_;
+      rx_bytes += o->rx_bytes_;
+      tx += o->tx_datagrams_;
+    }
+    if (rx == s->published_rx_ && tx == s->published_tx_) continue;
     mn_port_entry& pe = shm->ports[s->port()];
-    pe.rx_datagrams = s->rx_datagrams_;
-    pe.rx_bytes = s->rx_bytes_;
-    pe.tx_datagrams = s->tx_datagrams_;
-    s->published_rx_ = s->rx_datagrams_;
-    s->published_tx_ = s->tx_datagrams_;
+    pe.rx_datagrams = rx;
+    pe.rx_bytes = rx_bytes;
+    pe.tx_datagrams = tx;
+    s->published_rx_ = rx;
+    s->published_tx_ = tx;
   }
 }
 
@@ -381,9 +389,15 @@ void Engine::Impl::go_detached(const char* why) {
          why, device_name.c_str(), queue);
 }
 
-int Engine::Impl::attached_bind(uint16_t port, UdpSocket** out) {
+int Engine::Impl::attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSocket** out) {
   if (!usable()) return -ENETDOWN;
-  if (port != 0 && sockets[port] != nullptr) return -EADDRINUSE;
+  if (port != 0 && sockets[port] != nullptr) {
+    // Ours already: the daemon holds one claim per port for this process.
+    if (!may_share(sockets[port], opt)) return -EADDRINUSE;
+    *out = new_socket(port, opt);
+    bound.push_back(*out);
+    return 0;
+  }
   uint16_t got = 0;
   int rc = ctl->bind_udp(config.ip, port, &got);
   if (!ctl->connected()) {
@@ -392,8 +406,7 @@ int Engine::Impl::attached_bind(uint16_t port, UdpSocket** out) {
   }
   if (rc < 0) return rc;
   if (sockets[got] != nullptr) return -EADDRINUSE;  // the daemon lost track: keep ours
-  auto* s = new UdpSocket(got, config.socket_queue_len);
-  sockets[got] = s;
+  UdpSocket* s = new_socket(got, opt);
   bound.push_back(s);
   *out = s;
   return 0;
@@ -401,14 +414,21 @@ int Engine::Impl::attached_bind(uint16_t port, UdpSocket** out) {
 
 void Engine::Impl::attached_close(UdpSocket* sock) {
   uint16_t port = sock->port();
-  if (usable()) {
+  bool last = sockets[port] == sock && sock->next_ == nullptr;
+  if (last && usable()) {
     publish_counters();
     ctl->unbind_udp(port);  // errors: the port goes back with the lease anyway
     if (!ctl->connected())
       go_detached("machnetd closed the control connection (it exited or crashed)");
   }
   bound.erase(std::remove(bound.begin(), bound.end(), sock), bound.end());
-  sockets[port] = nullptr;
+  if (!unlink_socket(sock)) {
+    // Other sockets of ours keep the port and its claim: its figures stay.
+    UdpSocket* keep = sockets[port];
+    keep->rx_datagrams_ += sock->rx_datagrams_;
+    keep->rx_bytes_ += sock->rx_bytes_;
+    keep->tx_datagrams_ += sock->tx_datagrams_;
+  }
   if (detached.load()) sock->head_ = sock->tail_;  // forget, never free (see `detached`)
   delete sock;
 }

@@ -39,10 +39,14 @@ Engine::Impl::~Impl() {
   // Once machnetd is gone its memory may be unmapped: mbufs still held are
   // forgotten, never freed (see `detached`).
   bool gone = detached.load();
-  for (UdpSocket*& s : sockets) {
-    if (s != nullptr && gone) s->head_ = s->tail_;
-    delete s;
-    s = nullptr;
+  for (UdpSocket*& head : sockets) {
+    for (UdpSocket* s = head; s != nullptr;) {
+      UdpSocket* next = s->next_;
+      if (gone) s->head_ = s->tail_;
+      delete s;
+      s = next;
+    }
+    head = nullptr;
   }
   bound.clear();
   arp.reset();  // drops every packet still waiting for resolution
@@ -280,9 +284,72 @@ bool Engine::attached() const {
   return impl_->attached;
 }
 
+// ---- sockets and their ports ---------------------------------------------
+
+UdpSocket* Engine::Impl::lookup_shared(UdpSocket* head, uint32_t dst_ip, uint32_t src_ip,
+                                       uint16_t src_port) {
+  // The best score wins; the first of equals is the last bound (new sockets
+  // go to the head), unless all of them have reuseport: then a hash of the
+  // source picks one, so each flow stays with one socket.
+  UdpSocket* best = nullptr;
+  int best_score = -1;
+  uint32_t group = 0;  // reuseport sockets with the best score
+  for (UdpSocket* s = head; s != nullptr; s = s->next_) {
+    int sc = s->score(dst_ip, src_ip, src_port);
+    if (sc > best_score) {
+      best = s;
+      best_score = sc;
+      group = s->reuseport_ ? 1 : 0;
+    } else if (sc == best_score && group != 0) {
+      group = s->reuseport_ ? group + 1 : 0;
+    }
+  }
+  if (group <= 1) return best;
+  uint32_t h = src_ip * 0x9e3779b1u ^ src_port * 0x85ebca6bu;
+  h ^= h >> 16;
+  uint32_t pick = h % group;
+  for (UdpSocket* s = best; s != nullptr; s = s->next_) {
+    if (s->score(dst_ip, src_ip, src_port) != best_score) continue;
+    if (pick-- == 0) return s;
+  }
+  return best;
+}
+
+bool Engine::Impl::may_share(const UdpSocket* head, const UdpBindOptions& opt) {
+  if (!opt.shared) return false;
+  for (const UdpSocket* s = head; s != nullptr; s = s->next_)
+    if (!s->shared_) return false;
+  return true;
+}
+
+UdpSocket* Engine::Impl::new_socket(uint16_t port, const UdpBindOptions& opt) {
+  auto* s = new UdpSocket(port, config.socket_queue_len);
+  s->local_ip_ = opt.local_ip;
+  s->shared_ = opt.shared;
+  s->reuseport_ = opt.reuseport;
+  s->next_ = sockets[port];
+  sockets[port] = s;
+  return s;
+}
+
+bool Engine::Impl::unlink_socket(UdpSocket* sock) {
+  for (UdpSocket** p = &sockets[sock->port()]; *p != nullptr; p = &(*p)->next_) {
+    if (*p == sock) {
+      *p = sock->next_;
+      break;
+    }
+  }
+  sock->next_ = nullptr;
+  return sockets[sock->port()] == nullptr;
+}
+
 int Engine::udp_bind(uint16_t port, UdpSocket** out) {
+  return udp_bind(port, UdpBindOptions{}, out);
+}
+
+int Engine::udp_bind(uint16_t port, const UdpBindOptions& opt, UdpSocket** out) {
   Impl& e = *impl_;
-  if (e.attached) return e.attached_bind(port, out);
+  if (e.attached) return e.attached_bind(port, opt, out);
   if (port == 0) {
     for (uint32_t tries = 0; tries <= kEphemeralLast - kEphemeralFirst; tries++) {
       uint16_t p = e.next_ephemeral;
@@ -294,7 +361,10 @@ int Engine::udp_bind(uint16_t port, UdpSocket** out) {
     }
     if (port == 0) return -EAGAIN;
   } else if (e.sockets[port] != nullptr) {
-    return -EADDRINUSE;
+    // Joining sockets of ours: the port is steered here already.
+    if (!Impl::may_share(e.sockets[port], opt)) return -EADDRINUSE;
+    *out = e.new_socket(port, opt);
+    return 0;
   }
   if (e.xdp != nullptr && e.config.xdp_shared_ip) {
     std::string err;
@@ -303,8 +373,7 @@ int Engine::udp_bind(uint16_t port, UdpSocket** out) {
       return -EIO;
     }
   }
-  e.sockets[port] = new UdpSocket(port, e.config.socket_queue_len);
-  *out = e.sockets[port];
+  *out = e.new_socket(port, opt);
   return 0;
 }
 
@@ -315,12 +384,16 @@ void Engine::udp_close(UdpSocket* sock) {
     e.attached_close(sock);
     return;
   }
-  if (e.xdp != nullptr && e.config.xdp_shared_ip) {
+  if (e.unlink_socket(sock) && e.xdp != nullptr && e.config.xdp_shared_ip) {
     std::string err;
     e.xdp->set_port(sock->port(), false, &err);
   }
-  e.sockets[sock->port()] = nullptr;
   delete sock;
+}
+
+void Engine::udp_connect(UdpSocket* sock, uint32_t peer_ip, uint16_t peer_port) {
+  sock->peer_ip_ = peer_port != 0 ? peer_ip : 0;
+  sock->peer_port_ = peer_port;
 }
 
 int Engine::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data,

@@ -55,9 +55,28 @@ bool telemetry_register(const char* cmd, const char* help, TelemetryFill fill);
 
 class Engine;
 
-// A bound UDP port on the engine. Received datagrams wait in a bounded queue
+// How udp_bind binds a socket. Several sockets may share a port when every
+// one of them is bound with `shared`: the socket layer's sockets, whose kernel
+// twins have already passed the kernel's own check (SO_REUSEADDR or
+// SO_REUSEPORT on both) for the same port. A socket without it (the
+// transport's ports) holds its port alone.
+struct UdpBindOptions {
+  uint32_t local_ip = 0;   // host order; 0: any. Otherwise only datagrams to it
+  bool shared = false;     // may share the port (see above)
+  bool reuseport = false;  // SO_REUSEPORT: equally good matches split flows by hash
+};
+
+// A bound UDP socket on the engine. Received datagrams wait in a bounded queue
 // (EngineConfig::socket_queue_len); when it is full, new ones are dropped and
 // counted as kSocketQueueFull.
+//
+// Demultiplexing follows the kernel's: a datagram goes to the socket of its
+// destination port whose local address and peer match it most specifically
+// (a socket connected to the datagram's source beats an unconnected one; a
+// socket bound to the destination address beats one bound to any); a
+// connected socket never receives from anyone else. Among equally good
+// matches the last bound wins, or, when they all have reuseport, the hash of
+// the source picks one. A port with one socket costs one check.
 class UdpSocket {
  public:
   uint16_t port() const { return port_; }
@@ -67,8 +86,28 @@ class UdpSocket {
   struct Slot;
   UdpSocket(uint16_t port, uint32_t capacity);
   ~UdpSocket();
+  // Whether a datagram from src to dst_ip is for this socket, and how well:
+  // -1 no, otherwise higher is more specific.
+  int score(uint32_t dst_ip, uint32_t src_ip, uint16_t src_port) const {
+    int sc = 0;
+    if (local_ip_ != 0) {
+      if (local_ip_ != dst_ip) return -1;
+      sc += 1;
+    }
+    if (peer_port_ != 0) {
+      if (peer_ip_ != src_ip || peer_port_ != src_port) return -1;
+      sc += 2;
+    }
+    return sc;
+  }
   uint16_t port_;
   uint32_t capacity_;
+  UdpSocket* next_ = nullptr;  // the next socket on the same port
+  uint32_t local_ip_ = 0;
+  uint32_t peer_ip_ = 0;  // connected (peer_port_ != 0): only this source
+  uint16_t peer_port_ = 0;
+  bool shared_ = false;
+  bool reuseport_ = false;
   int error_ = 0;  // from ICMP, like the kernel's sk_err: ECONNREFUSED, EHOSTUNREACH
   uint32_t error_ip_ = 0;
   uint16_t error_port_ = 0;
@@ -113,9 +152,17 @@ class Engine {
   // ephemeral port), -EINVAL. Attached: the port is claimed from machnetd (a
   // control-socket round trip; port 0 takes the daemon's ephemeral port) and
   // its errors come back as they are (-EADDRINUSE when another process holds
-  // it, -ETIMEDOUT...); -ENETDOWN once the daemon is gone.
+  // it, -ETIMEDOUT...); -ENETDOWN once the daemon is gone. A socket joining a
+  // port this engine holds already (UdpBindOptions::shared) claims nothing:
+  // the daemon sees one claim per port, given back with the port's last
+  // socket. The first form binds exclusively, on any address.
   int udp_bind(uint16_t port, UdpSocket** out);
+  int udp_bind(uint16_t port, const UdpBindOptions& opt, UdpSocket** out);
   void udp_close(UdpSocket* sock);
+  // Connects a socket for demultiplexing: from now on it receives only from
+  // peer_ip:peer_port (host order), ahead of the port's unconnected sockets.
+  // Datagrams already queued stay. peer_port 0: unconnected again.
+  void udp_connect(UdpSocket* sock, uint32_t peer_ip, uint16_t peer_port);
   // Sends one datagram (fragmented above the MTU). Returns 0 or -errno:
   // -EMSGSIZE (> 65507 bytes), -ENETUNREACH (off-subnet, no gateway),
   // -ENOBUFS (no mbufs / TX full: the datagram was dropped and counted).

@@ -89,8 +89,25 @@ struct Engine::Impl {
   uint32_t neigh_queue[kNeighQueue];
   size_t neigh_queued = 0;
 
+  // By port: the last socket bound there, which links to the others.
   std::array<UdpSocket*, 65536> sockets{};
   uint16_t next_ephemeral = kEphemeralFirst;
+
+  // The socket a datagram from src_ip:src_port to dst_ip:port goes to, or
+  // nullptr (see UdpSocket: demultiplexing). One check for a lone socket.
+  UdpSocket* lookup_udp(uint16_t port, uint32_t dst_ip, uint32_t src_ip, uint16_t src_port) const {
+    UdpSocket* s = sockets[port];
+    if (s == nullptr) return nullptr;
+    if (s->next_ == nullptr) return s->score(dst_ip, src_ip, src_port) >= 0 ? s : nullptr;
+    return lookup_shared(s, dst_ip, src_ip, src_port);
+  }
+  static UdpSocket* lookup_shared(UdpSocket* head, uint32_t dst_ip, uint32_t src_ip,
+                                  uint16_t src_port);
+  // Whether a socket bound with opt may join the port's sockets (head).
+  static bool may_share(const UdpSocket* head, const UdpBindOptions& opt);
+  UdpSocket* new_socket(uint16_t port, const UdpBindOptions& opt);
+  // Takes sock off its port's list; true when it was the port's last one.
+  bool unlink_socket(UdpSocket* sock);
 
   std::minstd_rand fault_rng{12345};
   std::uniform_real_distribution<double> fault_dist{0.0, 1.0};
@@ -159,7 +176,7 @@ struct Engine::Impl {
   void learn_found_now(uint64_t now);
   void publish_counters();
   void go_detached(const char* why);
-  int attached_bind(uint16_t port, UdpSocket** out);
+  int attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSocket** out);
   void attached_close(UdpSocket* sock);
   std::string describe_attached() const;
 
@@ -198,8 +215,9 @@ struct Engine::Impl {
   void rx_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf);
   void send_port_unreachable(rte_mbuf* m, uint16_t l3_off);
   void rx_reassembled(rte_mbuf* m);
-  void deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, uint16_t src_port,
-                   uint16_t dst_port, uint16_t payload_off, uint16_t payload_len);
+  void deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t dst_ip, uint32_t src_ip,
+                   uint16_t src_port, uint16_t dst_port, uint16_t payload_off,
+                   uint16_t payload_len);
 
   // Transmit path (engine_tx.cc)
   int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);

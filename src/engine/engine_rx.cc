@@ -20,7 +20,7 @@ void Engine::Impl::rx_one(rte_mbuf* m) {
 }
 
 void Engine::Impl::rx_udp(rte_mbuf* m, const wire::ParsedFrame& pf) {
-  deliver_udp(m, pf.l3_offset, pf.src_ip, pf.src_port, pf.dst_port, pf.payload_offset,
+  deliver_udp(m, pf.l3_offset, pf.dst_ip, pf.src_ip, pf.src_port, pf.dst_port, pf.payload_offset,
               pf.payload_len);
 }
 
@@ -102,14 +102,16 @@ void Engine::Impl::rx_reassembled(rte_mbuf* m) {
     drop_mbuf(m, DropReason::kBadUdpChecksum);
     return;
   }
-  deliver_udp(m, l3, ntohl(ip->src), ntohs(udp->src_port), ntohs(udp->dst_port),
+  deliver_udp(m, l3, ntohl(ip->dst), ntohl(ip->src), ntohs(udp->src_port), ntohs(udp->dst_port),
               static_cast<uint16_t>(l4 + sizeof(wire::UdpHdr)),
               static_cast<uint16_t>(udp_len - sizeof(wire::UdpHdr)));
 }
 
 void Engine::Impl::rx_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf) {
   counters.icmp_unreachable_rx++;
-  UdpSocket* s = sockets[pf.src_port];
+  // The socket that sent the quoted datagram: the one a reply from its
+  // destination would reach.
+  UdpSocket* s = lookup_udp(pf.src_port, config.ip, pf.inner_dst_ip, pf.dst_port);
   if (s != nullptr) {
     // RFC 1122 4.1.3.3: report to the application (the kernel does so on
     // connected sockets; the socket layer decides, we keep the latest).
@@ -128,12 +130,15 @@ void Engine::Impl::send_port_unreachable(rte_mbuf* m, uint16_t l3_off) {
   tx_enqueue(r);
 }
 
-void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t src_ip, uint16_t src_port,
-                               uint16_t dst_port, uint16_t payload_off, uint16_t payload_len) {
-  UdpSocket* s = sockets[dst_port];
+void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t dst_ip, uint32_t src_ip,
+                               uint16_t src_port, uint16_t dst_port, uint16_t payload_off,
+                               uint16_t payload_len) {
+  UdpSocket* s = lookup_udp(dst_port, dst_ip, src_ip, src_port);
   if (s == nullptr) {
-    // Attached: port unreachable is machnetd's job (datagrams for ports
-    // nobody holds are steered to it); one here raced with our unbind.
+    // No socket, or only sockets connected to someone else (the kernel
+    // answers those with port unreachable too). Attached: port unreachable
+    // is machnetd's job (datagrams for ports nobody holds are steered to
+    // it); one here raced with our unbind or its sender is not our peer.
     if (!attached) send_port_unreachable(m, l3_off);
     drop_mbuf(m, DropReason::kNoSocket);
     return;

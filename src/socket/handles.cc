@@ -3,6 +3,7 @@
 // thread closed the fd; the engine port is released by whoever drops the
 // last reference.
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 
@@ -84,8 +85,20 @@ int op_udp_open(int twin, const sockaddr_in* local, uint64_t* handle) {
     }
   }
   Sock* s = slot_ptr(slot);
+  // The twin holds the port in the kernel already: the kernel has applied
+  // its SO_REUSEADDR / SO_REUSEPORT rules to this bind, so the engine lets
+  // the socket share the port with the other sockets of ours there (never
+  // with a transport port, which has no twin). SO_REUSEPORT also makes
+  // equally good matches split flows, as in the kernel.
+  engine::UdpBindOptions opt;
+  opt.local_ip = ntohl(local->sin_addr.s_addr);
+  opt.shared = true;
+  int reuseport = 0;
+  socklen_t optlen = sizeof(reuseport);
+  opt.reuseport =
+      getsockopt(twin, SOL_SOCKET, SO_REUSEPORT, &reuseport, &optlen) == 0 && reuseport != 0;
   engine::UdpSocket* us = nullptr;
-  int rc = eng().udp_bind(ntohs(local->sin_port), &us);
+  int rc = eng().udp_bind(ntohs(local->sin_port), opt, &us);
   if (rc != 0) return rc;
   if (g.free_head != 0)
     g.free_head = s->next_free;

@@ -52,7 +52,12 @@ struct machnet_socket_ops_v1 {
   uint32_t (*engine_ip)(void);
 
   /* Offloads the UDP socket whose kernel twin is twin_fd, already bound to
-   * local (port != 0): binds the same port on the engine. */
+   * local (port != 0): binds the same port on the engine. Other offloaded
+   * UDP sockets of the process may hold the port (the kernel allowed the
+   * twin's bind: SO_REUSEADDR / SO_REUSEPORT); arriving datagrams then go to
+   * the best match, a connected socket's peer to it. -EADDRINUSE: the
+   * engine holds the port for something else (a transport port, another
+   * process under machnetd). */
   int (*udp_open)(int twin_fd, const struct sockaddr_in* local, uint64_t* handle);
   /* Another fd (dup) now names the socket. */
   int (*dup)(uint64_t handle);

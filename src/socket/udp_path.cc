@@ -379,11 +379,15 @@ int op_connect(uint64_t h, const sockaddr_in* peer) {
   s->unfiltered = g.stack->down() ? 0 : eng().udp_pending(s->us);
   if (peer == nullptr) {
     s->connected = false;
+    if (!g.stack->down()) eng().udp_connect(s->us, 0, 0);
     return 0;
   }
   s->connected = true;
   s->peer_ip = ntohl(peer->sin_addr.s_addr);
   s->peer_port = ntohs(peer->sin_port);
+  // From now on the engine hands this socket only its peer's datagrams, and
+  // hands them to it rather than to the port's unconnected sockets.
+  if (!g.stack->down()) eng().udp_connect(s->us, s->peer_ip, s->peer_port);
   return 0;
 }
 

@@ -331,6 +331,31 @@ TEST_F(AttachedTest, PortsAreClaimedThroughTheDaemon) {
   EXPECT_TRUE(d_->bound().empty());
 }
 
+// Sockets of ours sharing a port (SO_REUSEADDR): one claim from the daemon
+// (it refuses a second claim by the same process), given back with the last.
+TEST_F(AttachedTest, ASharedPortIsClaimedOnce) {
+  ASSERT_NO_FATAL_FAILURE(attach(config()));
+  engine::UdpBindOptions shared;
+  shared.shared = true;
+  UdpSocket* a = nullptr;
+  UdpSocket* b = nullptr;
+  ASSERT_EQ(eng_->udp_bind(kPort, shared, &a), 0);
+  ASSERT_EQ(eng_->udp_bind(kPort, shared, &b), 0);
+  EXPECT_EQ(d_->requests(MN_CTL_BIND), 1);
+  EXPECT_EQ(mn_port_queue(&shm_->ports[kPort]), kOurQueue);
+  eng_->udp_connect(a, kPeerIp, 4000);
+  inject(make_udp(100, 9, 4000, kPort));
+  inject(make_udp(50, 9, 4001, kPort));
+  ASSERT_TRUE(poll_until([&] { return eng_->udp_pending(a) == 1 && eng_->udp_pending(b) == 1; }));
+  eng_->udp_close(a);
+  EXPECT_EQ(d_->requests(MN_CTL_UNBIND), 0);
+  EXPECT_EQ(mn_port_queue(&shm_->ports[kPort]), kOurQueue);
+  eng_->udp_close(b);
+  EXPECT_EQ(d_->requests(MN_CTL_UNBIND), 1);
+  EXPECT_EQ(mn_port_queue(&shm_->ports[kPort]), 0);
+  EXPECT_EQ(shm_->ports[kPort].rx_datagrams, 2u);  // both sockets' figures
+}
+
 TEST_F(AttachedTest, OwnDatagramsAreDeliveredOthersAreSteered) {
   ASSERT_NO_FATAL_FAILURE(attach(config()));
   UdpSocket* s = nullptr;

@@ -483,6 +483,103 @@ TEST_F(EngineTest, FaultInjectionDropsReceivedFrames) {
   EXPECT_TRUE(drain_tx().empty());
 }
 
+// Several sockets on one port (the socket layer's, whose kernel twins passed
+// the kernel's SO_REUSEADDR check): each datagram goes to the best match, as
+// in the kernel; the transport's exclusive ports are never shared.
+TEST_F(EngineTest, DemultiplexesByTheFullAddress) {
+  engine::UdpBindOptions shared;
+  shared.shared = true;
+  UdpSocket* only = nullptr;
+  ASSERT_EQ(eng_->udp_bind(kPort + 1, &only), 0);  // exclusive
+  UdpSocket* dup = nullptr;
+  EXPECT_EQ(eng_->udp_bind(kPort + 1, shared, &dup), -EADDRINUSE);
+  eng_->udp_close(only);
+
+  UdpSocket* a = nullptr;  // connected to kPeerIp:4000
+  UdpSocket* b = nullptr;  // unconnected, bound later
+  ASSERT_EQ(eng_->udp_bind(kPort, shared, &a), 0);
+  EXPECT_EQ(eng_->udp_bind(kPort, &dup), -EADDRINUSE);  // an exclusive bind never joins
+  ASSERT_EQ(eng_->udp_bind(kPort, shared, &b), 0);
+  eng_->udp_connect(a, kPeerIp, 4000);
+  inject(make_udp(10, 1, 4000, kPort));
+  inject(make_udp(20, 2, 4001, kPort));
+  inject(make_udp(30, 3, 4000, kPort));
+  poll();
+  uint8_t buf[64];
+  uint32_t ip;
+  uint16_t port;
+  EXPECT_EQ(eng_->udp_pending(a), 2u);
+  EXPECT_EQ(eng_->udp_pending(b), 1u);
+  EXPECT_EQ(eng_->udp_recvfrom(a, buf, sizeof(buf), &ip, &port), 10);
+  EXPECT_EQ(port, 4000);
+  EXPECT_EQ(eng_->udp_recvfrom(a, buf, sizeof(buf), &ip, &port), 30);
+  EXPECT_EQ(eng_->udp_recvfrom(b, buf, sizeof(buf), &ip, &port), 20);
+  EXPECT_EQ(port, 4001);
+
+  // A socket bound to the engine's address beats one bound to any; a
+  // connected one beats both.
+  UdpSocket* c = nullptr;
+  engine::UdpBindOptions specific = shared;
+  specific.local_ip = kLocalIp;
+  ASSERT_EQ(eng_->udp_bind(kPort, specific, &c), 0);
+  inject(make_udp(11, 1, 4002, kPort));
+  inject(make_udp(12, 1, 4000, kPort));
+  poll();
+  EXPECT_EQ(eng_->udp_pending(c), 1u);
+  EXPECT_EQ(eng_->udp_pending(a), 1u);
+  EXPECT_EQ(eng_->udp_pending(b), 0u);
+  eng_->udp_close(c);  // frees its queued datagram
+
+  // Without the unconnected socket, the connected one hears nobody else: the
+  // datagram gets port unreachable, as from the kernel.
+  eng_->udp_close(b);
+  drain_tx();
+  inject(make_udp(20, 2, 4001, kPort));
+  poll();
+  EXPECT_EQ(eng_->udp_pending(a), 1u);
+  EXPECT_EQ(drops(DropReason::kNoSocket), 1u);
+  EXPECT_EQ(eng_->counters().icmp_unreachable_tx, 1u);
+  // Unconnected again: it hears everyone.
+  eng_->udp_connect(a, 0, 0);
+  inject(make_udp(20, 2, 4001, kPort));
+  poll();
+  EXPECT_EQ(eng_->udp_pending(a), 2u);
+  eng_->udp_close(a);
+  // The port is free again, for an exclusive bind too.
+  ASSERT_EQ(eng_->udp_bind(kPort, &a), 0);
+  eng_->udp_close(a);
+}
+
+// SO_REUSEPORT sockets of one port: each flow sticks to one socket, and the
+// flows are spread over all of them.
+TEST_F(EngineTest, ReuseportSpreadsFlowsOverTheGroup) {
+  engine::UdpBindOptions rp;
+  rp.shared = true;
+  rp.reuseport = true;
+  UdpSocket* s[3] = {};
+  for (auto& x : s) ASSERT_EQ(eng_->udp_bind(kPort, rp, &x), 0);
+  for (int round = 0; round < 2; round++) {
+    for (uint16_t sp = 4000; sp < 4030; sp++) inject(make_udp(8, 1, sp, kPort));
+    drain_rx();
+    poll();
+  }
+  uint32_t total = 0;
+  for (auto* x : s) {
+    EXPECT_GT(eng_->udp_pending(x), 0u);
+    total += eng_->udp_pending(x);
+    // Both datagrams of every flow went to the same socket.
+    std::set<uint16_t> once, twice;
+    uint8_t buf[16];
+    uint32_t ip;
+    uint16_t port;
+    while (eng_->udp_recvfrom(x, buf, sizeof(buf), &ip, &port) >= 0)
+      if (!once.insert(port).second) twice.insert(port);
+    EXPECT_EQ(once, twice);
+  }
+  EXPECT_EQ(total, 60u);
+  for (auto* x : s) eng_->udp_close(x);
+}
+
 TEST_F(EngineTest, EphemeralPortsAreDistinct) {
   UdpSocket* a = nullptr;
   UdpSocket* b = nullptr;
