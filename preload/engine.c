@@ -291,8 +291,15 @@ static int offload_now(int fd, struct fd_ent* e) {
   g_guard--;
   if (rc < 0) {
     sock_unref(sock);
-    LOG(g_cfg.strict ? LOG_ERROR : LOG_WARNING, "fd %d: cannot offload port %u: %s", fd,
-        ntohs(local.sin_port), strerror(-rc));
+    if (rc == -EADDRINUSE)
+      LOG(LOG_ERROR,
+          "fd %d: UDP port %u is the engine's already (a transport port, or another process's "
+          "under machnetd), and its datagrams go there, not to the kernel: the socket fails "
+          "with EADDRINUSE",
+          fd, ntohs(local.sin_port));
+    else
+      LOG(g_cfg.strict ? LOG_ERROR : LOG_WARNING, "fd %d: cannot offload port %u: %s", fd,
+          ntohs(local.sin_port), strerror(-rc));
     return -rc;
   }
   /* shutdown(2) before the decision: the engine side gets the bits too. */
@@ -309,9 +316,12 @@ static int offload_now(int fd, struct fd_ent* e) {
   return 0;
 }
 
-/* A rule said offload but it cannot be done: strict mode fails the socket. */
+/* A rule said offload but it cannot be done: strict mode fails the socket.
+ * So does EADDRINUSE in any mode: the engine (this process's, or another
+ * one's under machnetd) holds the port and its traffic is steered there, so
+ * a kernel socket on it would never receive anything. */
 static int offload_failed(struct fd_ent* e, int err) {
-  if (g_cfg.strict) {
+  if (g_cfg.strict || err == EADDRINUSE) {
     atomic_store(&e->err, err);
     atomic_store_explicit(&e->kind, KIND_FAILED, memory_order_release);
     return -err;
