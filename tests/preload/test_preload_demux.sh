@@ -5,8 +5,8 @@
 #     host B: socket A bound to a port and connected to X, socket B bound to
 #     the same port unconnected (SO_REUSEADDR), in both orders: X's datagrams
 #     reach A only, Y's reach B only; a second bind without SO_REUSEADDR gets
-#     EADDRINUSE. Run without and with the preload (engine on its own
-#     address): the outputs must be the same.
+#     EADDRINUSE. Run without and with the preload (engine sharing the
+#     kernel's address): the outputs must be the same.
 #   - a UDP bind on the port the engine holds for the transport (a stream
 #     listener's rendezvous port) fails with EADDRINUSE and one log line,
 #     rather than leaving a kernel socket the engine's steering starves;
@@ -21,8 +21,20 @@ command -v iperf3 >/dev/null || fail "iperf3 is not installed (tools/install-dep
 DEMUX="$BUILDDIR/tests/preload/demux_check"
 [ -x "$DEMUX" ] || fail "$DEMUX not built (make check builds it)"
 netns_up
-engine_config "$TMP/machnet.conf"
-preload_in_a "$TMP/machnet.conf"
+# Engines sharing the kernels' addresses (shared-IP AF_XDP): a bound UDP port
+# is steered to the engine, so a socket left on the kernel for it would
+# never receive; and the same addresses with and without the preload.
+for h in a b; do
+  if [ $h = a ]; then ifc=$MN_IF_A ip=$MN_IP_A; else ifc=$MN_IF_B ip=$MN_IP_B; fi
+  {
+    echo "device = net_af_xdp0,iface=$ifc,start_queue=0,queue_count=1"
+    echo "ip = $ip/$MN_PREFIX_LEN"
+    echo "xdp_shared_ip = yes"
+    echo "library = $ENGINE_LIB"
+    echo "machnetd = off"
+  } >"$TMP/shared_$h.conf"
+done
+preload_in_a "$TMP/shared_a.conf"
 
 echo "# connected and unconnected sockets on one port: kernel, then preload"
 start_bg dpeer ip netns exec "$MN_NS_B" "$DEMUX" peer 7811 7812 50
@@ -46,17 +58,7 @@ grep -qx "bind: EADDRINUSE" "$TMP/lb.out" || fail "preload: $(cat "$TMP/lb.out" 
 echo "ok: EADDRINUSE and one log line, not a deaf socket"
 
 echo "# iperf3 -u -P 3, both ends under machnet-run"
-for h in a b; do
-  if [ $h = a ]; then ifc=$MN_IF_A ip=$MN_IP_A; else ifc=$MN_IF_B ip=$MN_IP_B; fi
-  {
-    echo "device = net_af_xdp0,iface=$ifc,start_queue=0,queue_count=1"
-    echo "ip = $ip/$MN_PREFIX_LEN"
-    echo "xdp_shared_ip = yes"
-    echo "library = $ENGINE_LIB"
-    echo "machnetd = off"
-  } >"$TMP/iperf_$h.conf"
-done
-start_bg iperf_srv ip netns exec "$MN_NS_B" "$RUN" --preload "$PRELOAD_LIB" --config "$TMP/iperf_b.conf" -- \
+start_bg iperf_srv ip netns exec "$MN_NS_B" "$RUN" --preload "$PRELOAD_LIB" --config "$TMP/shared_b.conf" -- \
   iperf3 -s -p 5201 -1 -J --logfile "$TMP/iperf_srv.json"
 SRV=$LAST_PID
 for _ in $(seq 200); do
@@ -64,7 +66,7 @@ for _ in $(seq 200); do
   kill -0 "$SRV" 2>/dev/null || fail "iperf3 server exited: $(cat "$TMP/iperf_srv.log")"
   sleep 0.1
 done
-ip netns exec "$MN_NS_A" timeout 60 "$RUN" --preload "$PRELOAD_LIB" --config "$TMP/iperf_a.conf" -- \
+ip netns exec "$MN_NS_A" timeout 60 "$RUN" --preload "$PRELOAD_LIB" --config "$TMP/shared_a.conf" -- \
   iperf3 -c "$MN_IP_B" -p 5201 -u -b 4M -l 1200 -t 3 -P 3 --json \
   >"$TMP/iperf_cli.json" 2>"$TMP/iperf_cli.err" ||
   fail "iperf3 client failed: $(tail -n 5 "$TMP/iperf_cli.err" "$TMP/iperf_cli.json")"
