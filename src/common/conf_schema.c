@@ -54,6 +54,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("arp.max_requests", 1, 100, "5"),
     UINT("arp.reachable_s", 1, 86400, "30"),
     UINT("arp.max_entries", 16, 1u << 20, "1024"),
+    UINT("arp.queue_len", 1, 65536, "256"),
     TYPED("arp.static", MN_CONF_NEIGHBOURS, ""),
     UINT("frag.timeout_ms", 10, 60000, "2000"),
     UINT("frag.max_flows", 16, 1u << 20, "4096"),

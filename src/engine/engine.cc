@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
@@ -208,7 +209,11 @@ void Engine::Impl::run_timers(uint64_t now) {
 }
 
 void Engine::Impl::start_arp() {
-  arp = std::make_unique<net::ArpCache>(config.arp, &arp_events);
+  // Packets waiting for unresolved neighbours hold at most a quarter of the
+  // mbuf pool, whatever arp.queue_len allows each neighbour.
+  net::ArpConfig a = config.arp;
+  a.max_pending_total = std::max<size_t>(1, config.num_mbufs / 4);
+  arp = std::make_unique<net::ArpCache>(a, &arp_events);
   last_timer_ns = now_ns();
   for (const auto& [nip, mac_text] : config.static_neighbours) {
     wire::MacAddr m;

@@ -10,8 +10,8 @@ const std::vector<std::string>& EngineConfig::keys() {
     std::vector<std::string> all = HostSettings::keys();
     for (const char* own :
          {"hugepages", "eal_args", "mbufs", "rx_desc", "tx_desc", "socket_queue_len",
-          "arp.retry_ms", "arp.max_requests", "arp.reachable_s", "arp.max_entries", "arp.static",
-          "xdp_prog", "xdp_shared_ip", "fault.rx_drop", "fault.tx_drop", "machnetd",
+          "arp.retry_ms", "arp.max_requests", "arp.reachable_s", "arp.max_entries", "arp.queue_len",
+          "arp.static", "xdp_prog", "xdp_shared_ip", "fault.rx_drop", "fault.tx_drop", "machnetd",
           "machnetd.socket"})
       all.push_back(own);
     return all;
@@ -41,6 +41,7 @@ net::ArpConfig EngineConfig::default_arp() {
   a.max_requests = static_cast<uint32_t>(Config::default_uint("arp.max_requests"));
   a.reachable_ns = Config::default_uint("arp.reachable_s") * 1000000000;
   a.max_entries = Config::default_uint("arp.max_entries");
+  a.max_pending_per_entry = Config::default_uint("arp.queue_len");
   return a;
 }
 
@@ -60,7 +61,8 @@ bool EngineConfig::load(const Config& c, std::string* err) {
       !take_uint(c, "arp.retry_ms", &arp.retry_ns, err, 1000000) ||
       !take_uint(c, "arp.max_requests", &arp.max_requests, err) ||
       !take_uint(c, "arp.reachable_s", &arp.reachable_ns, err, 1000000000) ||
-      !take_uint(c, "arp.max_entries", &arp.max_entries, err))
+      !take_uint(c, "arp.max_entries", &arp.max_entries, err) ||
+      !take_uint(c, "arp.queue_len", &arp.max_pending_per_entry, err))
     return false;
   if (const auto* e = c.find("arp.static")) {
     static_neighbours.clear();

@@ -1,5 +1,6 @@
 #include "net/arp_cache.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace machnet::net {
@@ -12,8 +13,8 @@ struct Entry {
   uint32_t ip = 0;
   Slot slot = Slot::kEmpty;
   uint32_t requests = 0;  // requests sent in the current resolution
-  uint32_t queue = 0;     // index of this entry's pending queue
-  uint32_t q_head = 0;    // FIFO ring within the queue
+  uint32_t q_head = 0;    // FIFO of waiting packets: a list of pool nodes
+  uint32_t q_tail = 0;
   uint32_t q_count = 0;
   wire::MacAddr mac{};
   uint64_t confirmed_ns = 0;   // last learn(); reachable until + reachable_ns
@@ -27,6 +28,8 @@ uint64_t elapsed(uint64_t now, uint64_t then) {
   return now > then ? now - then : 0;
 }
 
+constexpr uint32_t kNil = 0xffffffffu;  // no node
+
 size_t round_up_pow2(size_t n) {
   size_t p = 2;
   while (p < n) p <<= 1;
@@ -37,17 +40,20 @@ size_t round_up_pow2(size_t n) {
 
 // Linear probing with backward-shift deletion (no tombstones, so lookups stay
 // short however many entries come and go). The slot array has at least twice
-// max_entries slots, so probes always end at an empty slot. Pending queues live
-// in a separate pool addressed by Entry::queue, because entries move when a
-// neighbour is deleted.
+// max_entries slots, so probes always end at an empty slot. Waiting packets
+// live in one pool of max_pending_total nodes shared by all entries (linked
+// by index, so entries can move when a neighbour is deleted): a neighbour may
+// hold up to max_pending_per_entry of them without every entry reserving as
+// many.
 struct ArpCache::Impl {
   ArpConfig cfg;
   ArpEvents* events;
   size_t max_entries;
   size_t mask;
   std::vector<Entry> slots;
-  std::vector<void*> pending;         // max_entries queues of max_pending_per_entry
-  std::vector<uint32_t> free_queues;  // stack of unused queue indices
+  std::vector<void*> node_pkt;      // the pending pool: packet of each node
+  std::vector<uint32_t> node_next;  // next node of the same queue, or of the free list
+  uint32_t free_head = kNil;
   size_t used = 0;
   uint64_t requests_sent = 0;
   uint64_t resolutions_failed = 0;
@@ -58,9 +64,13 @@ struct ArpCache::Impl {
     const size_t n = round_up_pow2(max_entries * 2);
     mask = n - 1;
     slots.resize(n);
-    pending.resize(max_entries * cfg.max_pending_per_entry);
-    free_queues.reserve(max_entries);
-    for (size_t i = max_entries; i > 0; --i) free_queues.push_back(static_cast<uint32_t>(i - 1));
+    const size_t nodes = std::min(cfg.max_pending_total, size_t{kNil});
+    node_pkt.resize(nodes);
+    node_next.resize(nodes);
+    for (size_t i = nodes; i > 0; --i) {
+      node_next[i - 1] = free_head;
+      free_head = static_cast<uint32_t>(i - 1);
+    }
   }
 
   size_t home(uint32_t ip) const {
@@ -85,14 +95,11 @@ struct ArpCache::Impl {
     Entry& e = slots[i];
     e = Entry{};
     e.ip = ip;
-    e.queue = free_queues.back();
-    free_queues.pop_back();
     ++used;
     return &e;
   }
 
   void erase(size_t i) {
-    free_queues.push_back(slots[i].queue);
     slots[i].slot = Slot::kEmpty;
     --used;
     // Pull later members of the probe run back so none sits behind a hole.
@@ -108,19 +115,30 @@ struct ArpCache::Impl {
     }
   }
 
-  void** queue_base(const Entry& e) { return pending.data() + e.queue * cfg.max_pending_per_entry; }
-
+  // False when the entry already holds max_pending_per_entry packets or the
+  // pool is empty.
   bool enqueue(Entry& e, void* pkt) {
-    if (e.q_count >= cfg.max_pending_per_entry) return false;
-    queue_base(e)[(e.q_head + e.q_count) % cfg.max_pending_per_entry] = pkt;
+    if (e.q_count >= cfg.max_pending_per_entry || free_head == kNil) return false;
+    uint32_t n = free_head;
+    free_head = node_next[n];
+    node_pkt[n] = pkt;
+    node_next[n] = kNil;
+    if (e.q_count == 0)
+      e.q_head = n;
+    else
+      node_next[e.q_tail] = n;
+    e.q_tail = n;
     ++e.q_count;
     return true;
   }
 
   void* dequeue(Entry& e) {
-    void* pkt = queue_base(e)[e.q_head];
-    e.q_head = static_cast<uint32_t>((e.q_head + 1) % cfg.max_pending_per_entry);
+    uint32_t n = e.q_head;
+    void* pkt = node_pkt[n];
+    e.q_head = node_next[n];
     --e.q_count;
+    node_next[n] = free_head;
+    free_head = n;
     return pkt;
   }
 
@@ -166,7 +184,7 @@ ArpLookup ArpCache::resolve(uint32_t ip_host, uint64_t now_ns, void* pkt, wire::
     // Queue first: send_request() may be observed by the caller, and the
     // packet must already be held when it is.
     if (pkt != nullptr && !m.enqueue(*e, pkt)) {
-      m.events->drop(pkt, DropReason::kArpQueueFull);  // max_pending_per_entry == 0
+      m.events->drop(pkt, DropReason::kArpQueueFull);  // no room at all
       m.send_request(ip_host);
       return ArpLookup::kDropped;
     }

@@ -20,7 +20,12 @@ struct ArpConfig {
   uint64_t retry_ns = 100'000'000;         // between requests while resolving
   uint32_t max_requests = 5;               // requests sent before resolution fails
   size_t max_entries = 1024;               // table capacity (rounded up internally)
-  size_t max_pending_per_entry = 32;       // packets held while resolving
+  // Packets held while a neighbour resolves: per neighbour, as the kernel's
+  // unres_qlen (whose byte bound holds ~270 small datagrams), so a burst
+  // sent to a new neighbour is not cut short; and in all, so unresolved
+  // neighbours never hold more than this many of the engine's buffers.
+  size_t max_pending_per_entry = 256;
+  size_t max_pending_total = 4096;
 };
 
 enum class ArpState : uint8_t {

@@ -390,6 +390,7 @@ TEST_F(BothSides, SchemaDefaultsAreTheReadersDefaults) {
   EXPECT_EQ(a.arp.max_requests, b.arp.max_requests);
   EXPECT_EQ(a.arp.reachable_ns, b.arp.reachable_ns);
   EXPECT_EQ(a.arp.max_entries, b.arp.max_entries);
+  EXPECT_EQ(a.arp.max_pending_per_entry, b.arp.max_pending_per_entry);
   EXPECT_EQ(a.frag_timeout_ms, b.frag_timeout_ms);
   EXPECT_EQ(a.frag_max_flows, b.frag_max_flows);
   EXPECT_EQ(a.xdp_shared_ip, b.xdp_shared_ip);

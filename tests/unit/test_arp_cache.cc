@@ -249,6 +249,40 @@ TEST_F(ArpCacheTest, PendingQueueFull) {
     EXPECT_EQ(ev.released[i - 1].pkt, H(i));
 }
 
+TEST_F(ArpCacheTest, DefaultQueueHoldsABurstOf200) {
+  // A burst to a new neighbour waits whole, as the kernel's unres_qlen keeps it.
+  ArpCache c(ArpConfig{}, &ev);
+  for (uintptr_t i = 1; i <= 200; ++i)
+    ASSERT_EQ(c.resolve(kIp, now, H(i), nullptr), ArpLookup::kPending);
+  EXPECT_TRUE(ev.dropped.empty());
+  c.learn(kIp, kMac1, now + 1, false);
+  ASSERT_EQ(ev.released.size(), 200u);
+  for (uintptr_t i = 1; i <= 200; ++i) EXPECT_EQ(ev.released[i - 1].pkt, H(i));
+}
+
+TEST_F(ArpCacheTest, PendingPoolIsSharedAndBounded) {
+  cfg.max_pending_per_entry = 4;
+  cfg.max_pending_total = 6;
+  ArpCache c(cfg, &ev);
+  for (uintptr_t i = 1; i <= 4; ++i)
+    EXPECT_EQ(c.resolve(kIp, now, H(i), nullptr), ArpLookup::kPending);
+  EXPECT_EQ(c.resolve(kIp2, now, H(11), nullptr), ArpLookup::kPending);
+  EXPECT_EQ(c.resolve(kIp2, now, H(12), nullptr), ArpLookup::kPending);
+  // The pool is empty: the other neighbour's fifth packet has no room.
+  EXPECT_EQ(c.resolve(kIp2, now, H(13), nullptr), ArpLookup::kDropped);
+  EXPECT_EQ(ev.dropped, (std::vector<Dropped>{{H(13), DropReason::kArpQueueFull}}));
+  // Resolving the first gives its nodes back to everyone.
+  c.learn(kIp, kMac1, now + 1, false);
+  EXPECT_EQ(ev.released.size(), 4u);
+  EXPECT_EQ(c.resolve(kIp2, now, H(14), nullptr), ArpLookup::kPending);
+  EXPECT_EQ(c.resolve(kIp2, now, H(15), nullptr), ArpLookup::kPending);
+  EXPECT_EQ(c.resolve(kIp2, now, H(16), nullptr), ArpLookup::kDropped);  // its own 4
+  c.learn(kIp2, kMac2, now + 2, false);
+  ASSERT_EQ(ev.released.size(), 8u);
+  EXPECT_EQ(ev.released[4].pkt, H(11));
+  EXPECT_EQ(ev.released[7].pkt, H(15));
+}
+
 TEST_F(ArpCacheTest, ZeroLengthQueueDropsButStillResolves) {
   cfg.max_pending_per_entry = 0;
   ArpCache c(cfg, &ev);
@@ -448,7 +482,9 @@ class Model {
     std::deque<void*> q;
   };
   ArpLookup push(E& e, void* pkt, Recorder* ev) {
-    if (e.q.size() >= cfg_.max_pending_per_entry) {
+    size_t total = 0;
+    for (const auto& kv : m_) total += kv.second.q.size();
+    if (e.q.size() >= cfg_.max_pending_per_entry || total >= cfg_.max_pending_total) {
       ev->drop(pkt, DropReason::kArpQueueFull);
       return ArpLookup::kDropped;
     }
@@ -472,6 +508,7 @@ TEST(ArpCacheRandom, MatchesModelAndReturnsEveryHandleOnce) {
     ArpConfig cfg = small_config();
     cfg.max_entries = 1 + rng() % 16;
     cfg.max_pending_per_entry = rng() % 5;
+    cfg.max_pending_total = rng() % 12;
     cfg.max_requests = 1 + rng() % 4;
     cfg.reachable_ns = 1000;
     cfg.stale_ns = 5000;
