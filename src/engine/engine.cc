@@ -51,7 +51,7 @@ Engine::Impl::~Impl() {
   }
   bound.clear();
   arp.reset();  // drops every packet still waiting for resolution
-  tx_flush();
+  tx_flush(/*keep=*/false);
   if (attached) {
     // The port, its queues and the mempools are the daemon's: nothing is
     // stopped or freed here. Closing the control connection gives the lease

@@ -165,7 +165,8 @@ class Engine {
   void udp_connect(UdpSocket* sock, uint32_t peer_ip, uint16_t peer_port);
   // Sends one datagram (fragmented above the MTU). Returns 0 or -errno:
   // -EMSGSIZE (> 65507 bytes), -ENETUNREACH (off-subnet, no gateway),
-  // -ENOBUFS (no mbufs / TX full: the datagram was dropped and counted).
+  // -ENOBUFS (no mbufs: the datagram was dropped and counted), -EAGAIN (the
+  // TX ring is full: nothing was sent or lost; poll and try again).
   int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data, size_t len);
   // Gather form of udp_sendto: the datagram is the concatenation of iov.
   int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);

@@ -228,7 +228,9 @@ struct Engine::Impl {
   // (offload flags) or DPDK's helper's. Sets l2_len and l3_len.
   void ipv4_header_checksum(rte_mbuf* m, wire::Ipv4Hdr* ip) const;
   void tx_enqueue(rte_mbuf* m);  // frame complete, dst MAC set
-  void tx_flush();
+  // Hands the batch to the PMD; what the ring refuses waits for the next
+  // flush (keep) or is dropped and counted (at close).
+  void tx_flush(bool keep = true);
 };
 
 }  // namespace machnet::engine

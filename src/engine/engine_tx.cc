@@ -131,6 +131,17 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
   bool bcast;
   if (!next_hop(dst_ip, &nh, &bcast)) return -ENETUNREACH;
 
+  // Room in the TX batch for every frame first: with the ring full the
+  // datagram is refused whole (-EAGAIN, nothing built, nothing lost), and the
+  // socket layer waits as the kernel waits for send-buffer space.
+  constexpr size_t kIpUdp = sizeof(wire::Ipv4Hdr) + sizeof(wire::UdpHdr);
+  size_t chunk = (mtu - sizeof(wire::Ipv4Hdr)) & ~size_t{7};
+  size_t frames = len + kIpUdp <= mtu ? 1 : (sizeof(wire::UdpHdr) + len + chunk - 1) / chunk;
+  if (tx.room() < frames) {
+    tx_flush();
+    if (tx.room() < frames) return -EAGAIN;
+  }
+
   wire::UdpFlow flow;
   flow.src_mac = mac;
   flow.src_ip = config.ip;
@@ -138,7 +149,6 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
   flow.src_port = sock->port();
   flow.dst_port = dst_port;
   uint16_t id = ip_id++;
-  constexpr size_t kIpUdp = sizeof(wire::Ipv4Hdr) + sizeof(wire::UdpHdr);
   IovReader reader(iov, iovcnt);
 
   if (len + kIpUdp <= mtu) {
@@ -177,7 +187,6 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
     udp.checksum = udp_checksum_iov(&ip_whole, &udp, iov, iovcnt);
 
     size_t l4_total = sizeof(wire::UdpHdr) + len;
-    size_t chunk = (mtu - sizeof(wire::Ipv4Hdr)) & ~size_t{7};
     for (size_t off = 0; off < l4_total; off += chunk) {
       size_t n = l4_total - off < chunk ? l4_total - off : chunk;
       rte_mbuf* m = alloc_mbuf();
@@ -221,12 +230,12 @@ void Engine::Impl::tx_enqueue(rte_mbuf* m) {
   tx.add(m);
 }
 
-void Engine::Impl::tx_flush() {
+void Engine::Impl::tx_flush(bool keep) {
   if (detached.load(std::memory_order_relaxed)) {
     tx.forget();  // machnetd is gone: its mbufs are not ours to free
     return;
   }
-  tx.flush();
+  tx.flush(keep);
 }
 
 }  // namespace machnet::engine

@@ -16,7 +16,7 @@ void TxBatch::init(uint16_t port_id, uint16_t queue, bool memif, uint64_t* tx_pa
   ring_full_ = ring_full_drops;
 }
 
-void TxBatch::flush() {
+void TxBatch::flush(bool keep) {
   if (n_ == 0) return;
   // Lengths first: once the PMD has a frame it may free it at any time.
   uint32_t lens[kMax];
@@ -31,6 +31,12 @@ void TxBatch::flush() {
   for (uint16_t i = 0; i < sent; i++) bytes += lens[i];
   *tx_packets_ += sent;
   *tx_bytes_ += bytes;
+  if (keep) {
+    // The oldest first next time, so a flow's frames keep their order.
+    for (uint16_t i = sent; i < n_; i++) buf_[i - sent] = buf_[i];
+    n_ = static_cast<uint16_t>(n_ - sent);
+    return;
+  }
   for (uint16_t i = sent; i < n_; i++) rte_pktmbuf_free(buf_[i]);
   *ring_full_ += n_ - sent;
   n_ = 0;

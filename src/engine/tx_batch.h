@@ -1,8 +1,9 @@
 // Frames waiting for one TX queue: added one at a time, handed to the PMD in
 // one burst per poll (or when the batch is full). The engine and machnetd
 // both transmit through one. A full TX ring is retried a few times (with a
-// completion cleanup in between) before what is left is dropped and counted
-// as tx_ring_full.
+// completion cleanup in between); then what is left either stays queued for
+// the next flush (the engine: its senders wait for room, see room()) or is
+// dropped and counted as tx_ring_full.
 #pragma once
 
 #include <rte_mbuf.h>
@@ -26,8 +27,11 @@ class TxBatch {
     if (n_ == kMax) flush();
     buf_[n_++] = m;
   }
-  // Sends what is waiting; frees what the ring would not take.
-  void flush();
+  // Sends what is waiting. What the ring would not take stays queued when
+  // keep is set, and is freed and counted as tx_ring_full otherwise.
+  void flush(bool keep = false);
+  // Frames that can be added before the batch must send (or drop) anything.
+  uint16_t room() const { return static_cast<uint16_t>(kMax - n_); }
   // Forgets what is waiting without freeing it (the mbufs' memory is gone:
   // an attached engine whose daemon went away).
   void forget() { n_ = 0; }

@@ -312,11 +312,14 @@ ssize_t op_sendmsg(uint64_t h, const msghdr* m, int flags, int64_t timeout_ns) {
       g.stack->poll_locked();
     }
     if (rc == 0) return static_cast<ssize_t>(total);
-    // TX ring full: a blocking sender waits for room (the engine has just
-    // been polled), a non-blocking one sees ENOBUFS as from a full qdisc.
-    if (rc != -ENOBUFS || timeout_ns == 0) return rc;
+    // TX ring full (-EAGAIN, nothing sent): a blocking sender waits for room
+    // (the engine has just been polled) as the kernel's waits for send-buffer
+    // space, until SO_SNDTIMEO; a non-blocking one gets EAGAIN, as from a
+    // full send buffer. No mbuf (-ENOBUFS): a few more tries, then ENOBUFS.
+    if ((rc != -EAGAIN && rc != -ENOBUFS) || timeout_ns == 0) return rc;
     if (attempt == 0) deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
-    if (now_ns() >= deadline || attempt > 1000) return rc;
+    if (now_ns() >= deadline || (rc == -ENOBUFS && attempt > 1000)) return rc;
+    if (!ref.open()) return -EBADF;
   }
 }
 

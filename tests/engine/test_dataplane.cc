@@ -208,6 +208,51 @@ TEST_F(DataplaneTest, TxBatchSendsCountsAndDropsWhatTheRingRefuses) {
   rte_eth_dev_close(p);
 }
 
+TEST_F(DataplaneTest, TxBatchKeepsWhatTheRingRefusesWhenAsked) {
+  rte_ring* rx = rte_ring_create("dp_txk_rx", 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  rte_ring* tx = rte_ring_create("dp_txk_tx", 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  ASSERT_NE(tx, nullptr);
+  int port = rte_eth_from_rings("dp_txk", &rx, 1, &tx, 1, 0);
+  ASSERT_GE(port, 0);
+  rte_eth_conf conf;
+  memset(&conf, 0, sizeof(conf));
+  uint16_t p = static_cast<uint16_t>(port);
+  ASSERT_EQ(rte_eth_dev_configure(p, 1, 1, &conf), 0);
+  ASSERT_EQ(rte_eth_rx_queue_setup(p, 0, 64, 0, nullptr, pool_), 0);
+  ASSERT_EQ(rte_eth_tx_queue_setup(p, 0, 64, 0, nullptr), 0);
+  ASSERT_EQ(rte_eth_dev_start(p), 0);
+  uint64_t packets = 0, bytes = 0, full = 0;
+  engine::TxBatch b;
+  b.init(p, 0, false, &packets, &bytes, &full);
+  EXPECT_EQ(b.room(), engine::TxBatch::kMax);
+  // The ring holds 63: the other 10 stay queued, in order, nothing dropped.
+  std::vector<rte_mbuf*> sent;
+  for (int i = 0; i < 63 + 10; i++) {
+    if (b.room() == 0) b.flush(/*keep=*/true);
+    rte_mbuf* m = mbuf_of(make_udp(static_cast<size_t>(i % 7)));
+    sent.push_back(m);
+    b.add(m);
+  }
+  b.flush(/*keep=*/true);
+  EXPECT_EQ(packets, 63u);
+  EXPECT_EQ(full, 0u);
+  EXPECT_EQ(b.pending(), 10);
+  EXPECT_EQ(b.room(), engine::TxBatch::kMax - 10);
+  // The ring drains (the NIC sent them): the rest goes, oldest first.
+  std::vector<rte_mbuf*> out;
+  void* obj;
+  while (rte_ring_dequeue(tx, &obj) == 0) out.push_back(static_cast<rte_mbuf*>(obj));
+  b.flush(/*keep=*/true);
+  EXPECT_EQ(b.pending(), 0);
+  EXPECT_EQ(packets, 73u);
+  EXPECT_EQ(full, 0u);
+  while (rte_ring_dequeue(tx, &obj) == 0) out.push_back(static_cast<rte_mbuf*>(obj));
+  EXPECT_EQ(out, sent);
+  for (rte_mbuf* m : out) rte_pktmbuf_free(m);
+  rte_eth_dev_stop(p);
+  rte_eth_dev_close(p);
+}
+
 // ---- the responder ----
 
 TEST_F(DataplaneTest, ArpVerdicts) {

@@ -196,7 +196,8 @@ int run_server(EchoIo& eng, uint16_t port, uint64_t count, double duration_s) {
     uint16_t p;
     ssize_t n;
     while ((n = eng.recv(buf.data(), buf.size(), &ip, &p)) >= 0) {
-      int s = eng.send(ip, p, buf.data(), static_cast<size_t>(n));
+      int s;
+      while ((s = eng.send(ip, p, buf.data(), static_cast<size_t>(n))) == -EAGAIN) eng.poll();
       if (s != 0) fprintf(stderr, "machnet-echo: send: %s\n", strerror(-s));
       echoed++;
     }
@@ -232,7 +233,7 @@ int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local
     size_t len = sizes[seq % sizes.size()];
     fill(tx.data(), len, seq);
     uint64_t t0 = eng.now_ns();
-    rc = eng.send(peer_ip, peer_port, tx.data(), len);
+    while ((rc = eng.send(peer_ip, peer_port, tx.data(), len)) == -EAGAIN) eng.poll();
     if (rc != 0) {
       fprintf(stderr, "machnet-echo: send: %s\n", strerror(-rc));
       return 1;
