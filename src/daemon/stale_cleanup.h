@@ -7,10 +7,9 @@
 
 #include <string>
 
-namespace machnet::daemon {
+#include "common/runtime_dir.h"  // dpdk_runtime_base
 
-// DPDK's runtime directory base (/var/run/dpdk as root).
-std::string dpdk_runtime_base();
+namespace machnet::daemon {
 
 // Removes stale machnetd-*-<pid> runtime directories and their hugepage
 // files; logs what it removed and what it left because it is still in use.
