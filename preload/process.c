@@ -1,5 +1,5 @@
 /* fds and processes: close, close_range, closefrom, dup, dup2, dup3, fcntl,
- * fork, vfork, daemon.
+ * fork, vfork, daemon, _exit, _Exit, kill, raise.
  *
  * close() may be called from a signal handler: its path (forget) uses only
  * atomics, the resolved libc functions and the socket layer's close. */
@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -213,6 +214,68 @@ EXPORT void _Exit(int status) {
   exit_streams();
   REAL(_exit)(status);
   __builtin_unreachable();
+}
+
+/* kill() and raise() of a signal that ends this process: at its default
+ * action and not blocked in this thread, the process ends without exit()
+ * (Python after an unhandled KeyboardInterrupt resets SIGINT and sends it
+ * to itself; C handlers reset and re-raise). The engine's runtime directory
+ * goes first, as exit() would have removed it. Called from signal handlers
+ * too: system calls and the async-signal-safe op only. */
+static int ends_process(int sig) {
+  switch (sig) {
+    case SIGHUP:
+    case SIGINT:
+    case SIGQUIT:
+    case SIGILL:
+    case SIGTRAP:
+    case SIGABRT:
+    case SIGBUS:
+    case SIGFPE:
+    case SIGKILL:
+    case SIGUSR1:
+    case SIGSEGV:
+    case SIGUSR2:
+    case SIGPIPE:
+    case SIGALRM:
+    case SIGTERM:
+    case SIGSTKFLT:
+    case SIGXCPU:
+    case SIGXFSZ:
+    case SIGVTALRM:
+    case SIGPROF:
+    case SIGIO:
+    case SIGPWR:
+    case SIGSYS:
+      return 1;
+    default:
+      return sig >= SIGRTMIN && sig <= SIGRTMAX;
+  }
+}
+
+static void before_own_signal(pid_t pid, int sig) {
+  if (g_guard || !g_engine_up || atomic_load(&g_forked_child) || g_ops == NULL) return;
+  if (pid != getpid() || !ends_process(sig)) return;
+  struct sigaction sa;
+  if (sigaction(sig, NULL, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
+    return;
+  sigset_t blocked;
+  if (sig != SIGKILL &&
+      (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0 || sigismember(&blocked, sig)))
+    return;
+  g_guard++;
+  g_ops->remove_runtime_dir();
+  g_guard--;
+}
+
+EXPORT int kill(pid_t pid, int sig) {
+  before_own_signal(pid, sig);
+  return (int)syscall(SYS_kill, pid, sig);
+}
+
+EXPORT int raise(int sig) {
+  before_own_signal(getpid(), sig);
+  return (int)syscall(SYS_tgkill, getpid(), gettid(), sig);
 }
 
 /* vfork() is served as fork() (POSIX allows it): a child sharing the

@@ -10,6 +10,9 @@
 #include <mutex>
 #include <sstream>
 
+#include "common/runtime_dir.h"
+#include "engine/rundir.h"
+
 namespace machnet::engine {
 namespace {
 
@@ -87,8 +90,14 @@ bool eal_init_once(const EngineConfig& config, std::string* err) {
   int rc = run_eal_init(eal_arguments(config), &cmd);
   if (rc < 0) {
     *err = std::string("DPDK EAL init failed: ") + rte_strerror(rte_errno) + " (args:" + cmd + ")";
+    // EAL made its runtime directory before it failed: nothing uses it.
+    const char* dir = rte_eal_get_runtime_dir();
+    if (dir != nullptr && dir[0] != '\0') remove_dir_signal_safe(dir);
     return false;
   }
+  own_runtime_dir(rte_eal_get_runtime_dir());
+  // Directories of standalone engines that ended without removing theirs.
+  start_runtime_dir_sweep();
   g_eal_done = true;
   return true;
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "engine/rundir.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_layer.h"
 #include "socket/stream.h"
@@ -51,6 +52,15 @@ void close_streams_at_exit() {
     }
     if (round > 64) usleep(50);
   }
+}
+
+// _exit()/_Exit() in a preloaded program (the shim's interposers): what
+// exit() would have done through the atexit handlers, minus the stack's
+// orderly stop: the stream sockets' goodbyes, then the engine's runtime
+// directory (EAL's files in /var/run/dpdk).
+void process_exit_now() {
+  close_streams_at_exit();
+  engine::remove_own_runtime_dir();
 }
 
 int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t msglen) {
@@ -120,8 +130,9 @@ const struct machnet_socket_ops_v1 kOps = {
     op_setsockopt,
     op_getsockopt,
     op_ioctl,
-    close_streams_at_exit,
+    process_exit_now,
     op_stream_kernel_accepted,
+    engine::remove_own_runtime_dir,
 };
 
 }  // namespace

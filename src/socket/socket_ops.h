@@ -151,13 +151,18 @@ struct machnet_socket_ops_v1 {
   int (*ioctl)(uint64_t handle, unsigned long req, int* out);
   /* The process is about to end (exit or _exit): what the kernel would do
    * with the stream sockets still open (FIN after queued data, RST with
-   * SO_LINGER {1, 0}), lingering a bounded time for the peers' ACKs. Does
-   * nothing in a fork child. */
+   * SO_LINGER {1, 0}), lingering a bounded time for the peers' ACKs; then
+   * removes the engine's EAL runtime directory. Does nothing in a fork
+   * child. */
   void (*process_exit)(void);
   /* The shim accepted a plain TCP connection on the kernel twin of
    * listener (stream_accept said 0 and accept4 succeeded): counted as
    * kernel_accepts in the stack's counters (/machnet/transport). */
   void (*stream_kernel_accepted)(uint64_t listener);
+  /* The process is about to end by a signal at its default action: removes
+   * the engine's EAL runtime directory, nothing else. Async-signal-safe;
+   * does nothing in a fork child. */
+  void (*remove_runtime_dir)(void);
 };
 
 /* Returned (negated) by stream calls on a socket whose connect fell back to
