@@ -61,7 +61,9 @@ ssize_t stream_wait(const Ref& ref, Sock* s, int64_t timeout_ns, int twin, bool 
   uint64_t seen = 0;
   auto round = [&](bool poll_first) {
     stack::Lock lock(mu());
-    if (g.stack->down()) return ssize_t{-ENETDOWN};
+    // Stopped at exit, or the engine failed (machnetd gone: wait_arm then
+    // says "look again" for ever): ENETDOWN, as the UDP path.
+    if (int f = g.stack->failure()) return ssize_t{-f};
     ssize_t r = -EAGAIN;
     if (!poll_first) r = attempt();
     if (r == -EAGAIN) {
@@ -93,12 +95,18 @@ ssize_t stream_wait(const Ref& ref, Sock* s, int64_t timeout_ns, int twin, bool 
     if (!ref.open()) return -EBADF;
     if ((i & 15) == 0 && twin_ready()) return 0;
   }
-  for (;;) {
+  for (unsigned again = 0;;) {
     int64_t t = now_ns();
     if (t >= deadline) return -EAGAIN;
     int efd = arm_socket(s, &seen);
-    if (efd != -EALREADY) {
-      int64_t wait = std::min(efd >= 0 ? wc.sleep_ns : kSliceNs, deadline - t);
+    // "Look again" many times in a row still sleeps, for no time, every
+    // 16th round: signals are unblocked only there and must never be held
+    // off for long.
+    bool look_again = efd == -EALREADY && (++again & 15) != 0;
+    if (!look_again) {
+      again = 0;
+      int64_t wait =
+          efd == -EALREADY ? 0 : std::min(efd >= 0 ? wc.sleep_ns : kSliceNs, deadline - t);
       timespec ts{static_cast<time_t>(wait / 1'000'000'000),
                   static_cast<long>(wait % 1'000'000'000)};
       pollfd p[2] = {{twin, POLLIN, 0}, {efd, POLLIN, 0}};

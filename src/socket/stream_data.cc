@@ -196,6 +196,9 @@ ssize_t stream_sendmsg(const Ref& ref, Sock* s, const msghdr* m, int flags, int6
 
 short stream_revents(Sock* s, short events) {
   const short in = POLLIN | POLLRDNORM, out = POLLOUT | POLLWRNORM;
+  // machnetd is gone: in error, and the call that follows reports ENETDOWN
+  // (as for UDP sockets).
+  if (g.stack->failure() != 0) return static_cast<short>(POLLERR | (events & (in | out)));
   if (s->kind == Kind::kListener) {
     // Connections established on the transport wait in the accept queue.
     if (s->acceptq.size() < s->backlog) {
