@@ -301,6 +301,15 @@ void Stack::release_flow_port(FlowId id, uint16_t port) {
   reap_lingering();
 }
 
+size_t Stack::expedite_lingering() {
+  if (down()) return 0;
+  size_t n = 0;
+  uint64_t now = now_ns();
+  for (const Lingering& l : lingering_) n += tp_->expedite(now, l.id) ? 1 : 0;
+  next_timer_ns_.store(tp_->next_timer_ns(), std::memory_order_relaxed);
+  return n;
+}
+
 void Stack::reap_lingering() {
   for (size_t i = 0; i < lingering_.size();) {
     // A released flow is destroyed by the transport as soon as it is done;

@@ -110,6 +110,11 @@ class Stack final : public transport::DatagramSink {
   // TIME_WAIT), so late segments are still answered from the right port.
   void release_flow_port(transport::FlowId id, uint16_t port);
   size_t lingering() const { return lingering_.size(); }
+  // At exit (mu() held): the released flows resend what the peer has not
+  // acknowledged (data, FIN) at the next poll, back-off restarted, so it
+  // still goes out in the little time left. Returns how many had something
+  // outstanding.
+  size_t expedite_lingering();
 
   // Stream services, for the socket layer's stream sockets (streams.cc):
   // the transport addressing of a TCP-like (address, port) lives here only.

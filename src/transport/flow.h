@@ -188,6 +188,11 @@ class Flow {
 
   // --- flow.cc ----------------------------------------------------------------
   void abort(uint64_t now);
+  // The owner is about to vanish (process exit): what is unacknowledged
+  // (data, FIN) is resent at the next poll and the back-off starts over, so
+  // the retransmissions fit in the short time left. False if nothing is
+  // outstanding.
+  bool expedite(uint64_t now);
   uint64_t next_deadline() const;
   void on_timer(uint64_t now);
   // Applies (clamped) options; before the SYN/SYN-ACK they also decide the

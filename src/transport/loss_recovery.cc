@@ -277,6 +277,13 @@ void Flow::on_rto_timer(uint64_t now) {
   tlp_deadline_ = kNever;
 }
 
+bool Flow::expedite(uint64_t now) {
+  if (done() || snd_una_ == snd_nxt_) return false;
+  backoff_ = 0;
+  rto_deadline_ = now;
+  return true;
+}
+
 void Flow::on_persist_timer(uint64_t now) {
   rto_deadline_ = kNever;
   if (probe_unanswered_ >= t_.max_retransmits) {

@@ -231,6 +231,14 @@ Status Transport::abort(uint64_t now, FlowId id) {
   return Status::kOk;
 }
 
+bool Transport::expedite(uint64_t now, FlowId id) {
+  last_now_ = now;
+  Flow* f = table_.find(id);
+  if (f == nullptr || !f->expedite(now)) return false;
+  after_event(f);
+  return true;
+}
+
 Status Transport::send_message(uint64_t now, FlowId id, const void* data, size_t len) {
   last_now_ = now;
   Flow* f = app_flow(id);

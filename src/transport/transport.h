@@ -87,6 +87,10 @@ class Transport {
   Status shutdown_send(uint64_t now_ns, FlowId id);
   // RST, drop everything, release the handle.
   Status abort(uint64_t now_ns, FlowId id);
+  // The process is exiting: resend flow `id`'s unacknowledged data and FIN
+  // at the next poll() and restart its back-off (released flows too). False
+  // when nothing is outstanding (or no such flow).
+  bool expedite(uint64_t now_ns, FlowId id);
 
   // --- data ---
   // Message mode: whole message or kAgain (send buffer full: back-pressure).

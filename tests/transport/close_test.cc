@@ -98,6 +98,48 @@ TEST(Close, LostFinAndLostFinAckAreRecovered) {
   EXPECT_EQ(p.B().error(p.fb), FlowError::kNone);
 }
 
+// At process exit nothing can resend later: expedite() resends a released
+// flow's unacknowledged data and FIN at once and restarts the back-off,
+// where the backed-off RTO would have come long after the owner was gone.
+TEST(Close, ExpediteResendsTheFinNowAfterABackedOffRto) {
+  Tunables t;
+  t.keepalive_idle_ns = 0;
+  Pair p(t, t);
+  ASSERT_TRUE(p.connect());
+  bool cut = true;
+  int fins = 0;
+  p.net.filter = [&](const sim::Packet& pk) {
+    Segment s;
+    if (parse(pk, &s) && s.type == SegType::kFin && pk.from.ip == kIpA) ++fins;
+    return !(cut && pk.from.ip == kIpA);  // A's packets vanish while cut
+  };
+  auto m = pattern(4, 3000);
+  ASSERT_EQ(p.A().send_message(p.net.now(), p.fa, m.data(), m.size()), Status::kOk);
+  ASSERT_EQ(p.A().close(p.net.now(), p.fa), Status::kOk);
+  // Several RTOs: the next one is now 32 ms or more away.
+  p.net.run_until(p.net.now() + 40 * kMs);
+  ASSERT_GE(fins, 1);
+  uint64_t next_rto = p.A().next_timer_ns();
+  ASSERT_GT(next_rto, p.net.now() + 10 * kMs);
+  cut = false;
+  int before = fins;
+  uint64_t t0 = p.net.now();
+  EXPECT_TRUE(p.A().expedite(t0, p.fa));
+  EXPECT_EQ(p.A().next_timer_ns(), t0);
+  std::vector<uint8_t> got;
+  ASSERT_TRUE(p.net.run_until(
+      [&] { return p.B().recv_message(p.net.now(), p.fb, &got) == Status::kEof || !got.empty(); },
+      kSec));
+  ASSERT_TRUE(p.net.run_until(
+      [&] { return p.B().recv_message(p.net.now(), p.fb, &got) == Status::kEof; }, kSec));
+  EXPECT_LT(p.net.now(), next_rto);  // EOF before the backed-off RTO was due
+  EXPECT_GT(fins, before);
+  // Nothing outstanding once acknowledged; unknown flows: false.
+  p.net.run_until(p.net.now() + 5 * kMs);
+  EXPECT_FALSE(p.A().expedite(p.net.now(), p.fa));
+  EXPECT_FALSE(p.A().expedite(p.net.now(), 12345));
+}
+
 TEST(Close, KeepaliveDetectsADeadPeerWithinTheConfiguredTime) {
   Tunables t;
   t.keepalive_idle_ns = 10 * kMs;
