@@ -41,8 +41,8 @@ enum mn_machnetd { MN_MACHNETD_AUTO = 0, MN_MACHNETD_ON = 1, MN_MACHNETD_OFF = 2
 struct mn_rule {
   long num; /* rules.NUM: evaluation order */
   int action;
-  int proto; /* enum mn_proto */
-  int role;  /* stream sockets: bind is listen */
+  int proto;           /* enum mn_proto */
+  int role;            /* stream sockets: bind is listen */
   uint32_t addr, mask; /* host order; mask 0 = any address */
   uint16_t port_lo, port_hi;
 };

@@ -70,8 +70,7 @@ int main(void) {
         MN_OFFLOAD);
   CHECK(mn_decide_proto(&c, MN_PROTO_UDP, MN_ROLE_CONNECT, ip(10, 1, 2, 3), 80, &why) ==
         MN_OFFLOAD);
-  CHECK(mn_decide_proto(&c, MN_PROTO_TCP, MN_ROLE_CONNECT, ip(11, 1, 2, 3), 80, &why) ==
-        MN_KERNEL);
+  CHECK(mn_decide_proto(&c, MN_PROTO_TCP, MN_ROLE_CONNECT, ip(11, 1, 2, 3), 80, &why) == MN_KERNEL);
   char line[512];
   mn_rules_describe(&c, line, sizeof(line));
   CHECK(strstr(line, "rules.10: offload tcp bind port 6379-6379") != NULL);
