@@ -4,6 +4,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -20,6 +21,43 @@
 #include "engine/memif_guard.h"
 
 namespace machnet::engine {
+namespace {
+
+constexpr const char* kLockDir = "/run/machnet";
+constexpr int kMaxLockSweep = 4096;
+
+// Whether fd (locked) is still the file at path: a lock taken on a file
+// another engine unlinked in the meantime guards nothing.
+bool still_at(int fd, const std::string& path) {
+  struct stat a, b;
+  return fstat(fd, &a) == 0 && stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino &&
+         a.st_dev == b.st_dev;
+}
+
+// Removes the interface locks of engines that died without unlinking theirs
+// (kill -9; a namespace gone with its engine): a lock nobody holds and that
+// is still the file at its path has no live owner. Bounded per start.
+void sweep_dead_locks(const std::string& mine) {
+  DIR* d = opendir(kLockDir);
+  if (d == nullptr) return;
+  int seen = 0;
+  while (dirent* e = readdir(d)) {
+    if (++seen > kMaxLockSweep) break;
+    std::string name = e->d_name;
+    if (name.rfind("af_xdp-", 0) != 0 || name.size() < 5 ||
+        name.compare(name.size() - 5, 5, ".lock") != 0)
+      continue;
+    std::string path = std::string(kLockDir) + "/" + name;
+    if (path == mine) continue;
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && still_at(fd, path)) unlink(path.c_str());
+    ::close(fd);
+  }
+  closedir(d);
+}
+
+}  // namespace
 
 uint64_t EngineCounters::total_drops() const {
   uint64_t t = 0;
@@ -135,12 +173,20 @@ bool Engine::Impl::lock_interface(const std::string& ifname, std::string* err) {
   mkdir("/run/machnet", 0755);
   std::string path = "/run/machnet/af_xdp-" + std::to_string(ns.st_ino) + "-" + ifname + ".lock";
   iface_lock_path = path;
-  iface_lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (iface_lock_fd < 0) {
-    *err = "cannot open " + path + ": " + strerror(errno);
-    return false;
+  sweep_dead_locks(path);
+  bool locked = false;
+  for (int tries = 0;; tries++) {
+    iface_lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (iface_lock_fd < 0) {
+      *err = "cannot open " + path + ": " + strerror(errno);
+      return false;
+    }
+    locked = flock(iface_lock_fd, LOCK_EX | LOCK_NB) == 0;
+    if (!locked || still_at(iface_lock_fd, path) || tries == 8) break;
+    // Unlinked by its exiting owner or a sweep between our open and flock.
+    ::close(iface_lock_fd);
   }
-  if (flock(iface_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  if (!locked) {
     char owner[32] = {};
     ssize_t n = pread(iface_lock_fd, owner, sizeof(owner) - 1, 0);
     *err = "interface " + ifname + " is in use by another machnet engine" +

@@ -11,10 +11,26 @@ SHARED=(--device "$DEV" --ip "$MN_IP_A/$MN_PREFIX_LEN" --set xdp_shared_ip=yes)
 
 start_bg kernel_a ip netns exec "$MN_NS_A" python3 "$UDP_PEER" echo 9000 "$MN_IP_A"
 wait_for_line kernel_a "echoing on"
+# Interface locks (/run/machnet/af_xdp-*.lock) of engines that died without
+# removing theirs are swept at the next AF_XDP engine start; one still held
+# by a live owner stays.
+mkdir -p /run/machnet
+STALE="/run/machnet/af_xdp-0-stale$$.lock" HELD="/run/machnet/af_xdp-0-held$$.lock"
+echo 999999999 >"$STALE"
+: >"$HELD"
+start_bg holder python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "w"); fcntl.flock(f, fcntl.LOCK_EX); print("held", flush=True); time.sleep(600)' "$HELD"
+HOLDER=$LAST_PID
+wait_for_line holder "held"
 start_bg server ip netns exec "$MN_NS_A" "$ECHO_BIN" --set machnetd=off --server --port 7 "${SHARED[@]}"
 SERVER=$LAST_PID
 wait_for_line server "listening on"
 grep -q "shared IP" "$TMP/server.log" || fail "engine not in shared-IP mode"
+[ ! -e "$STALE" ] || fail "the dead engine's lock $STALE was not swept at start"
+[ -e "$HELD" ] || fail "a lock held by a live process ($HELD) was removed"
+stop_bg "$HOLDER" || true
+rm -f "$HELD"
+echo "ok: a dead engine's interface lock swept at start, a held one kept"
 
 ip netns exec "$MN_NS_B" ping -c 2 -i 0.2 -W 2 "$MN_IP_A" >/dev/null || fail "A's kernel stopped answering ping"
 echo "ok: ping $MN_IP_A answered by A's kernel"

@@ -48,7 +48,10 @@ started_pids=()
 cleanup() {
   local p
   for p in "${started_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${started_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   "$NETNS" down "$NAME" >/dev/null 2>&1 || true
+  # testpmd's EAL runtime directory (--file-prefix $NAME), killed above.
+  rm -rf "/var/run/dpdk/$NAME"
   rm -rf "$tmp"
 }
 tmp=$(mktemp -d)
