@@ -29,6 +29,8 @@ PACKAGES=(
   iperf3
   # manual pages: rendered and linted by make check (tests/docs/)
   groff-base mandoc
+  # tools/bench --report: PNG plots (tests/tools/)
+  gnuplot-nox
   # packages: build the .debs and the rpm, check and install them (tools/test-packages)
   debhelper dpkg-dev fakeroot lintian autopkgtest rpm cpio systemd
 )

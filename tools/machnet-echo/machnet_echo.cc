@@ -65,6 +65,8 @@ void usage(FILE* out) {
           "  --warmup N         round trips not measured (default 100)\n"
           "  --timeout-ms T     a reply later than this counts as lost (default 1000)\n"
           "  --verify           check every reply byte for byte (default on; --no-verify)\n"
+          "  --samples FILE     write every measured round trip (us, one per line) to FILE\n"
+          "                     at the end (tools/bench --report plots them)\n"
           "\n"
           "baseline: --kernel runs the same loop over a kernel UDP socket bound to --ip\n"
           "  (blocking receive; --busy-poll spins on non-blocking receives).\n"
@@ -214,7 +216,7 @@ int run_server(EchoIo& eng, uint16_t port, uint64_t count, double duration_s) {
 
 int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local_port,
                const std::vector<size_t>& sizes, uint64_t count, double duration_s, uint64_t warmup,
-               uint64_t timeout_ms, bool verify) {
+               uint64_t timeout_ms, bool verify, const std::string& samples_path) {
   int rc = eng.bind(local_port);
   if (rc != 0) {
     fprintf(stderr, "machnet-echo: bind port %u: %s\n", local_port, strerror(-rc));
@@ -276,6 +278,19 @@ int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local
   double avg = 0;
   for (uint64_t r : rtts) avg += static_cast<double>(r);
   avg = samples ? avg / static_cast<double>(samples) / 1000.0 : 0;
+  // Written after the loop, in measurement order: no I/O while measuring.
+  if (!samples_path.empty()) {
+    FILE* f = fopen(samples_path.c_str(), "w");
+    if (f == nullptr) {
+      fprintf(stderr, "machnet-echo: --samples %s: %s\n", samples_path.c_str(), strerror(errno));
+      return 1;
+    }
+    for (uint64_t r : rtts) fprintf(f, "%.3f\n", static_cast<double>(r) / 1000.0);
+    if (fclose(f) != 0) {
+      fprintf(stderr, "machnet-echo: --samples %s: %s\n", samples_path.c_str(), strerror(errno));
+      return 1;
+    }
+  }
   machnet::LatencySummary pct = machnet::summarize_ns(rtts);
   printf("machnet-echo: %" PRIu64 " round trips in %.2f s, sizes", done, secs);
   for (size_t s : sizes) printf(" %zu", s);
@@ -295,7 +310,7 @@ int main(int argc, char** argv) {
   const char* env_conf = std::getenv("MACHNET_CONFIG");
   std::string config_path = env_conf ? env_conf : "";
   bool server = false, client = false, verify = true, kernel = false, busy_poll = false;
-  std::string peer;
+  std::string peer, samples_path;
   uint16_t port = 0;
   bool port_set = false;
   uint64_t count = 0, warmup = 100, timeout_ms = 1000;
@@ -320,7 +335,8 @@ int main(int argc, char** argv) {
     kNoVerify,
     kDuration,
     kKernel,
-    kBusyPoll
+    kBusyPoll,
+    kSamples
   };
   static const option opts[] = {{"config", required_argument, nullptr, kConfig},
                                 {"device", required_argument, nullptr, kDevice},
@@ -344,6 +360,7 @@ int main(int argc, char** argv) {
                                 {"no-verify", no_argument, nullptr, kNoVerify},
                                 {"kernel", no_argument, nullptr, kKernel},
                                 {"busy-poll", no_argument, nullptr, kBusyPoll},
+                                {"samples", required_argument, nullptr, kSamples},
                                 {"help", no_argument, nullptr, 'h'},
                                 {nullptr, 0, nullptr, 0}};
   int c;
@@ -369,6 +386,9 @@ int main(int argc, char** argv) {
         break;
       case kNoHuge:
         overrides.push_back({"hugepages", "no"});
+        break;
+      case kSamples:
+        samples_path = optarg;
         break;
       case kSet: {
         std::string kv = optarg;
@@ -496,7 +516,7 @@ int main(int argc, char** argv) {
   } else {
     if (!count_set && duration == 0) count = 10000;
     rc = run_client(*io, peer_ip, peer_port, port, sizes, count, duration, warmup, timeout_ms,
-                    verify);
+                    verify, samples_path);
   }
   fflush(stdout);
   return rc;
