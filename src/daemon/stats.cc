@@ -1,5 +1,6 @@
 #include "daemon/stats.h"
 
+#include <rte_ethdev.h>
 #include <rte_mempool.h>
 #include <rte_memzone.h>
 #include <rte_ring.h>
@@ -198,6 +199,23 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   for (size_t r = 0; r < kDropReasonCount; r++)
     j.u(drop_reason_name(static_cast<DropReason>(r)), c.drops[r]);
   j.close('}');
+  // The device's own counters, every queue together: attached programs
+  // send on their leased queues directly, which the daemon's counters above
+  // never see (what machnet-stat compares across the two ends of a link).
+  rte_eth_stats es{};
+  if (rte_eth_stats_get(d.port_id, &es) == 0) {
+    j.key("port_stats");
+    j.open('{');
+    j.u("ipackets", es.ipackets);
+    j.u("opackets", es.opackets);
+    j.u("ibytes", es.ibytes);
+    j.u("obytes", es.obytes);
+    j.u("imissed", es.imissed);
+    j.u("ierrors", es.ierrors);
+    j.u("oerrors", es.oerrors);
+    j.u("rx_nombuf", es.rx_nombuf);
+    j.close('}');
+  }
   j.close('}');
 
   j.key("pools");

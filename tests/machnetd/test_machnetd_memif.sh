@@ -135,6 +135,18 @@ for d in "$DA" "$DB"; do
   [ "$(mnd_stat "$d" daemon-field free_leases)" = $((MND_QUEUES - 1)) ] || fail "$d: leases not all free after the programs exited"
 done
 echo "ok: every lease free again on both hosts"
+# The devices' counters (port_stats: every queue, the programs' own
+# included): what one end put on the link the other end received, and at
+# least the 2 x 3 x 2N datagrams of the clients crossed it each way.
+port_stat() { "$MACHNET_STAT" --socket "${MND_SOCK[$1]}" --json |
+  "$PYTHON" -c "import json, sys; print(json.load(sys.stdin)['daemon']['port_stats']['$2'])"; }
+a_tx=$(port_stat "$DA" opackets) a_rx=$(port_stat "$DA" ipackets)
+b_tx=$(port_stat "$DB" opackets) b_rx=$(port_stat "$DB" ipackets)
+[ "$a_tx" = "$b_rx" ] && [ "$b_tx" = "$a_rx" ] ||
+  fail "port counters: A sent $a_tx, B received $b_rx; B sent $b_tx, A received $a_rx"
+[ "$a_tx" -ge $((6 * N)) ] && [ "$b_tx" -ge $((6 * N)) ] ||
+  fail "port counters: A sent $a_tx, B $b_tx frames: fewer than the $((6 * N)) datagrams each way"
+echo "ok: port counters: A sent $a_tx frames, B received $b_rx; B sent $b_tx, A received $a_rx"
 mnd_stop "$DA"
 mnd_stop "$DB"
 echo "PASS"
