@@ -71,7 +71,7 @@ fi
 [ -x "$BUILDDIR/machnet-echo" ] || fail "$BUILDDIR/machnet-echo not built"
 R=$TMP/run
 MACHNET_BUILDDIR=$BUILDDIR "$SRCDIR/tools/bench" --seconds 1 --paths "kernel memif dpdk-memif window-memif" \
-  --windows "1 8" --report "$R" >"$TMP/bench.out" 2>"$TMP/bench.err" ||
+  --windows "1 8" --report "$R" --keep-samples >"$TMP/bench.out" 2>"$TMP/bench.err" ||
   fail "tools/bench --report: $(tail -5 "$TMP/bench.err")"
 grep -q '^bench: \[1/4\] kernel .*left)' "$TMP/bench.err" || fail "no progress line: $(head -3 "$TMP/bench.err")"
 [ -s "$R/report.md" ] && is_png "$R/udp_latency.png" && is_png "$R/window.png" ||
