@@ -276,8 +276,9 @@ static int twin_local(int fd, struct fd_ent* e, struct sockaddr_in* out) {
 }
 
 /* Offloads fd now (g_decide_mu held, fd PENDING, twin bound). Returns 0, or
- * an errno when it cannot (the caller applies strict mode). */
-static int offload_now(int fd, struct fd_ent* e) {
+ * an errno when it cannot (the caller applies strict mode). EADDRINUSE is
+ * logged only when log_busy (the caller may still retry). */
+static int offload_now(int fd, struct fd_ent* e, int log_busy) {
   int err = engine_ready();
   if (err != 0) return err;
   struct sockaddr_in local;
@@ -291,6 +292,7 @@ static int offload_now(int fd, struct fd_ent* e) {
   g_guard--;
   if (rc < 0) {
     sock_unref(sock);
+    if (rc == -EADDRINUSE && !log_busy) return EADDRINUSE;
     if (rc == -EADDRINUSE)
       LOG(LOG_ERROR,
           "fd %d: UDP port %u is the engine's already (a transport port, or another process's "
@@ -388,7 +390,20 @@ int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
       goto out;
     }
   }
-  int err = offload_now(fd, e);
+  /* At connect or the first sendto the twin's port was picked by the kernel
+   * (a port the program chose is decided at bind): no live kernel socket
+   * holds it. Under machnetd a process that has just died may still hold it
+   * in the daemon until its lease is reclaimed (tens of ms; the daemon's
+   * bound is 1 s): wait for that rather than fail a program that never
+   * chose the port. */
+  int err = offload_now(fd, e, role == MN_ROLE_BIND);
+  for (int i = 0; err == EADDRINUSE && role != MN_ROLE_BIND; i++) {
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    int last = i >= 200;
+    if (!last) nanosleep(&pause, NULL);
+    err = offload_now(fd, e, last);
+    if (last) break;
+  }
   rc = err == 0 ? 1 : offload_failed(e, err);
 out:
   pthread_mutex_unlock(&g_decide_mu);

@@ -4,6 +4,11 @@
 #include <fcntl.h>
 #include <sched.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 
 namespace machnet {
@@ -53,6 +58,38 @@ std::set<int> mark_new_fds_cloexec(const std::set<int>& before) {
     added.insert(fd);
   }
   return added;
+}
+
+PortRange engine_ephemeral_range_from(const std::string& kernel_range) {
+  unsigned lo = 32768, hi = 60999;
+  unsigned a = 0, b = 0;
+  if (std::sscanf(kernel_range.c_str(), "%u %u", &a, &b) == 2 && a >= 1 && a <= b && b <= 65535) {
+    lo = a;
+    hi = b;
+  }
+  if (65535 - hi >= 1024) return {static_cast<uint16_t>(hi + 1), 65535, true};
+  if (lo >= 1024 + 4096 + 1)
+    return {static_cast<uint16_t>(lo - 4096), static_cast<uint16_t>(lo - 1), true};
+  return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi), false};
+}
+
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  std::string out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  while (out.size() < max_bytes) {
+    ssize_t n = read(fd, buf, std::min(sizeof(buf), max_bytes - out.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+PortRange engine_ephemeral_range() {
+  return engine_ephemeral_range_from(read_text_file("/proc/sys/net/ipv4/ip_local_port_range"));
 }
 
 }  // namespace machnet

@@ -2,6 +2,7 @@
 // into EAL arguments, and its file descriptors. No DPDK.
 #pragma once
 
+#include <cstdint>
 #include <set>
 #include <string>
 
@@ -23,5 +24,28 @@ std::set<int> open_fds();
 // (open_fds() taken before a library opened its own: EAL, AF_XDP sockets, BPF
 // maps), so an exec'd program never inherits them. Returns those descriptors.
 std::set<int> mark_new_fds_cloexec(const std::set<int>& before);
+
+// The contents of a (small) file, at most max_bytes, opened close-on-exec:
+// std::ifstream's descriptor is not, and a thread of the program may fork
+// and exec meanwhile. "" when it cannot be read.
+std::string read_text_file(const std::string& path, size_t max_bytes = 65536);
+
+// The UDP ports the engine and machnetd hand out for port 0. They lie outside
+// the kernel's ephemeral range (net.ipv4.ip_local_port_range): the engine
+// holds some ports with no kernel socket behind them (native-API flows,
+// stream connections), and a kernel socket bound to port 0 (a preloaded
+// socket's twin, or any other program) must never be given one of those.
+// Above the kernel's range when 1,024 ports or more are left there
+// (61000-65535 with Linux's default), else the 4,096 ports below it; the
+// kernel's own range (disjoint false: collisions possible) when neither fits.
+struct PortRange {
+  uint16_t first;
+  uint16_t last;
+  bool disjoint;
+};
+PortRange engine_ephemeral_range();
+// The same from the text of ip_local_port_range ("32768\t60999\n"); Linux's
+// default when it cannot be parsed.
+PortRange engine_ephemeral_range_from(const std::string& kernel_range);
 
 }  // namespace machnet

@@ -14,17 +14,16 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
+
+#include "common/host.h"
 
 namespace machnet {
 namespace {
 
 std::string read_first_line(const std::string& path) {
-  std::ifstream f(path);
-  std::string line;
-  std::getline(f, line);
-  return line;
+  std::string text = read_text_file(path, 4096);
+  return text.substr(0, text.find('\n'));
 }
 
 // The state letter (field 3) of a /proc/.../stat line; 0 when unreadable.
@@ -132,13 +131,10 @@ uint64_t process_start_ticks(long pid) {
 }
 
 bool process_maps_eal(long pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
-  if (!f) return true;  // cannot tell: assume it might
-  for (std::string line; std::getline(f, line);)
-    if (line.find("librte_eal") != std::string::npos ||
-        line.find("libmachnet") != std::string::npos)
-      return true;
-  return false;
+  std::string maps = read_text_file("/proc/" + std::to_string(pid) + "/maps", 64 << 20);
+  if (maps.empty()) return true;  // cannot tell: assume it might
+  return maps.find("librte_eal") != std::string::npos ||
+         maps.find("libmachnet") != std::string::npos;
 }
 
 std::string standalone_prefix(pid_t pid) {
@@ -183,13 +179,11 @@ SweepResult sweep_standalone_runtime_dirs(const std::string& base, size_t max_re
       // The pid runs. Its directory only if the owner file says another
       // process made it (a different start time) and the one running now
       // maps no EAL, so it cannot be starting an engine in it either.
-      std::ifstream f(dir + "/" + kOwnerFile);
-      std::stringstream text;
-      text << f.rdbuf();
+      std::string text = read_text_file(dir + "/" + kOwnerFile, 4096);
       long opid = 0;
       uint64_t oticks = 0;
       uint64_t now = process_start_ticks(pid);
-      bool recycled = parse_owner(text.str(), &opid, &oticks) && opid == pid && now != 0 &&
+      bool recycled = parse_owner(text, &opid, &oticks) && opid == pid && now != 0 &&
                       now != oticks && !process_maps_eal(pid);
       if (!recycled) {
         r.live++;

@@ -36,9 +36,9 @@ uint64_t random_u64() {
 
 }  // namespace
 
-LeaseTable::LeaseTable(Daemon* d) : d_(d) {
-  next_ephemeral_ = static_cast<uint16_t>(kEphemeralFirst +
-                                          random_u64() % (kEphemeralLast - kEphemeralFirst + 1));
+LeaseTable::LeaseTable(Daemon* d) : d_(d), ephemeral_(engine_ephemeral_range()) {
+  next_ephemeral_ = static_cast<uint16_t>(ephemeral_.first +
+                                          random_u64() % (ephemeral_.last - ephemeral_.first + 1));
 }
 
 uint16_t LeaseTable::free_leases() const {
@@ -77,12 +77,12 @@ int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint
   if (ip != 0 && ip != d_->cfg.ip) return -EADDRNOTAVAIL;
   uint16_t p = port;
   if (p == 0) {
-    // Rotating cursor over 32768..60999, skipping held ports (as Linux does
+    // Rotating cursor over the range, skipping held ports (as Linux does
     // for bind(0), but without reusing a just-released port first).
-    const unsigned range = kEphemeralLast - kEphemeralFirst + 1;
+    const unsigned range = ephemeral_.last - ephemeral_.first + 1u;
     for (unsigned i = 0; i < range; i++) {
       uint16_t c = next_ephemeral_;
-      next_ephemeral_ = c == kEphemeralLast ? kEphemeralFirst : static_cast<uint16_t>(c + 1);
+      next_ephemeral_ = c == ephemeral_.last ? ephemeral_.first : static_cast<uint16_t>(c + 1);
       if (mn_port_queue(&shm.ports[c]) == 0) {
         p = c;
         break;

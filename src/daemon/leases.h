@@ -9,14 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "common/host.h"
 #include "daemon/daemon.h"
 
 struct event;
 
 namespace machnet::daemon {
-
-constexpr uint16_t kEphemeralFirst = 32768;
-constexpr uint16_t kEphemeralLast = 60999;
 
 class LeaseTable {
  public:
@@ -40,6 +38,8 @@ class LeaseTable {
  private:
   Daemon* d_;
   std::set<uint16_t> held_[MN_SHM_MAX_QUEUES];
+  // Port 0's ports: outside the kernel's ephemeral range (common/host.h).
+  PortRange ephemeral_;
   uint16_t next_ephemeral_;
 };
 

@@ -402,9 +402,10 @@ int Engine::udp_bind(uint16_t port, const UdpBindOptions& opt, UdpSocket** out) 
   Impl& e = *impl_;
   if (e.attached) return e.attached_bind(port, opt, out);
   if (port == 0) {
-    for (uint32_t tries = 0; tries <= kEphemeralLast - kEphemeralFirst; tries++) {
+    const PortRange& r = e.ephemeral;
+    for (uint32_t tries = 0; tries <= static_cast<uint32_t>(r.last - r.first); tries++) {
       uint16_t p = e.next_ephemeral;
-      e.next_ephemeral = p == kEphemeralLast ? kEphemeralFirst : p + 1;
+      e.next_ephemeral = p == r.last ? r.first : static_cast<uint16_t>(p + 1);
       if (e.sockets[p] == nullptr) {
         port = p;
         break;

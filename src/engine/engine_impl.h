@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host.h"
 #include "engine/engine.h"
 #include "engine/kernel_neighbours.h"
 #include "engine/reassembly.h"
@@ -28,8 +29,6 @@
 namespace machnet::engine {
 
 constexpr uint16_t kRxBurst = 32;
-constexpr uint16_t kEphemeralFirst = 32768;  // Linux's default range
-constexpr uint16_t kEphemeralLast = 60999;
 constexpr uint64_t kTimerPeriodNs = 1'000'000;  // ARP retries, fragment expiry
 
 struct UdpSocket::Slot {
@@ -91,7 +90,9 @@ struct Engine::Impl {
 
   // By port: the last socket bound there, which links to the others.
   std::array<UdpSocket*, 65536> sockets{};
-  uint16_t next_ephemeral = kEphemeralFirst;
+  // Port 0's ports: outside the kernel's ephemeral range (common/host.h).
+  PortRange ephemeral = engine_ephemeral_range();
+  uint16_t next_ephemeral = ephemeral.first;
 
   // The socket a datagram from src_ip:src_port to dst_ip:port goes to, or
   // nullptr (see UdpSocket: demultiplexing). One check for a lone socket.

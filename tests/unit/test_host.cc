@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "common/host.h"
 
 namespace machnet {
@@ -44,3 +46,34 @@ TEST(Host, PciAddressesAndCpuLists) {
 
 }  // namespace
 }  // namespace machnet
+
+TEST(Host, EngineEphemeralPortsLieOutsideTheKernelsRange) {
+  // Linux's default: the 4,536 ports above it.
+  machnet::PortRange r = machnet::engine_ephemeral_range_from("32768\t60999\n");
+  EXPECT_EQ(r.first, 61000);
+  EXPECT_EQ(r.last, 65535);
+  EXPECT_TRUE(r.disjoint);
+  // A kernel range up to 65535: the 4,096 ports below it.
+  r = machnet::engine_ephemeral_range_from("20000 65535");
+  EXPECT_EQ(r.first, 15904);
+  EXPECT_EQ(r.last, 19999);
+  EXPECT_TRUE(r.disjoint);
+  // Fewer than 1,024 above, too little room below: the kernel's own range.
+  r = machnet::engine_ephemeral_range_from("2000 65000");
+  EXPECT_EQ(r.first, 2000);
+  EXPECT_EQ(r.last, 65000);
+  EXPECT_FALSE(r.disjoint);
+  // Unreadable or nonsense: Linux's default assumed.
+  for (const char* bad : {"", "junk", "60999 32768", "0 10", "1 70000"}) {
+    r = machnet::engine_ephemeral_range_from(bad);
+    EXPECT_EQ(r.first, 61000) << bad;
+    EXPECT_EQ(r.last, 65535) << bad;
+  }
+  // The live one never overlaps the kernel's.
+  r = machnet::engine_ephemeral_range();
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned lo = 0, hi = 0;
+  if (f >> lo >> hi && r.disjoint) {
+    EXPECT_TRUE(r.last < lo || r.first > hi);
+  }
+}
