@@ -4,8 +4,10 @@
  *   sig_close_check PEER_IP PEER_PORT BASE_PORT COUNT
  * The main thread ping-pongs with the peer (an echo server) on a socket
  * bound to BASE_PORT, in sendto and a blocking recvfrom; an interval timer
- * (SIGALRM, SA_RESTART) fires every 200 us, and its handler closes the
- * "victim", a second socket bound to BASE_PORT+1. After each such close,
+ * (SIGALRM, SA_RESTART) fires every 200 us, and its handler sends a
+ * datagram on the main socket (MSG_DONTWAIT), reads the flags of the
+ * "victim", a second socket bound to BASE_PORT+1, and closes it. After each
+ * such close,
  * outside the handler:
  *   - the victim's fd number, taken by a pipe, must behave as a pipe (the
  *     closed socket left nothing behind in the fd table);
@@ -17,6 +19,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -36,10 +39,16 @@ static const char* ename(int e) {
   return n ? n : "E?";
 }
 
+static int g_main = -1;
+
 static void on_alarm(int sig) {
   (void)sig;
   int saved = errno;
+  /* What else a handler plausibly does: a non-blocking send on the
+   * interrupted socket, the flags of the one it closes. */
+  if (g_main >= 0) sendto(g_main, "h", 1, MSG_DONTWAIT, (struct sockaddr*)&g_peer, sizeof(g_peer));
   int fd = g_victim;
+  if (fd >= 0 && fcntl(fd, F_GETFL) < 0) g_close_err = errno;
   if (fd >= 0) {
     g_victim = -1;
     if (close(fd) == 0)
@@ -64,7 +73,7 @@ static int udp_bound(int port) {
 }
 
 /* "whoami" to the peer and its answer, a few tries; late echoes of the
- * ping-pong ("ping") are skipped. */
+ * ping-pong ("ping") and of the handler's sends ("h") are skipped. */
 static int whoami(int fd, char* out, size_t len) {
   for (int tries = 0; tries < 5; tries++) {
     if (sendto(fd, "whoami", 6, 0, (struct sockaddr*)&g_peer, sizeof(g_peer)) < 0) return -1;
@@ -74,7 +83,7 @@ static int whoami(int fd, char* out, size_t len) {
       ssize_t n = recv(fd, out, len - 1, MSG_DONTWAIT);
       if (n < 0) return -1;
       out[n] = '\0';
-      if (strcmp(out, "ping") != 0) return 0;
+      if (strcmp(out, "ping") != 0 && strcmp(out, "h") != 0) return 0;
     }
   }
   errno = ETIMEDOUT;
@@ -116,6 +125,7 @@ int main(int argc, char** argv) {
   sigset_t alrm;
   sigemptyset(&alrm);
   sigaddset(&alrm, SIGALRM);
+  g_main = r;
   g_victim = v;
   struct itimerval it = {{0, 200}, {0, 200}};
   setitimer(ITIMER_REAL, &it, NULL);
