@@ -151,10 +151,52 @@ void sock_unref(struct shim_sock* s) {
   } while (!atomic_compare_exchange_weak(&g_sock_free, &head, s));
 }
 
+/* ---- deferred closes --------------------------------------------------------------
+ * A fixed array of handles, claimed and emptied with compare-and-swap (close
+ * in a signal handler can neither lock nor allocate). Full (DEFER_SLOTS
+ * closes in handlers with no shim call in between): the socket stays open
+ * in the engine until the process ends, counted in g_defer_lost. */
+#define DEFER_SLOTS 1024
+static _Atomic uint64_t g_defer[DEFER_SLOTS];
+_Atomic int g_defer_n;
+static _Atomic uint64_t g_defer_lost;
+
+void close_defer(uint64_t h) {
+  for (int i = 0; i < DEFER_SLOTS; i++) {
+    uint64_t none = 0;
+    if (atomic_load_explicit(&g_defer[i], memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong(&g_defer[i], &none, h)) {
+      atomic_fetch_add(&g_defer_n, 1);
+      return;
+    }
+  }
+  atomic_fetch_add(&g_defer_lost, 1);
+}
+
+void close_deferred_run(void) {
+  /* A fork child's copies are the parent's sockets: never closed here. */
+  if (g_guard || g_ops == NULL || atomic_load(&g_forked_child)) return;
+  for (int i = 0; i < DEFER_SLOTS && atomic_load(&g_defer_n) > 0; i++) {
+    uint64_t h = atomic_exchange(&g_defer[i], 0);
+    if (h == 0) continue;
+    atomic_fetch_sub(&g_defer_n, 1);
+    g_guard++;
+    g_ops->close(h);
+    g_guard--;
+  }
+  uint64_t lost = atomic_exchange(&g_defer_lost, 0);
+  if (lost != 0)
+    LOG(LOG_WARNING,
+        "%llu offloaded socket(s) closed in signal handlers could not be queued for the engine: "
+        "their ports stay taken until the process ends",
+        (unsigned long long)lost);
+}
+
 /* ---- the constructor ------------------------------------------------------------ */
 
 __attribute__((constructor)) static void shim_init(void) {
   libc_resolve_all();
+  fork_handlers_install();
   config_at_start();
   if (g_libc.epoll_pwait2 == NULL)
     LOG(LOG_DEBUG, "libc has no epoll_pwait2 (glibc before 2.35): epoll waits use epoll_pwait");

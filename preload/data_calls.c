@@ -31,6 +31,10 @@ struct fd_ent* offloaded(int fd, int* fail) {
       errno = EBADFD;
       return NULL;
     }
+    /* Here, not before the lookup: the engine's own threads (the progress
+     * thread, EAL's) run with g_guard 0 and make calls on their fds, never
+     * on an offloaded one, while they may hold the socket layer's lock. */
+    close_deferred();
     return e;
   }
   if (k == KIND_FAILED) {

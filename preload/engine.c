@@ -31,6 +31,7 @@ const struct machnet_socket_ops_v1* g_ops;
 int g_engine_err;
 _Atomic int g_forked_child;
 int g_engine_up;
+int g_engine_starting;
 int g_daemon_state;
 
 /* ---- configuration -------------------------------------------------------- */
@@ -76,9 +77,9 @@ static int config_present(void) {
 
 void config_at_start(void) {
   if (!config_present()) return;
-  pthread_mutex_lock(&g_decide_mu);
+  shim_lock(&g_decide_mu);
   config_ready();
-  pthread_mutex_unlock(&g_decide_mu);
+  shim_unlock(&g_decide_mu);
 }
 
 /* ---- machnetd discovery -----------------------------------------------------
@@ -229,6 +230,9 @@ static int engine_ready(void) {
     return ENETDOWN;
   }
   char msg[1024] = "";
+  /* A fork() child of a process whose engine was starting is a fork child
+   * whatever the start's outcome (process.c). */
+  g_engine_starting = 1;
   g_guard++;
   // RTLD_GLOBAL puts libmachnet ahead of librte_eal in the global scope, so
   // the PMDs EAL loads later bind to its memif guard (src/engine/memif_guard.h).
@@ -374,7 +378,8 @@ static int rules_verdict(int fd, struct fd_ent* e, int proto, int role, uint32_t
 }
 
 int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
-  pthread_mutex_lock(&g_decide_mu);
+  close_deferred();
+  shim_lock(&g_decide_mu);
   int rc;
   if (!rules_verdict(fd, e, MN_PROTO_UDP, role, addr, port, &rc)) goto out;
   /* The twin must hold a port before the engine takes the same one. */
@@ -406,18 +411,19 @@ int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
   }
   rc = err == 0 ? 1 : offload_failed(e, err);
 out:
-  pthread_mutex_unlock(&g_decide_mu);
+  shim_unlock(&g_decide_mu);
   return rc;
 }
 
 int decide_stream(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port) {
-  pthread_mutex_lock(&g_decide_mu);
+  close_deferred();
+  shim_lock(&g_decide_mu);
   int rc;
   if (rules_verdict(fd, e, MN_PROTO_TCP, role, addr, port, &rc)) {
     int err = engine_ready();
     rc = err == 0 ? 1 : offload_failed(e, err);
   }
-  pthread_mutex_unlock(&g_decide_mu);
+  shim_unlock(&g_decide_mu);
   return rc;
 }
 

@@ -19,9 +19,9 @@ static struct ep_set* ep_alloc(void) {
   while (set != NULL && !atomic_compare_exchange_weak(&g_ep_free, &set, set->next_free)) {
   }
   if (set != NULL) {
-    pthread_mutex_lock(&set->mu);
+    shim_lock(&set->mu);
     atomic_store(&set->n, 0);
-    pthread_mutex_unlock(&set->mu);
+    shim_unlock(&set->mu);
     return set;
   }
   set = calloc(1, sizeof(*set));
@@ -50,7 +50,7 @@ struct ep_set* ep_get(int epfd, int create) {
   if (!create || e != NULL) return NULL;
   /* Two threads adding the first offloaded fds to one epoll set at once
    * must not make two lists: creation is serialised (it is rare). */
-  pthread_mutex_lock(&g_decide_mu);
+  shim_lock(&g_decide_mu);
   struct ep_set* set = NULL;
   e = lookup(epfd);
   if (e != NULL) {
@@ -61,7 +61,7 @@ struct ep_set* ep_get(int epfd, int create) {
     atomic_store(&e->ep, set);
     atomic_store_explicit(&e->kind, KIND_EPOLL, memory_order_release);
   }
-  pthread_mutex_unlock(&g_decide_mu);
+  shim_unlock(&g_decide_mu);
   return set;
 }
 
@@ -153,7 +153,7 @@ static int conn_ctl(int epfd, int op, int fd, struct fd_ent* e, struct epoll_eve
   if (op != EPOLL_CTL_DEL && ev == NULL) return set_errno(-EFAULT);
   if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return set_errno(-EINVAL);
   struct shim_sock* sock = atomic_load(&e->sock);
-  pthread_mutex_lock(&set->mu);
+  shim_lock(&set->mu);
   ep_prune(set);
   int n = atomic_load(&set->n), i;
   for (i = 0; i < n && !(set->m[i].fd == fd && set->m[i].sock == sock); i++) {
@@ -175,7 +175,7 @@ static int conn_ctl(int epfd, int op, int fd, struct fd_ent* e, struct epoll_eve
       int cap = set->cap ? set->cap * 2 : 8;
       struct ep_member* m = realloc(set->m, sizeof(*m) * (size_t)cap);
       if (m == NULL) {
-        pthread_mutex_unlock(&set->mu);
+        shim_unlock(&set->mu);
         return set_errno(-ENOMEM);
       }
       set->m = m;
@@ -191,7 +191,7 @@ static int conn_ctl(int epfd, int op, int fd, struct fd_ent* e, struct epoll_eve
                                    .fresh = 1};
     atomic_store(&set->n, n + 1);
   }
-  pthread_mutex_unlock(&set->mu);
+  shim_unlock(&set->mu);
   return set_errno(rc);
 }
 
@@ -213,7 +213,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
   if (off && sock == NULL) off = 0;
   struct ep_set* set = ep_get(epfd, (off || pend || inner != NULL) && op == EPOLL_CTL_ADD);
   if (set == NULL) return rc;
-  pthread_mutex_lock(&set->mu);
+  shim_lock(&set->mu);
   ep_prune(set);
   int n = atomic_load(&set->n);
   int i;
@@ -231,7 +231,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
       int cap = set->cap ? set->cap * 2 : 8;
       struct ep_member* m = realloc(set->m, sizeof(*m) * (size_t)cap);
       if (m == NULL) {
-        pthread_mutex_unlock(&set->mu);
+        shim_unlock(&set->mu);
         REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
         return set_errno(-ENOMEM);
       }
@@ -251,7 +251,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
                                    .fresh = 1};
     if (i == n) atomic_store(&set->n, n + 1);
   }
-  pthread_mutex_unlock(&set->mu);
+  shim_unlock(&set->mu);
   return rc;
 }
 
@@ -321,12 +321,31 @@ int ep_snapshot(struct ep_set* set, struct ep_snap* s, int slot) {
   return 0;
 }
 
+/* ---- fork -----------------------------------------------------------------------------
+ * Sets are made only under g_decide_mu, which the prepare handler holds: the
+ * list is fixed while it walks it. A set's mu is never held with another's,
+ * so any order is deadlock-free. */
+
+void ep_lock_all(void) {
+  for (struct ep_set* set = atomic_load(&g_ep_all); set != NULL; set = set->all_next)
+    pthread_mutex_lock(&set->mu);
+}
+
+void ep_unlock_all(int child) {
+  for (struct ep_set* set = atomic_load(&g_ep_all); set != NULL; set = set->all_next) {
+    if (child)
+      pthread_mutex_init(&set->mu, NULL);
+    else
+      pthread_mutex_unlock(&set->mu);
+  }
+}
+
 /* ---- stream sockets between the engine and the kernel --------------------------- */
 
 void ep_conn_adopted(int fd, struct fd_ent* e) {
   for (struct ep_set* set = atomic_load(&g_ep_all); set != NULL; set = set->all_next) {
     if (atomic_load(&set->n) == 0) continue;
-    pthread_mutex_lock(&set->mu);
+    shim_lock(&set->mu);
     int n = atomic_load(&set->n);
     for (int i = 0; i < n; i++) {
       if (set->m[i].pend && set->m[i].fd == fd && set->m[i].fd_gen == atomic_load(&e->gen)) {
@@ -334,14 +353,14 @@ void ep_conn_adopted(int fd, struct fd_ent* e) {
         break;
       }
     }
-    pthread_mutex_unlock(&set->mu);
+    shim_unlock(&set->mu);
   }
 }
 
 void ep_move_to_kernel(struct shim_sock* sock) {
   for (struct ep_set* set = atomic_load(&g_ep_all); set != NULL; set = set->all_next) {
     if (atomic_load(&set->n) == 0) continue;
-    pthread_mutex_lock(&set->mu);
+    shim_lock(&set->mu);
     for (int i = 0; i < atomic_load(&set->n);) {
       struct ep_member* m = &set->m[i];
       if (m->sock != sock || atomic_load(&sock->gen) != m->sock_gen) {
@@ -356,6 +375,6 @@ void ep_move_to_kernel(struct shim_sock* sock) {
       REAL(epoll_ctl)(set->epfd, EPOLL_CTL_ADD, m->fd, &ev);
       member_remove(set, i);
     }
-    pthread_mutex_unlock(&set->mu);
+    shim_unlock(&set->mu);
   }
 }

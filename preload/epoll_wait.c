@@ -94,9 +94,9 @@ static int ep_scan(struct ep_snap* s, int depth) {
  * as every wake-up of a member reaches the kernel's outer set). */
 static int ep_peek(struct ep_set* set, uint32_t gen, int depth, uint64_t* wake) {
   struct ep_snap* s = &t_snap[depth];
-  pthread_mutex_lock(&set->mu);
+  shim_lock(&set->mu);
   int rc = atomic_load(&set->gen) != gen ? -1 : ep_snapshot(set, s, SCRATCH_EP0 + depth);
-  pthread_mutex_unlock(&set->mu);
+  shim_unlock(&set->mu);
   if (rc != 0) return 0;
   int any = 0;
   int ready = ep_scan(s, depth);
@@ -143,7 +143,7 @@ static void ep_disarm_twin(int epfd, struct ep_member* m) {
  * applies EPOLLET and EPOLLONESHOT. Returns the new count. */
 static int ep_merge(int epfd, struct ep_set* set, struct epoll_event* out, int k, int max,
                     const struct ep_snap* s) {
-  pthread_mutex_lock(&set->mu);
+  shim_lock(&set->mu);
   int n = atomic_load(&set->n);
   /* A one-shot member the kernel reported (through its twin) is disarmed. */
   for (int a = 0; a < k; a++) {
@@ -191,7 +191,7 @@ static int ep_merge(int epfd, struct ep_set* set, struct epoll_event* out, int k
     m->wake = s->inner_wake[j];
     if (m->events & EPOLLONESHOT) ep_disarm_twin(epfd, m);
   }
-  pthread_mutex_unlock(&set->mu);
+  shim_unlock(&set->mu);
   return k;
 }
 
@@ -199,9 +199,9 @@ static int ep_merge(int epfd, struct ep_set* set, struct epoll_event* out, int k
 
 /* set->mu taken here. Returns 0 or -ENOMEM. */
 static int ep_look(struct ep_set* set, struct ep_snap* s) {
-  pthread_mutex_lock(&set->mu);
+  shim_lock(&set->mu);
   int rc = ep_snapshot(set, s, SCRATCH_EP0);
-  pthread_mutex_unlock(&set->mu);
+  shim_unlock(&set->mu);
   return rc;
 }
 
@@ -320,7 +320,9 @@ static inline struct ep_set* ep_active(int epfd, int max) {
   if (g_guard || max <= 0 || atomic_load_explicit(&g_forked_child, memory_order_relaxed))
     return NULL;
   struct ep_set* set = ep_get(epfd, 0);
-  return set != NULL && atomic_load(&set->n) > 0 ? set : NULL;
+  if (set == NULL || atomic_load(&set->n) == 0) return NULL;
+  close_deferred(); /* a program's set (see offloaded) */
+  return set;
 }
 
 static inline int64_t ms_to_ns(int timeout) {

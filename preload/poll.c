@@ -51,6 +51,7 @@ int poll_common(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t
     if (pending && timeout_ns != 0 && may_offload()) return poll_pending(fds, n, timeout_ns, mask);
     return via_ppoll ? REAL(ppoll)(fds, n, ts, mask) : REAL(poll)(fds, n, timeout_ms);
   }
+  close_deferred(); /* a program's offloaded socket (see offloaded) */
   /* The handles beside the fds (0: a kernel fd), in this thread's scratch
    * memory: no allocation per call once warm. */
   uint64_t* h = scratch(SCRATCH_POLL, n * sizeof(*h));

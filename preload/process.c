@@ -2,7 +2,9 @@
  * fork, vfork, daemon, _exit, _Exit, kill, raise.
  *
  * close() may be called from a signal handler: its path (forget) uses only
- * atomics, the resolved libc functions and the socket layer's close. */
+ * atomics and the resolved libc functions, and calls the socket layer's
+ * close only when this thread is outside the shim and the socket layer
+ * (g_guard 0); otherwise that close is deferred (close_defer). */
 #include "shim.h"
 
 #include <fcntl.h>
@@ -25,22 +27,31 @@ void forget(int fd) {
   if (kind == KIND_EPOLL) ep_free(atomic_exchange(&e->ep, NULL));
   /* A fork child never touches the parent's engine: only the twin goes. */
   if (kind == KIND_OFFLOAD && h != 0 && !atomic_load(&g_forked_child)) {
-    g_guard++;
-    g_ops->close(h);
-    g_guard--;
+    if (g_guard) {
+      /* A signal handler that interrupted the shim or the socket layer
+       * (which may hold its lock on this thread). */
+      close_defer(h);
+    } else {
+      close_deferred();
+      g_guard++;
+      g_ops->close(h);
+      g_guard--;
+    }
   }
   /* The last fd of the socket: it leaves every epoll set it was in. */
   if (sock != NULL) sock_unref(sock);
 }
 
+/* Whatever g_guard says: the engine's own fds are never in the table, so a
+ * tracked fd closed while g_guard is raised is the program's, closed from a
+ * signal handler. */
 EXPORT int close(int fd) {
-  if (!g_guard) forget(fd);
+  forget(fd);
   return REAL(close)(fd);
 }
 
 /* Ranges closed at once (closefrom, close_range, as used before exec). */
 static void forget_range(unsigned lo, unsigned hi) {
-  if (g_guard) return;
   for (unsigned page = lo >> FD_PAGE_BITS; page < FD_MAX / FD_PAGE && page <= (hi >> FD_PAGE_BITS);
        page++) {
     if (atomic_load(&g_pages[page]) == NULL) continue;
@@ -105,23 +116,26 @@ EXPORT int dup(int fd) {
 EXPORT int dup2(int fd, int newfd) {
   /* dup2 closes newfd only when fd is valid: check first, or a failing dup2
    * would lose an offloaded newfd. */
-  if (!g_guard && fd != newfd && REAL(fcntl)(fd, F_GETFD) >= 0) forget(newfd);
+  if (fd != newfd && REAL(fcntl)(fd, F_GETFD) >= 0) forget(newfd);
   int n = REAL(dup2)(fd, newfd);
   if (!g_guard) dup_track(fd, n);
   return n;
 }
 
 EXPORT int dup3(int fd, int newfd, int flags) {
-  if (!g_guard && fd != newfd && REAL(fcntl)(fd, F_GETFD) >= 0) forget(newfd);
+  if (fd != newfd && REAL(fcntl)(fd, F_GETFD) >= 0) forget(newfd);
   int n = REAL(dup3)(fd, newfd, flags);
   if (!g_guard) dup_track(fd, n);
   return n;
 }
 
 /* An offloaded listener's twin stays O_NONBLOCK (accept looks at the
- * kernel's queue without blocking): the program sees its own setting. */
+ * kernel's queue without blocking): the program sees its own setting.
+ * F_GETFL and F_SETFL keep the fd table's flags with atomics only, in a
+ * signal handler too (g_guard raised: the engine's own fds are never in the
+ * table); a dup (F_DUPFD) there is the kernel's alone. */
 static int listener(int fd) {
-  struct fd_ent* e = g_guard ? NULL : lookup(fd);
+  struct fd_ent* e = lookup(fd);
   return e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD && (atomic_load(&e->flags) & FL_LISTEN);
 }
 
@@ -144,7 +158,7 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void* arg) 
     return rc;
   }
   int rc = real(fd, cmd, arg);
-  if (rc < 0 || g_guard) return rc;
+  if (rc < 0) return rc;
   if (cmd == F_SETFL) {
     struct fd_ent* e = lookup(fd);
     if (e != NULL) {
@@ -153,7 +167,7 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void* arg) 
       else
         atomic_fetch_and(&e->flags, ~(uint32_t)FL_NONBLOCK);
     }
-  } else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+  } else if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !g_guard) {
     dup_track(fd, rc);
   }
   return rc;
@@ -177,6 +191,47 @@ EXPORT int fcntl64(int fd, int cmd, ...) {
   return fcntl_common(REAL(fcntl64) ? REAL(fcntl64) : REAL(fcntl), fd, cmd, arg);
 }
 
+/* ---- fork -------------------------------------------------------------------
+ * pthread_atfork handlers (every fork of the process runs them, the
+ * interposed one below and libc's own callers alike). prepare takes the
+ * shim's locks in their order (g_decide_mu, then every epoll set's mu), so
+ * no other thread holds one across fork, the shim's tables are consistent
+ * in the child, and an engine start in progress (under g_decide_mu)
+ * finishes first: fork() waits for it. Not when this thread has g_guard
+ * raised (a fork from a signal handler that interrupted the shim, or from
+ * the engine's own code): it may hold one of them itself. The child
+ * re-initialises them all (it has only the forking thread) and, when the
+ * parent's engine had started or was starting, becomes a fork child: it
+ * never touches the engine, whose device and progress thread stayed with
+ * the parent. */
+static __thread int t_fork_locked __attribute__((tls_model("initial-exec")));
+
+static void fork_prepare(void) {
+  t_fork_locked = 0;
+  if (g_guard) return;
+  pthread_mutex_lock(&g_decide_mu);
+  ep_lock_all();
+  t_fork_locked = 1;
+}
+
+static void fork_parent(void) {
+  if (!t_fork_locked) return;
+  t_fork_locked = 0;
+  ep_unlock_all(0);
+  pthread_mutex_unlock(&g_decide_mu);
+}
+
+static void fork_child(void) {
+  t_fork_locked = 0;
+  ep_unlock_all(1);
+  pthread_mutex_init(&g_decide_mu, NULL);
+  if (g_engine_up || g_engine_starting) atomic_store(&g_forked_child, 1);
+}
+
+void fork_handlers_install(void) {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* fork() without exec: the child has a copy of the engine's memory but not
  * its device, and the parent keeps using both. The child never touches the
  * engine: inherited offloaded sockets fail with EBADFD (close works), and
@@ -184,14 +239,8 @@ EXPORT int fcntl64(int fd, int cmd, ...) {
  * all of this: the engine's fds are close-on-exec, and an inherited twin is
  * an ordinary kernel socket in the new program. */
 EXPORT pid_t fork(void) {
-  pid_t pid = REAL(fork)();
-  if (pid == 0) {
-    /* Only this thread exists in the child: a decision another thread of
-     * the parent was in the middle of must not leave the mutex held. */
-    pthread_mutex_init(&g_decide_mu, NULL);
-    if (g_engine_up) atomic_store(&g_forked_child, 1);
-  }
-  return pid;
+  /* The locks and the fork child's state: the atfork handlers above. */
+  return REAL(fork)();
 }
 
 /* _exit and _Exit: the kernel would close the program's stream sockets now

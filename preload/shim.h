@@ -125,6 +125,48 @@ static inline void* libc_fn(void** slot, const char* name) {
  * socket calls are the engine's and go straight to libc. */
 extern __thread int g_guard __attribute__((tls_model("initial-exec")));
 
+/* ---- the shim's locks ------------------------------------------------------
+ * g_decide_mu (engine.c) and each epoll set's mu, and nothing else; taken
+ * only through these, never one set's mu inside another's, and g_decide_mu
+ * before a set's. Holding one raises g_guard: a signal handler that
+ * interrupts the thread then takes no lock of the shim or of the socket
+ * layer (its close is deferred: close_defer), and a fork() from such a
+ * handler does not wait for the locks its own thread holds.
+ *
+ * fork() (pthread_atfork, process.c): the prepare handler takes g_decide_mu,
+ * then every set's mu, so no other thread holds them across fork (an engine
+ * start, which runs under g_decide_mu, finishes first); the parent releases
+ * them, the child re-initialises them. The socket layer's and the engine's
+ * locks are never taken in a fork child: every call on an inherited
+ * offloaded socket stops at the fd table (g_forked_child), and their exit
+ * handlers do nothing in a process that is not the engine's. */
+static inline void shim_lock(pthread_mutex_t* mu) {
+  g_guard++;
+  pthread_mutex_lock(mu);
+}
+static inline void shim_unlock(pthread_mutex_t* mu) {
+  pthread_mutex_unlock(mu);
+  g_guard--;
+}
+
+/* ---- deferred closes ---------------------------------------------------------
+ * close() of an offloaded socket while g_guard is raised (a signal handler
+ * that interrupted the shim or the socket layer, which may hold its lock on
+ * this very thread): the fd is forgotten at once, lock-free, and the kernel
+ * twin closed; the socket layer's close of the handle waits here until the
+ * next call into the shim outside a handler (close_deferred). */
+void close_defer(uint64_t handle);
+void close_deferred_run(void);
+extern _Atomic int g_defer_n;
+/* g_guard == 0, in a program's call on an offloaded socket or set (never
+ * in the engine's own threads, which run with g_guard 0 and may hold the
+ * socket layer's lock): runs the deferred closes, if any (one load
+ * otherwise). */
+static inline void close_deferred(void) {
+  if (__builtin_expect(atomic_load_explicit(&g_defer_n, memory_order_relaxed) != 0, 0))
+    close_deferred_run();
+}
+
 /* ---- logging (log.c) -------------------------------------------------------
  * Levels and names as the engine's log_level (DPDK's): a message is printed
  * when its level is at or below the configured one. Lines go to stderr as
@@ -252,7 +294,8 @@ extern const struct machnet_socket_ops_v1* g_ops;
 extern int g_engine_err;           /* > 0: the engine cannot start (errno) */
 extern _Atomic int g_forked_child; /* a fork() child of a process with an engine */
 extern int g_engine_up;
-extern int g_daemon_state; /* 0 = not asked, 1 = answered, -1 = not reachable */
+extern int g_engine_starting; /* set (g_decide_mu held) when the engine's start begins */
+extern int g_daemon_state;    /* 0 = not asked, 1 = answered, -1 = not reachable */
 
 /* The library constructor's half: loads the configuration. */
 void config_at_start(void);
@@ -341,8 +384,16 @@ static inline int64_t mono_ns(void) {
  * sockets and for offloaded ones inherited through fork(). */
 struct fd_ent* offloaded(int fd, int* fail);
 
-/* Forgets fd (closed or replaced); gives an offloaded socket back. */
+/* Forgets fd (closed or replaced); gives an offloaded socket back (at once,
+ * or deferred when g_guard is raised). Lock-free: close() may run in a
+ * signal handler. */
 void forget(int fd);
+/* pthread_atfork handlers (process.c), installed by the constructor. */
+void fork_handlers_install(void);
+/* fork prepare: takes every epoll set's mu (g_decide_mu held). */
+void ep_lock_all(void);
+/* fork parent: releases them; fork child: re-initialises them. */
+void ep_unlock_all(int child);
 
 /* poll over a mix of fds (poll.c); also select's engine path. */
 int poll_common(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask,

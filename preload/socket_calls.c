@@ -45,9 +45,9 @@ EXPORT int bind(int fd, const struct sockaddr* addr, socklen_t len) {
     /* The engine's own address is not the kernel's: let the twin hold the
      * port there (IP_FREEBIND, which IPv6 sockets honour too) when the rules
      * offload it. */
-    pthread_mutex_lock(&g_decide_mu);
+    shim_lock(&g_decide_mu);
     int mine = config_ready() && engine_ip() != 0 && ntohl(a.sin_addr.s_addr) == g_cfg.engine_ip;
-    pthread_mutex_unlock(&g_decide_mu);
+    shim_unlock(&g_decide_mu);
     if (!mine) return rc;
     int one = 1;
     REAL(setsockopt)(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));

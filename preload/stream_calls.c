@@ -18,9 +18,9 @@
 
 int stream_adopt(int fd, struct fd_ent* e, uint64_t h, uint32_t flags, const struct sockaddr* peer,
                  socklen_t peer_len) {
-  pthread_mutex_lock(&g_decide_mu);
+  shim_lock(&g_decide_mu);
   struct shim_sock* sock = sock_new();
-  pthread_mutex_unlock(&g_decide_mu);
+  shim_unlock(&g_decide_mu);
   if (sock == NULL) return -ENOMEM;
   atomic_store(&sock->moved, 0);
   /* Before the socket is published: another thread may make it fall back. */
