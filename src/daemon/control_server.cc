@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "daemon/clock.h"
+#include "daemon/control_parse.h"
 #include "daemon/leases.h"
 #include "daemon/stats.h"
 #include "engine/log.h"
@@ -63,24 +64,33 @@ int32_t live_daemon_pid(int fd) {
   return r.daemon_pid;
 }
 
-void sanitize_comm(const char* in, size_t max, char* out /* 16 */) {
-  size_t i = 0;
-  for (; i < max && i < 15 && in[i] != '\0'; i++) {
-    unsigned char ch = static_cast<unsigned char>(in[i]);
-    out[i] = (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') ? '?' : static_cast<char>(ch);
+// At most ~10 lines a second of one kind, whatever clients send; then one
+// line saying how many were not logged.
+class LogLimiter {
+ public:
+  bool allow() {
+    uint64_t now = mono_ns();
+    if (now - window_ns_ >= 1'000'000'000ull) {
+      if (suppressed_ != 0)
+        MN_LOG(DAEMON, WARNING, "%llu more %s (not logged)",
+               static_cast<unsigned long long>(suppressed_), what_);
+      window_ns_ = now;
+      in_window_ = 0;
+      suppressed_ = 0;
+    }
+    if (in_window_++ < 10) return true;
+    suppressed_++;
+    return false;
   }
-  for (; i < 16; i++) out[i] = '\0';
-}
+  explicit LogLimiter(const char* what) : what_(what) {}
 
-void fill_header(mn_ctl_header* out, const void* req, int32_t status) {
-  mn_ctl_header in;
-  memcpy(&in, req, sizeof(in));
-  out->magic = MN_CTL_MAGIC;
-  out->version = MN_CTL_VERSION;
-  out->type = in.type;
-  out->seq = in.seq;
-  out->status = status;
-}
+ private:
+  const char* what_;
+  uint64_t window_ns_ = 0, in_window_ = 0, suppressed_ = 0;
+};
+
+LogLimiter g_malformed_log("malformed control messages");
+LogLimiter g_denied_log("refused control requests");
 
 }  // namespace
 
@@ -272,21 +282,8 @@ void ControlServer::read_one(Conn* c) {
 
 void ControlServer::malformed(Conn* c, const char* why) {
   d_->counters.ctl_malformed++;
-  // At most ~10 lines a second, whatever a client sends.
-  static uint64_t window_ns = 0, in_window = 0, suppressed = 0;
-  uint64_t now = mono_ns();
-  if (now - window_ns >= 1'000'000'000ull) {
-    if (suppressed != 0)
-      MN_LOG(DAEMON, WARNING, "%llu more malformed control messages (not logged)",
-             static_cast<unsigned long long>(suppressed));
-    window_ns = now;
-    in_window = 0;
-    suppressed = 0;
-  }
-  if (in_window++ < 10)
-    MN_LOG(DAEMON, WARNING, "closing control connection of pid %d: %s", c->pid, why);
-  else
-    suppressed++;
+  if (g_malformed_log.allow())
+    MN_LOG(DAEMON, WARNING, "closing control connection of pid %d uid %u: %s", c->pid, c->uid, why);
   close_conn(c, "malformed request");
 }
 
@@ -302,49 +299,52 @@ bool ControlServer::reply(Conn* c, const void* msg, size_t len) {
 
 void ControlServer::reply_status(Conn* c, const void* req, int32_t status) {
   mn_ctl_header h;
-  fill_header(&h, req, status);
+  ctl_reply_header(&h, req, status);
   reply(c, &h, sizeof(h));
 }
 
-void ControlServer::handle(Conn* c, const uint8_t* msg, size_t len) {
-  if (len < sizeof(mn_ctl_header)) {
-    malformed(c, "message shorter than the header");
+void ControlServer::deny(Conn* c, const void* req, int32_t status, const std::string& what) {
+  d_->counters.ctl_denied++;
+  if (g_denied_log.allow())
+    MN_LOG(DAEMON, WARNING, "refused %s from pid %d uid %u (queue %u): %s", what.c_str(), c->pid,
+           c->uid, c->queue, strerror(-status));
+  mn_ctl_header h;
+  memcpy(&h, req, sizeof(h));
+  if (h.type == MN_CTL_BIND) {
+    // BIND always answers with a full bind reply, echoing the port asked for.
+    mn_ctl_bind_request b;
+    memcpy(&b, req, sizeof(b));
+    mn_ctl_bind_reply r;
+    memset(&r, 0, sizeof(r));
+    ctl_reply_header(&r.h, req, status);
+    r.port = b.port;
+    reply(c, &r, sizeof(r));
     return;
   }
-  mn_ctl_header h;
-  memcpy(&h, msg, sizeof(h));
-  if (h.magic != MN_CTL_MAGIC) {
-    malformed(c, "bad magic");
+  reply_status(c, req, status);
+}
+
+void ControlServer::handle(Conn* c, const uint8_t* msg, size_t len) {
+  CtlParsed p = ctl_parse(msg, len);
+  if (p.verdict == CtlVerdict::kMalformed) {
+    malformed(c, p.why);
     return;
   }
   d_->counters.ctl_requests++;
-  if (h.version != MN_CTL_VERSION) {
-    reply_status(c, msg, -EPROTONOSUPPORT);
+  if (p.verdict == CtlVerdict::kStatus) {
+    reply_status(c, p.req, p.status);
     return;
   }
-  size_t need = sizeof(mn_ctl_header);
-  switch (h.type) {
-    case MN_CTL_ATTACH:
-      need = sizeof(mn_ctl_attach_request);
-      break;
-    case MN_CTL_BIND:
-      need = sizeof(mn_ctl_bind_request);
-      break;
-    case MN_CTL_UNBIND:
-      need = sizeof(mn_ctl_unbind_request);
-      break;
-    default:
-      break;
-  }
-  if (len < need) {
-    malformed(c, "request shorter than its type requires");
+  // Authority comes from the connection alone (the lease it attached, the
+  // peer's SO_PEERCRED): no request names a pid or a queue.
+  const char* what = nullptr;
+  int32_t rc = ctl_authorize(p.type, c->queue != 0, &what);
+  if (rc != 0) {
+    deny(c, p.req, rc, what);
     return;
   }
-  // Copy into an aligned buffer of the full request size.
-  alignas(8) uint8_t req[64];
-  memset(req, 0, sizeof(req));
-  memcpy(req, msg, need);
-  switch (h.type) {
+  const uint8_t* req = p.req;
+  switch (p.type) {
     case MN_CTL_INFO:
       do_info(c, req);
       return;
@@ -364,7 +364,7 @@ void ControlServer::handle(Conn* c, const uint8_t* msg, size_t len) {
       do_stats(c, req);
       return;
     default:
-      reply_status(c, req, -EOPNOTSUPP);
+      reply_status(c, req, -EOPNOTSUPP);  // ctl_parse has answered unknown types
       return;
   }
 }
@@ -372,7 +372,7 @@ void ControlServer::handle(Conn* c, const uint8_t* msg, size_t len) {
 void ControlServer::do_info(Conn* c, const uint8_t* req) {
   mn_ctl_info_reply r;
   memset(&r, 0, sizeof(r));
-  fill_header(&r.h, req, 0);
+  ctl_reply_header(&r.h, req, 0);
   r.ip = d_->cfg.ip;
   r.prefix_len = d_->cfg.prefix_len;
   memcpy(r.mac, d_->mac.data(), 6);
@@ -397,12 +397,12 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
     return;
   }
   char comm[16];
-  sanitize_comm(a.comm, sizeof(a.comm), comm);
+  ctl_sanitize_comm(a.comm, sizeof(a.comm), comm);
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, c->pid, 0));
   if (pidfd < 0 && errno == ESRCH) {
     // The process that connected is gone; whoever sends this inherited the
     // socket and cannot be watched.
-    reply_status(c, req, -ESRCH);
+    deny(c, req, -ESRCH, "ATTACH on a socket whose connecting process has exited");
     return;
   }
   int q = d_->leases->attach(c->pid, c->uid, comm);
@@ -422,7 +422,7 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
   const mn_lease& l = d_->shm->leases[q];
   mn_ctl_attach_reply r;
   memset(&r, 0, sizeof(r));
-  fill_header(&r.h, req, 0);
+  ctl_reply_header(&r.h, req, 0);
   r.queue = static_cast<uint16_t>(q);
   r.port_id = d_->port_id;
   r.lcore_id = l.lcore_id;
@@ -446,14 +446,15 @@ void ControlServer::do_bind(Conn* c, const uint8_t* req) {
   memcpy(&b, req, sizeof(b));
   mn_ctl_bind_reply r;
   memset(&r, 0, sizeof(r));
-  if (c->queue == 0) {
-    fill_header(&r.h, req, -EINVAL);  // no lease
-    reply(c, &r, sizeof(r));
-    return;
-  }
   uint16_t port = 0;
   int rc = d_->leases->bind(c->queue, b.ip, b.port, b.proto, &port);
-  fill_header(&r.h, req, rc);
+  uint16_t holder = b.port != 0 ? mn_port_queue(&d_->shm->ports[b.port]) : 0;
+  if (rc == -EADDRINUSE && holder != 0 && holder != c->queue) {
+    // Another lease's port: nobody takes over another process's traffic.
+    deny(c, req, rc, held_by("BIND of port", b.port, holder));
+    return;
+  }
+  ctl_reply_header(&r.h, req, rc);
   r.port = rc == 0 ? port : b.port;
   reply(c, &r, sizeof(r));
 }
@@ -461,8 +462,24 @@ void ControlServer::do_bind(Conn* c, const uint8_t* req) {
 void ControlServer::do_unbind(Conn* c, const uint8_t* req) {
   mn_ctl_unbind_request u;
   memcpy(&u, req, sizeof(u));
-  int rc = c->queue == 0 ? -EINVAL : d_->leases->unbind(c->queue, u.port, u.proto);
+  int rc = d_->leases->unbind(c->queue, u.port, u.proto);
+  if (rc != 0) {
+    uint16_t holder = mn_port_queue(&d_->shm->ports[u.port]);
+    deny(c, req, rc,
+         holder != 0 && holder != c->queue
+             ? held_by("UNBIND of port", u.port, holder)
+             : "UNBIND of port " + std::to_string(u.port) + " (proto " + std::to_string(u.proto) +
+                   "), which its lease does not hold");
+    return;
+  }
   reply_status(c, req, rc);
+}
+
+std::string ControlServer::held_by(const char* what, uint16_t port, uint16_t holder) const {
+  const mn_lease& l = d_->shm->leases[holder];
+  return std::string(what) + " " + std::to_string(port) + " held by queue " +
+         std::to_string(holder) + " (pid " + std::to_string(l.pid) + ", uid " +
+         std::to_string(l.uid) + ")";
 }
 
 void ControlServer::do_detach(Conn* c, const uint8_t* req) {
@@ -481,7 +498,7 @@ void ControlServer::do_stats(Conn* c, const uint8_t* req) {
   std::string json = stats_json(*d_, MN_CTL_MAX_MESSAGE - sizeof(mn_ctl_header) - 1);
   std::vector<uint8_t> out(sizeof(mn_ctl_header) + json.size() + 1);
   mn_ctl_header h;
-  fill_header(&h, req, 0);
+  ctl_reply_header(&h, req, 0);
   memcpy(out.data(), &h, sizeof(h));
   memcpy(out.data() + sizeof(h), json.c_str(), json.size() + 1);
   reply(c, out.data(), out.size());

@@ -62,6 +62,11 @@ class ControlServer {
   void malformed(Conn* c, const char* why);
   bool reply(Conn* c, const void* msg, size_t len);
   void reply_status(Conn* c, const void* req_header, int32_t status);
+  // Refuses a request the connection has no authority for: counted
+  // (ctl_denied), logged with the peer's pid and uid (rate-limited), answered
+  // with `status`.
+  void deny(Conn* c, const void* req, int32_t status, const std::string& what);
+  std::string held_by(const char* what, uint16_t port, uint16_t holder) const;
   void unwatch_pid(Conn* c);
   void close_conn(Conn* c, const char* why, bool reclaim = true);
 

@@ -44,6 +44,7 @@ struct DaemonCounters {
   uint64_t ctl_connections = 0;
   uint64_t ctl_requests = 0;
   uint64_t ctl_malformed = 0;  // connections closed for a malformed message
+  uint64_t ctl_denied = 0;     // requests refused for want of authority (logged)
   uint64_t attaches = 0;
   uint64_t reclaims = 0;
   uint64_t mbufs_swept = 0;

@@ -262,7 +262,8 @@ void Dataplane::tick(uint64_t now) {
   if (link_up_ && d_->cfg.gateway != 0 && now - last_gw_arp_ns_ >= kGatewayArpNs) {
     last_gw_arp_ns_ = now;
     uint8_t mac[6];
-    if (!mn_neighbour_lookup(d_->shm, d_->cfg.gateway, mac))
+    // The daemon is the only writer: it never finds a slot mid-write.
+    if (mn_neighbour_lookup(d_->shm, d_->cfg.gateway, mac, nullptr, nullptr) != 1)
       send_arp(wire::kArpOpRequest, wire::kBroadcastMac, wire::kZeroMac, d_->cfg.gateway);
   }
   tx_.flush();

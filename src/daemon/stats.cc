@@ -187,6 +187,7 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("ctl_connections", c.ctl_connections);
   j.u("ctl_requests", c.ctl_requests);
   j.u("ctl_malformed", c.ctl_malformed);
+  j.u("ctl_denied", c.ctl_denied);
   j.u("attaches", c.attaches);
   j.u("reclaims", c.reclaims);
   j.u("mbufs_swept", c.mbufs_swept);
@@ -320,6 +321,8 @@ int tel_daemon(const char*, const char*, rte_tel_data* t) {
   rte_tel_data_add_dict_u64(t, "icmp_unreachable_tx", c.icmp_unreachable_tx);
   rte_tel_data_add_dict_u64(t, "steered", c.steered);
   rte_tel_data_add_dict_u64(t, "steer_drops", c.steer_drops);
+  rte_tel_data_add_dict_u64(t, "ctl_malformed", c.ctl_malformed);
+  rte_tel_data_add_dict_u64(t, "ctl_denied", c.ctl_denied);
   rte_tel_data_add_dict_u64(t, "reclaims", c.reclaims);
   rte_tel_data_add_dict_u64(t, "mbufs_swept", c.mbufs_swept);
   rte_tel_data_add_dict_u64(t, "hugepages_free", free_hugepages());

@@ -310,6 +310,21 @@ void Engine::Impl::run_attached_timers(uint64_t now) {
   publish_counters();
 }
 
+int Engine::Impl::shared_neighbour(uint32_t ip, uint8_t mac[6]) {
+  // A slot left mid-write: the daemon is gone when the attached path says so
+  // anywhere else (shutting down, or its end of the control socket closed).
+  auto gone = [](void* arg) -> int {
+    auto* e = static_cast<Engine::Impl*>(arg);
+    return mn_shm_shutting_down(e->shm) != 0 || e->ctl->peer_closed() ? 1 : 0;
+  };
+  int rc = mn_neighbour_lookup(shm, ip, mac, gone, this);
+  if (rc == -ENETDOWN) {
+    go_detached("machnetd died while writing its neighbour table");
+    return rc;
+  }
+  return rc == 1 ? 1 : 0;
+}
+
 void Engine::Impl::wait_shared_neighbour(uint32_t ip) {
   for (size_t i = 0; i < shared_waiting; i++)
     if (shared_wait[i].ip == ip) return;
@@ -322,7 +337,9 @@ void Engine::Impl::learn_shared_neighbours(uint64_t now) {
   for (size_t i = 0; i < shared_waiting; i++) {
     SharedNeighbourWait w = shared_wait[i];
     uint8_t m[6];
-    if (mn_neighbour_lookup(shm, w.ip, m)) {
+    int found = shared_neighbour(w.ip, m);
+    if (found < 0) return;  // detached: nothing to learn any more
+    if (found == 1) {
       wire::MacAddr mac;
       memcpy(mac.data(), m, 6);
       arp->learn(w.ip, mac, now, /*create=*/false);  // as if the ARP reply came to us

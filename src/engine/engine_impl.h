@@ -173,6 +173,9 @@ struct Engine::Impl {
   void rx_chain(rte_mbuf* m);    // a multi-segment datagram machnetd reassembled
   void run_attached_timers(uint64_t now);
   void wait_shared_neighbour(uint32_t ip);
+  // The daemon's neighbour table: 1 and the MAC, 0 when unknown (for now),
+  // -ENETDOWN when the daemon died mid-write (the engine is then detached).
+  int shared_neighbour(uint32_t ip, uint8_t mac[6]);
   void learn_shared_neighbours(uint64_t now);
   void learn_found_now(uint64_t now);
   void publish_counters();

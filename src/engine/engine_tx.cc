@@ -18,8 +18,10 @@ void EngineArpEvents::send_request(uint32_t ip_host) {
     // callback returns (learn_found_now); a miss is looked up on each tick
     // while our own request is out.
     uint8_t mac[6];
-    if (e_->learn_now_count < Engine::Impl::kLearnNowMax &&
-        mn_neighbour_lookup(e_->shm, ip_host, mac)) {
+    int found =
+        e_->learn_now_count < Engine::Impl::kLearnNowMax ? e_->shared_neighbour(ip_host, mac) : 0;
+    if (found < 0) return;  // the daemon is gone: the engine is detached
+    if (found == 1) {
       auto& slot = e_->learn_now[e_->learn_now_count++];
       slot.first = ip_host;
       memcpy(slot.second.data(), mac, 6);

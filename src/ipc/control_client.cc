@@ -1,12 +1,15 @@
 #include "ipc/control_client.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -18,6 +21,23 @@ uint64_t monotonic_ms() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+// Who may use the socket, when connect() said EACCES: its mode and group
+// decide (machnetd.socket_mode, machnetd.socket_group).
+std::string access_hint(const std::string& path, int e) {
+  if (e != EACCES && e != EPERM) return "";
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return " (a directory on its path is not searchable)";
+  std::string group = std::to_string(st.st_gid);
+  struct group gr, *res = nullptr;
+  char buf[4096];
+  if (getgrgid_r(st.st_gid, &gr, buf, sizeof(buf), &res) == 0 && res != nullptr)
+    group = res->gr_name;
+  char mode[8];
+  std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return std::string(" (the socket is mode ") + mode + ", group " + group +
+         ": only its owner and the members of group " + group + " may use machnetd)";
 }
 
 }  // namespace
@@ -49,7 +69,9 @@ int ControlClient::connect(const std::string& path, std::string* err) {
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0) {
     int e = errno;
     ::close(fd);
-    if (err) *err = "cannot connect to machnetd at " + path + ": " + std::strerror(e);
+    if (err)
+      *err =
+          "cannot connect to machnetd at " + path + ": " + std::strerror(e) + access_hint(path, e);
     return -e;
   }
   fd_ = fd;

@@ -15,6 +15,8 @@
 #ifndef MACHNET_IPC_SHM_H
 #define MACHNET_IPC_SHM_H
 
+#include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,8 +96,9 @@ struct __attribute__((aligned(32))) mn_port_entry {
 
 /* Neighbour table filled by the daemon from every ARP packet it sees (ARP
  * always goes to queue 0's owner, the daemon). Seqlock: odd seq = being
- * written; a reader retries until it reads the same even seq around its copy
- * (mn_neighbour_lookup; the daemon writes with mn_neighbour_write). */
+ * written; a reader retries until it reads the same even seq around its copy,
+ * a bounded number of times (mn_neighbour_lookup; the daemon writes with
+ * mn_neighbour_write). */
 struct __attribute__((aligned(16))) mn_neighbour {
   uint32_t seq;   /* daemon, atomic */
   uint32_t ip;    /* daemon, atomic; host order, 0 = empty */
@@ -214,19 +217,49 @@ static inline void mn_neighbour_write(struct mn_neighbour* n, uint32_t ip, const
   __atomic_store_n(&n->seq, seq + 2, __ATOMIC_RELEASE);
 }
 
-/* Seqlock read of the neighbour table: 1 and the MAC when ip is there. */
-static inline int mn_neighbour_lookup(const struct mn_shm* shm, uint32_t ip, uint8_t mac_out[6]) {
+/* Whether the daemon is gone for good: it shut down, or its pid is no
+ * more. One kill(2): only for slow paths. (A reader attached through the
+ * control socket has a better test, the socket's EOF; see below.) */
+static inline int mn_daemon_gone(const struct mn_shm* shm) {
+  if (mn_shm_shutting_down(shm) != 0) return 1;
+  return kill(shm->daemon_pid, 0) != 0 && errno == ESRCH;
+}
+
+/* A slot the reader finds mid-write (odd seq, or changed under its copy)
+ * this many times in a row: the reader asks whether the daemon is still
+ * there. A write is a few stores by the daemon, its only writer: a slot
+ * mid-write for that long was left by a writer preempted, or killed. */
+#define MN_NEIGHBOUR_SPINS 4096u
+/* Liveness checks, each after MN_NEIGHBOUR_SPINS more failed reads, before
+ * a reader facing a live but stalled writer gives up for now (-EAGAIN). */
+#define MN_NEIGHBOUR_CHECKS 64u
+
+/* Seqlock read of the neighbour table: 1 and the MAC when ip is there, 0 when
+ * it is not. Never spins unbounded: when a slot on ip's probe path stays
+ * mid-write (see MN_NEIGHBOUR_SPINS), daemon_gone(ctx) is asked (NULL:
+ * mn_daemon_gone(shm)); nonzero: -ENETDOWN, the write will never finish
+ * (the caller fails as on any other sign of a dead daemon); zero: the read
+ * goes on, and after MN_NEIGHBOUR_CHECKS such checks -EAGAIN (the entry is
+ * unknown for now: look again later). */
+static inline int mn_neighbour_lookup(const struct mn_shm* shm, uint32_t ip, uint8_t mac_out[6],
+                                      int (*daemon_gone)(void* ctx), void* ctx) {
   for (uint32_t i = 0; i < MN_SHM_NEIGHBOUR_SLOTS; i++) {
     const struct mn_neighbour* n =
         &shm->neighbours[(mn_neighbour_slot(ip) + i) % MN_SHM_NEIGHBOUR_SLOTS];
+    uint32_t spins = 0, checks = 0;
     for (;;) {
       uint32_t s1 = __atomic_load_n(&n->seq, __ATOMIC_ACQUIRE);
-      if (s1 & 1) continue;
       uint32_t nip = __atomic_load_n(&n->ip, __ATOMIC_RELAXED);
       uint8_t mac[6];
       for (int k = 0; k < 6; k++) mac[k] = __atomic_load_n(&n->mac[k], __ATOMIC_RELAXED);
       __atomic_thread_fence(__ATOMIC_ACQUIRE);
-      if (__atomic_load_n(&n->seq, __ATOMIC_RELAXED) != s1) continue;
+      if ((s1 & 1) != 0 || __atomic_load_n(&n->seq, __ATOMIC_RELAXED) != s1) {
+        if (++spins < MN_NEIGHBOUR_SPINS) continue;
+        spins = 0;
+        if (daemon_gone != NULL ? daemon_gone(ctx) : mn_daemon_gone(shm)) return -ENETDOWN;
+        if (++checks >= MN_NEIGHBOUR_CHECKS) return -EAGAIN;
+        continue;
+      }
       if (nip == 0) return 0;
       if (nip != ip) break;
       for (int k = 0; k < 6; k++) mac_out[k] = mac[k];

@@ -87,7 +87,7 @@ default = offload
 EOF
 
 # mnd_start NAME NETNS DEVICE IP/LEN [machnetd options...]: starts machnetd
-# (--name NAME, --socket $TMP/NAME.sock, MND_QUEUES queues) in NETNS and waits
+# (--name NAME, --socket ${MND_SOCK_DIR:-$TMP}/NAME.sock, MND_QUEUES queues) in NETNS and waits
 # for its start line. Sets MND_PID/MND_SOCK/MND_PREFIX/MND_LOG[NAME].
 mnd_start() {
   local name=$1 ns=$2 dev=$3 ip=$4
@@ -96,7 +96,7 @@ mnd_start() {
   MND_RUNS[$name]=$run
   local log="machnetd_${name}_$run"
   MND_LOG[$name]=$log
-  MND_SOCK[$name]="$TMP/$name.sock"
+  MND_SOCK[$name]="${MND_SOCK_DIR:-$TMP}/$name.sock"
   start_bg "$log" ip netns exec "$ns" "$MACHNETD" --config "$TMP/machnetd.conf" --name "$name" \
     --socket "${MND_SOCK[$name]}" --device "$dev" --ip "$ip" --queues "$MND_QUEUES" "$@"
   MND_PID[$name]=$LAST_PID

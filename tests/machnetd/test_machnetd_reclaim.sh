@@ -56,6 +56,10 @@ sum=0
 killed=()
 t0=$(date +%s%N)
 for c in $(seq "$CYCLES"); do
+  # The previous victim's "ready" line must not be taken for this one's: the
+  # new program's shell truncates the log only once it runs, which on a
+  # loaded machine can be after wait_for_line has looked.
+  rm -f "$TMP/victim.log"
   start_bg victim "${APP[@]}" "$PYTHON" "$FLOW_APP" loop "$KIP" 7200 7600 20
   pid=$LAST_PID
   wait_for_line victim "ready after 20 round trips on port 7600" 20 ||

@@ -135,11 +135,12 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
   std::string dr = reasons(d["drops"]);
   std::printf("  drops %" PRIu64 "%s%s\n", d["drops_total"].u(), dr.empty() ? "" : ": ",
               dr.c_str());
-  std::printf(
-      "  control: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64 " malformed; %" PRIu64
-      " attaches, %" PRIu64 " reclaims, %" PRIu64 " mbufs swept, %" PRIu64 " unaccounted\n",
-      d["ctl_connections"].u(), d["ctl_requests"].u(), d["ctl_malformed"].u(), d["attaches"].u(),
-      d["reclaims"].u(), d["mbufs_swept"].u(), d["mbufs_unaccounted"].u());
+  std::printf("  control: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64
+              " malformed, %" PRIu64 " refused; %" PRIu64 " attaches, %" PRIu64
+              " reclaims, %" PRIu64 " mbufs swept, %" PRIu64 " unaccounted\n",
+              d["ctl_connections"].u(), d["ctl_requests"].u(), d["ctl_malformed"].u(),
+              d["ctl_denied"].u(), d["attaches"].u(), d["reclaims"].u(), d["mbufs_swept"].u(),
+              d["mbufs_unaccounted"].u());
 
   std::printf("\n%-5s %-10s %-7s %-15s %10s %8s %10s %8s %9s %9s %7s  %s\n", "QUEUE", "STATE",
               "PID", "COMM", "RX_PKTS", "RX/s", "TX_PKTS", "TX/s", "STEER_IN", "STEER_OUT", "DROPS",
@@ -282,7 +283,10 @@ int main(int argc, char** argv) {
   std::string err;
   int rc = client.connect(path, &err);
   if (rc != 0) {
-    std::fprintf(stderr, "machnet-stat: no machnetd running: %s\n", err.c_str());
+    std::fprintf(
+        stderr, "machnet-stat: %s: %s\n",
+        rc == -EACCES || rc == -EPERM ? "not allowed to use machnetd" : "no machnetd running",
+        err.c_str());
     return 1;
   }
   Sample prev;
