@@ -84,6 +84,8 @@ struct Daemon {
   // Set before the port and EAL go away: telemetry callbacks (another
   // thread) then answer without touching shared memory.
   std::atomic<bool> stopping{false};
+  // Set once shutdown's DPDK cleanup has returned (the shutdown watchdog).
+  std::atomic<bool> cleaned_up{false};
 };
 
 }  // namespace machnet::daemon

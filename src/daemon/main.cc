@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "daemon/clock.h"
 #include "daemon/config.h"
@@ -47,6 +48,31 @@ uint64_t free_hugepages() {
 }
 
 // Runs the daemon once EAL is up. Returns the exit code; leaves EAL to the caller.
+// A program killed inside DPDK (its EAL start, a heap operation) can leave a
+// lock of EAL's shared memory held for good, and the daemon's own frees at
+// shutdown then never return (seen in make soak: stuck in
+// rte_mcfg_mem_write_lock under ~Reassembly). Everything the daemon owns
+// outside its memory (hugepage files, runtime directory, socket lock) is
+// removed by this watchdog instead, and the process exits: a stop is never
+// a hang. Started when shutdown begins; the main thread sets cleaned_up.
+constexpr int kShutdownBoundMs = 5000;
+void start_shutdown_watchdog(Daemon* d) {
+  std::thread([d] {
+    for (int ms = 0; ms < kShutdownBoundMs; ms += 50) {
+      if (d->cleaned_up.load()) return;
+      usleep(50'000);
+    }
+    MN_LOG(DAEMON, ERR,
+           "shutdown stuck inside DPDK for %d ms (a program killed inside EAL left a lock of "
+           "its shared memory held): exiting without DPDK's cleanup",
+           kShutdownBoundMs);
+    unsigned pages = remove_runtime(d->eal_prefix, d->hugedir);
+    ControlServer::release_lock();
+    MN_LOG(DAEMON, NOTICE, "exited without DPDK's cleanup (%u hugepage files removed)", pages);
+    _exit(1);
+  }).detach();
+}
+
 int run(Daemon* d) {
   std::string err;
   event_config* ec = event_config_new();
@@ -113,6 +139,7 @@ int run(Daemon* d) {
         }
       }
       MN_LOG(DAEMON, NOTICE, "%s: shutting down", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+      start_shutdown_watchdog(d);
       mn_shm_set_shutting_down(d->shm, 1);
     }
     // Attached engines see shutting_down, then EOF on their control socket.
@@ -176,6 +203,7 @@ int main(int argc, char** argv) {
   if (d.mz != nullptr) rte_memzone_free(d.mz);
   if (d.base != nullptr) event_base_free(d.base);
   rte_eal_cleanup();
+  d.cleaned_up.store(true);
   unsigned pages = remove_runtime(d.eal_prefix, d.hugedir);
   ControlServer::release_lock();
   if (code == 0)
