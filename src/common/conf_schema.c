@@ -58,6 +58,8 @@ static const struct mn_conf_key kSchema[] = {
     TYPED("arp.static", MN_CONF_NEIGHBOURS, ""),
     UINT("frag.timeout_ms", 10, 60000, "2000"),
     UINT("frag.max_flows", 16, 1u << 20, "4096"),
+    UINT("frag.max_mbufs", 64, 1u << 22, "2048"),
+    UINT("frag.max_bytes", 65536, 1u << 31, "4194304"),
     STR("xdp_prog", 0, PATH_BYTES, ""),
     BOOL("xdp_shared_ip", "no"),
     REAL("fault.rx_drop", 0.0, 1.0, "0"),

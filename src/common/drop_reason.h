@@ -27,15 +27,18 @@ namespace machnet {
   X(kTruncatedIcmp, "truncated_icmp")                                     \
   X(kBadIcmpChecksum, "bad_icmp_checksum")                                \
   X(kIcmpUnhandled, "icmp_unhandled") /* not an echo request */           \
-  X(kBadFragment, "bad_fragment")     /* overlap, too many, table full */ \
+  X(kBadFragment, "bad_fragment")     /* inconsistent end, empty */       \
   X(kFragTimeout, "frag_timeout")                                         \
-  X(kNoSocket, "no_socket") /* no one bound the port */                   \
+  X(kFragDuplicate, "frag_duplicate") /* bytes already held */            \
+  X(kFragOverlap, "frag_overlap")     /* datagram dropped */              \
+  X(kFragNoRoom, "frag_no_room")      /* frag.max_* reached */            \
+  X(kNoSocket, "no_socket")           /* no one bound the port */         \
   X(kSocketQueueFull, "socket_queue_full")                                \
   X(kNoArpEntry, "no_arp_entry")     /* resolution failed */              \
   X(kArpQueueFull, "arp_queue_full") /* too many waiting packets */       \
   X(kTxRingFull, "tx_ring_full")                                          \
   X(kNoMbuf, "no_mbuf")                                                   \
-  X(kTooBig, "too_big")         /* datagram over 65507 B */               \
+  X(kTooBig, "too_big")         /* > 65507 B, or 65535 reassembled */     \
   X(kInjected, "injected_loss") /* fault injection */
 
 enum class DropReason : uint8_t {

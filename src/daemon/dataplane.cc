@@ -30,7 +30,7 @@ bool Dataplane::init(std::string* err) {
            &d_->counters.drops[reason(DropReason::kTxRingFull)]);
   // Replies from pool 0, padded to the Ethernet minimum.
   responder_.init(d_->pools[0], d_->port_id, d_->mac, d_->cfg.ip, /*pad_frames=*/true);
-  return reassembly_.init(d_->cfg.frag_max_flows, d_->cfg.frag_timeout_ms, d_->counters.drops, err);
+  return reassembly_.init(d_->cfg, d_->counters.drops, err);
 }
 
 unsigned Dataplane::poll() {
@@ -52,7 +52,6 @@ unsigned Dataplane::poll() {
   d_->counters.ring_rx += n;
   for (unsigned i = 0; i < n; i++) handle(burst[i]);
   total += n;
-  reassembly_.free_dropped();
   tx_.flush();
   return total;
 }

@@ -157,8 +157,7 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
 
   if (!bring_up_port(err)) return false;
   init_datapath();
-  if (!reassembly.init(config.frag_max_flows, config.frag_timeout_ms, counters.drops, err))
-    return false;
+  if (!reassembly.init(config, counters.drops, err)) return false;
   start_arp();
 
   announce_if_link_up();
@@ -320,7 +319,6 @@ size_t Engine::poll() {
   rte_mbuf* burst[kRxBurst];
   uint16_t n = memif_guard::rx_burst(e.port_id, 0, burst, kRxBurst, e.memif);
   for (uint16_t i = 0; i < n; i++) e.rx_one(burst[i]);
-  e.reassembly.free_dropped();
   uint64_t now = e.now_ns();
   if (now - e.last_timer_ns >= kTimerPeriodNs) e.run_timers(now);
   e.tx_flush();

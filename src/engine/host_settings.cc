@@ -6,7 +6,16 @@ namespace machnet::engine {
 
 const std::vector<std::string>& HostSettings::keys() {
   static const std::vector<std::string> k = {
-      "device", "ip", "gateway", "mtu", "mac", "log_level", "frag.timeout_ms", "frag.max_flows",
+      "device",
+      "ip",
+      "gateway",
+      "mtu",
+      "mac",
+      "log_level",
+      "frag.timeout_ms",
+      "frag.max_flows",
+      "frag.max_mbufs",
+      "frag.max_bytes",
   };
   return k;
 }
@@ -27,7 +36,9 @@ bool HostSettings::load(const Config& c, std::string* err) {
   mac = c.get("mac", mac);
   log_level = c.get("log_level", log_level);
   return take_uint(c, "mtu", &mtu, err) && take_uint(c, "frag.timeout_ms", &frag_timeout_ms, err) &&
-         take_uint(c, "frag.max_flows", &frag_max_flows, err);
+         take_uint(c, "frag.max_flows", &frag_max_flows, err) &&
+         take_uint(c, "frag.max_mbufs", &frag_max_mbufs, err) &&
+         take_uint(c, "frag.max_bytes", &frag_max_bytes, err);
 }
 
 }  // namespace machnet::engine

@@ -29,9 +29,12 @@ struct HostSettings {
   std::string log_level = Config::default_text("log_level");
   uint32_t frag_timeout_ms = static_cast<uint32_t>(Config::default_uint("frag.timeout_ms"));
   uint32_t frag_max_flows = static_cast<uint32_t>(Config::default_uint("frag.max_flows"));
+  // Bounds on what fragments awaiting reassembly hold: buffers and bytes.
+  uint32_t frag_max_mbufs = static_cast<uint32_t>(Config::default_uint("frag.max_mbufs"));
+  uint64_t frag_max_bytes = Config::default_uint("frag.max_bytes");
 
   // "device", "ip", "gateway", "mtu", "mac", "log_level", "frag.timeout_ms",
-  // "frag.max_flows".
+  // "frag.max_flows", "frag.max_mbufs", "frag.max_bytes".
   static const std::vector<std::string>& keys();
   // Reads the keys present in `c`, each checked against the schema; false
   // with an error naming the origin (file:line, variable or option) of the

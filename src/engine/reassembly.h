@@ -1,53 +1,60 @@
-// IPv4 reassembly over DPDK's ip_frag table, for the engine and machnetd.
-// Bounded: at most frag.max_flows datagrams in flight, each for at most
-// frag.timeout_ms; the table is the only place fragments wait, so endless
-// fragments cannot exhaust memory. Every fragment DPDK gives up on
-// (overlapping, too many, inconsistent, table full) is counted as
-// bad_fragment, every datagram that expires as frag_timeout.
+// IPv4 reassembly for the engine and machnetd: the table is net::FragTable
+// (pure logic, Linux's rules, bounded by frag.max_flows, frag.max_mbufs,
+// frag.max_bytes and frag.timeout_ms, all preallocated); this side turns
+// mbufs into fragments and a completed datagram into one mbuf chain. Every
+// fragment it does not deliver is counted by reason (bad_fragment,
+// frag_timeout, frag_duplicate, frag_overlap, frag_no_room, too_big).
 #pragma once
 
-#include <rte_ip_frag.h>
 #include <rte_mbuf.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "engine/host_settings.h"
+#include "net/ip_reassembly.h"
 
 namespace machnet::engine {
 
-class Reassembly {
+class Reassembly : public net::FragEvents {
  public:
   Reassembly() = default;
-  ~Reassembly();
+  ~Reassembly() override;
   Reassembly(const Reassembly&) = delete;
   Reassembly& operator=(const Reassembly&) = delete;
 
-  // drops: the owner's per-DropReason counters. False and *err when DPDK
-  // cannot allocate the table.
-  bool init(uint32_t max_flows, uint32_t timeout_ms, uint64_t* drops, std::string* err);
+  // The frag.* keys of `s`. drops: the owner's per-DropReason counters.
+  bool init(const HostSettings& s, uint64_t* drops, std::string* err);
   bool ready() const { return table_ != nullptr; }
 
   // A fragment whose IPv4 header is at offset l3 and payload at l4 of its
-  // first segment. Returns the whole datagram once its last fragment is in
-  // (a chain: Ethernet and IPv4 headers of the first fragment in the first
-  // segment, total_length and fragment field rewritten by DPDK, header
-  // checksum zero, l2_len = l3), or nullptr while it waits or was dropped.
+  // first segment (a frame the parser accepted). Returns the whole datagram
+  // once its last piece is in: a chain with the Ethernet and IPv4 headers of
+  // the first fragment in the first segment, total_length covering the
+  // datagram, no fragment bits, the header checksum valid, l2_len = l3,
+  // l3_len = the header length. nullptr while it waits or when dropped.
   rte_mbuf* add(rte_mbuf* m, uint16_t l3, uint16_t l4);
 
-  // Expires datagrams older than the timeout; frees what was dropped.
+  // Drops datagrams older than frag.timeout_ms (about every millisecond).
   void expire();
-  // Frees the fragments dropped since the last call (once per burst).
-  void free_dropped() {
-    if (death_row_.cnt != 0) rte_ip_frag_free_death_row(&death_row_, 0);
-  }
+
+  size_t datagrams() const { return table_ ? table_->datagrams() : 0; }
+  size_t mbufs() const { return table_ ? table_->fragments() : 0; }
+
+  // net::FragEvents: frees the mbuf (and counts the drop).
+  void drop(void* buf, DropReason reason) override;
+  void release(void* buf) override;
 
  private:
-  rte_ip_frag_tbl* table_ = nullptr;
-  rte_ip_frag_death_row death_row_{};
+  rte_mbuf* build(uint16_t l3);
+
+  std::unique_ptr<net::FragTable> table_;
   uint64_t* drops_ = nullptr;
 };
 
-// The IPv4 header checksum of a datagram DPDK reassembled (it leaves the
-// field zero); a header whose checksum is set is left alone.
+// A header whose checksum field is zero gets it computed (a datagram an
+// older machnetd reassembled); one whose checksum is set is left alone.
 void fix_reassembled_ip_checksum(rte_mbuf* m, uint16_t l3);
 
 }  // namespace machnet::engine

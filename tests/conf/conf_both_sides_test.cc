@@ -393,6 +393,8 @@ TEST_F(BothSides, SchemaDefaultsAreTheReadersDefaults) {
   EXPECT_EQ(a.arp.max_pending_per_entry, b.arp.max_pending_per_entry);
   EXPECT_EQ(a.frag_timeout_ms, b.frag_timeout_ms);
   EXPECT_EQ(a.frag_max_flows, b.frag_max_flows);
+  EXPECT_EQ(a.frag_max_mbufs, b.frag_max_mbufs);
+  EXPECT_EQ(a.frag_max_bytes, b.frag_max_bytes);
   EXPECT_EQ(a.xdp_shared_ip, b.xdp_shared_ip);
   EXPECT_EQ(a.machnetd, b.machnetd);
   EXPECT_EQ(a.machnetd_socket, b.machnetd_socket);

@@ -79,6 +79,8 @@ TEST_F(DaemonConfigTest, StartsFromTheSchemasDefaults) {
   EXPECT_EQ(d.log_level, schema_text("log_level"));
   EXPECT_EQ(d.frag_timeout_ms, schema_uint("frag.timeout_ms"));
   EXPECT_EQ(d.frag_max_flows, schema_uint("frag.max_flows"));
+  EXPECT_EQ(d.frag_max_mbufs, schema_uint("frag.max_mbufs"));
+  EXPECT_EQ(d.frag_max_bytes, schema_uint("frag.max_bytes"));
   EXPECT_EQ(d.name, schema_text("machnetd.name"));
   EXPECT_EQ(d.socket, schema_text("machnetd.socket"));
   EXPECT_EQ(d.queues, schema_uint("machnetd.queues"));
@@ -96,6 +98,7 @@ TEST_F(DaemonConfigTest, StartsFromTheSchemasDefaults) {
   EXPECT_EQ(e.mtu, d.mtu);
   EXPECT_EQ(e.frag_timeout_ms, d.frag_timeout_ms);
   EXPECT_EQ(e.frag_max_flows, d.frag_max_flows);
+  EXPECT_EQ(e.frag_max_bytes, d.frag_max_bytes);
   EXPECT_EQ(e.rx_desc, schema_uint("rx_desc"));
   EXPECT_EQ(e.num_mbufs, schema_uint("mbufs"));
   EXPECT_EQ(e.arp.retry_ns, schema_uint("arp.retry_ms") * 1000000);
