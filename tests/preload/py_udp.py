@@ -10,7 +10,8 @@ MODE: blocking (plain blocking calls, SO_RCVTIMEO), nonblocking
 (setblocking(False), EAGAIN loops), selectors (DefaultSelector: epoll),
 selectors-poll (PollSelector), selectors-select (SelectSelector), asyncio
 (create_datagram_endpoint). Unmodified socket code: the same program runs on
-the kernel and under the preload.
+the kernel and under the preload. PY_UDP_SIZES (comma-separated) replaces the
+client's sizes, PY_UDP_WAIT_S its wait for each reply (1 s).
 """
 import asyncio
 import os
@@ -20,7 +21,8 @@ import struct
 import sys
 import time
 
-SIZES = [1, 100, 1472, 8000]
+SIZES = [int(x) for x in os.environ.get("PY_UDP_SIZES", "1,100,1472,8000").split(",")]
+WAIT_S = float(os.environ.get("PY_UDP_WAIT_S", "1"))
 BUF = 70000
 
 
@@ -93,20 +95,21 @@ def client(mode, host, port, count):
     s = udp_socket(blocking=(mode == "blocking"))
     if mode == "blocking":
         # A lost datagram must not hang the test: the kernel's receive timeout.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                     struct.pack("ll", int(WAIT_S), int(WAIT_S % 1 * 1e6)))
     sel = None
     if mode.startswith("selectors"):
         sel = make_selector(mode)
         sel.register(s, selectors.EVENT_READ)
 
     def receive():
-        """One datagram within ~1 s, or None."""
+        """One datagram within ~WAIT_S, or None."""
         if mode == "blocking":
             try:
                 return s.recvfrom(BUF)
             except BlockingIOError:  # SO_RCVTIMEO
                 return None
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             if sel is not None and not sel.select(timeout=deadline - time.monotonic()):
                 continue
@@ -129,7 +132,7 @@ def client(mode, host, port, count):
                 s.sendto(payload, (host, port))
                 t0 = time.monotonic()
                 got = receive()
-                late += time.monotonic() - t0 > 0.5
+                late += time.monotonic() - t0 > WAIT_S / 2
                 if got is not None:
                     break
             if got is None or got[0] != payload or got[1] != (host, port):
@@ -164,12 +167,12 @@ async def client_asyncio(host, port, count):
                 transport.sendto(payload)
                 t0 = time.monotonic()
                 try:
-                    got = await asyncio.wait_for(proto.queue.get(), 1.0)
+                    got = await asyncio.wait_for(proto.queue.get(), WAIT_S)
                     break
                 except asyncio.TimeoutError:
                     pass
                 finally:
-                    late += time.monotonic() - t0 > 0.5
+                    late += time.monotonic() - t0 > WAIT_S / 2
             if got is None or got[0] != payload or got[1] != (host, port):
                 bad += 1
                 print(f"py_udp: asyncio size {size} #{i}: "
