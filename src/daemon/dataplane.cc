@@ -203,9 +203,8 @@ void Dataplane::handle_reassembled(rte_mbuf* m) {
     drop(m, DropReason::kBadIhl);
     return;
   }
-  // DPDK rewrote total_length and the fragment field and zeroed the header
-  // checksum: make it a valid header again for the owner's parser.
-  engine::fix_reassembled_ip_checksum(m, l3);
+  // Reassembly rewrote total_length and the fragment field and recomputed
+  // the header checksum: a valid header for the owner's parser.
   if (ip->protocol != wire::kIpProtoUdp) {
     drop(m, ip->protocol == wire::kIpProtoIcmp ? DropReason::kIcmpUnhandled
                                                : DropReason::kUnknownIpProto);

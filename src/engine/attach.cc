@@ -240,9 +240,9 @@ void Engine::Impl::rx_steered(rte_mbuf* m) {
     rx_chain(m);
     return;
   }
-  // DPDK's reassembly leaves the IPv4 header checksum zero: a datagram the
-  // daemon reassembled into one segment gets it computed here (a frame with
-  // a checksum is left alone).
+  // A datagram a machnetd built on DPDK's ip_frag reassembled carries a zero
+  // IPv4 header checksum: computed here (a frame with a checksum, as ours
+  // reassembles them, is left alone).
   uint16_t et = 0;
   if (m->data_len >= wire::kEthHdrLen) memcpy(&et, rte_pktmbuf_mtod_offset(m, uint8_t*, 12), 2);
   if (et == htons(wire::kEtherTypeIpv4)) fix_reassembled_ip_checksum(m, wire::kEthHdrLen);

@@ -6,7 +6,8 @@
 #   - a preloaded python client (py_udp.py, blocking and epoll) against a
 #     kernel echo server (peer.py): 1, 100, 1472 and 8000 bytes (the last
 #     fragmented both ways: the daemon reassembles and steers it), byte for byte;
-#   - a preloaded python echo server with a kernel client (peer.py);
+#   - a preloaded python echo server with a kernel client (peer.py), up to
+#     65,507 bytes (45 fragments each way);
 #   - machnet-stat's table lists the server's pid, comm and port;
 #   - a kernel datagram to a port nobody holds gets ICMP port unreachable
 #     from the daemon (ECONNREFUSED on the kernel's connected socket);
@@ -53,19 +54,21 @@ echo "# preloaded python echo server on $DIP:7510, kernel client"
 start_bg server "${APP[@]}" "$PYTHON" "$PY_UDP" serve blocking 7510
 SERVER=$LAST_PID
 wait_for_line server "server on port" || fail "the preloaded server did not start"
-ip netns exec "$NS" "$PYTHON" "$PEER" client "$DIP" 7510 1,100,1472,8000 10 >"$TMP/kclient.log" 2>&1 ||
+ip netns exec "$NS" "$PYTHON" "$PEER" client "$DIP" 7510 1,100,1472,8000,11841,65507 10 \
+  >"$TMP/kclient.log" 2>&1 ||
   fail "kernel client <-> preloaded server: $(tail -5 "$TMP/kclient.log")"
 offloaded server
-echo "ok: kernel client <-> preloaded server: 4 sizes x 10 echoes (8000 bytes fragmented)"
+echo "ok: kernel client <-> preloaded server: 6 sizes x 10 echoes (8000 to 65,507 bytes fragmented)"
 
 "$MACHNET_STAT" --socket "${MND_SOCK[$D]}" >"$TMP/stat.txt" || fail "machnet-stat failed"
 sed 's/^/  /' "$TMP/stat.txt"
 grep -Eq "^[0-9]+ +active +$SERVER +python3 " "$TMP/stat.txt" || fail "machnet-stat does not list the server (pid $SERVER) as active"
-grep -Eq "^7510 +[0-9]+ +$SERVER +python3 +40 " "$TMP/stat.txt" ||
-  fail "machnet-stat does not list port 7510 held by pid $SERVER with 40 datagrams"
-echo "ok: machnet-stat lists pid $SERVER (python3), its queue and port 7510 with 40 datagrams"
+grep -Eq "^7510 +[0-9]+ +$SERVER +python3 +60 " "$TMP/stat.txt" ||
+  fail "machnet-stat does not list port 7510 held by pid $SERVER with 60 datagrams"
+echo "ok: machnet-stat lists pid $SERVER (python3), its queue and port 7510 with 60 datagrams"
 reassembled=$(mnd_stat "$D" daemon-field reassembled)
-[ "$reassembled" -ge 20 ] || fail "machnetd reassembled $reassembled datagrams, expected >= 20 (8000-byte ones)"
+[ "$reassembled" -ge 50 ] ||
+  fail "machnetd reassembled $reassembled datagrams, expected >= 50 (those of 8000 bytes and more)"
 echo "ok: machnetd reassembled $reassembled fragmented datagrams and steered them to their owners"
 
 echo "# ICMP port unreachable"
