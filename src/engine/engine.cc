@@ -473,6 +473,7 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
   if (src_ip) *src_ip = s.src_ip;
   if (src_port) *src_port = s.src_port;
   ssize_t full = s.payload_len;
+  sock->queued_mbufs_ -= s.m->nb_segs;
   rte_pktmbuf_free(s.m);
   sock->head_++;
   return full;

@@ -113,6 +113,10 @@ class UdpSocket {
   uint16_t error_port_ = 0;
   uint32_t head_ = 0;  // next to read
   uint32_t tail_ = 0;  // next to write
+  // mbufs the queued datagrams hold: bounded by capacity_ as well, so a slow
+  // reader of reassembled datagrams (up to 45 mbufs each) holds no more of
+  // the pool than one of small ones.
+  uint32_t queued_mbufs_ = 0;
   Slot* slots_;
   // Attached mode: published to machnetd's per-port counters on each tick.
   uint64_t rx_datagrams_ = 0;

@@ -31,7 +31,7 @@ struct EngineConfig : HostSettings {
   uint32_t num_mbufs = static_cast<uint32_t>(Config::default_uint("mbufs"));
   uint16_t rx_desc = static_cast<uint16_t>(Config::default_uint("rx_desc"));
   uint16_t tx_desc = static_cast<uint16_t>(Config::default_uint("tx_desc"));
-  // datagrams buffered per UDP socket
+  // datagrams, and mbufs they hold, buffered per UDP socket
   uint32_t socket_queue_len = static_cast<uint32_t>(Config::default_uint("socket_queue_len"));
   net::ArpConfig arp = default_arp();
   // Neighbours known in advance ("ip@mac,ip@mac"): used as if learned by ARP

@@ -143,10 +143,14 @@ void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t dst_ip, ui
     drop_mbuf(m, DropReason::kNoSocket);
     return;
   }
-  if (s->tail_ - s->head_ >= s->capacity_) {
+  // As the kernel's SO_RCVBUF check: a queue below its bound takes the
+  // datagram even if it goes over (so one of any size always fits an empty
+  // queue); a queue at or over it takes nothing.
+  if (s->tail_ - s->head_ >= s->capacity_ || s->queued_mbufs_ >= s->capacity_) {
     drop_mbuf(m, DropReason::kSocketQueueFull);
     return;
   }
+  s->queued_mbufs_ += m->nb_segs;
   UdpSocket::Slot& slot = s->slots_[s->tail_ % s->capacity_];
   slot.m = m;
   slot.src_ip = src_ip;

@@ -303,6 +303,50 @@ TEST_F(EngineTest, SocketQueueIsBounded) {
   eng_->udp_close(s);  // frees the queued mbufs
 }
 
+// socket_queue_len (64 here) bounds the mbufs queued datagrams hold too: a
+// reassembled 65,507-byte datagram holds 45. A queue below the bound takes
+// the next datagram whatever its size; one at or over it takes none.
+TEST_F(EngineTest, SocketQueueBoundsTheMbufsItHolds) {
+  UdpSocket* s = nullptr;
+  ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
+  unsigned avail_before = rte_mempool_avail_count(test_pool_);
+  std::vector<size_t> cuts;
+  for (size_t c = 1480; c < wire::kMaxUdpPayload + 8; c += 1480) cuts.push_back(c);
+  auto big = [&](uint16_t id) {
+    Frame whole = make_udp(wire::kMaxUdpPayload, 3, 4000, kPort);
+    put16(&whole, kL3 + 4, id);
+    fix_ip_checksum(&whole);
+    for (const Frame& f : fragment(whole, cuts)) inject(f);
+    drain_rx();
+  };
+  big(1);  // 45 mbufs
+  big(2);  // 45 < 64: taken, 90 now
+  big(3);  // 90 >= 64: dropped
+  EXPECT_EQ(eng_->counters().reassembled, 3u);
+  EXPECT_EQ(eng_->udp_pending(s), 2u);
+  EXPECT_EQ(drops(DropReason::kSocketQueueFull), 1u);
+  inject(make_udp(10, 1, 4000, kPort));  // small ones neither
+  drain_rx();
+  EXPECT_EQ(drops(DropReason::kSocketQueueFull), 2u);
+  std::vector<uint8_t> buf(70000);
+  ASSERT_EQ(eng_->udp_recvfrom(s, buf.data(), buf.size(), nullptr, nullptr),
+            static_cast<ssize_t>(wire::kMaxUdpPayload));
+  big(4);  // 45 < 64 again
+  EXPECT_EQ(eng_->udp_pending(s), 2u);
+  for (int i = 0; i < 19; i++) inject(make_udp(10, 1, 4000, kPort));
+  drain_rx();
+  EXPECT_EQ(eng_->udp_pending(s), 2u);  // 90 held: none of them
+  EXPECT_EQ(drops(DropReason::kSocketQueueFull), 21u);
+  while (eng_->udp_recvfrom(s, buf.data(), buf.size(), nullptr, nullptr) > 0) {
+  }
+  for (int i = 0; i < 70; i++) inject(make_udp(10, 1, 4000, kPort));
+  drain_rx();
+  EXPECT_EQ(eng_->udp_pending(s), 64u);  // emptied: small datagrams as before
+  eng_->udp_close(s);
+  EXPECT_TRUE(poll_until([&] { return rte_mempool_avail_count(test_pool_) == avail_before; }))
+      << "mbufs still held: " << avail_before - rte_mempool_avail_count(test_pool_);
+}
+
 TEST_F(EngineTest, ReassemblesFragmentsInAnyOrder) {
   UdpSocket* s = nullptr;
   ASSERT_EQ(eng_->udp_bind(kPort, &s), 0);
