@@ -56,7 +56,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("arp.max_entries", 16, 1u << 20, "1024"),
     UINT("arp.queue_len", 1, 65536, "256"),
     TYPED("arp.static", MN_CONF_NEIGHBOURS, ""),
-    UINT("frag.timeout_ms", 10, 60000, "2000"),
+    UINT("frag.timeout_ms", 10, 60000, "30000"),
     UINT("frag.max_flows", 16, 1u << 20, "4096"),
     UINT("frag.max_mbufs", 64, 1u << 22, "2048"),
     UINT("frag.max_bytes", 65536, 1u << 31, "4194304"),

@@ -23,10 +23,10 @@
 namespace machnet::net {
 
 struct FragLimits {
-  uint32_t max_datagrams = 4096;     // frag.max_flows
-  uint32_t max_fragments = 2048;     // frag.max_mbufs: handles held at once
-  uint64_t max_bytes = 4u << 20;     // frag.max_bytes: sum of FragIn::cost held
-  uint64_t timeout = 2'000'000'000;  // in the units of `now`
+  uint32_t max_datagrams = 4096;      // frag.max_flows
+  uint32_t max_fragments = 2048;      // frag.max_mbufs: handles held at once
+  uint64_t max_bytes = 4u << 20;      // frag.max_bytes: sum of FragIn::cost held
+  uint64_t timeout = 30'000'000'000;  // in the units of `now` (ns: ipfrag_time)
 };
 
 struct FragKey {
