@@ -67,6 +67,8 @@ static const struct mn_conf_key kSchema[] = {
     UINT("socket.sleep_us", 1, 60000000, "100000"),
     UINT("socket.progress_us", 0, 1000000, "1000"),
     UINT("socket.wake_poll_us", 1, 1000000, "50"),
+    BOOL("socket.park", "yes"),
+    BOOL("socket.adaptive_spin", "yes"),
     /* the preload shim (preload/rules.c) */
     STR("library", 1, PATH_BYTES, NULL),
     BOOL("strict", "no"),

@@ -32,6 +32,14 @@ class Dataplane {
 
   // One pass over the queues and ring 0. Returns the frames handled.
   unsigned poll();
+  // Polls RX queue q for its parked holder and wakes it (see dataplane.cc).
+  unsigned poll_parked(uint16_t q);
+  // True once when the last poll() woke a parked holder (then cleared).
+  bool take_woke() {
+    bool w = woke_;
+    woke_ = false;
+    return w;
+  }
   // Housekeeping, called about every millisecond: heartbeat, reassembly
   // timeouts, link state (gratuitous ARP when it comes up), gateway ARP.
   void tick(uint64_t now_ns);
@@ -72,6 +80,7 @@ class Dataplane {
   engine::Responder responder_;
   engine::TxBatch tx_;
   bool link_up_ = false;
+  bool woke_ = false;
   uint64_t last_link_check_ns_ = 0;
   uint64_t last_gw_arp_ns_ = 0;
 };

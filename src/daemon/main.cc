@@ -5,6 +5,7 @@
 #include <rte_mempool.h>
 #include <rte_memzone.h>
 #include <rte_ring.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -120,6 +121,10 @@ int run(Daemon* d) {
       uint64_t last_tick = 0, last_busy = mono_ns(), last_events = 0;
       while (!g_stop) {
         unsigned n = dp.poll();
+        // A holder was woken: let it run now. The scheduler would otherwise
+        // keep this busy loop on the CPU until its slice ends (a millisecond
+        // or more) when the woken thread shares its CPU.
+        if (dp.take_woke()) sched_yield();
         uint64_t now = mono_ns();
         if (n != 0) last_busy = now;
         if (now - last_tick >= 1'000'000) {

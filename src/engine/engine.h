@@ -147,6 +147,18 @@ class Engine {
   int failure() const;
   // True when the engine is a secondary of machnetd.
   bool attached() const;
+  // Sleeping while attached (see mn_wake_state in ipc/shm.h). park() hands
+  // the RX queue to machnetd, which writes wake_fd() when something arrives
+  // for us; false (not parked) when that is not possible (standalone, no
+  // wake fd, detached) or when something is already waiting (then poll).
+  // The next poll() takes the queue back (unpark() does so explicitly).
+  // Same locking as poll().
+  int wake_fd() const;
+  bool park();
+  void unpark();
+  // The processes that may be polling the port on this host (machnetd's
+  // active leases); 0 when standalone.
+  uint32_t host_pollers() const;
 
   // port 0 picks a free ephemeral port. Errors: -EADDRINUSE, -EAGAIN (no free
   // ephemeral port), -EINVAL. Attached: the port is claimed from machnetd (a
