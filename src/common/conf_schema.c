@@ -117,6 +117,7 @@ static const struct mn_conf_key kSchema[] = {
     TYPED("machnetd.socket_mode", MN_CONF_MODE, "0660"),
     STR("machnetd.socket_group", 0, 255, ""),
     UINT("machnetd.idle_sleep_us", 0, 100000, "100"),
+    UINT("machnetd.parked_sleep_us", 0, 100000, "50"),
     STR("machnetd.eal_args", 0, PATH_BYTES, ""),
     UINT("machnetd.rx_desc", 32, 8192, "512"),
     UINT("machnetd.tx_desc", 32, 8192, "512"),

@@ -67,8 +67,10 @@ unsigned Dataplane::poll() {
 // ones other processes steered there. See mn_wake_state in ipc/shm.h.
 unsigned Dataplane::poll_parked(uint16_t q) {
   mn_lease& l = d_->shm->leases[q];
-  if (d_->wake_fds[q] < 0 || mn_lease_wake_state(&l) != MN_WAKE_PARKED) return 0;
-  if (mn_lease_state(&l) != MN_LEASE_ACTIVE || !mn_lease_daemon_claim(&l)) return 0;
+  if (d_->wake_fds[q] < 0 || mn_lease_state(&l) != MN_LEASE_ACTIVE) return 0;
+  polite_ = true;  // a holder that may sleep: see take_polite()
+  if (mn_lease_wake_state(&l) == MN_WAKE_PARKED) parked_ = true;
+  if (mn_lease_wake_state(&l) != MN_WAKE_PARKED || !mn_lease_daemon_claim(&l)) return 0;
   rte_mbuf* burst[kBurst];
   uint16_t n = engine::memif_guard::rx_burst(d_->port_id, q, burst, kBurst, d_->memif);
   for (uint16_t i = 0; i < n; i++) {
@@ -86,11 +88,11 @@ unsigned Dataplane::poll_parked(uint16_t q) {
   }
   if (rte_ring_count(d_->rings[q]) == 0) {
     mn_lease_daemon_release(&l, MN_WAKE_PARKED);
+    parked_ = true;
     return n;
   }
   mn_lease_daemon_release(&l, MN_WAKE_RUNNING);
   eventfd_write(d_->wake_fds[q], 1);
-  woke_ = true;
   l.wakeups++;
   d_->counters.wakeups++;
   return n + 1;

@@ -34,11 +34,19 @@ class Dataplane {
   unsigned poll();
   // Polls RX queue q for its parked holder and wakes it (see dataplane.cc).
   unsigned poll_parked(uint16_t q);
-  // True once when the last poll() woke a parked holder (then cleared).
-  bool take_woke() {
-    bool w = woke_;
-    woke_ = false;
-    return w;
+  // True when the last poll() saw a holder whose threads may sleep (then
+  // cleared): once woken they must get the CPU at once.
+  bool take_polite() {
+    bool p = polite_;
+    polite_ = false;
+    return p;
+  }
+  // True when the last poll() left a holder parked (then cleared): its
+  // wake-up waits for the next poll.
+  bool take_parked() {
+    bool p = parked_;
+    parked_ = false;
+    return p;
   }
   // Housekeeping, called about every millisecond: heartbeat, reassembly
   // timeouts, link state (gratuitous ARP when it comes up), gateway ARP.
@@ -80,7 +88,8 @@ class Dataplane {
   engine::Responder responder_;
   engine::TxBatch tx_;
   bool link_up_ = false;
-  bool woke_ = false;
+  bool polite_ = false;
+  bool parked_ = false;
   uint64_t last_link_check_ns_ = 0;
   uint64_t last_gw_arp_ns_ = 0;
 };

@@ -208,16 +208,18 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
 // Parks the lease: from the store on, the daemon may poll our RX queue and
 // wakes us through wake_fd. A frame another process put on our ring before
 // the store is seen by the check after it (the daemon sees later ones).
-bool Engine::Impl::park() {
-  if (parked) return true;
-  if (wake_fd < 0 || !usable()) return false;
+// Not while an address is being resolved: the answer lands in the daemon's
+// neighbour table, which only our timer tick looks at.
+int Engine::Impl::park() {
+  if (parked) return 1;
+  if (wake_fd < 0 || shared_waiting != 0 || !usable()) return 0;
   mn_lease_park(lease);
   parked = true;
   if (rte_ring_count(lease->steer_ring) != 0) {
     unpark();
-    return false;
+    return -1;
   }
-  return true;
+  return 1;
 }
 
 // Takes the RX queue back; waits while the daemon is inside a burst on it

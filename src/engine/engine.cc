@@ -340,8 +340,8 @@ int Engine::wake_fd() const {
   return impl_->attached && !impl_->detached.load() ? impl_->wake_fd : -1;
 }
 
-bool Engine::park() {
-  return impl_->attached && impl_->park();
+int Engine::park() {
+  return impl_->attached ? impl_->park() : 0;
 }
 
 void Engine::unpark() {

@@ -149,12 +149,13 @@ class Engine {
   bool attached() const;
   // Sleeping while attached (see mn_wake_state in ipc/shm.h). park() hands
   // the RX queue to machnetd, which writes wake_fd() when something arrives
-  // for us; false (not parked) when that is not possible (standalone, no
-  // wake fd, detached) or when something is already waiting (then poll).
-  // The next poll() takes the queue back (unpark() does so explicitly).
-  // Same locking as poll().
+  // for us, and returns 1. 0: not parked, poll on your own schedule
+  // (standalone, no wake fd, detached, or an address being resolved, which
+  // the timer tick of poll() completes). -1: not parked, something is
+  // already waiting: poll now. The next poll() takes the queue back
+  // (unpark() does so explicitly). Same locking as poll().
   int wake_fd() const;
-  bool park();
+  int park();
   void unpark();
   // The processes that may be polling the port on this host (machnetd's
   // active leases); 0 when standalone.

@@ -173,7 +173,7 @@ struct Engine::Impl {
   bool open_attached(const EngineConfig& cfg, std::unique_ptr<ipc::ControlClient> client,
                      const std::string& socket_path, std::string* err);
   size_t poll_attached();
-  bool park();
+  int park();
   void unpark();
   void steer_out(rte_mbuf* m, uint16_t target);
   void rx_steered(rte_mbuf* m);  // from our own steering ring

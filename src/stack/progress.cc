@@ -55,17 +55,22 @@ void Stack::progress_loop() {
     // lease is parked (a sleeping thread parks it in wait_arm; the check
     // here covers a poll that took it back since) and machnetd wakes us.
     int wfd = cfg_.wait.park ? eng_->wake_fd() : -1;
-    bool parked = false, pending = false;
+    bool parked = false, pending = false, resolving = false;
     if (sleepers && wfd >= 0) {
       mu_.lock();
       if (!down() && waiters_.count() != 0) {
-        parked = eng_->park();
-        pending = !parked;  // something arrived already: poll now
+        int r = eng_->park();
+        parked = r > 0;
+        pending = r < 0;  // something arrived already: poll now
+        // Not parked while an address is resolved: the engine's timer tick
+        // (every millisecond) finds it in the daemon's neighbour table.
+        resolving = r == 0;
       }
       mu_.unlock();
     }
-    int64_t period = pending                       ? 0
-                     : parked                      ? cfg_.wait.progress_ns
+    int64_t period = pending     ? 0
+                     : parked    ? cfg_.wait.progress_ns
+                     : resolving ? std::min<int64_t>(cfg_.wait.wake_poll_ns, 1'000'000)
                      : sleepers && rx_fds_.empty() ? cfg_.wait.wake_poll_ns
                                                    : cfg_.wait.progress_ns;
     // A transport timer due sooner (a delayed ACK, a retransmission).
