@@ -58,7 +58,7 @@ void Stack::progress_loop() {
     bool parked = false, pending = false, resolving = false;
     if (sleepers && wfd >= 0) {
       mu_.lock();
-      if (!down() && waiters_.count() != 0) {
+      if (!down() && waiters_.count() != 0 && may_park()) {
         int r = eng_->park();
         parked = r > 0;
         pending = r < 0;  // something arrived already: poll now

@@ -251,7 +251,7 @@ int Stack::wait_arm(Waiter* w, const uint64_t* seen) {
   waiters_.add(w);
   // Attached to machnetd: hand the RX queue to the daemon, which wakes the
   // progress thread (asleep on the lease's eventfd) when a frame arrives.
-  bool parked = cfg_.wait.park && eng_->park() > 0;
+  bool parked = may_park() && eng_->park() > 0;
   // Otherwise the progress thread sleeps long while nobody waits: tell it.
   if (first && !parked && progress_efd_ >= 0) eventfd_write(progress_efd_, 1);
   return w->efd;

@@ -82,6 +82,10 @@ class Stack final : public transport::DatagramSink {
   // while more processes are attached to the host's machnetd than it has
   // CPUs (socket.adaptive_spin): spinning would only take the core from the
   // process whose packet is being waited for. Readable without mu().
+  // Whether sleepers may park the machnetd lease (mu() held). Not while the
+  // transport has ports: its flows are not yet safe with the hand-off
+  // (connections fail now and then), so they keep the wake_poll_us polling.
+  bool may_park() const { return cfg_.wait.park && bound_.empty(); }
   int64_t spin_ns() const {
     if (cfg_.wait.adaptive_spin && eng_->host_pollers() > host_cpus_) return 0;
     return cfg_.wait.spin_ns;
