@@ -69,6 +69,8 @@ static const struct mn_conf_key kSchema[] = {
     UINT("socket.sleep_us", 1, 60000000, "100000"),
     UINT("socket.progress_us", 0, 1000000, "1000"),
     UINT("socket.wake_poll_us", 1, 1000000, "50"),
+    BOOL("socket.park", "yes"),
+    BOOL("socket.adaptive_spin", "yes"),
     /* the preload shim (preload/rules.c) */
     STR("library", 1, PATH_BYTES, NULL),
     BOOL("strict", "no"),
@@ -117,6 +119,7 @@ static const struct mn_conf_key kSchema[] = {
     TYPED("machnetd.socket_mode", MN_CONF_MODE, "0660"),
     STR("machnetd.socket_group", 0, 255, ""),
     UINT("machnetd.idle_sleep_us", 0, 100000, "100"),
+    UINT("machnetd.parked_sleep_us", 0, 100000, "50"),
     STR("machnetd.eal_args", 0, PATH_BYTES, ""),
     UINT("machnetd.rx_desc", 32, 8192, "512"),
     UINT("machnetd.tx_desc", 32, 8192, "512"),

@@ -51,6 +51,7 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
       !engine::take_uint(c, "machnetd.mbufs_per_queue", &d->mbufs_per_queue, err) ||
       !engine::take_uint(c, "machnetd.base_virtaddr", &d->base_virtaddr, err) ||
       !engine::take_uint(c, "machnetd.idle_sleep_us", &d->idle_sleep_us, err) ||
+      !engine::take_uint(c, "machnetd.parked_sleep_us", &d->parked_sleep_us, err) ||
       !engine::take_uint(c, "machnetd.rx_desc", &d->rx_desc, err) ||
       !engine::take_uint(c, "machnetd.tx_desc", &d->tx_desc, err) ||
       !engine::take_uint(c, "machnetd.reclaim_grace_ms", &d->reclaim_grace_ms, err))

@@ -31,6 +31,9 @@ struct DaemonConfig : engine::HostSettings {
   std::string socket_group = Config::default_text("machnetd.socket_group");  // "" = leave it
   gid_t socket_gid = static_cast<gid_t>(-1);
   uint32_t idle_sleep_us = static_cast<uint32_t>(Config::default_uint("machnetd.idle_sleep_us"));
+  // The same while some holder is parked (its wake-up waits for this loop).
+  uint32_t parked_sleep_us =
+      static_cast<uint32_t>(Config::default_uint("machnetd.parked_sleep_us"));
   std::string eal_args = Config::default_text("machnetd.eal_args");  // extra EAL arguments
   uint16_t rx_desc = static_cast<uint16_t>(Config::default_uint("machnetd.rx_desc"));
   uint16_t tx_desc = static_cast<uint16_t>(Config::default_uint("machnetd.tx_desc"));

@@ -263,7 +263,38 @@ void ControlServer::on_read(int, short, void* arg) {
 }
 
 void ControlServer::read_one(Conn* c) {
-  ssize_t n = recv(c->fd, buf_.data(), buf_.size(), MSG_TRUNC | MSG_DONTWAIT);
+  iovec iov{buf_.data(), buf_.size()};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  ssize_t n = recvmsg(c->fd, &msg, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  // Descriptors that came with the message: the first one is offered to
+  // the request (ATTACH's wake eventfd); whatever is not taken is closed.
+  received_fd_ = -1;
+  if (n > 0) {
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < k; i++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+        if (received_fd_ < 0)
+          received_fd_ = fd;
+        else
+          close(fd);
+      }
+    }
+  }
+  struct CloseUntaken {
+    int* fd;
+    ~CloseUntaken() {
+      if (*fd >= 0) close(*fd);
+      *fd = -1;
+    }
+  } close_untaken{&received_fd_};
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
     close_conn(c, "connection error");
@@ -413,6 +444,7 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
     return;
   }
   c->queue = static_cast<uint16_t>(q);
+  take_wake_fd(static_cast<uint16_t>(q));
   if (pidfd >= 0) {
     fcntl(pidfd, F_SETFD, FD_CLOEXEC);
     c->pidfd = pidfd;
@@ -439,6 +471,25 @@ void ControlServer::do_attach(Conn* c, const uint8_t* req) {
   MN_LOG(DAEMON, NOTICE, "attach: queue %d leased to pid %d (%s) uid %u, generation %llu", q,
          c->pid, comm, c->uid, static_cast<unsigned long long>(l.generation));
   reply(c, &r, sizeof(r));
+}
+
+// The eventfd that came with ATTACH becomes queue q's wake-up descriptor,
+// if it is one: anything else (a pipe could block the data path) is
+// refused and the holder is simply never woken by the daemon.
+void ControlServer::take_wake_fd(uint16_t q) {
+  int fd = received_fd_;
+  if (fd < 0) return;
+  char path[64], target[64] = "";
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  ssize_t len = readlink(path, target, sizeof(target) - 1);
+  if (len <= 0 || strcmp(target, "anon_inode:[eventfd]") != 0) {
+    MN_LOG(DAEMON, WARNING, "queue %u: the descriptor sent with ATTACH is not an eventfd (%s)", q,
+           target);
+    return;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  d_->set_wake_fd(q, fd);
+  received_fd_ = -1;
 }
 
 void ControlServer::do_bind(Conn* c, const uint8_t* req) {

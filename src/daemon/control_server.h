@@ -56,6 +56,7 @@ class ControlServer {
   static void on_accept(int fd, short what, void* arg);
   static void on_read(int fd, short what, void* arg);
   static void on_pidfd(int fd, short what, void* arg);
+  void take_wake_fd(uint16_t q);
   void accept_all();
   void read_one(Conn* c);
   void handle(Conn* c, const uint8_t* msg, size_t len);
@@ -83,6 +84,7 @@ class ControlServer {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;
   std::vector<uint8_t> buf_;
+  int received_fd_ = -1;  // a descriptor that came with the message being handled
 };
 
 }  // namespace machnet::daemon

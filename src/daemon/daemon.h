@@ -3,6 +3,8 @@
 // EAL main thread except the DPDK telemetry callbacks, which only read.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -48,6 +50,8 @@ struct DaemonCounters {
   uint64_t attaches = 0;
   uint64_t reclaims = 0;
   uint64_t mbufs_swept = 0;
+  uint64_t wakeups = 0;    // eventfd writes to parked leases (all queues)
+  uint64_t parked_rx = 0;  // frames taken from parked leases' RX queues
   // Per queue: in use beyond posted_baseline after its last reclaim (mbufs
   // a dead holder kept without marking them with the port: leaked).
   uint64_t unaccounted[MN_SHM_MAX_QUEUES] = {};
@@ -80,6 +84,16 @@ struct Daemon {
   LeaseTable* leases = nullptr;
   Reclaimer* reclaimer = nullptr;
   ControlServer* control = nullptr;
+
+  // Per queue: the holder's wake-up eventfd (ATTACH, SCM_RIGHTS), -1 =
+  // none (the holder never parks). Closed when its reclaim starts.
+  int wake_fds[MN_SHM_MAX_QUEUES] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                     -1, -1, -1, -1, -1, -1, -1, -1};
+  static_assert(MN_SHM_MAX_QUEUES == 16, "wake_fds initialiser");
+  void set_wake_fd(uint16_t q, int fd) {
+    if (wake_fds[q] >= 0) ::close(wake_fds[q]);
+    wake_fds[q] = fd;
+  }
 
   // Set before the port and EAL go away: telemetry callbacks (another
   // thread) then answer without touching shared memory.

@@ -3,6 +3,8 @@
 #include <rte_ethdev.h>
 #include <rte_ring.h>
 
+#include <sys/eventfd.h>
+
 #include <cstring>
 
 #include "daemon/clock.h"
@@ -47,6 +49,7 @@ unsigned Dataplane::poll() {
     }
     total += n;
   }
+  for (uint16_t q = 1; q < d_->nb_queues; q++) total += poll_parked(q);
   unsigned n =
       rte_ring_sc_dequeue_burst(d_->rings[0], reinterpret_cast<void**>(burst), kBurst, nullptr);
   d_->counters.ring_rx += n;
@@ -54,6 +57,44 @@ unsigned Dataplane::poll() {
   total += n;
   tx_.flush();
   return total;
+}
+
+// A parked lease (its holder's threads sleep): the daemon polls RX queue q
+// for it, puts the holder's frames on ring q (they are already mbufs of
+// pool q: no copy) and steers the others, then wakes the holder with one
+// eventfd write when ring q holds anything — frames from this burst, or
+// ones other processes steered there. See mn_wake_state in ipc/shm.h.
+unsigned Dataplane::poll_parked(uint16_t q) {
+  mn_lease& l = d_->shm->leases[q];
+  if (d_->wake_fds[q] < 0 || mn_lease_state(&l) != MN_LEASE_ACTIVE) return 0;
+  polite_ = true;  // a holder that may sleep: see take_polite()
+  if (mn_lease_wake_state(&l) == MN_WAKE_PARKED) parked_ = true;
+  if (mn_lease_wake_state(&l) != MN_WAKE_PARKED || !mn_lease_daemon_claim(&l)) return 0;
+  rte_mbuf* burst[kBurst];
+  uint16_t n = engine::memif_guard::rx_burst(d_->port_id, q, burst, kBurst, d_->memif);
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = burst[i];
+    d_->counters.parked_rx++;
+    uint16_t t = ipc::steer_target(*d_->shm, rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+    if (t == q) {
+      if (rte_ring_mp_enqueue(d_->rings[q], m) != 0) {
+        d_->counters.steer_drops++;
+        rte_pktmbuf_free(m);
+      }
+      continue;
+    }
+    handle(m);
+  }
+  if (rte_ring_count(d_->rings[q]) == 0) {
+    mn_lease_daemon_release(&l, MN_WAKE_PARKED);
+    parked_ = true;
+    return n;
+  }
+  mn_lease_daemon_release(&l, MN_WAKE_RUNNING);
+  eventfd_write(d_->wake_fds[q], 1);
+  l.wakeups++;
+  d_->counters.wakeups++;
+  return n + 1;
 }
 
 bool Dataplane::active(uint16_t q) const {

@@ -32,6 +32,22 @@ class Dataplane {
 
   // One pass over the queues and ring 0. Returns the frames handled.
   unsigned poll();
+  // Polls RX queue q for its parked holder and wakes it (see dataplane.cc).
+  unsigned poll_parked(uint16_t q);
+  // True when the last poll() saw a holder whose threads may sleep (then
+  // cleared): once woken they must get the CPU at once.
+  bool take_polite() {
+    bool p = polite_;
+    polite_ = false;
+    return p;
+  }
+  // True when the last poll() left a holder parked (then cleared): its
+  // wake-up waits for the next poll.
+  bool take_parked() {
+    bool p = parked_;
+    parked_ = false;
+    return p;
+  }
   // Housekeeping, called about every millisecond: heartbeat, reassembly
   // timeouts, link state (gratuitous ARP when it comes up), gateway ARP.
   void tick(uint64_t now_ns);
@@ -72,6 +88,8 @@ class Dataplane {
   engine::Responder responder_;
   engine::TxBatch tx_;
   bool link_up_ = false;
+  bool polite_ = false;
+  bool parked_ = false;
   uint64_t last_link_check_ns_ = 0;
   uint64_t last_gw_arp_ns_ = 0;
 };

@@ -48,6 +48,13 @@ uint16_t LeaseTable::free_leases() const {
   return n;
 }
 
+void LeaseTable::publish_active() {
+  uint32_t n = 0;
+  for (uint16_t q = 1; q < d_->nb_queues; q++)
+    if (mn_lease_state(&d_->shm->leases[q]) == MN_LEASE_ACTIVE) n++;
+  mn_shm_set_active_leases(d_->shm, n);
+}
+
 int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
   mn_shm& shm = *d_->shm;
   for (uint16_t q = 1; q < d_->nb_queues; q++) {
@@ -63,8 +70,12 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
     strncpy(l.comm, comm, sizeof(l.comm) - 1);
     l.attached_ns = real_ns();
     memset(&l.counters, 0, sizeof(l.counters));
+    l.wakeups = 0;
+    mn_lease_set_wake_state(&l, MN_WAKE_RUNNING);
+    d_->set_wake_fd(q, -1);
     held_[q].clear();
     mn_lease_set_state(&l, MN_LEASE_ACTIVE);
+    publish_active();
     d_->counters.attaches++;
     return q;
   }
@@ -144,6 +155,11 @@ void Reclaimer::start(uint16_t q, const char* why) {
   mn_lease& l = d_->shm->leases[q];
   if (mn_lease_state(&l) != MN_LEASE_ACTIVE) return;
   mn_lease_set_state(&l, MN_LEASE_RECLAIMING);
+  // The data path no longer looks at the lease: its wake-up state and
+  // eventfd go with it.
+  d_->set_wake_fd(q, -1);
+  mn_lease_set_wake_state(&l, MN_WAKE_RUNNING);
+  d_->leases->publish_active();
   Pending& p = pending_[q];
   p.active = true;
   p.pid = l.pid;

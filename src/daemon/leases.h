@@ -34,6 +34,8 @@ class LeaseTable {
   size_t release_ports(uint16_t q);
   const std::set<uint16_t>& ports_of(uint16_t q) const { return held_[q]; }
   uint16_t free_leases() const;
+  // mn_shm.active_leases = the leases in state active.
+  void publish_active();
 
  private:
   Daemon* d_;

@@ -5,7 +5,9 @@
 #include <rte_mempool.h>
 #include <rte_memzone.h>
 #include <rte_ring.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -115,11 +117,22 @@ int run(Daemon* d) {
              wire::format_mac(d->mac).c_str(), d->mtu, d->nb_queues, d->nb_queues - 1,
              d->cfg.socket.c_str(), d->eal_prefix.c_str(), getpid());
 
+      // Short sleeps must stay short (parked holders wait for them): the
+      // default 50 us timer slack would add half a parked_sleep_us.
+      prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
       const uint64_t idle_after_ns = 1'000'000;
       const uint64_t event_period_ns = 50'000;
       uint64_t last_tick = 0, last_busy = mono_ns(), last_events = 0;
       while (!g_stop) {
         unsigned n = dp.poll();
+        // Holders sleep (parked leases) and the daemon wakes them: a thread
+        // it woke (or one that thread wakes in turn) must run at once, and
+        // the scheduler would otherwise keep this busy loop on the CPU until
+        // its slice ends (a millisecond or more) when they share a CPU. One
+        // sched_yield per round while any holder can park (cheap when
+        // nobody else wants the CPU).
+        if (dp.take_polite()) sched_yield();
+        bool parked = dp.take_parked();
         uint64_t now = mono_ns();
         if (n != 0) last_busy = now;
         if (now - last_tick >= 1'000'000) {
@@ -128,7 +141,9 @@ int run(Daemon* d) {
         }
         if (n == 0 && d->cfg.idle_sleep_us != 0 && now - last_busy > idle_after_ns) {
           // Idle: sleep in the event loop, woken early by any control event.
-          timeval tv = {0, static_cast<suseconds_t>(d->cfg.idle_sleep_us)};
+          uint32_t us = d->cfg.idle_sleep_us;
+          if (parked && d->cfg.parked_sleep_us < us) us = d->cfg.parked_sleep_us;
+          timeval tv = {0, static_cast<suseconds_t>(us)};
           evtimer_add(idle, &tv);
           event_base_loop(d->base, EVLOOP_ONCE);
           evtimer_del(idle);

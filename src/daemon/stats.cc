@@ -191,6 +191,8 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("attaches", c.attaches);
   j.u("reclaims", c.reclaims);
   j.u("mbufs_swept", c.mbufs_swept);
+  j.u("wakeups", c.wakeups);
+  j.u("parked_rx", c.parked_rx);
   uint64_t unaccounted = 0;
   for (uint64_t u : c.unaccounted) unaccounted += u;
   j.u("mbufs_unaccounted", unaccounted);
@@ -257,6 +259,8 @@ std::string stats_json(const Daemon& d, size_t max_len) {
     j.u("steer_drops", lc.steer_drops);
     j.u("udp_rx", lc.udp_rx);
     j.u("udp_tx", lc.udp_tx);
+    j.u("wakeups", l.wakeups);
+    j.str("wake_state", mn_lease_wake_state(&l) == MN_WAKE_RUNNING ? "running" : "parked");
     j.u("drops_total", drops_total(lc.drops));
     j.key("drops");
     j.open('{');
@@ -325,6 +329,7 @@ int tel_daemon(const char*, const char*, rte_tel_data* t) {
   rte_tel_data_add_dict_u64(t, "ctl_denied", c.ctl_denied);
   rte_tel_data_add_dict_u64(t, "reclaims", c.reclaims);
   rte_tel_data_add_dict_u64(t, "mbufs_swept", c.mbufs_swept);
+  rte_tel_data_add_dict_u64(t, "wakeups", c.wakeups);
   rte_tel_data_add_dict_u64(t, "hugepages_free", free_hugepages());
   for (size_t r = 0; r < kDropReasonCount; r++) {
     std::string n = std::string("drop_") + drop_reason_name(static_cast<DropReason>(r));

@@ -16,6 +16,8 @@
 #include <rte_memzone.h>
 #include <rte_ring.h>
 
+#include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -69,7 +71,9 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   char comm[17] = {};
   prctl(PR_GET_NAME, comm, 0, 0, 0);
   mn_ctl_attach_reply r{};
-  rc = ctl->attach(comm, &r);
+  // The daemon wakes us through this while our lease is parked.
+  wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  rc = ctl->attach(comm, &r, 1000, wake_fd);
   if (rc != 0) {
     *err = "machnetd at " + path + " did not lease a queue: " + errno_text(rc) +
            (rc == -EBUSY || rc == -EAGAIN || rc == -ENOSPC
@@ -201,8 +205,46 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   return true;
 }
 
+// Parks the lease: from the store on, the daemon may poll our RX queue and
+// wakes us through wake_fd. A frame another process put on our ring before
+// the store is seen by the check after it (the daemon sees later ones).
+// Not while an address is being resolved: the answer lands in the daemon's
+// neighbour table, which only our timer tick looks at.
+int Engine::Impl::park() {
+  if (parked) return 1;
+  if (wake_fd < 0 || shared_waiting != 0 || !usable()) return 0;
+  mn_lease_park(lease);
+  parked = true;
+  if (rte_ring_count(lease->steer_ring) != 0) {
+    unpark();
+    return -1;
+  }
+  return 1;
+}
+
+// Takes the RX queue back; waits while the daemon is inside a burst on it
+// (a few microseconds, longer only if it is preempted meanwhile).
+void Engine::Impl::unpark() {
+  for (unsigned i = 0;; i++) {
+    if (mn_lease_try_unpark(lease)) break;
+    if (i % 64 == 63) {
+      sched_yield();
+      // A daemon killed inside its burst never hands the queue back.
+      if (i % 4096 == 4095 && ctl->peer_closed()) {
+        go_detached("machnetd closed the control connection (it exited or crashed)");
+        break;
+      }
+    }
+  }
+  parked = false;
+}
+
 size_t Engine::Impl::poll_attached() {
   if (!usable()) return 0;
+  if (parked) {
+    unpark();
+    if (!usable()) return 0;
+  }
   rte_mbuf* burst[kRxBurst];
   uint16_t n = memif_guard::rx_burst(port_id, queue, burst, kRxBurst, memif);
   const mn_shm& s = *shm;

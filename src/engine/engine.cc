@@ -97,6 +97,7 @@ Engine::Impl::~Impl() {
     // the program may still be around, and it cannot be initialised again).
     if (!gone && lease != nullptr) publish_counters();
     ctl.reset();
+    if (wake_fd >= 0) close(wake_fd);
     return;
   }
   if (port_probed) {
@@ -331,6 +332,24 @@ int Engine::failure() const {
 
 bool Engine::attached() const {
   return impl_->attached;
+}
+
+int Engine::wake_fd() const {
+  return impl_->attached && !impl_->detached.load() ? impl_->wake_fd : -1;
+}
+
+int Engine::park() {
+  return impl_->attached ? impl_->park() : 0;
+}
+
+void Engine::unpark() {
+  if (impl_->attached && impl_->parked) impl_->unpark();
+}
+
+uint32_t Engine::host_pollers() const {
+  const Impl& e = *impl_;
+  if (!e.attached || e.shm == nullptr || e.detached.load(std::memory_order_relaxed)) return 0;
+  return mn_shm_active_leases(e.shm);
 }
 
 // ---- sockets and their ports ---------------------------------------------

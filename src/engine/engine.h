@@ -151,6 +151,19 @@ class Engine {
   int failure() const;
   // True when the engine is a secondary of machnetd.
   bool attached() const;
+  // Sleeping while attached (see mn_wake_state in ipc/shm.h). park() hands
+  // the RX queue to machnetd, which writes wake_fd() when something arrives
+  // for us, and returns 1. 0: not parked, poll on your own schedule
+  // (standalone, no wake fd, detached, or an address being resolved, which
+  // the timer tick of poll() completes). -1: not parked, something is
+  // already waiting: poll now. The next poll() takes the queue back
+  // (unpark() does so explicitly). Same locking as poll().
+  int wake_fd() const;
+  int park();
+  void unpark();
+  // The processes that may be polling the port on this host (machnetd's
+  // active leases); 0 when standalone.
+  uint32_t host_pollers() const;
 
   // port 0 picks a free ephemeral port. Errors: -EADDRINUSE, -EAGAIN (no free
   // ephemeral port), -EINVAL. Attached: the port is claimed from machnetd (a

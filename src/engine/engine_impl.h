@@ -134,6 +134,11 @@ struct Engine::Impl {
   mn_shm* shm = nullptr;
   mn_lease* lease = nullptr;
   uint16_t lcore_id = 0;
+  // Our eventfd the daemon writes while the lease is parked (-1: none), and
+  // whether it is parked (the daemon may be polling our RX queue: nobody
+  // here touches it until unpark()). Guarded like poll().
+  int wake_fd = -1;
+  bool parked = false;
   uint64_t queue_rx_packets = 0;  // frames taken from our RX queue (steered out included)
   uint64_t queue_rx_bytes = 0;
   // Bound sockets, for the per-port counters published on each tick.
@@ -168,6 +173,8 @@ struct Engine::Impl {
   bool open_attached(const EngineConfig& cfg, std::unique_ptr<ipc::ControlClient> client,
                      const std::string& socket_path, std::string* err);
   size_t poll_attached();
+  int park();
+  void unpark();
   void steer_out(rte_mbuf* m, uint16_t target);
   void rx_steered(rte_mbuf* m);  // from our own steering ring
   void rx_chain(rte_mbuf* m);    // a multi-segment datagram machnetd reassembled

@@ -83,7 +83,7 @@ int ControlClient::connect(const std::string& path, std::string* err) {
 // malformed replies close the socket (the conversation cannot be trusted any
 // more); a timeout keeps it open.
 int ControlClient::request(uint16_t type, const void* req, size_t req_len, void* reply,
-                           size_t reply_len, size_t* got, int timeout_ms) {
+                           size_t reply_len, size_t* got, int timeout_ms, int send_fd) {
   if (fd_ < 0) return -ENOTCONN;
   if (req_len < sizeof(mn_ctl_header) || reply_len < sizeof(mn_ctl_header)) return -EINVAL;
   uint8_t sbuf[256];
@@ -97,9 +97,26 @@ int ControlClient::request(uint16_t type, const void* req, size_t req_len, void*
   h.status = 0;
   std::memcpy(sbuf, &h, sizeof(h));
 
+  // send_fd travels with the request (SCM_RIGHTS): the daemon gets its own
+  // descriptor of the same file.
+  iovec siov{sbuf, req_len};
+  msghdr smsg{};
+  smsg.msg_iov = &siov;
+  smsg.msg_iovlen = 1;
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  if (send_fd >= 0) {
+    std::memset(cbuf, 0, sizeof(cbuf));
+    smsg.msg_control = cbuf;
+    smsg.msg_controllen = sizeof(cbuf);
+    cmsghdr* cm = CMSG_FIRSTHDR(&smsg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &send_fd, sizeof(int));
+  }
   ssize_t n;
   do {
-    n = ::send(fd_, sbuf, req_len, MSG_NOSIGNAL);
+    n = ::sendmsg(fd_, &smsg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     int e = errno;
@@ -183,11 +200,12 @@ int ControlClient::info(mn_ctl_info_reply* out, int timeout_ms) {
   return r;
 }
 
-int ControlClient::attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms) {
+int ControlClient::attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms, int wake_fd) {
   mn_ctl_attach_request req{};
   if (comm) std::strncpy(req.comm, comm, sizeof(req.comm) - 1);
   mn_ctl_attach_reply rep{};
-  int r = request(MN_CTL_ATTACH, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  int r =
+      request(MN_CTL_ATTACH, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms, wake_fd);
   if (r == 0 && out) {
     *out = rep;
     // The strings come from another process: make sure they end.

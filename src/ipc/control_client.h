@@ -29,7 +29,9 @@ class ControlClient {
   // then closed). Timeouts: a daemon that does not answer within timeout_ms
   // gives -ETIMEDOUT.
   int info(mn_ctl_info_reply* out, int timeout_ms = 1000);
-  int attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms = 1000);
+  // wake_fd (an eventfd, or -1) goes with the request: the daemon writes it
+  // to wake this process while its lease is parked (shm.h, mn_wake_state).
+  int attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms = 1000, int wake_fd = -1);
   int bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, int timeout_ms = 1000);
   int unbind_udp(uint16_t port, int timeout_ms = 1000);
   int detach(int timeout_ms = 1000);
@@ -42,7 +44,7 @@ class ControlClient {
 
  private:
   int request(uint16_t type, const void* req, size_t req_len, void* reply, size_t reply_len,
-              size_t* got, int timeout_ms);
+              size_t* got, int timeout_ms, int send_fd = -1);
   int fd_ = -1;
   uint32_t seq_ = 0;
 };

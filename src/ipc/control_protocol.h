@@ -60,6 +60,10 @@ struct mn_ctl_info_reply {
   char device[64]; /* e.g. "net_memif0" */
 };
 
+/* An ATTACH request may carry one descriptor (SCM_RIGHTS): an eventfd the
+ * daemon writes to wake the holder while its lease is parked (shm.h,
+ * mn_wake_state). Without it the holder never parks. Descriptors sent with
+ * any other message are closed. */
 struct mn_ctl_attach_request {
   struct mn_ctl_header h;
   char comm[16]; /* program name for machnet-stat (pid comes from SO_PEERCRED) */

@@ -23,8 +23,8 @@
 #include "ipc/control_protocol.h" /* MN_STATIC_ASSERT */
 
 #define MN_SHM_NAME "machnetd_shm"
-#define MN_SHM_MAGIC 0x4d4e5348u /* "MNSH" */
-#define MN_SHM_VERSION 1u
+#define MN_SHM_MAGIC 0x4d4e5348u   /* "MNSH" */
+#define MN_SHM_VERSION 2u          /* 2: wake hand-off, active_leases */
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
 #define MN_SHM_MAX_DROP_REASONS 32
@@ -39,6 +39,21 @@ struct rte_ring;
  * single-consumer). Pool q's mbufs are thus only ever held by the owner of
  * q, by ring q, or posted in RX queue q by the PMD: that is what lets the
  * daemon sweep a dead owner's mbufs back (see mn_lease.posted_baseline). */
+
+/* mn_lease.wake_state. RUNNING: the owner polls its RX queue. PARKED: its
+ * threads sleep; the daemon may poll RX queue q for it. DAEMON: the daemon
+ * is inside an RX burst on queue q (it sets PARKED or RUNNING after).
+ *
+ * Owner, to sleep (mn_lease_park): store PARKED (sequentially consistent),
+ * look at its steering ring once more (a frame another process enqueued
+ * before the store is seen now; one after it is the daemon's to see), then
+ * sleep on the eventfd. Daemon, on every loop: for each active lease in
+ * PARKED, CAS PARKED -> DAEMON, RX burst on q (its frames onto ring q,
+ * others steered as usual), then if ring q holds anything store RUNNING and
+ * write the eventfd (one write per wake-up), else store PARKED. Owner, to
+ * poll again (mn_lease_unpark): CAS PARKED -> RUNNING, waiting while the
+ * state is DAEMON. */
+enum mn_wake_state { MN_WAKE_RUNNING = 0, MN_WAKE_PARKED = 1, MN_WAKE_DAEMON = 2 };
 
 enum mn_lease_state {
   MN_LEASE_FREE = 0,       /* the daemon polls this queue and steers what it gets */
@@ -80,6 +95,12 @@ struct __attribute__((aligned(64))) mn_lease {
   uint32_t posted_baseline; /* daemon */
   uint32_t pad0;
   struct mn_lease_counters counters; /* owner */
+  /* Sleep hand-off (enum mn_wake_state): while the owner sleeps, the daemon
+   * polls RX queue q for it and writes the eventfd the owner passed at
+   * ATTACH when something for it arrives (mn_lease_park and friends). */
+  uint32_t wake_state; /* owner and daemon, atomic */
+  uint32_t pad1;
+  uint64_t wakeups; /* daemon: eventfd writes for this lease */
 };
 
 /* One UDP port of the host. queue 0 = nobody: the daemon answers with ICMP
@@ -124,7 +145,10 @@ struct mn_shm {
    * socket's EOF). */
   uint32_t shutting_down; /* daemon, atomic */
   uint64_t heartbeat_ns;  /* daemon, atomic: CLOCK_MONOTONIC, every timer tick */
-  uint8_t pad2[16];
+  /* Active leases: processes that may poll the port. Engines shorten their
+   * spinning when the host has more of them than CPUs. */
+  uint32_t active_leases; /* daemon, atomic */
+  uint8_t pad2[12];
   struct mn_lease leases[MN_SHM_MAX_QUEUES];
   struct mn_neighbour neighbours[MN_SHM_NEIGHBOUR_SLOTS];
   struct mn_port_entry ports[MN_SHM_PORTS];
@@ -140,6 +164,8 @@ MN_STATIC_ASSERT(offsetof(struct mn_lease, steer_ring) == 56, "shm ABI: mn_lease
 MN_STATIC_ASSERT(offsetof(struct mn_lease, pool) == 64, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, posted_baseline) == 72, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, counters) == 80, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, wake_state) == 408, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, wakeups) == 416, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(sizeof(struct mn_port_entry) == 32, "shm ABI: mn_port_entry");
 MN_STATIC_ASSERT(offsetof(struct mn_port_entry, generation) == 4, "shm ABI: mn_port_entry");
 MN_STATIC_ASSERT(offsetof(struct mn_port_entry, rx_datagrams) == 8, "shm ABI: mn_port_entry");
@@ -151,6 +177,7 @@ MN_STATIC_ASSERT(offsetof(struct mn_shm, mac) == 25, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, mtu) == 32, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, shutting_down) == 36, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, heartbeat_ns) == 40, "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, active_leases) == 48, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, leases) == 64, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, neighbours) == 64 + MN_SHM_MAX_QUEUES * 448,
                  "shm ABI: mn_shm");
@@ -193,6 +220,45 @@ static inline uint64_t mn_shm_heartbeat(const struct mn_shm* s) {
 }
 static inline void mn_shm_set_heartbeat(struct mn_shm* s, uint64_t ns) {
   __atomic_store_n(&s->heartbeat_ns, ns, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t mn_lease_wake_state(const struct mn_lease* l) {
+  return __atomic_load_n(&l->wake_state, __ATOMIC_ACQUIRE);
+}
+/* Owner: RUNNING -> PARKED with a full fence: the ring check that follows
+ * cannot be ordered before the store. */
+static inline void mn_lease_park(struct mn_lease* l) {
+  __atomic_store_n(&l->wake_state, MN_WAKE_PARKED, __ATOMIC_SEQ_CST);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+/* Owner: PARKED -> RUNNING. 0 when the daemon is in a burst on the queue
+ * (the caller retries); 1 once the owner polls again (also when the daemon
+ * had already set RUNNING to wake it). */
+static inline int mn_lease_try_unpark(struct mn_lease* l) {
+  uint32_t expect = MN_WAKE_PARKED;
+  if (__atomic_compare_exchange_n(&l->wake_state, &expect, MN_WAKE_RUNNING, 0, __ATOMIC_ACQ_REL,
+                                  __ATOMIC_ACQUIRE))
+    return 1;
+  return expect != MN_WAKE_DAEMON;
+}
+/* Daemon: PARKED -> DAEMON; 1 when it may poll the queue. */
+static inline int mn_lease_daemon_claim(struct mn_lease* l) {
+  uint32_t expect = MN_WAKE_PARKED;
+  return __atomic_compare_exchange_n(&l->wake_state, &expect, MN_WAKE_DAEMON, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED);
+}
+/* Daemon: DAEMON -> PARKED (nothing for the owner) or RUNNING (woken). */
+static inline void mn_lease_daemon_release(struct mn_lease* l, uint32_t state) {
+  __atomic_store_n(&l->wake_state, state, __ATOMIC_SEQ_CST);
+}
+static inline void mn_lease_set_wake_state(struct mn_lease* l, uint32_t state) {
+  __atomic_store_n(&l->wake_state, state, __ATOMIC_RELEASE);
+}
+static inline uint32_t mn_shm_active_leases(const struct mn_shm* s) {
+  return __atomic_load_n(&s->active_leases, __ATOMIC_RELAXED);
+}
+static inline void mn_shm_set_active_leases(struct mn_shm* s, uint32_t n) {
+  __atomic_store_n(&s->active_leases, n, __ATOMIC_RELAXED);
 }
 
 /* Publishes the magic last: a reader that sees it sees the whole header. */

@@ -198,7 +198,7 @@ ssize_t block(Stack* s, machnet_channel* ch, const Deadline& dl, Attempt attempt
     seen = ch->ev.seq;
   }
   if (r != -EAGAIN || dl.expired()) return r;
-  uint64_t spin_end = mono_ns() + static_cast<uint64_t>(wc.spin_ns);
+  uint64_t spin_end = mono_ns() + static_cast<uint64_t>(s->spin_ns());
   while (mono_ns() < spin_end && !dl.expired()) {
     r = round();
     if (r != -EAGAIN) return r;

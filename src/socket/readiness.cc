@@ -116,7 +116,7 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
   SignalGuard sig;
   sig.arm();
   const sigset_t* sleep_mask = sigmask != nullptr ? sigmask : &sig.old;
-  int64_t spin_end = start + g.stack->config().wait.spin_ns;
+  int64_t spin_end = start + g.stack->spin_ns();
   // Spin on the engine; look at the kernel fds every few rounds only, so
   // the spin is not one syscall per iteration.
   for (unsigned i = 1; now_ns() < std::min(spin_end, deadline); i++) {

@@ -121,7 +121,7 @@ uint32_t op_engine_ip() {
 
 void op_wait_params(int64_t* spin_ns, int64_t* sleep_ns) {
   const stack::WaitConfig& w = g.stack->config().wait;
-  *spin_ns = w.spin_ns;
+  *spin_ns = g.stack->spin_ns();
   *sleep_ns = w.sleep_ns;
 }
 

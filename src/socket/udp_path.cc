@@ -227,7 +227,7 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
   SignalGuard sig;
   sig.arm();
-  int64_t spin_end = start + g.stack->config().wait.spin_ns;
+  int64_t spin_end = start + g.stack->spin_ns();
   for (int64_t t = start; t < spin_end && t < deadline; t = now_ns()) {
     n = try_recv(s, m, flags);
     if (n != -EAGAIN) return n;

@@ -6,8 +6,10 @@
 //
 // While some thread sleeps in a blocking call it is also the one that wakes
 // it: it waits for frames on the AF_XDP sockets (the kernel wakes it on
-// arrival) or, without a pollable RX fd, polls every socket.wake_poll_us;
-// the wake round runs inside poll_locked().
+// arrival); attached to machnetd it parks the lease and sleeps on the
+// lease's eventfd, which machnetd writes when a frame for us arrives
+// (socket.park; mn_wake_state in ipc/shm.h); otherwise it polls every
+// socket.wake_poll_us. The wake round runs inside poll_locked().
 //
 // Otherwise it stays out of the application's way: it only try_locks, and
 // it skips its turn when an application thread has polled since its last
@@ -49,7 +51,28 @@ void Stack::progress_loop() {
   uint64_t seen = poll_count();
   while (!progress_stop_.load(std::memory_order_relaxed)) {
     bool sleepers = waiters_.count() != 0;
-    int64_t period = sleepers && rx_fds_.empty() ? cfg_.wait.wake_poll_ns : cfg_.wait.progress_ns;
+    // Attached to machnetd with a wake-up eventfd: while somebody sleeps the
+    // lease is parked (a sleeping thread parks it in wait_arm; the check
+    // here covers a poll that took it back since) and machnetd wakes us.
+    int wfd = cfg_.wait.park ? eng_->wake_fd() : -1;
+    bool parked = false, pending = false, resolving = false;
+    if (sleepers && wfd >= 0) {
+      mu_.lock();
+      if (!down() && waiters_.count() != 0 && may_park()) {
+        int r = eng_->park();
+        parked = r > 0;
+        pending = r < 0;  // something arrived already: poll now
+        // Not parked while an address is resolved: the engine's timer tick
+        // (every millisecond) finds it in the daemon's neighbour table.
+        resolving = r == 0;
+      }
+      mu_.unlock();
+    }
+    int64_t period = pending     ? 0
+                     : parked    ? cfg_.wait.progress_ns
+                     : resolving ? std::min<int64_t>(cfg_.wait.wake_poll_ns, 1'000'000)
+                     : sleepers && rx_fds_.empty() ? cfg_.wait.wake_poll_ns
+                                                   : cfg_.wait.progress_ns;
     // A transport timer due sooner (a delayed ACK, a retransmission).
     uint64_t next = next_timer_ns_.load(std::memory_order_relaxed);
     uint64_t now = eng_->now_ns();
@@ -59,9 +82,11 @@ void Stack::progress_loop() {
     }
     timespec ts{static_cast<time_t>(period / 1'000'000'000),
                 static_cast<long>(period % 1'000'000'000)};
-    pollfd p[1 + 8];
+    pollfd p[2 + 8];
     nfds_t np = 0;
     if (progress_efd_ >= 0) p[np++] = pollfd{progress_efd_, POLLIN, 0};
+    nfds_t wi = np;
+    if (wfd >= 0) p[np++] = pollfd{wfd, POLLIN, 0};
     if (sleepers) {
       for (int fd : rx_fds_) p[np++] = pollfd{fd, POLLIN, 0};
     }
@@ -70,13 +95,19 @@ void Stack::progress_loop() {
       eventfd_t v;
       eventfd_read(progress_efd_, &v);
     }
+    bool woken = false;
+    if (wfd >= 0 && (p[wi].revents & POLLIN)) {
+      eventfd_t v;
+      eventfd_read(wfd, &v);
+      woken = true;
+    }
     if (progress_stop_.load(std::memory_order_relaxed)) break;
     bool timer_due = next <= eng_->now_ns();
     // With sleepers the progress thread must poll (it is their only waker
     // unless an application thread is polling, and then that one holds the
-    // lock briefly); otherwise it leaves the engine to whoever drove it
-    // since its last look.
-    if (sleepers) {
+    // lock briefly); so when machnetd woke it. Otherwise it leaves the
+    // engine to whoever drove it since its last look.
+    if (sleepers || woken || pending) {
       mu_.lock();
     } else if ((poll_count() != seen && !timer_due) || !mu_.try_lock()) {
       seen = poll_count();

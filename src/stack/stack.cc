@@ -125,14 +125,16 @@ Stack* Stack::start(const std::string& config_path, const std::vector<std::strin
   publish_counters();
   s->start_progress();
   const WaitConfig& w = cfg.wait;
-  s->description_ = s->eng_->describe() + "; socket.spin_us " + std::to_string(w.spin_ns / 1000) +
-                    ", socket.sleep_us " + std::to_string(w.sleep_ns / 1000) +
-                    ", socket.progress_us " + std::to_string(w.progress_ns / 1000) +
-                    ", wake-ups: " +
-                    (!s->progress_running_ ? std::string("none (no progress thread)")
-                     : !s->rx_fds_.empty()
-                         ? "on NIC arrival (AF_XDP)"
-                         : "progress polls every " + std::to_string(w.wake_poll_ns / 1000) + " us");
+  s->description_ =
+      s->eng_->describe() + "; socket.spin_us " + std::to_string(w.spin_ns / 1000) +
+      ", socket.sleep_us " + std::to_string(w.sleep_ns / 1000) + ", socket.progress_us " +
+      std::to_string(w.progress_ns / 1000) + ", wake-ups: " +
+      (!s->progress_running_ ? std::string("none (no progress thread)")
+       : !s->rx_fds_.empty() ? "on NIC arrival (AF_XDP)"
+       : w.park && s->eng_->wake_fd() >= 0
+           ? std::string("by machnetd (parked lease)")
+           : "progress polls every " + std::to_string(w.wake_poll_ns / 1000) + " us") +
+      (w.adaptive_spin && s->eng_->attached() ? ", adaptive spin" : "");
   return s;
 }
 
@@ -145,6 +147,8 @@ Stack::Stack(const StackConfig& cfg, std::unique_ptr<engine::Engine> eng, std::v
       refs_(kPorts, 0),
       rxbuf_(65536),
       rx_fds_(std::move(rx_fds)) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  host_cpus_ = cpus > 0 ? static_cast<uint32_t>(cpus) : 1;
   tp_ = std::make_unique<transport::Transport>(cfg_.tunables, this, ip_, random_seed());
   tp_->set_event_handler([this](FlowId flow, uint16_t listen_port, uint32_t events) {
     on_transport_event(flow, listen_port, events);
@@ -245,8 +249,11 @@ int Stack::wait_arm(Waiter* w, const uint64_t* seen) {
   last_activity_ = activity_now();
   last_icmp_ = eng_->counters().icmp_unreachable_rx;
   waiters_.add(w);
-  // The progress thread sleeps long while nobody waits: tell it.
-  if (first && progress_efd_ >= 0) eventfd_write(progress_efd_, 1);
+  // Attached to machnetd: hand the RX queue to the daemon, which wakes the
+  // progress thread (asleep on the lease's eventfd) when a frame arrives.
+  bool parked = may_park() && eng_->park() > 0;
+  // Otherwise the progress thread sleeps long while nobody waits: tell it.
+  if (first && !parked && progress_efd_ >= 0) eventfd_write(progress_efd_, 1);
   return w->efd;
 }
 

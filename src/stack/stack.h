@@ -78,6 +78,18 @@ class Stack final : public transport::DatagramSink {
 
   std::mutex& mu() { return mu_; }
   const StackConfig& config() const { return cfg_; }
+  // How long a blocking call spins before it sleeps: socket.spin_us, or 0
+  // while more processes are attached to the host's machnetd than it has
+  // CPUs (socket.adaptive_spin): spinning would only take the core from the
+  // process whose packet is being waited for. Readable without mu().
+  // Whether sleepers may park the machnetd lease (mu() held). Not while the
+  // transport has ports: its flows are not yet safe with the hand-off
+  // (connections fail now and then), so they keep the wake_poll_us polling.
+  bool may_park() const { return cfg_.wait.park && bound_.empty(); }
+  int64_t spin_ns() const {
+    if (cfg_.wait.adaptive_spin && eng_->host_pollers() > host_cpus_) return 0;
+    return cfg_.wait.spin_ns;
+  }
   engine::Engine& engine() { return *eng_; }
   transport::Transport& transport() { return *tp_; }
   Waiters& waiters() { return waiters_; }
@@ -239,6 +251,7 @@ class Stack final : public transport::DatagramSink {
   std::atomic<uint64_t> next_timer_ns_{~uint64_t{0}};
   uint64_t next_reap_ns_ = 0;
   uint64_t sink_errors_ = 0;
+  uint32_t host_cpus_ = 1;  // online CPUs at start (spin_ns)
   StackCounters counters_;
   std::vector<int> rx_fds_;
   int progress_efd_ = -1;  // wakes the progress thread when the first sleeper comes

@@ -60,6 +60,8 @@ const TunableKey kTunableKeys[] = {
 constexpr const char* kLingerKey = "native.linger_ms";
 constexpr const char* kProgressKey = "native.progress_thread";
 constexpr const char* kProgressIdleKey = "native.progress_idle_us";
+constexpr const char* kParkKey = "socket.park";
+constexpr const char* kAdaptiveSpinKey = "socket.adaptive_spin";
 
 // socket.*: how blocked threads wait (WaitConfig), in microseconds.
 struct WaitKey {
@@ -83,6 +85,8 @@ const std::vector<std::string>& StackConfig::keys() {
     v.push_back(kProgressKey);
     v.push_back(kProgressIdleKey);
     for (const WaitKey& w : kWaitKeys) v.push_back(w.key);
+    v.push_back(kParkKey);
+    v.push_back(kAdaptiveSpinKey);
     return v;
   }();
   return k;
@@ -135,6 +139,8 @@ bool StackConfig::load(const Config& c, std::string* err) {
     if (!c.get_uint(w.key, &v, err)) return false;
     wait.*(w.field) = static_cast<int64_t>(v) * 1000;
   }
+  if (!c.get_bool(kParkKey, &wait.park, err)) return false;
+  if (!c.get_bool(kAdaptiveSpinKey, &wait.adaptive_spin, err)) return false;
   // The older native.* names of the progress period, unless socket.* says.
   if (!c.has("socket.progress_us")) {
     if (c.has(kProgressIdleKey)) wait.progress_ns = static_cast<int64_t>(progress_idle_ns);

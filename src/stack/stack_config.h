@@ -19,12 +19,19 @@ namespace machnet::stack {
 // until an arrival wakes it (sleep_ns bounds one sleep as a backstop). The
 // progress thread drives the engine every progress_ns while no application
 // thread does (0: no progress thread), and every wake_poll_ns while somebody
-// sleeps on a device whose arrivals cannot wake it (memif, tap, machnetd).
+// sleeps on a device whose arrivals cannot wake it (memif, tap, machnetd
+// without park).
 struct WaitConfig {
   int64_t spin_ns = 100'000;
   int64_t sleep_ns = 100'000'000;
   int64_t progress_ns = 1'000'000;
   int64_t wake_poll_ns = 50'000;
+  // Attached to machnetd: sleepers park the lease and machnetd wakes them
+  // (instead of the wake_poll_ns polling).
+  bool park = true;
+  // No spinning while the host has more processes attached to machnetd
+  // than CPUs (Stack::spin_ns()).
+  bool adaptive_spin = true;
 };
 
 struct StackConfig {

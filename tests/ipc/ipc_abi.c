@@ -77,18 +77,21 @@ static const struct field lease[] = {
     F(mn_lease, pid),        F(mn_lease, uid),         F(mn_lease, owner_id),
     F(mn_lease, generation), F(mn_lease, attached_ns), A(mn_lease, comm),
     F(mn_lease, steer_ring), F(mn_lease, pool),        F(mn_lease, posted_baseline),
-    F(mn_lease, pad0),       F(mn_lease, counters)};
+    F(mn_lease, pad0),       F(mn_lease, counters),    F(mn_lease, wake_state),
+    F(mn_lease, pad1),       F(mn_lease, wakeups)};
 static const struct field port_entry[] = {
     F(mn_port_entry, queue),        F(mn_port_entry, pad0),     F(mn_port_entry, generation),
     F(mn_port_entry, rx_datagrams), F(mn_port_entry, rx_bytes), F(mn_port_entry, tx_datagrams)};
 static const struct field neighbour[] = {F(mn_neighbour, seq), F(mn_neighbour, ip),
                                          A(mn_neighbour, mac), F(mn_neighbour, pad0)};
 static const struct field shm[] = {
-    F(mn_shm, magic),         F(mn_shm, version),      F(mn_shm, daemon_pid), F(mn_shm, port_id),
-    F(mn_shm, nb_queues),     F(mn_shm, ip),           F(mn_shm, gateway),    F(mn_shm, prefix_len),
-    A(mn_shm, mac),           F(mn_shm, pad0),         F(mn_shm, mtu),        F(mn_shm, pad1),
-    F(mn_shm, shutting_down), F(mn_shm, heartbeat_ns), A(mn_shm, pad2),       A(mn_shm, leases),
-    A(mn_shm, neighbours),    A(mn_shm, ports)};
+    F(mn_shm, magic),         F(mn_shm, version),      F(mn_shm, daemon_pid),
+    F(mn_shm, port_id),       F(mn_shm, nb_queues),    F(mn_shm, ip),
+    F(mn_shm, gateway),       F(mn_shm, prefix_len),   A(mn_shm, mac),
+    F(mn_shm, pad0),          F(mn_shm, mtu),          F(mn_shm, pad1),
+    F(mn_shm, shutting_down), F(mn_shm, heartbeat_ns), F(mn_shm, active_leases),
+    A(mn_shm, pad2),          A(mn_shm, leases),       A(mn_shm, neighbours),
+    A(mn_shm, ports)};
 
 #define STRUCT(name, fields, align) \
   { #name, sizeof(struct name), align, fields, sizeof(fields) / sizeof(fields[0]) }
@@ -128,7 +131,8 @@ static const struct {
     C(MN_SHM_NEIGHBOUR_SLOTS), C(MN_SHM_MAX_DROP_REASONS),
     C(MN_SHM_PORTS),           C(MN_LEASE_FREE),
     C(MN_LEASE_ACTIVE),        C(MN_LEASE_RECLAIMING),
-    C(MN_LEASE_DAEMON),
+    C(MN_LEASE_DAEMON),        C(MN_WAKE_RUNNING),
+    C(MN_WAKE_PARKED),         C(MN_WAKE_DAEMON),
 };
 
 int main(void) {

@@ -5,6 +5,7 @@
       echo every datagram on each port with "TAG|" prepended, until SIGTERM;
       then print the datagrams served per port.
   flow_app.py client TAG HOST PORT[,PORT...] N EXPECT [--hold] [--bind PORT] [--go FILE]
+                     [--timeout S]
       send N numbered datagrams (sizes 16..1400, content derived from TAG,
       port and number) to each port in turn, one at a time; each reply must
       be "EXPECT|" + the datagram, from (HOST, port). A datagram unanswered
@@ -13,7 +14,8 @@
       then wait for SIGTERM before exiting (so the lease can be inspected).
       --bind PORT: bind the socket to PORT first (an offloaded bind: the
       engine attaches then). --go FILE: print "bound", and start sending
-      only once FILE exists.
+      only once FILE exists. --timeout S: wait S seconds for a reply instead
+      of 1 before sending again.
   flow_app.py loop HOST PORT BIND_PORT READY_AFTER
       echo round trips with an echo server (peer.py), content checked, as
       fast as they come back, until SIGTERM or SIGKILL; "ready" after
@@ -88,9 +90,9 @@ def serve(tag, ports):
                 key.fileobj.sendto(prefix + data, addr)
 
 
-def client(tag, host, ports, n, expect, hold, go, bind_port):
+def client(tag, host, ports, n, expect, hold, go, bind_port, timeout=1.0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(1.0)
+    s.settimeout(timeout)
     if bind_port:
         s.bind(("0.0.0.0", bind_port))
     if go:
@@ -109,7 +111,7 @@ def client(tag, host, ports, n, expect, hold, go, bind_port):
                     retries += 1
                 t0 = time.monotonic()
                 s.sendto(msg, (host, p))
-                deadline = t0 + 1.0
+                deadline = t0 + timeout
                 got = None
                 while True:
                     left = deadline - time.monotonic()
@@ -304,8 +306,9 @@ if __name__ == "__main__":
         opts = a[6:]
         go = opts[opts.index("--go") + 1] if "--go" in opts else None
         bind_port = int(opts[opts.index("--bind") + 1]) if "--bind" in opts else 0
+        timeout = float(opts[opts.index("--timeout") + 1]) if "--timeout" in opts else 1.0
         sys.exit(client(a[1], a[2], ports_arg(a[3]), int(a[4]), a[5], "--hold" in opts, go,
-                        bind_port))
+                        bind_port, timeout))
     elif cmd == "loop" and len(a) == 5:
         loop(a[1], int(a[2]), int(a[3]), int(a[4]))
     elif cmd == "daemon-loss" and len(a) == 3:

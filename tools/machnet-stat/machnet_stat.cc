@@ -141,6 +141,9 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
               d["ctl_connections"].u(), d["ctl_requests"].u(), d["ctl_malformed"].u(),
               d["ctl_denied"].u(), d["attaches"].u(), d["reclaims"].u(), d["mbufs_swept"].u(),
               d["mbufs_unaccounted"].u());
+  std::printf("  wake-ups: %" PRIu64 " to parked leases, %" PRIu64
+              " frames polled for them; %" PRIu64 " active leases\n",
+              d["wakeups"].u(), d["parked_rx"].u(), d["active_leases"].u());
 
   std::printf("\n%-5s %-10s %-7s %-15s %10s %8s %10s %8s %9s %9s %7s  %s\n", "QUEUE", "STATE",
               "PID", "COMM", "RX_PKTS", "RX/s", "TX_PKTS", "TX/s", "STEER_IN", "STEER_OUT", "DROPS",
