@@ -112,10 +112,22 @@ Engine::Impl::~Impl() {
   }
 }
 
+void Engine::Impl::set_tsc_hz(uint64_t hz) {
+  tsc_hz = hz;
+  // 1e9 * 2^32 / hz, rounded: a rate error below 1e-9 (far below the TSC's
+  // own), and the base keeps readings equal to the exact conversion at start
+  // (machnetd converts the same TSC exactly).
+  tsc_to_ns_mult =
+      static_cast<uint64_t>(((static_cast<unsigned __int128>(1000000000u) << 32) + hz / 2) / hz);
+  base_tsc = rte_get_tsc_cycles();
+  base_ns = static_cast<uint64_t>(static_cast<unsigned __int128>(base_tsc) * 1000000000u / hz);
+}
+
 uint64_t Engine::Impl::now_ns() const {
-  // TSC to ns without overflow for centuries of uptime at GHz rates.
-  uint64_t c = rte_get_tsc_cycles();
-  return static_cast<uint64_t>(static_cast<unsigned __int128>(c) * 1000000000u / tsc_hz);
+  // No overflow: (tsc - base) < 2^64 and mult < 2^52 for any hz above 1 kHz.
+  uint64_t d = rte_get_tsc_cycles() - base_tsc;
+  return base_ns +
+         static_cast<uint64_t>((static_cast<unsigned __int128>(d) * tsc_to_ns_mult) >> 32);
 }
 
 bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
@@ -153,7 +165,7 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
     }
   }
   if (!eal_init_once(config, err)) return false;
-  tsc_hz = rte_get_tsc_hz();
+  set_tsc_hz(rte_get_tsc_hz());
   netmask = config.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - config.prefix_len);
 
   if (!bring_up_port(err)) return false;

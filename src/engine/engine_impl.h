@@ -73,6 +73,13 @@ struct Engine::Impl {
   Responder responder;    // ARP replies and requests, ICMP echo and port unreachable
   TxBatch tx;             // frames for our TX queue, sent once per poll
   uint64_t tsc_hz = 0;
+  // now_ns() = base_ns + (tsc - base_tsc) * tsc_to_ns_mult >> 32: a multiply
+  // per reading instead of a 128-bit division (several readings per packet);
+  // set by set_tsc_hz().
+  uint64_t tsc_to_ns_mult = 0;
+  uint64_t base_tsc = 0;
+  uint64_t base_ns = 0;
+  void set_tsc_hz(uint64_t hz);
   uint64_t last_timer_ns = 0;
   uint16_t ip_id = 1;
   bool announced = false;  // gratuitous ARP sent
