@@ -197,6 +197,7 @@ void close_deferred_run(void) {
 __attribute__((constructor)) static void shim_init(void) {
   libc_resolve_all();
   fork_handlers_install();
+  signals_wrap_existing();
   config_at_start();
   if (g_libc.epoll_pwait2 == NULL)
     LOG(LOG_DEBUG, "libc has no epoll_pwait2 (glibc before 2.35): epoll waits use epoll_pwait");

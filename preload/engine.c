@@ -250,7 +250,7 @@ static int engine_ready(void) {
     rc = ELIBBAD;
   } else {
     struct machnet_libc libc = {REAL(ppoll), REAL(recvmsg), REAL(sendmsg),
-                                (int (*)(int, unsigned long, void*))REAL(ioctl)};
+                                (int (*)(int, unsigned long, void*))REAL(ioctl), signal_counts};
     rc = -ops->init(&libc, g_cfg.path, msg, sizeof(msg));
   }
   g_guard--;

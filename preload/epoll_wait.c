@@ -213,17 +213,35 @@ static int ep_wait_loop(int epfd, struct ep_set* set, struct ep_snap* s, struct 
   if (g_ops != NULL) g_ops->wait_params(&spin_ns, &sleep_ns);
   int64_t start = mono_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
-  /* Spin with signals blocked; sleep with the caller's mask (or the one
-   * given to epoll_pwait), so a signal ends the wait with EINTR. */
+  /* A handler that runs during the spin ends the wait with EINTR, as in
+   * the kernel: the spin runs with the caller's mask and watches this
+   * thread's handler count (signals.c). epoll_pwait's own mask applies only
+   * from the sleep on: its spin blocks every signal. The sleep blocks them
+   * until ppoll gives back the caller's mask (or epoll_pwait's) atomically. */
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int blocked = 0;
+  if (mask != NULL) {
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    blocked = 1;
+  }
+  const volatile struct machnet_signal_counts* counts = signal_counts();
+  uint32_t ran = counts->ran;
   const sigset_t* sleep_mask = mask != NULL ? mask : &old;
   int k;
   for (unsigned it = 1;; it++) {
     int64_t now = mono_ns();
     if (now >= deadline) {
       k = 0;
+      break;
+    }
+    if (!blocked && now >= start + spin_ns) {
+      pthread_sigmask(SIG_BLOCK, &all, &old);
+      blocked = 1;
+    }
+    if (counts->ran != ran) {
+      errno = EINTR;
+      k = -1;
       break;
     }
     if (now >= start + spin_ns) {
@@ -281,7 +299,7 @@ static int ep_wait_loop(int epfd, struct ep_set* set, struct ep_snap* s, struct 
     }
   }
   int saved = errno;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (blocked) pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = saved;
   return k;
 }

@@ -18,6 +18,9 @@
  *   stream_calls.c stream sockets: listen, accept, sendfile, and the move of
  *                  a connect that fell back to the kernel's TCP
  *   process.c      close, dup, fcntl, fork, vfork, daemon
+ *   signals.c      sigaction and friends: the program's handlers run through
+ *                  a wrapper that counts them per thread (blocking calls
+ *                  spin with signals unblocked)
  * Semantics and limits: machnet.conf(5), section PRELOAD. */
 #ifndef MACHNET_PRELOAD_SHIM_H
 #define MACHNET_PRELOAD_SHIM_H
@@ -96,7 +99,8 @@
   X(void, _exit, (int))                                                                          \
   X(int, dup, (int))                                                                             \
   X(int, dup2, (int, int))                                                                       \
-  X(int, dup3, (int, int, int))
+  X(int, dup3, (int, int, int))                                                                  \
+  X(int, sigaction, (int, const struct sigaction*, struct sigaction*))
 
 struct shim_libc {
 #define SHIM_LIBC_FIELD(ret, name, args) ret(*name) args;
@@ -390,6 +394,15 @@ struct fd_ent* offloaded(int fd, int* fail);
 void forget(int fd);
 /* pthread_atfork handlers (process.c), installed by the constructor. */
 void fork_handlers_install(void);
+
+/* ---- signals (signals.c) ------------------------------------------------------ */
+/* The calling thread's handler counts (machnet_libc.signal_counts). */
+const volatile struct machnet_signal_counts* signal_counts(void);
+/* Puts the wrapper under handlers installed before the constructor. */
+void signals_wrap_existing(void);
+/* Not declared by every <signal.h>; interposed in signals.c. */
+sighandler_t bsd_signal(int sig, sighandler_t h);
+sighandler_t __sysv_signal(int sig, sighandler_t h);
 /* fork prepare: takes every epoll set's mu (g_decide_mu held). */
 void ep_lock_all(void);
 /* fork parent: releases them; fork child: re-initialises them. */

@@ -113,19 +113,26 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
   if (ready > 0 || timeout_ns == 0) return ready;
   int64_t start = now_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  // poll/select/epoll are never restarted after a handler. A call with a
+  // mask of its own (ppoll, pselect, epoll_pwait) spins with every signal
+  // blocked: its mask applies only once it sleeps.
   SignalGuard sig;
-  sig.arm();
-  const sigset_t* sleep_mask = sigmask != nullptr ? sigmask : &sig.old;
+  sig.begin(sigmask != nullptr);
   int64_t spin_end = start + g.stack->spin_ns();
   // Spin on the engine; look at the kernel fds every few rounds only, so
   // the spin is not one syscall per iteration.
   for (unsigned i = 1; now_ns() < std::min(spin_end, deadline); i++) {
+    if (int e = sig.check(true)) return e;
     if (engine_scan(fds, n, handles, erev, nk, &seq) == 0 && (i & 15) != 0) continue;
     r = kernel_check(&zero, nullptr);
     if (r < 0) return r;
     ready = merge(fds, n, erev);
     if (ready > 0) return ready;
   }
+  sig.arm();
+  // A handler that ran between the last look and arm().
+  if (int e = sig.check(true)) return e;
+  const sigset_t* sleep_mask = sigmask != nullptr ? sigmask : &sig.old;
   // The sleep polls the caller's fds plus this thread's wake-up eventfd.
   pollfd stack_sleep[65];
   std::unique_ptr<pollfd[]> heap_sleep;

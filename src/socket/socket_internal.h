@@ -155,12 +155,26 @@ bool icmp_error_pending(Sock* s);
 // ---- waiting (wait.cc) ----------------------------------------------------
 
 int64_t now_ns();
-// Blocks every signal that can be blocked for the spin; the caller's mask is
-// kept in `old` and given back atomically by the sleep (ppoll) or at exit.
+// The signal semantics of one blocking call (wait.cc). begin() starts the
+// spin: with the shim's per-thread handler counts it only notes them (the
+// spin runs with the caller's mask); without them, or when the call brings a
+// mask of its own (ppoll, epoll_pwait), it blocks every signal for the spin.
+// arm() blocks them before the sleep, whose ppoll gives the caller's mask
+// back atomically; the destructor restores it.
 struct SignalGuard {
   sigset_t old;
   bool active = false;
+  const volatile machnet_signal_counts* counts = nullptr;
+  uint32_t ran = 0, interrupted = 0;
+  void begin(bool own_mask);
   void arm();
+  // Whether a handler ran since begin() (or the last check that let the
+  // call go on): -EINTR when the kernel's call would end (always when
+  // `always_eintr`: SO_RCVTIMEO, poll/select/epoll; else when a handler
+  // without SA_RESTART ran), 0 to go on.
+  int check(bool always_eintr);
+  // After the sleep was interrupted: whether the call restarts.
+  bool restarts(bool always_eintr);
   ~SignalGuard();
 };
 // After a signal handler interrupted a receive without SO_RCVTIMEO: whether

@@ -29,7 +29,16 @@
 extern "C" {
 #endif
 
-#define MACHNET_SOCKET_OPS_VERSION 1
+#define MACHNET_SOCKET_OPS_VERSION 2
+
+/* Per-thread counts of the program's signal handlers that ran, kept by the
+ * shim's wrapper around every handler (preload/signals.c). A blocking call
+ * spins with signals unblocked and compares them: a handler ran, so the call
+ * ends with EINTR or goes on, as the kernel's would. */
+struct machnet_signal_counts {
+  uint32_t ran;         /* handlers that ran on this thread */
+  uint32_t interrupted; /* of those, ones installed without SA_RESTART */
+};
 
 /* The real libc functions, resolved by the shim: the socket layer calls these
  * for the kernel twin so it never goes through the interposers. */
@@ -38,6 +47,10 @@ struct machnet_libc {
   ssize_t (*recvmsg)(int fd, struct msghdr* msg, int flags);
   ssize_t (*sendmsg)(int fd, const struct msghdr* msg, int flags);
   int (*ioctl)(int fd, unsigned long req, void* arg);
+  /* The calling thread's counts (valid for the thread's life); NULL when
+   * the caller counts no handlers: blocking calls then spin with every
+   * signal blocked (two sigprocmask calls each). */
+  const volatile struct machnet_signal_counts* (*signal_counts)(void);
 };
 
 struct machnet_socket_ops_v1 {

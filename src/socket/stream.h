@@ -85,23 +85,30 @@ ssize_t stream_wait(const Ref& ref, Sock* s, int64_t timeout_ns, int twin, bool 
   if (timeout_ns == 0) return -EAGAIN;
   int64_t start = now_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  // SO_RCVTIMEO/SO_SNDTIMEO, or a call the kernel never restarts (accept
+  // and connect are, unless a timeout is set).
+  bool always_eintr = timeout_ns > 0 || !restartable;
   SignalGuard sig;
-  sig.arm();
+  sig.begin(false);
   const stack::WaitConfig& wc = g.stack->config().wait;
   int64_t spin_end = start + wc.spin_ns;
   for (unsigned i = 1; now_ns() < std::min(spin_end, deadline); i++) {
     r = round(true);
     if (r != -EAGAIN) return r;
     if (!ref.open()) return -EBADF;
+    if (int e = sig.check(always_eintr)) return e;
     if ((i & 15) == 0 && twin_ready()) return 0;
   }
+  sig.arm();
+  // A handler that ran between the last look and arm().
+  if (int e = sig.check(always_eintr)) return e;
   for (unsigned again = 0;;) {
     int64_t t = now_ns();
     if (t >= deadline) return -EAGAIN;
     int efd = arm_socket(s, &seen);
     // "Look again" many times in a row still sleeps, for no time, every
-    // 16th round: signals are unblocked only there and must never be held
-    // off for long.
+    // 16th round: signals are blocked from here on except in that ppoll and
+    // must never be held off for long.
     bool look_again = efd == -EALREADY && (++again & 15) != 0;
     if (!look_again) {
       again = 0;
@@ -115,9 +122,7 @@ ssize_t stream_wait(const Ref& ref, Sock* s, int64_t timeout_ns, int twin, bool 
       int rc = g.libc.ppoll(p, efd >= 0 ? 2 : 1, &ts, &sig.old);
       int saved = errno;
       if (efd >= 0) disarm();
-      if (rc < 0 && saved == EINTR &&
-          (timeout_ns > 0 || !restartable || !every_handler_restarts(sig.old)))
-        return -EINTR;
+      if (rc < 0 && saved == EINTR && !sig.restarts(always_eintr)) return -EINTR;
       if (!ref.open()) return -EBADF;
       if (rc > 0 && twin >= 0 && (p[0].revents & POLLIN)) return 0;
     }

@@ -225,14 +225,20 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   }
   int64_t start = now_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  // With SO_RCVTIMEO the kernel never restarts a receive.
+  bool always_eintr = timeout_ns > 0;
   SignalGuard sig;
-  sig.arm();
+  sig.begin(false);
   int64_t spin_end = start + g.stack->spin_ns();
   for (int64_t t = start; t < spin_end && t < deadline; t = now_ns()) {
     n = try_recv(s, m, flags);
     if (n != -EAGAIN) return n;
     if (!ref.open()) return -EBADF;
+    if (int e = sig.check(always_eintr)) return e;
   }
+  sig.arm();
+  // A handler that ran between the last look and arm().
+  if (int e = sig.check(always_eintr)) return e;
   for (;;) {
     int64_t t = now_ns();
     if (t >= deadline) return -EAGAIN;
@@ -252,9 +258,8 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
     if (efd >= 0) disarm();
     errno = saved;
     if (r < 0 && errno == EINTR) {
-      // With SO_RCVTIMEO the kernel never restarts a receive; without it,
-      // a handler with SA_RESTART does (see every_handler_restarts).
-      if (timeout_ns > 0 || !every_handler_restarts(sig.old)) return -EINTR;
+      // Without SO_RCVTIMEO, a handler with SA_RESTART restarts the receive.
+      if (!sig.restarts(always_eintr)) return -EINTR;
       r = 0;
     }
     if (!ref.open()) return -EBADF;

@@ -2,14 +2,17 @@
 // then sleep on the thread's eventfd until an arrival wakes it), with the
 // signal semantics of the kernel's blocking calls.
 //
-// A blocking call first spins on the engine for socket.spin_us with signals
-// blocked. Then it registers as a waiter and sleeps in ppoll() on its
-// eventfd and the kernel twin(s), with the caller's mask restored atomically
-// by ppoll, so a signal that arrived while spinning or sleeping is delivered
-// to this thread then and ends the call with EINTR as the kernel would:
-// always for poll/select/epoll and receives with SO_RCVTIMEO, and for other
-// receives unless the handler has SA_RESTART (approximated: see
-// every_handler_restarts).
+// A blocking call first spins on the engine for socket.spin_us. Under the
+// shim, signals stay deliverable during the spin: every handler of the
+// program runs through the shim's wrapper, which counts it per thread, and
+// the spin compares the counts, ending the call with EINTR as the kernel
+// would (always for poll/select/epoll and receives with SO_RCVTIMEO, for
+// other receives when a handler without SA_RESTART ran). Without the counts
+// the spin blocks every signal (two sigprocmask calls per blocking call).
+// Then the call registers as a waiter and sleeps in ppoll() on its eventfd
+// and the kernel twin(s), signals blocked until ppoll restores the caller's
+// mask atomically, so a signal that arrives while it sleeps ends the sleep
+// there.
 #include <time.h>
 
 #include "socket/socket_internal.h"
@@ -23,12 +26,35 @@ int64_t now_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+void SignalGuard::begin(bool own_mask) {
+  if (!own_mask && g.libc.signal_counts != nullptr) counts = g.libc.signal_counts();
+  if (counts == nullptr) {
+    arm();
+    return;
+  }
+  ran = counts->ran;
+  interrupted = counts->interrupted;
+}
+
 void SignalGuard::arm() {
   if (active) return;
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   active = true;
+}
+
+int SignalGuard::check(bool always_eintr) {
+  if (counts == nullptr || counts->ran == ran) return 0;
+  if (always_eintr || counts->interrupted != interrupted) return -EINTR;
+  ran = counts->ran;  // SA_RESTART handlers only: the kernel restarts
+  return 0;
+}
+
+bool SignalGuard::restarts(bool always_eintr) {
+  if (always_eintr) return false;
+  if (counts != nullptr) return counts->interrupted == interrupted;
+  return every_handler_restarts(old);
 }
 
 SignalGuard::~SignalGuard() {

@@ -36,6 +36,20 @@ fi
 grep -q "^whoami: peer saw local" "$TMP/preload.out" || fail "the peer did not see the engine's address"
 echo "ok: $(grep -c ': ret=' "$TMP/kernel.out") calls give the kernel's results and errno under the preload"
 
+echo "# preloaded run, signals while spinning (socket.spin_us 2 s)"
+# Every blocking call spins for up to 2 s, so each SIGALRM (100 ms) lands in
+# a spin: without SA_RESTART the call must end with EINTR at once, with it
+# the receive must go on, as on the kernel.
+MACHNET_SOCKET_SPIN_US=2000000 "${PRE_A[@]}" "$UDP_CALLS" "$MN_IP_B" 7100 "$ENGINE_IP" 41000 \
+  >"$TMP/spin.out" 2>"$TMP/spin.err" ||
+  fail "udp_calls under the preload with a 2 s spin: $(tail -5 "$TMP/spin.err")
+last calls: $(tail -5 "$TMP/spin.out")"
+if ! diff -u "$TMP/kernel.out" "$TMP/spin.out" >"$TMP/diff_spin.log"; then
+  cat "$TMP/diff_spin.log"
+  fail "udp_calls with signals during the spin differs from the kernel"
+fi
+echo "ok: signals during the spin: EINTR and SA_RESTART as on the kernel"
+
 echo "# threads sharing one socket"
 THREADS_CHECK="$BUILDDIR/tests/preload/threads_check"
 ip netns exec "$MN_NS_A" "$THREADS_CHECK" "$MN_IP_B" 7100 43000 >"$TMP/threads_kernel.out" 2>&1 ||

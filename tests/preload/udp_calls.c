@@ -356,6 +356,26 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_alarm;
   sigaction(SIGALRM, &sa, NULL);
 
+  /* What the program installed is what it reads back (the shim runs every
+   * handler through a counting wrapper of its own). */
+  struct sigaction qa;
+  report("sigaction query", sigaction(SIGALRM, NULL, &qa));
+  printf("SIGALRM handler ours %d, SA_RESTART %d, SA_SIGINFO %d\n", qa.sa_handler == on_alarm,
+         !!(qa.sa_flags & SA_RESTART), !!(qa.sa_flags & SA_SIGINFO));
+  printf("signal() returns the previous handler: %d\n",
+         signal(SIGALRM, on_alarm_count) == on_alarm);
+  report("sigaction query after signal()", sigaction(SIGALRM, NULL, &qa));
+  printf("after signal(): ours %d, SA_RESTART %d\n", qa.sa_handler == on_alarm_count,
+         !!(qa.sa_flags & SA_RESTART));
+  struct sigaction once = {.sa_handler = on_alarm_count, .sa_flags = SA_RESETHAND};
+  sigemptyset(&once.sa_mask);
+  report("sigaction SA_RESETHAND", sigaction(SIGUSR1, &once, NULL));
+  g_alarms = 0;
+  report("raise SIGUSR1", raise(SIGUSR1));
+  report("sigaction query after the one-shot handler", sigaction(SIGUSR1, NULL, &qa));
+  printf("one-shot handler ran %d, then SIG_DFL %d\n", g_alarms, qa.sa_handler == SIG_DFL);
+  sigaction(SIGALRM, &sa, NULL);
+
   /* poll and select over a kernel pipe and the socket */
   int pipefd[2];
   if (pipe(pipefd) != 0) return 1;
@@ -414,6 +434,14 @@ int main(int argc, char** argv) {
   report("epoll_wait still readable", epoll_wait(ep, got, 4, 0));
   report("recv 21", recv(s, rx, sizeof(rx), 0));
   report("epoll_wait drained", epoll_wait(ep, got, 4, 0));
+  int ep_sig = epoll_create1(0);
+  ee = (struct epoll_event){.events = EPOLLIN, .data.u64 = 1};
+  report("epoll_ctl add socket to a second set", epoll_ctl(ep_sig, EPOLL_CTL_ADD, s, &ee));
+  setitimer(ITIMER_REAL, &it, NULL);
+  t0 = now_ms();
+  report("epoll_wait interrupted by SIGALRM", epoll_wait(ep_sig, got, 4, 5000));
+  printf("epoll_wait EINTR within 1s: %d\n", now_ms() - t0 < 1000);
+  close(ep_sig);
   ee = (struct epoll_event){.events = EPOLLIN | EPOLLONESHOT, .data.u64 = 0x50c};
   report("epoll_ctl mod oneshot", epoll_ctl(ep, EPOLL_CTL_MOD, s, &ee));
   report("sendto 22", sendto(s, buf, 22, 0, peer, sizeof(g_peer)));
