@@ -5,6 +5,7 @@
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_service_component.h>
 
 #include <cstring>
 #include <mutex>
@@ -151,6 +152,12 @@ bool eal_init_secondary_once(const EngineConfig& config, const std::string& eal_
     *err = g_eal_failed;
     return false;
   }
+  // rte_eal_init put the service library's tables (~150 KiB, RTE_MAX_LCORE
+  // core states) in the daemon's shared heap; only rte_eal_cleanup in this
+  // process would free them, which a killed process never runs. The engine
+  // runs no DPDK service: give them back now, so attaching costs the
+  // daemon's heap nothing that outlives the process.
+  rte_service_finalize();
   g_eal_done = true;
   return true;
 }
