@@ -1,6 +1,8 @@
 #include "daemon/stats.h"
 
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mempool.h>
 #include <rte_memzone.h>
 #include <rte_ring.h>
@@ -169,6 +171,19 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   unsigned mz = 0;
   rte_memzone_walk(count_memzone, &mz);
   j.u("memzones", mz);
+  // The shared heap: what attached programs' EAL starts and PMDs leave in
+  // it shows here (docs/MACHNETD.md, "Memory an attach leaves behind").
+  uint64_t heap_total = 0, heap_alloc = 0, heap_count = 0;
+  for (unsigned sock = 0; sock < rte_socket_count(); sock++) {
+    rte_malloc_socket_stats st;
+    if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(sock), &st) != 0) continue;
+    heap_total += st.heap_totalsz_bytes;
+    heap_alloc += st.heap_allocsz_bytes;
+    heap_count += st.alloc_count;
+  }
+  j.u("heap_bytes", heap_total);
+  j.u("heap_alloc_bytes", heap_alloc);
+  j.u("heap_alloc_count", heap_count);
   j.u("rx_packets", c.rx_packets);
   j.u("rx_bytes", c.rx_bytes);
   j.u("ring_rx", c.ring_rx);

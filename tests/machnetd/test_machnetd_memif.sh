@@ -88,7 +88,9 @@ for i in 1 2 3; do
       fail "machnet-stat on host B: port $p not held by srv$i with $N datagrams: $(grep -E "^$p " "$TMP/stat_b.txt")"
   done
 done
-echo "ok: machnet-stat on host B lists each server's pid, comm and ports with $N datagrams each"
+grep -Eq "^  heap [1-9][0-9]* KiB, [1-9][0-9]* KiB in [1-9][0-9]* allocations$" "$TMP/stat_b.txt" ||
+  fail "machnet-stat on host B shows no heap line: $(head -4 "$TMP/stat_b.txt")"
+echo "ok: machnet-stat on host B lists each server's pid, comm and ports with $N datagrams each, and the daemon's heap"
 
 # Per lease: exact datagram counts, and steering where the peer's queue differs.
 check_lease() { # DAEMON PID WHAT PEER_QUEUE

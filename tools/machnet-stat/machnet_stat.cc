@@ -114,6 +114,9 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
   std::printf("  socket %s  EAL prefix %s  hugepages free %" PRIu64 "  memzones %" PRIu64 "\n",
               d["socket"].s().c_str(), d["eal_prefix"].s().c_str(), d["hugepages_free"].u(),
               d["memzones"].u());
+  std::printf("  heap %" PRIu64 " KiB, %" PRIu64 " KiB in %" PRIu64 " allocations\n",
+              d["heap_bytes"].u() / 1024, d["heap_alloc_bytes"].u() / 1024,
+              d["heap_alloc_count"].u());
   std::printf("  queues %" PRIu64 ": 1 daemon, %" PRIu64 " active, %" PRIu64 " free\n",
               d["queues"].u(), d["active_leases"].u(), d["free_leases"].u());
   double rx_r = rate(prev, *cur, "daemon.rx_packets");
