@@ -210,7 +210,15 @@ static int ep_look(struct ep_set* set, struct ep_snap* s) {
 static int ep_wait_loop(int epfd, struct ep_set* set, struct ep_snap* s, struct epoll_event* out,
                         int max, int64_t timeout_ns, const sigset_t* mask) {
   int64_t spin_ns = 0, sleep_ns = PENDING_SLICE_NS;
-  if (g_ops != NULL) g_ops->wait_params(&spin_ns, &sleep_ns);
+  if (g_ops != NULL) {
+    g_ops->wait_params(&spin_ns, &sleep_ns);
+    /* A spinner's place: with enough threads of the process spinning
+     * already, this one sleeps at once. */
+    g_guard++;
+    spin_ns = g_ops->spin_begin();
+    g_guard--;
+  }
+  int spinning = spin_ns != 0;
   int64_t start = mono_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
   /* A handler that runs during the spin ends the wait with EINTR, as in
@@ -234,6 +242,10 @@ static int ep_wait_loop(int epfd, struct ep_set* set, struct ep_snap* s, struct 
     if (now >= deadline) {
       k = 0;
       break;
+    }
+    if (spinning && now >= start + spin_ns) {
+      g_ops->spin_done();
+      spinning = 0;
     }
     if (!blocked && now >= start + spin_ns) {
       pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -299,6 +311,7 @@ static int ep_wait_loop(int epfd, struct ep_set* set, struct ep_snap* s, struct 
     }
   }
   int saved = errno;
+  if (spinning) g_ops->spin_done();
   if (blocked) pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = saved;
   return k;

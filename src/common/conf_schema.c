@@ -71,6 +71,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("socket.wake_poll_us", 1, 1000000, "50"),
     BOOL("socket.park", "yes"),
     BOOL("socket.adaptive_spin", "yes"),
+    UINT("socket.spinners", 0, 4096, "0"),
     /* the preload shim (preload/rules.c) */
     STR("library", 1, PATH_BYTES, NULL),
     BOOL("strict", "no"),

@@ -198,11 +198,15 @@ ssize_t block(Stack* s, machnet_channel* ch, const Deadline& dl, Attempt attempt
     seen = ch->ev.seq;
   }
   if (r != -EAGAIN || dl.expired()) return r;
-  uint64_t spin_end = mono_ns() + static_cast<uint64_t>(s->spin_ns());
+  // A spinner's place (Stack::spin_begin), given back before sleeping.
+  int64_t spin = s->spin_begin();
+  uint64_t spin_end = mono_ns() + static_cast<uint64_t>(spin);
   while (mono_ns() < spin_end && !dl.expired()) {
     r = round();
-    if (r != -EAGAIN) return r;
+    if (r != -EAGAIN) break;
   }
+  if (spin != 0) s->spin_done();
+  if (r != -EAGAIN) return r;
   for (;;) {
     uint64_t now = mono_ns();
     if (dl.at != UINT64_MAX && now >= dl.at) return -EAGAIN;

@@ -118,7 +118,8 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
   // blocked: its mask applies only once it sleeps.
   SignalGuard sig;
   sig.begin(sigmask != nullptr);
-  int64_t spin_end = start + g.stack->spin_ns();
+  SpinSlot spin;
+  int64_t spin_end = start + spin.ns();
   // Spin on the engine; look at the kernel fds every few rounds only, so
   // the spin is not one syscall per iteration.
   for (unsigned i = 1; now_ns() < std::min(spin_end, deadline); i++) {
@@ -129,6 +130,7 @@ int op_poll(pollfd* fds, nfds_t n, const uint64_t* handles, int64_t timeout_ns,
     ready = merge(fds, n, erev);
     if (ready > 0) return ready;
   }
+  spin.release();
   sig.arm();
   // A handler that ran between the last look and arm().
   if (int e = sig.check(true)) return e;

@@ -155,6 +155,25 @@ bool icmp_error_pending(Sock* s);
 // ---- waiting (wait.cc) ----------------------------------------------------
 
 int64_t now_ns();
+// A spinner's place for one blocking call (Stack::spin_begin): ns() is the
+// spin allowed (0: enough threads spin, sleep at once); release() before
+// sleeping.
+class SpinSlot {
+ public:
+  SpinSlot() : ns_(g.stack->spin_begin()) {}
+  ~SpinSlot() { release(); }
+  SpinSlot(const SpinSlot&) = delete;
+  SpinSlot& operator=(const SpinSlot&) = delete;
+  int64_t ns() const { return ns_; }
+  void release() {
+    if (ns_ != 0) g.stack->spin_done();
+    ns_ = 0;
+  }
+
+ private:
+  int64_t ns_;
+};
+
 // The signal semantics of one blocking call (wait.cc). begin() starts the
 // spin: with the shim's per-thread handler counts it only notes them (the
 // spin runs with the caller's mask); without them, or when the call brings a

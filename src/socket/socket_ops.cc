@@ -125,6 +125,14 @@ void op_wait_params(int64_t* spin_ns, int64_t* sleep_ns) {
   *sleep_ns = w.sleep_ns;
 }
 
+int64_t op_spin_begin() {
+  return g.stack->spin_begin();
+}
+
+void op_spin_done() {
+  g.stack->spin_done();
+}
+
 const struct machnet_socket_ops_v1 kOps = {
     MACHNET_SOCKET_OPS_VERSION,
     sizeof(struct machnet_socket_ops_v1),
@@ -156,6 +164,8 @@ const struct machnet_socket_ops_v1 kOps = {
     process_exit_now,
     op_stream_kernel_accepted,
     engine::remove_own_runtime_dir,
+    op_spin_begin,
+    op_spin_done,
 };
 
 }  // namespace

@@ -176,6 +176,12 @@ struct machnet_socket_ops_v1 {
    * the engine's EAL runtime directory, nothing else. Async-signal-safe;
    * does nothing in a fork child. */
   void (*remove_runtime_dir)(void);
+  /* A wait that is about to spin takes a spinner's place: returns the spin
+   * allowed in ns (0: socket.spinners threads of the process already spin;
+   * sleep at once). A nonzero result is given back with spin_done() before
+   * the wait sleeps or returns. */
+  int64_t (*spin_begin)(void);
+  void (*spin_done)(void);
 };
 
 /* Returned (negated) by stream calls on a socket whose connect fell back to

@@ -91,7 +91,8 @@ ssize_t stream_wait(const Ref& ref, Sock* s, int64_t timeout_ns, int twin, bool 
   SignalGuard sig;
   sig.begin(false);
   const stack::WaitConfig& wc = g.stack->config().wait;
-  int64_t spin_end = start + wc.spin_ns;
+  SpinSlot spin;
+  int64_t spin_end = start + spin.ns();
   for (unsigned i = 1; now_ns() < std::min(spin_end, deadline); i++) {
     r = round(true);
     if (r != -EAGAIN) return r;
@@ -99,6 +100,7 @@ ssize_t stream_wait(const Ref& ref, Sock* s, int64_t timeout_ns, int twin, bool 
     if (int e = sig.check(always_eintr)) return e;
     if ((i & 15) == 0 && twin_ready()) return 0;
   }
+  spin.release();
   sig.arm();
   // A handler that ran between the last look and arm().
   if (int e = sig.check(always_eintr)) return e;

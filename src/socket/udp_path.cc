@@ -229,13 +229,15 @@ ssize_t op_recvmsg(uint64_t h, msghdr* m, int flags, int64_t timeout_ns) {
   bool always_eintr = timeout_ns > 0;
   SignalGuard sig;
   sig.begin(false);
-  int64_t spin_end = start + g.stack->spin_ns();
+  SpinSlot spin;
+  int64_t spin_end = start + spin.ns();
   for (int64_t t = start; t < spin_end && t < deadline; t = now_ns()) {
     n = try_recv(s, m, flags);
     if (n != -EAGAIN) return n;
     if (!ref.open()) return -EBADF;
     if (int e = sig.check(always_eintr)) return e;
   }
+  spin.release();
   sig.arm();
   // A handler that ran between the last look and arm().
   if (int e = sig.check(always_eintr)) return e;

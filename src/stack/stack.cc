@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
@@ -149,6 +150,15 @@ Stack::Stack(const StackConfig& cfg, std::unique_ptr<engine::Engine> eng, std::v
       rx_fds_(std::move(rx_fds)) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   host_cpus_ = cpus > 0 ? static_cast<uint32_t>(cpus) : 1;
+  max_spinners_ = cfg_.wait.spinners;
+  if (max_spinners_ == 0) {
+    // The CPUs this process may run on, one left for the thread whose data
+    // arrives (and the progress thread).
+    cpu_set_t set;
+    int allowed = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                               : static_cast<int>(host_cpus_);
+    max_spinners_ = allowed > 1 ? static_cast<uint32_t>(allowed - 1) : 1;
+  }
   tp_ = std::make_unique<transport::Transport>(cfg_.tunables, this, ip_, random_seed());
   tp_->set_event_handler([this](FlowId flow, uint16_t listen_port, uint32_t events) {
     on_transport_event(flow, listen_port, events);

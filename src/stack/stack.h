@@ -90,6 +90,24 @@ class Stack final : public transport::DatagramSink {
     if (cfg_.wait.adaptive_spin && eng_->host_pollers() > host_cpus_) return 0;
     return cfg_.wait.spin_ns;
   }
+  // A blocking call that is about to spin takes a spinner's place: the
+  // spin it may do (spin_ns(), or 0 when socket.spinners threads of the
+  // process already spin: more spinning threads than CPUs only take the
+  // CPU from the thread whose data arrives). A nonzero result is given
+  // back with spin_done() before the call sleeps or returns. Lock-free.
+  int64_t spin_begin() {
+    int64_t ns = spin_ns();
+    if (ns == 0) return 0;
+    if (spinning_.fetch_add(1, std::memory_order_acq_rel) >= max_spinners_) {
+      spinning_.fetch_sub(1, std::memory_order_acq_rel);
+      spin_refused_.fetch_add(1, std::memory_order_relaxed);
+      return 0;
+    }
+    return ns;
+  }
+  void spin_done() { spinning_.fetch_sub(1, std::memory_order_acq_rel); }
+  // Blocking calls that slept at once because enough threads spun.
+  uint64_t spin_refused() const { return spin_refused_.load(std::memory_order_relaxed); }
   engine::Engine& engine() { return *eng_; }
   transport::Transport& transport() { return *tp_; }
   Waiters& waiters() { return waiters_; }
@@ -251,7 +269,10 @@ class Stack final : public transport::DatagramSink {
   std::atomic<uint64_t> next_timer_ns_{~uint64_t{0}};
   uint64_t next_reap_ns_ = 0;
   uint64_t sink_errors_ = 0;
-  uint32_t host_cpus_ = 1;  // online CPUs at start (spin_ns)
+  uint32_t host_cpus_ = 1;             // online CPUs at start (spin_ns)
+  uint32_t max_spinners_ = 1;          // socket.spinners, resolved at start
+  std::atomic<uint32_t> spinning_{0};  // threads in a spin now
+  std::atomic<uint64_t> spin_refused_{0};
   StackCounters counters_;
   std::vector<int> rx_fds_;
   int progress_efd_ = -1;  // wakes the progress thread when the first sleeper comes

@@ -62,6 +62,7 @@ constexpr const char* kProgressKey = "native.progress_thread";
 constexpr const char* kProgressIdleKey = "native.progress_idle_us";
 constexpr const char* kParkKey = "socket.park";
 constexpr const char* kAdaptiveSpinKey = "socket.adaptive_spin";
+constexpr const char* kSpinnersKey = "socket.spinners";
 
 // socket.*: how blocked threads wait (WaitConfig), in microseconds.
 struct WaitKey {
@@ -87,6 +88,7 @@ const std::vector<std::string>& StackConfig::keys() {
     for (const WaitKey& w : kWaitKeys) v.push_back(w.key);
     v.push_back(kParkKey);
     v.push_back(kAdaptiveSpinKey);
+    v.push_back(kSpinnersKey);
     return v;
   }();
   return k;
@@ -141,6 +143,9 @@ bool StackConfig::load(const Config& c, std::string* err) {
   }
   if (!c.get_bool(kParkKey, &wait.park, err)) return false;
   if (!c.get_bool(kAdaptiveSpinKey, &wait.adaptive_spin, err)) return false;
+  v = wait.spinners;
+  if (!c.get_uint(kSpinnersKey, &v, err)) return false;
+  wait.spinners = static_cast<uint32_t>(v);
   // The older native.* names of the progress period, unless socket.* says.
   if (!c.has("socket.progress_us")) {
     if (c.has(kProgressIdleKey)) wait.progress_ns = static_cast<int64_t>(progress_idle_ns);

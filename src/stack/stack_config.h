@@ -32,6 +32,10 @@ struct WaitConfig {
   // No spinning while the host has more processes attached to machnetd
   // than CPUs (Stack::spin_ns()).
   bool adaptive_spin = true;
+  // At most this many threads of the process spin at once; the others
+  // sleep at once (a spinner polls the engine for everyone and wakes them).
+  // 0: the CPUs the process may run on, minus one, at least one.
+  uint32_t spinners = 0;
 };
 
 struct StackConfig {

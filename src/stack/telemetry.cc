@@ -26,6 +26,8 @@ void fill_transport(void* dict, engine::TelemetryAdd add) {
 #define MACHNET_X(n) add(dict, #n, sc.n);
   MACHNET_STACK_COUNTERS(MACHNET_X)
 #undef MACHNET_X
+  // Lock-free, outside StackCounters.
+  add(dict, "spin_refused", s->spin_refused());
 }
 
 }  // namespace
