@@ -109,4 +109,55 @@ timeout 60 ip netns exec "$MN_NS_B" "$PYTHON" "$PEER" client "$ENGINE_IP" "$port
   >"$TMP/wake_kclient.log" 2>&1 || fail "preloaded server without spinning was not woken: $(tail -5 "$TMP/wake_kclient.log")"
 stop_bg "$WPID" || true
 echo "ok: preloaded blocking server without spinning woken on arrival: 4 x 20 echoes"
+
+# Spinners: four threads block in poll() (Python's socket timeouts) on four
+# offloaded sockets with a 2 s spin. With socket.spinners 1 one of them
+# spins and three sleep at once (spin_refused, machnet-stat --pid); with 4,
+# none is refused.
+echo "# at most socket.spinners threads spin at once"
+cat >"$TMP/spinners.py" <<'PY'
+import socket, sys, threading
+socks = []
+for i in range(4):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 7610 + i))
+    s.settimeout(4)
+    socks.append(s)
+def wait(s):
+    try:
+        s.recv(100)
+    except socket.timeout:
+        pass
+threads = [threading.Thread(target=wait, args=(s,)) for s in socks]
+for t in threads:
+    t.start()
+print("waiting", flush=True)
+for t in threads:
+    t.join()
+PY
+for cap in 1 4; do
+  start_bg "spinners$cap" env MACHNET_SOCKET_SPIN_US=2000000 MACHNET_SOCKET_SPINNERS=$cap \
+    "${PRE_A[@]}" "$PYTHON" "$TMP/spinners.py"
+  SPID=$LAST_PID
+  wait_for_line "spinners$cap" "waiting" || fail "spinners.py did not start"
+  sleep 1
+  # The python process is the one that loaded the engine (machnet-run and
+  # ip netns exec exec into it, or stay as its parents).
+  ppid=""
+  for p in $SPID $(pgrep -f "$TMP/spinners.py" || true); do
+    [ -d "/proc/$p" ] && grep -q libmachnet.so "/proc/$p/maps" 2>/dev/null && ppid=$p && break
+  done
+  [ -n "$ppid" ] || fail "no preloaded python process for spinners.py"
+  "$BUILDDIR/machnet-stat" --pid "$ppid" --json >"$TMP/spin$cap.json" ||
+    fail "machnet-stat --pid $ppid failed: $(cat "$TMP/spin$cap.json")"
+  refused=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["transport"]["spin_refused"])' \
+    "$TMP/spin$cap.json") || fail "no transport.spin_refused in $(cat "$TMP/spin$cap.json")"
+  stop_bg "$SPID" || true
+  if [ "$cap" = 1 ]; then
+    [ "$refused" -ge 3 ] || fail "socket.spinners 1: $refused of 4 waiting threads slept at once (want 3 or more)"
+  else
+    [ "$refused" -eq 0 ] || fail "socket.spinners 4: $refused waiting threads were refused a spin"
+  fi
+  echo "ok: socket.spinners $cap: $refused of 4 waiting threads slept at once"
+done
 echo "PASS"
