@@ -397,7 +397,7 @@ TEST_F(DataplaneTest, SteeringCopiesIntoTheOwnersPoolAndMarksEverySegment) {
   Frame f = make_udp(2000);
   for (int i = 0; i < 4; i++) {
     rte_mbuf* m = chain_of(f, {1000});
-    EXPECT_EQ(engine::steer_copy(m, other_, ring, 3), i < 3) << i;
+    EXPECT_EQ(engine::steer_copy(m, other_, ring, 3, nullptr, 0), i < 3) << i;
   }
   void* obj = nullptr;
   ASSERT_EQ(rte_ring_dequeue(ring, &obj), 0);
@@ -409,7 +409,7 @@ TEST_F(DataplaneTest, SteeringCopiesIntoTheOwnersPoolAndMarksEverySegment) {
   EXPECT_EQ(bytes_of(c), f);
   rte_pktmbuf_free(c);
   EXPECT_EQ(engine::drain_ring(ring), 2u);
-  EXPECT_FALSE(engine::steer_copy(mbuf_of(f), other_, nullptr, 3));
+  EXPECT_FALSE(engine::steer_copy(mbuf_of(f), other_, nullptr, 3, nullptr, 0));
   rte_ring_free(ring);
 }
 
