@@ -351,8 +351,8 @@ void check_ring(const rte_ring* r, int32_t pid) {
   bool cons = engine::ring_gap(r, engine::RingSide::kConsumer).open();
   if (!prod && !cons) return;
   MN_LOG(DAEMON, WARNING,
-         "ring %s is mid-%s (head != tail) after reclaiming pid %d and not known to be the dead "
-         "process's: if it stays so, processes using it wait; machnet-stat shows ring_busy",
+         "WARNING: ring %s is mid-%s (head != tail) after reclaiming pid %d, not known to be "
+         "the dead process's: if it stays so, processes using it wait (machnet-stat: ring_busy)",
          r->name, prod ? "enqueue" : "dequeue", pid);
 }
 

@@ -50,7 +50,7 @@ void report(const char* what, const rte_ring* r, bool prod) {
 void reserve_enqueue(rte_ring* r, void* obj) {
   rte_ring_sync_type t = r->prod.sync_type;
   if (t == RTE_RING_SYNC_MT_HTS || t == RTE_RING_SYNC_ST) {
-    rte_ring_zc_data zcd;
+    rte_ring_zc_data zcd{};
     if (rte_ring_enqueue_zc_burst_start(r, 1, &zcd, nullptr) != 1) die("ring full");
     *static_cast<void**>(zcd.ptr1) = obj;
     return;
@@ -66,7 +66,7 @@ void reserve_enqueue(rte_ring* r, void* obj) {
 void reserve_dequeue(rte_ring* r) {
   rte_ring_sync_type t = r->cons.sync_type;
   if (t == RTE_RING_SYNC_MT_HTS || t == RTE_RING_SYNC_ST) {
-    rte_ring_zc_data zcd;
+    rte_ring_zc_data zcd{};
     if (rte_ring_dequeue_zc_burst_start(r, 1, &zcd, nullptr) != 1) die("ring empty");
     return;
   }
