@@ -39,7 +39,20 @@ bool Dataplane::init(std::string* err) {
   return reassembly_.init(d_->cfg, d_->counters.drops, err);
 }
 
+// Leases copy frames for the daemon into pool 0 (and free copies there when
+// ring 0 is full): one killed inside such an operation leaves a gap in pool
+// 0's ring that every later get or put waits for, including the daemon's
+// own inside the PMD's RX refill and its frees. The daemon then skips its
+// data path (its event loop, which runs the reclaim that repairs the gap,
+// keeps going); a live lease's operation ends within the wait.
+bool Dataplane::pool0_quiet() {
+  if (engine::ring_wait_quiet(engine::pool_ring(d_->pools[0]), kQuietSpins)) return true;
+  d_->counters.ring_busy++;
+  return false;
+}
+
 unsigned Dataplane::poll() {
+  if (!pool0_quiet()) return 0;
   mn_shm& shm = *d_->shm;
   unsigned total = 0;
   rte_mbuf* burst[kBurst];
@@ -303,6 +316,7 @@ void Dataplane::drop(rte_mbuf* m, DropReason r) {
 
 void Dataplane::tick(uint64_t now) {
   mn_shm_set_heartbeat(d_->shm, now);
+  if (!pool0_quiet()) return;
   reassembly_.expire();
 
   if (now - last_link_check_ns_ >= kLinkCheckNs) {

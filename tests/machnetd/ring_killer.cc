@@ -3,7 +3,8 @@
 // dies with SIGKILL before publishing them: head moved, tail never will.
 // Used by test_machnetd_ring_kill.sh.
 //   ring_killer SOCKET steer PORT   enqueue on the steering ring of PORT's lease
-//   ring_killer SOCKET get PORT     get from the pool of PORT's lease
+//   ring_killer SOCKET get PORT     get from the pool of PORT's lease (PORT 0:
+//                                   the daemon's pool 0, as a steering copy to it)
 //   ring_killer SOCKET put          put an mbuf back into its own pool
 // steer and get mark the lease's ring_op as the engine's steering copy does
 // (src/engine/steer.cc); put, like the engine's own frees, does not.
@@ -119,7 +120,8 @@ int main(int argc, char** argv) {
   } else {
     uint16_t port = static_cast<uint16_t>(std::atoi(argv[3]));
     uint16_t t = mn_port_queue(&shm->ports[port]);
-    if (t == 0 || t == r.queue) die("port " + std::to_string(port) + " has no other owner");
+    if ((port != 0 && t == 0) || t == r.queue)
+      die("port " + std::to_string(port) + " has no other owner");
     mn_lease* target = &shm->leases[t];
     std::printf("target: queue %u pid %d\n", t, target->pid);
     if (mode == "steer") {

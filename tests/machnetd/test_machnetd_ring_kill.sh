@@ -8,13 +8,15 @@
 #   steer: an enqueue on the server's steering ring (the steering copy path)
 #   get:   a get from the server's pool (the steering copy's allocation)
 #   put:   a put into its own pool (an engine's free of its own mbuf)
+#   get0:  a get from the daemon's pool 0 (a steering copy to the daemon)
 # After each: its reclaim must be logged, naming the reservation it gave
 # back; machnet-stat must answer and count the repair; the server must
 # still answer the kernel client (traffic for it is steered by the daemon,
 # which uses the server's ring and pool). At the end, with the server
 # stopped, every figure of the daemon (pools in use included) must be back
 # at its starting value. Without the repair the daemon wedges (steer: in its
-# own enqueue on the ring; put: in the sweep) or the server does (get).
+# own enqueue on the ring; put: in the sweep; get0: in its RX refill) or the
+# server does (get).
 . "$(dirname "$0")/lib_machnetd.sh"
 require_root
 require_machnetd_build
@@ -24,6 +26,9 @@ KIP="$MND_NET.1"
 DIP="$MND_NET.2"
 TAP="mnk$$"
 mnd_netns_add NS
+# A grace period long enough for traffic to meet each reservation before
+# the reclaim gives it back.
+echo "machnetd.reclaim_grace_ms = 500" >>"$TMP/machnetd.conf"
 D="mnk$$"
 mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
 ip -n "$NS" addr add "$KIP/24" dev "$TAP"
@@ -50,10 +55,13 @@ exchange "before the kills"
 echo "ok: the server (queue $SRVQ, pid $SRV) answers"
 
 n=0
-for mode in steer get put; do
+for mode in steer get put get0; do
   n=$((n + 1))
-  args=("$mode")
-  [ "$mode" = put ] || args+=(7700)
+  case $mode in
+    put) args=(put) ;;
+    get0) args=(get 0) ;;
+    *) args=("$mode" 7700) ;;
+  esac
   rc=0
   "$KILLER" "${MND_SOCK[$D]}" "${args[@]}" >"$TMP/killer_$mode.log" 2>&1 || rc=$?
   [ $rc -eq 137 ] || fail "$mode: ring_killer exited with status $rc: $(cat "$TMP/killer_$mode.log")"
@@ -64,14 +72,18 @@ for mode in steer get put; do
     steer) want="enqueue mn_steer_$SRVQ (1 slot)" ;;
     get) want="get MP_mn_pool_$SRVQ (1 slot)" ;;
     put) want="put MP_mn_pool_$kq (1 slot)" ;;
+    get0) want="get MP_mn_pool_0 (1 slot)" ;;
   esac
-  # Traffic for the server while the reservation may still be there: the
-  # daemon polls the server's queue while it sleeps (parked) and steers what
-  # lands on other queues (a few flows: the tap spreads them), both through
-  # the ring and pool the dead process blocks.
+  # Traffic while the reservation is still there (the grace period): for
+  # the server, which the daemon polls while it sleeps (parked) and steers
+  # to when a frame lands on another queue; and datagrams to a port nobody
+  # holds, from eight source ports (the tap spreads flows over the queues),
+  # which the daemon answers from pool 0 with port unreachable.
+  ip netns exec "$NS" "$PYTHON" -c "import socket
+for _ in range(8): socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('$DIP', 7999))"
   for f in 1 2 3; do
     timeout 10 ip netns exec "$NS" "$PYTHON" "$FLOW_APP" client "kcli$f" "$DIP" 7700 2 srv \
-      --timeout 0.2 >"$TMP/kcli_$f.log" 2>&1 || true
+      --timeout 0.1 >"$TMP/kcli_$f.log" 2>&1 || true
   done
   line=""
   for _ in $(seq 100); do
