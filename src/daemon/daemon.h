@@ -50,6 +50,13 @@ struct DaemonCounters {
   uint64_t attaches = 0;
   uint64_t reclaims = 0;
   uint64_t mbufs_swept = 0;
+  // Half-done ring reservations of dead processes given back at a reclaim
+  // (ring or pool sides repaired, and their slots), and the times the data
+  // path skipped another queue's ring or pool because an operation on it
+  // did not finish (a frame dropped or a parked poll deferred).
+  uint64_t ring_repairs = 0;
+  uint64_t ring_repair_slots = 0;
+  uint64_t ring_busy = 0;
   uint64_t wakeups = 0;    // eventfd writes to parked leases (all queues)
   uint64_t parked_rx = 0;  // frames taken from parked leases' RX queues
   // Per queue: in use beyond posted_baseline after its last reclaim (mbufs

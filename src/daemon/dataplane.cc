@@ -10,6 +10,7 @@
 #include "daemon/clock.h"
 #include "engine/log.h"
 #include "engine/memif_guard.h"
+#include "engine/ring_repair.h"
 #include "engine/rx_parse.h"
 #include "engine/steer.h"
 #include "ipc/steering.h"
@@ -18,6 +19,9 @@ namespace machnet::daemon {
 namespace {
 
 constexpr unsigned kBurst = 32;
+// How long the daemon waits for another process's operation on a ring or
+// pool it is about to use (rte_pause each: tens of microseconds).
+constexpr unsigned kQuietSpins = 4096;
 constexpr uint64_t kLinkCheckNs = 100'000'000;
 constexpr uint64_t kGatewayArpNs = 1'000'000'000;
 
@@ -35,7 +39,20 @@ bool Dataplane::init(std::string* err) {
   return reassembly_.init(d_->cfg, d_->counters.drops, err);
 }
 
+// Leases copy frames for the daemon into pool 0 (and free copies there when
+// ring 0 is full): one killed inside such an operation leaves a gap in pool
+// 0's ring that every later get or put waits for, including the daemon's
+// own inside the PMD's RX refill and its frees. The daemon then skips its
+// data path (its event loop, which runs the reclaim that repairs the gap,
+// keeps going); a live lease's operation ends within the wait.
+bool Dataplane::pool0_quiet() {
+  if (engine::ring_wait_quiet(engine::pool_ring(d_->pools[0]), kQuietSpins)) return true;
+  d_->counters.ring_busy++;
+  return false;
+}
+
 unsigned Dataplane::poll() {
+  if (!pool0_quiet()) return 0;
   mn_shm& shm = *d_->shm;
   unsigned total = 0;
   rte_mbuf* burst[kBurst];
@@ -69,7 +86,14 @@ unsigned Dataplane::poll_parked(uint16_t q) {
   if (d_->wake_fds[q] < 0 || mn_lease_state(&l) != MN_LEASE_ACTIVE) return 0;
   polite_ = true;  // a holder that may sleep: see take_polite()
   if (mn_lease_wake_state(&l) == MN_WAKE_PARKED) parked_ = true;
-  if (mn_lease_wake_state(&l) != MN_WAKE_PARKED || !mn_lease_daemon_claim(&l)) return 0;
+  if (mn_lease_wake_state(&l) != MN_WAKE_PARKED) return 0;
+  // The RX burst refills from pool q, which other processes use too: one
+  // killed inside an operation on it blocks the pool until its reclaim.
+  if (!engine::ring_wait_quiet(engine::pool_ring(d_->pools[q]), kQuietSpins)) {
+    d_->counters.ring_busy++;
+    return 0;
+  }
+  if (!mn_lease_daemon_claim(&l)) return 0;
   rte_mbuf* burst[kBurst];
   uint16_t n = engine::memif_guard::rx_burst(d_->port_id, q, burst, kBurst, d_->memif);
   for (uint16_t i = 0; i < n; i++) {
@@ -77,7 +101,8 @@ unsigned Dataplane::poll_parked(uint16_t q) {
     d_->counters.parked_rx++;
     uint16_t t = ipc::steer_target(*d_->shm, rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
     if (t == q) {
-      if (rte_ring_mp_enqueue(d_->rings[q], m) != 0) {
+      if (!engine::ring_wait_quiet(d_->rings[q], kQuietSpins) ||
+          rte_ring_enqueue(d_->rings[q], m) != 0) {
         d_->counters.steer_drops++;
         rte_pktmbuf_free(m);
       }
@@ -151,7 +176,18 @@ void Dataplane::rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf) {
 void Dataplane::steer(rte_mbuf* m, uint16_t target) {
   // Copied into the target's pool: m belongs to the pool of the queue it
   // came in on, and the owner of `target` may only hold mbufs of its own.
-  if (engine::steer_copy(m, d_->pools[target], d_->rings[target], d_->port_id))
+  // Only when nobody is inside an operation on that pool or ring: a gap left
+  // by a process killed there would otherwise wedge this thread, which is
+  // the one that repairs it (at the reclaim). A live holder's operation
+  // ends within kQuietSpins; a dead one's costs a dropped frame.
+  if (!engine::ring_wait_quiet(engine::pool_ring(d_->pools[target]), kQuietSpins) ||
+      !engine::ring_wait_quiet(d_->rings[target], kQuietSpins)) {
+    d_->counters.ring_busy++;
+    d_->counters.steer_drops++;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (engine::steer_copy(m, d_->pools[target], d_->rings[target], d_->port_id, nullptr, target))
     d_->counters.steered++;
   else
     d_->counters.steer_drops++;
@@ -280,6 +316,7 @@ void Dataplane::drop(rte_mbuf* m, DropReason r) {
 
 void Dataplane::tick(uint64_t now) {
   mn_shm_set_heartbeat(d_->shm, now);
+  if (!pool0_quiet()) return;
   reassembly_.expire();
 
   if (now - last_link_check_ns_ >= kLinkCheckNs) {

@@ -32,6 +32,11 @@ class Dataplane {
 
   // One pass over the queues and ring 0. Returns the frames handled.
   unsigned poll();
+  // False (counted as ring_busy) while pool 0's ring has an operation in
+  // flight that does not end within a bounded wait: a lease killed inside
+  // one. poll() and tick() then leave pool 0 alone until the reclaim
+  // repairs it.
+  bool pool0_quiet();
   // Polls RX queue q for its parked holder and wakes it (see dataplane.cc).
   unsigned poll_parked(uint16_t q);
   // True when the last poll() saw a holder whose threads may sleep (then

@@ -74,6 +74,7 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
     mn_lease_set_wake_state(&l, MN_WAKE_RUNNING);
     d_->set_wake_fd(q, -1);
     held_[q].clear();
+    mn_lease_ring_op_end(&l);
     mn_lease_set_state(&l, MN_LEASE_ACTIVE);
     publish_active();
     d_->counters.attaches++;
@@ -168,13 +169,30 @@ void Reclaimer::start(uint16_t q, const char* why) {
   p.ports = d_->leases->release_ports(q);
   p.start_ns = mono_ns();
   p.why = why;
+  p.retries = 0;
+  snapshot(p.seen);
   reaper_.watch(p.pid);
   // Other processes may be copying into pool q right now (they read the
   // port table a moment ago): give them time to finish before sweeping.
+  arm(p);
+}
+
+void Reclaimer::arm(Pending& p) {
   timeval tv;
   tv.tv_sec = d_->cfg.reclaim_grace_ms / 1000;
   tv.tv_usec = static_cast<suseconds_t>((d_->cfg.reclaim_grace_ms % 1000) * 1000);
   evtimer_add(p.timer, &tv);
+}
+
+void Reclaimer::snapshot(Gaps& g) const {
+  using engine::RingSide;
+  for (uint16_t i = 0; i < d_->nb_queues; i++) {
+    rte_ring* pr = engine::pool_ring(d_->pools[i]);
+    g[i][0] = engine::ring_gap(d_->rings[i], RingSide::kProducer);
+    g[i][1] = engine::ring_gap(d_->rings[i], RingSide::kConsumer);
+    g[i][2] = engine::ring_gap(pr, RingSide::kProducer);
+    g[i][3] = engine::ring_gap(pr, RingSide::kConsumer);
+  }
 }
 
 void Reclaimer::on_timer(int, short, void* arg) {
@@ -186,7 +204,7 @@ void Reclaimer::finish_all() {
   for (uint16_t q = 1; q < MN_SHM_MAX_QUEUES; q++) {
     if (!pending_[q].active) continue;
     evtimer_del(pending_[q].timer);
-    finish(q);
+    finish(q, /*final=*/true);
   }
 }
 
@@ -263,33 +281,106 @@ SweepResult Reclaimer::sweep(uint16_t q) {
 
 namespace {
 
-// A process killed between reserving ring slots (head) and publishing them
-// (tail) leaves the ring waiting for it forever: later producers (or
-// consumers) of that ring spin. DPDK rings cannot recover from that; say so
-// loudly rather than let the hang be a mystery.
-void check_ring(const rte_ring* r, const char* what, int32_t pid) {
-  if (r == nullptr) return;
-  bool prod = r->prod.head != r->prod.tail, cons = r->cons.head != r->cons.tail;
-  if (!prod && !cons) return;
-  MN_LOG(DAEMON, ERR,
-         "WARNING: %s %s was left mid-%s (head != tail) after pid %d went away: processes using "
-         "it may hang; restart machnetd and its applications",
-         what, r->name, prod ? "enqueue" : "dequeue", pid);
+const char* const kSideNames[4] = {"enqueue", "dequeue", "put", "get"};
+
+rte_ring* side_ring(const Daemon* d, uint16_t q, int side) {
+  return side < 2 ? d->rings[q] : engine::pool_ring(d->pools[q]);
+}
+
+engine::RingSide side_of(int side) {
+  return side % 2 == 0 ? engine::RingSide::kProducer : engine::RingSide::kConsumer;
+}
+
+// The side a lease's ring_op names (-1: none).
+int marked_side(uint32_t op) {
+  switch (MN_RING_OP_KIND(op)) {
+    case MN_RING_OP_STEER_ENQ:
+      return 0;
+    case MN_RING_OP_POOL_PUT:
+      return 2;
+    case MN_RING_OP_POOL_GET:
+      return 3;
+    default:
+      return -1;
+  }
 }
 
 }  // namespace
 
-void Reclaimer::finish(uint16_t q) {
+bool Reclaimer::repair(uint16_t q, Pending& p, std::string* done) {
+  bool own_clear = true;
+  auto try_side = [&](uint16_t t, int side, bool own) {
+    rte_ring* r = side_ring(d_, t, side);
+    engine::RingGap now = engine::ring_gap(r, side_of(side));
+    if (!now.open()) return;
+    // Unchanged for the whole grace period: nobody finished an operation on
+    // that side since (HTS: nobody else could start one), so the holder is
+    // the dead process. Otherwise a live process is in the middle of one.
+    uint32_t n = now == p.seen[t][side] ? engine::ring_give_back(r, side_of(side), now) : 0;
+    if (n == 0) {
+      if (own) own_clear = false;
+      return;
+    }
+    d_->counters.ring_repairs++;
+    d_->counters.ring_repair_slots += n;
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "%s%s %s (%u slot%s)", done->empty() ? "" : ", ",
+                  kSideNames[side], r->name, n, n == 1 ? "" : "s");
+    *done += buf;
+  };
+  // The dead holder's own ring and pool: nobody else uses them since its
+  // ports were released, so any gap left is its own.
+  for (int side = 0; side < kSides; side++) try_side(q, side, true);
+  // Another queue's ring or pool the holder was inside (marked by it).
+  uint32_t op = mn_lease_ring_op(&d_->shm->leases[q]);
+  uint16_t t = MN_RING_OP_QUEUE(op);
+  int side = marked_side(op);
+  if (side >= 0 && t < d_->nb_queues && t != q) try_side(t, side, false);
+  return own_clear;
+}
+
+namespace {
+
+// A gap no reclaim could attribute (a ring side neither HTS nor single
+// producer/consumer, or a holder that is not a reclaimed lease): processes
+// using that side wait for it. Say so loudly rather than let the hang be a
+// mystery.
+void check_ring(const rte_ring* r, int32_t pid) {
+  if (r == nullptr) return;
+  bool prod = engine::ring_gap(r, engine::RingSide::kProducer).open();
+  bool cons = engine::ring_gap(r, engine::RingSide::kConsumer).open();
+  if (!prod && !cons) return;
+  MN_LOG(DAEMON, WARNING,
+         "WARNING: ring %s is mid-%s (head != tail) after reclaiming pid %d, not known to be "
+         "the dead process's: if it stays so, processes using it wait (machnet-stat: ring_busy)",
+         r->name, prod ? "enqueue" : "dequeue", pid);
+}
+
+}  // namespace
+
+void Reclaimer::finish(uint16_t q, bool final) {
   Pending& p = pending_[q];
   if (!p.active) return;
   mn_lease& l = d_->shm->leases[q];
-  SweepResult r = sweep(q);
+  std::string repaired;
+  if (!repair(q, p, &repaired) && !final) {
+    // Someone is mid-operation on q's own ring or pool: the sweep would
+    // wait on it. Look again after another grace period.
+    if (p.retries++ == 0)
+      MN_LOG(DAEMON, WARNING, "reclaim of queue %u waits: its ring or pool is mid-operation%s%s", q,
+             repaired.empty() ? "" : "; gave back ", repaired.c_str());
+    snapshot(p.seen);
+    arm(p);
+    return;
+  }
+  bool busy = false;
+  for (int side = 0; side < kSides; side++)
+    busy |= engine::ring_gap(side_ring(d_, q, side), side_of(side)).open();
+  SweepResult r;
+  if (!busy) r = sweep(q);
   for (uint16_t i = 0; i < d_->nb_queues; i++) {
-    check_ring(d_->rings[i], "steering ring", p.pid);
-    if (strcmp(
-            d_->pools[i]->ops_index >= 0 ? rte_mempool_get_ops(d_->pools[i]->ops_index)->name : "",
-            "ring_mp_mc") == 0)
-      check_ring(static_cast<const rte_ring*>(d_->pools[i]->pool_data), "mempool ring", p.pid);
+    check_ring(d_->rings[i], p.pid);
+    check_ring(engine::pool_ring(d_->pools[i]), p.pid);
   }
   unsigned unaccounted = r.in_use > r.baseline ? r.in_use - r.baseline : 0;
   d_->counters.reclaims++;
@@ -298,6 +389,7 @@ void Reclaimer::finish(uint16_t q) {
   l.pid = 0;
   l.uid = 0;
   l.owner_id = 0;
+  mn_lease_ring_op_end(&l);
   l.attached_ns = 0;
   memset(l.comm, 0, sizeof(l.comm));
   mn_lease_set_state(&l, MN_LEASE_FREE);
@@ -305,11 +397,13 @@ void Reclaimer::finish(uint16_t q) {
   double ms = static_cast<double>(mono_ns() - p.start_ns) / 1e6;
   char extra[96] = "";
   if (unaccounted != 0) std::snprintf(extra, sizeof(extra), ", %u unaccounted", unaccounted);
+  if (busy) std::snprintf(extra, sizeof(extra), ", NOT swept: its ring or pool is mid-operation");
+  if (!repaired.empty()) repaired = "; gave back half-done ring operations: " + repaired;
   MN_LOG(DAEMON, NOTICE,
          "reclaimed queue %u of pid %d (%s) after %s: %zu ports released, %u mbufs swept%s + %u "
-         "from ring + %u from RX, pool in use %u (baseline %u)%s, %.1f ms",
+         "from ring + %u from RX, pool in use %u (baseline %u)%s%s, %.1f ms",
          q, p.pid, p.comm, p.why.c_str(), p.ports, r.swept, r.by_port ? "" : " (all in use)",
-         r.ring_freed, r.rx_freed, r.in_use, r.baseline, extra, ms);
+         r.ring_freed, r.rx_freed, r.in_use, r.baseline, extra, repaired.c_str(), ms);
 }
 
 unsigned remove_secondary_files(const std::string& runtime_dir, int32_t pid) {

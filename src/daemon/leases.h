@@ -11,6 +11,7 @@
 
 #include "common/host.h"
 #include "daemon/daemon.h"
+#include "engine/ring_repair.h"
 
 struct event;
 
@@ -98,6 +99,10 @@ class Reclaimer {
   SweepResult sweep(uint16_t q);
 
  private:
+  // The four shared sides of a queue: steering ring producer and consumer,
+  // pool ring producer and consumer.
+  static constexpr int kSides = 4;
+  using Gaps = engine::RingGap[MN_SHM_MAX_QUEUES][kSides];
   struct Pending {
     Reclaimer* self = nullptr;
     uint16_t queue = 0;
@@ -108,9 +113,21 @@ class Reclaimer {
     size_t ports = 0;
     uint64_t start_ns = 0;
     std::string why;
+    // Every ring side's head and tail when the reclaim started (or last
+    // retried): a gap still the same after the grace period is a dead
+    // process's reservation (HTS: nobody else could move that side).
+    Gaps seen;
+    unsigned retries = 0;
   };
   static void on_timer(int fd, short what, void* arg);
-  void finish(uint16_t q);
+  void finish(uint16_t q, bool final = false);
+  void arm(Pending& p);
+  void snapshot(Gaps& g) const;
+  // Gives back the reservations the dead holder of q left: on q's own ring
+  // and pool, and on the ring its lease's ring_op names. Appends what it did
+  // to *done; returns false while q's own pool or ring has a gap it cannot
+  // attribute yet (the sweep must then wait: it would block on it).
+  bool repair(uint16_t q, Pending& p, std::string* done);
 
   Daemon* d_;
   Pending pending_[MN_SHM_MAX_QUEUES];

@@ -107,7 +107,11 @@ bool setup_port(Daemon* d, std::string* err) {
   rxconf.offloads = conf.rxmode.offloads;
   for (uint16_t q = 0; q < d->nb_queues; q++) {
     std::string pn = "mn_pool_" + std::to_string(q);
-    d->pools[q] = rte_pktmbuf_pool_create(pn.c_str(), cfg.mbufs_per_queue, 0, 0, data_room, socket);
+    // HTS ring under the pool and HTS producers on the steering ring: one
+    // operation in flight per side, so the reservation of a process killed
+    // inside one is attributable and the reclaim can give it back (shm.h).
+    d->pools[q] = rte_pktmbuf_pool_create_by_ops(pn.c_str(), cfg.mbufs_per_queue, 0, 0, data_room,
+                                                 socket, "ring_mt_hts");
     if (d->pools[q] == nullptr) {
       *err = "cannot create mbuf pool " + pn + " (" + std::to_string(cfg.mbufs_per_queue) +
              " mbufs): " + rte_strerror(rte_errno) +
@@ -115,7 +119,7 @@ bool setup_port(Daemon* d, std::string* err) {
       return false;
     }
     std::string rn = "mn_steer_" + std::to_string(q);
-    d->rings[q] = rte_ring_create(rn.c_str(), ring_size, socket, RING_F_SC_DEQ);
+    d->rings[q] = rte_ring_create(rn.c_str(), ring_size, socket, RING_F_MP_HTS_ENQ | RING_F_SC_DEQ);
     if (d->rings[q] == nullptr) {
       *err = "cannot create ring " + rn + ": " + rte_strerror(rte_errno);
       return false;

@@ -206,6 +206,9 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("attaches", c.attaches);
   j.u("reclaims", c.reclaims);
   j.u("mbufs_swept", c.mbufs_swept);
+  j.u("ring_repairs", c.ring_repairs);
+  j.u("ring_repair_slots", c.ring_repair_slots);
+  j.u("ring_busy", c.ring_busy);
   j.u("wakeups", c.wakeups);
   j.u("parked_rx", c.parked_rx);
   uint64_t unaccounted = 0;
@@ -344,6 +347,9 @@ int tel_daemon(const char*, const char*, rte_tel_data* t) {
   rte_tel_data_add_dict_u64(t, "ctl_denied", c.ctl_denied);
   rte_tel_data_add_dict_u64(t, "reclaims", c.reclaims);
   rte_tel_data_add_dict_u64(t, "mbufs_swept", c.mbufs_swept);
+  rte_tel_data_add_dict_u64(t, "ring_repairs", c.ring_repairs);
+  rte_tel_data_add_dict_u64(t, "ring_repair_slots", c.ring_repair_slots);
+  rte_tel_data_add_dict_u64(t, "ring_busy", c.ring_busy);
   rte_tel_data_add_dict_u64(t, "wakeups", c.wakeups);
   rte_tel_data_add_dict_u64(t, "hugepages_free", free_hugepages());
   for (size_t r = 0; r < kDropReasonCount; r++) {

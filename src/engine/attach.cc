@@ -271,7 +271,7 @@ size_t Engine::Impl::poll_attached() {
 void Engine::Impl::steer_out(rte_mbuf* m, uint16_t target) {
   if (target >= shm->nb_queues || target >= MN_SHM_MAX_QUEUES) target = 0;
   mn_lease& l = shm->leases[target];
-  if (steer_copy(m, l.pool, l.steer_ring, port_id))
+  if (steer_copy(m, l.pool, l.steer_ring, port_id, lease, target))
     counters.steered_out++;
   else
     counters.steer_drops++;

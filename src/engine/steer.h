@@ -11,12 +11,18 @@
 
 #include <cstdint>
 
+#include "ipc/shm.h"
+
 namespace machnet::engine {
 
 // Copies m into `pool` and enqueues the copy on `ring`; every segment of the
 // copy carries port_id (the sweep's mark of a handed-out mbuf). m is freed
 // either way. False when the pool or the ring was full (the copy is freed).
-bool steer_copy(rte_mbuf* m, rte_mempool* pool, rte_ring* ring, uint16_t port_id);
+// A lease holder passes its lease and the target queue: each operation on
+// the target's pool and ring is marked in self->ring_op (shm.h); machnetd
+// passes null.
+bool steer_copy(rte_mbuf* m, rte_mempool* pool, rte_ring* ring, uint16_t port_id, mn_lease* self,
+                uint16_t target);
 
 // Frees every mbuf waiting on a steering ring; returns how many.
 unsigned drain_ring(rte_ring* ring);

@@ -24,7 +24,7 @@
 
 #define MN_SHM_NAME "machnetd_shm"
 #define MN_SHM_MAGIC 0x4d4e5348u   /* "MNSH" */
-#define MN_SHM_VERSION 2u          /* 2: wake hand-off, active_leases */
+#define MN_SHM_VERSION 3u          /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings */
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
 #define MN_SHM_MAX_DROP_REASONS 32
@@ -38,7 +38,29 @@ struct rte_ring;
  * copied into an mbuf of pool q and enqueued on ring q (multi-producer,
  * single-consumer). Pool q's mbufs are thus only ever held by the owner of
  * q, by ring q, or posted in RX queue q by the PMD: that is what lets the
- * daemon sweep a dead owner's mbufs back (see mn_lease.posted_baseline). */
+ * daemon sweep a dead owner's mbufs back (see mn_lease.posted_baseline).
+ *
+ * Both are HTS on their shared sides (the ring: RING_F_MP_HTS_ENQ with a
+ * single consumer; the pool: mempool ops "ring_mt_hts", cache 0): at most
+ * one enqueue and one dequeue is in flight per ring, so a reservation that
+ * was never published ([tail, head) of one side) belongs to exactly one
+ * process. A process killed inside it would block every later user of that
+ * side; the daemon gives it back (moves head back to tail) when it reclaims
+ * the dead lease, see mn_lease.ring_op and docs/MACHNETD.md. */
+
+/* mn_lease.ring_op: the cross-process ring operation the owner is inside
+ * (0: none). Owners store it before and clear it after each operation on a
+ * ring or pool of another queue (the steering copy path); operations on
+ * their own pool and ring are not marked (the daemon repairs those of a
+ * dead lease anyway). */
+enum mn_ring_op_kind {
+  MN_RING_OP_STEER_ENQ = 1, /* enqueue on steering ring <queue> (producer side) */
+  MN_RING_OP_POOL_GET = 2,  /* get from pool <queue> (consumer side of its ring) */
+  MN_RING_OP_POOL_PUT = 3   /* put into pool <queue> (producer side of its ring) */
+};
+#define MN_RING_OP(kind, queue) (((uint32_t)(kind) << 16) | (uint32_t)(queue))
+#define MN_RING_OP_KIND(op) ((op) >> 16)
+#define MN_RING_OP_QUEUE(op) ((uint16_t)((op)&0xffffu))
 
 /* mn_lease.wake_state. RUNNING: the owner polls its RX queue. PARKED: its
  * threads sleep; the daemon may poll RX queue q for it. DAEMON: the daemon
@@ -101,6 +123,12 @@ struct __attribute__((aligned(64))) mn_lease {
   uint32_t wake_state; /* owner and daemon, atomic */
   uint32_t pad1;
   uint64_t wakeups; /* daemon: eventfd writes for this lease */
+  /* MN_RING_OP(kind, queue) while the owner is inside that operation on
+   * another queue's ring or pool, else 0 (mn_lease_ring_op_begin/end). The
+   * daemon reads it once the owner is dead: it names the ring whose
+   * half-done reservation the reclaim must give back. */
+  uint32_t ring_op; /* owner, atomic */
+  uint32_t pad2;
 };
 
 /* One UDP port of the host. queue 0 = nobody: the daemon answers with ICMP
@@ -166,6 +194,7 @@ MN_STATIC_ASSERT(offsetof(struct mn_lease, posted_baseline) == 72, "shm ABI: mn_
 MN_STATIC_ASSERT(offsetof(struct mn_lease, counters) == 80, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, wake_state) == 408, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, wakeups) == 416, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, ring_op) == 424, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(sizeof(struct mn_port_entry) == 32, "shm ABI: mn_port_entry");
 MN_STATIC_ASSERT(offsetof(struct mn_port_entry, generation) == 4, "shm ABI: mn_port_entry");
 MN_STATIC_ASSERT(offsetof(struct mn_port_entry, rx_datagrams) == 8, "shm ABI: mn_port_entry");
@@ -253,6 +282,18 @@ static inline void mn_lease_daemon_release(struct mn_lease* l, uint32_t state) {
 }
 static inline void mn_lease_set_wake_state(struct mn_lease* l, uint32_t state) {
   __atomic_store_n(&l->wake_state, state, __ATOMIC_RELEASE);
+}
+/* Owner, around a ring or pool operation on another queue. The release store
+ * is ordered before the operation's reservation (a CAS with release order),
+ * so a process killed holding a reservation has its marker in memory. */
+static inline void mn_lease_ring_op_begin(struct mn_lease* l, uint32_t kind, uint16_t queue) {
+  __atomic_store_n(&l->ring_op, MN_RING_OP(kind, queue), __ATOMIC_RELEASE);
+}
+static inline void mn_lease_ring_op_end(struct mn_lease* l) {
+  __atomic_store_n(&l->ring_op, 0, __ATOMIC_RELEASE);
+}
+static inline uint32_t mn_lease_ring_op(const struct mn_lease* l) {
+  return __atomic_load_n(&l->ring_op, __ATOMIC_ACQUIRE);
 }
 static inline uint32_t mn_shm_active_leases(const struct mn_shm* s) {
   return __atomic_load_n(&s->active_leases, __ATOMIC_RELAXED);

@@ -20,6 +20,7 @@
 #include "engine/checksum.h"
 #include "engine/reassembly.h"
 #include "engine/responder.h"
+#include "engine/ring_repair.h"
 #include "engine/rx_parse.h"
 #include "engine/steer.h"
 #include "engine/tx_batch.h"
@@ -397,7 +398,7 @@ TEST_F(DataplaneTest, SteeringCopiesIntoTheOwnersPoolAndMarksEverySegment) {
   Frame f = make_udp(2000);
   for (int i = 0; i < 4; i++) {
     rte_mbuf* m = chain_of(f, {1000});
-    EXPECT_EQ(engine::steer_copy(m, other_, ring, 3), i < 3) << i;
+    EXPECT_EQ(engine::steer_copy(m, other_, ring, 3, nullptr, 0), i < 3) << i;
   }
   void* obj = nullptr;
   ASSERT_EQ(rte_ring_dequeue(ring, &obj), 0);
@@ -409,8 +410,106 @@ TEST_F(DataplaneTest, SteeringCopiesIntoTheOwnersPoolAndMarksEverySegment) {
   EXPECT_EQ(bytes_of(c), f);
   rte_pktmbuf_free(c);
   EXPECT_EQ(engine::drain_ring(ring), 2u);
-  EXPECT_FALSE(engine::steer_copy(mbuf_of(f), other_, nullptr, 3));
+  EXPECT_FALSE(engine::steer_copy(mbuf_of(f), other_, nullptr, 3, nullptr, 0));
   rte_ring_free(ring);
+}
+
+TEST_F(DataplaneTest, SteeringCopiesMarkTheLeaseAroundEachOperation) {
+  rte_ring* ring = rte_ring_create("dp_steer_mark", 4, 0, RING_F_MP_HTS_ENQ | RING_F_SC_DEQ);
+  ASSERT_NE(ring, nullptr);
+  mn_lease self{};
+  Frame f = make_udp(200);
+  EXPECT_TRUE(engine::steer_copy(mbuf_of(f), other_, ring, 3, &self, 5));
+  EXPECT_EQ(mn_lease_ring_op(&self), 0u);  // cleared once the copy is on the ring
+  EXPECT_EQ(engine::drain_ring(ring), 1u);
+  rte_ring_free(ring);
+}
+
+// ---- giving back reservations of a process killed mid-operation ----
+
+// What a process killed between reserving and publishing leaves: a zero-
+// copy start without its finish.
+TEST_F(DataplaneTest, HtsProducerGapIsGivenBackAndTheRingWorksOn) {
+  rte_ring* r = rte_ring_create("dp_hts_p", 8, 0, RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ);
+  ASSERT_NE(r, nullptr);
+  int objs[3];
+  ASSERT_EQ(rte_ring_enqueue(r, &objs[0]), 0);
+  rte_ring_zc_data zcd{};
+  ASSERT_EQ(rte_ring_enqueue_zc_burst_start(r, 2, &zcd, nullptr), 2u);
+  static_cast<void**>(zcd.ptr1)[0] = &objs[1];  // written, never published
+  engine::RingGap g = engine::ring_gap(r, engine::RingSide::kProducer);
+  EXPECT_TRUE(g.open());
+  EXPECT_EQ(g.slots(), 2u);
+  EXPECT_FALSE(engine::ring_gap(r, engine::RingSide::kConsumer).open());
+  EXPECT_FALSE(engine::ring_wait_quiet(r, 100));
+  // A stale observation is refused: the side moved on meanwhile.
+  engine::RingGap stale = g;
+  stale.head++;
+  EXPECT_EQ(engine::ring_give_back(r, engine::RingSide::kProducer, stale), 0u);
+  EXPECT_EQ(engine::ring_give_back(r, engine::RingSide::kProducer, g), 2u);
+  EXPECT_TRUE(engine::ring_wait_quiet(r, 0));
+  // Only the published object is there, and the ring takes more (an
+  // enqueue would have waited for the dead reservation for good).
+  EXPECT_EQ(rte_ring_count(r), 1u);
+  ASSERT_EQ(rte_ring_enqueue(r, &objs[2]), 0);
+  void* out[4];
+  ASSERT_EQ(rte_ring_dequeue_burst(r, out, 4, nullptr), 2u);
+  EXPECT_EQ(out[0], &objs[0]);
+  EXPECT_EQ(out[1], &objs[2]);
+  rte_ring_free(r);
+}
+
+TEST_F(DataplaneTest, ConsumerGapIsGivenBackWithItsObjects) {
+  for (unsigned flags : {unsigned{RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ},
+                         unsigned{RING_F_MP_HTS_ENQ | RING_F_SC_DEQ}}) {
+    rte_ring* r = rte_ring_create("dp_hts_c", 8, 0, flags);
+    ASSERT_NE(r, nullptr);
+    int objs[3];
+    for (int& o : objs) ASSERT_EQ(rte_ring_enqueue(r, &o), 0);
+    rte_ring_zc_data zcd{};
+    ASSERT_EQ(rte_ring_dequeue_zc_burst_start(r, 2, &zcd, nullptr), 2u);
+    engine::RingGap g = engine::ring_gap(r, engine::RingSide::kConsumer);
+    EXPECT_EQ(g.slots(), 2u);
+    EXPECT_TRUE(engine::ring_side_repairable(r, engine::RingSide::kConsumer));
+    EXPECT_EQ(engine::ring_give_back(r, engine::RingSide::kConsumer, g), 2u);
+    void* out[4];
+    ASSERT_EQ(rte_ring_dequeue_burst(r, out, 4, nullptr), 3u) << flags;
+    for (int i = 0; i < 3; i++) EXPECT_EQ(out[i], &objs[i]);
+    rte_ring_free(r);
+  }
+}
+
+TEST_F(DataplaneTest, MultiProducerGapsOfClassicRingsAreNotTouched) {
+  // Several reservations may share one gap there: none can be given back.
+  rte_ring* r = rte_ring_create("dp_mpmc", 8, 0, 0);
+  ASSERT_NE(r, nullptr);
+  EXPECT_FALSE(engine::ring_side_repairable(r, engine::RingSide::kProducer));
+  engine::RingGap fake;
+  fake.head = 1;
+  EXPECT_EQ(engine::ring_give_back(r, engine::RingSide::kProducer, fake), 0u);
+  EXPECT_FALSE(engine::ring_gap(r, engine::RingSide::kProducer).open());
+  rte_ring_free(r);
+}
+
+TEST_F(DataplaneTest, PoolRingIsTheHtsRingUnderMachnetdsPools) {
+  rte_mempool* mp = rte_pktmbuf_pool_create_by_ops("dp_hts_pool", 63, 0, 0,
+                                                   RTE_MBUF_DEFAULT_BUF_SIZE, 0, "ring_mt_hts");
+  ASSERT_NE(mp, nullptr);
+  rte_ring* r = engine::pool_ring(mp);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(engine::ring_side_repairable(r, engine::RingSide::kProducer));
+  EXPECT_TRUE(engine::ring_side_repairable(r, engine::RingSide::kConsumer));
+  // A get left half done, given back: every mbuf is in the pool again.
+  rte_ring_zc_data zcd{};
+  ASSERT_EQ(rte_ring_dequeue_zc_burst_start(r, 1, &zcd, nullptr), 1u);
+  EXPECT_EQ(engine::ring_give_back(r, engine::RingSide::kConsumer,
+                                   engine::ring_gap(r, engine::RingSide::kConsumer)),
+            1u);
+  EXPECT_EQ(rte_mempool_avail_count(mp), 63u);
+  rte_mbuf* m = rte_pktmbuf_alloc(mp);
+  ASSERT_NE(m, nullptr);
+  rte_pktmbuf_free(m);
+  rte_mempool_free(mp);
 }
 
 // EAL leaves its (empty) runtime directory behind: remove it.

@@ -78,7 +78,8 @@ static const struct field lease[] = {
     F(mn_lease, generation), F(mn_lease, attached_ns), A(mn_lease, comm),
     F(mn_lease, steer_ring), F(mn_lease, pool),        F(mn_lease, posted_baseline),
     F(mn_lease, pad0),       F(mn_lease, counters),    F(mn_lease, wake_state),
-    F(mn_lease, pad1),       F(mn_lease, wakeups)};
+    F(mn_lease, pad1),       F(mn_lease, wakeups),     F(mn_lease, ring_op),
+    F(mn_lease, pad2)};
 static const struct field port_entry[] = {
     F(mn_port_entry, queue),        F(mn_port_entry, pad0),     F(mn_port_entry, generation),
     F(mn_port_entry, rx_datagrams), F(mn_port_entry, rx_bytes), F(mn_port_entry, tx_datagrams)};
@@ -133,6 +134,8 @@ static const struct {
     C(MN_LEASE_ACTIVE),        C(MN_LEASE_RECLAIMING),
     C(MN_LEASE_DAEMON),        C(MN_WAKE_RUNNING),
     C(MN_WAKE_PARKED),         C(MN_WAKE_DAEMON),
+    C(MN_RING_OP_STEER_ENQ),   C(MN_RING_OP_POOL_GET),
+    C(MN_RING_OP_POOL_PUT),
 };
 
 int main(void) {
