@@ -192,7 +192,7 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
     tx_ip_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
     tx_udp_csum = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM) != 0;
   }
-  tsc_hz = rte_get_tsc_hz();
+  set_tsc_hz(rte_get_tsc_hz());
   // Processes sharing the address draw IPv4 ids from different places, so
   // their fragments rarely share an id towards one peer.
   ip_id = static_cast<uint16_t>(r.owner_id ^ (r.owner_id >> 16) ^ (r.owner_id >> 32) ^

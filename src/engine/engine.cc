@@ -113,9 +113,10 @@ Engine::Impl::~Impl() {
 }
 
 uint64_t Engine::Impl::now_ns() const {
-  // TSC to ns without overflow for centuries of uptime at GHz rates.
+  // TSC to ns without overflow for centuries of uptime at GHz rates; the
+  // 32-bit fraction of ns_per_cycle_q32 errs by under a nanosecond a second.
   uint64_t c = rte_get_tsc_cycles();
-  return static_cast<uint64_t>(static_cast<unsigned __int128>(c) * 1000000000u / tsc_hz);
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(c) * ns_per_cycle_q32) >> 32);
 }
 
 bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
@@ -153,7 +154,7 @@ bool Engine::Impl::open(const EngineConfig& cfg, std::string* err) {
     }
   }
   if (!eal_init_once(config, err)) return false;
-  tsc_hz = rte_get_tsc_hz();
+  set_tsc_hz(rte_get_tsc_hz());
   netmask = config.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - config.prefix_len);
 
   if (!bring_up_port(err)) return false;
@@ -469,13 +470,17 @@ int Engine::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, cons
                        size_t len) {
   if (!impl_->usable()) return -ENETDOWN;
   iovec iov{const_cast<void*>(data), len};
-  return impl_->udp_sendv(sock, dst_ip, dst_port, &iov, 1);
+  return impl_->udp_sendv(sock, dst_ip, dst_port, &iov, 1, true);
 }
 
 int Engine::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov,
-                      int iovcnt) {
+                      int iovcnt, bool flush) {
   if (!impl_->usable()) return -ENETDOWN;
-  return impl_->udp_sendv(sock, dst_ip, dst_port, iov, iovcnt);
+  return impl_->udp_sendv(sock, dst_ip, dst_port, iov, iovcnt, flush);
+}
+
+void Engine::flush_tx() {
+  if (impl_->usable()) impl_->tx_flush();
 }
 
 ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,

@@ -73,6 +73,15 @@ struct Engine::Impl {
   Responder responder;    // ARP replies and requests, ICMP echo and port unreachable
   TxBatch tx;             // frames for our TX queue, sent once per poll
   uint64_t tsc_hz = 0;
+  // Nanoseconds per TSC cycle in 32.32 fixed point: now_ns() multiplies and
+  // shifts instead of dividing (a 128-bit division is a libgcc call of ~100
+  // cycles, and every poll reads the clock several times).
+  uint64_t ns_per_cycle_q32 = 0;
+  void set_tsc_hz(uint64_t hz) {
+    tsc_hz = hz;
+    ns_per_cycle_q32 =
+        static_cast<uint64_t>((static_cast<unsigned __int128>(1'000'000'000u) << 32) / hz);
+  }
   uint64_t last_timer_ns = 0;
   uint16_t ip_id = 1;
   bool announced = false;  // gratuitous ARP sent
@@ -231,7 +240,8 @@ struct Engine::Impl {
                    uint16_t payload_len);
 
   // Transmit path (engine_tx.cc)
-  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);
+  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt,
+                bool flush);
   bool next_hop(uint32_t dst_ip, uint32_t* nh, bool* broadcast) const;
   void send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadcast);
   void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha, uint32_t tpa);
