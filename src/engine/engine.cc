@@ -481,13 +481,17 @@ int Engine::udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, cons
                        size_t len) {
   if (!impl_->usable()) return -ENETDOWN;
   iovec iov{const_cast<void*>(data), len};
-  return impl_->udp_sendv(sock, dst_ip, dst_port, &iov, 1);
+  return impl_->udp_sendv(sock, dst_ip, dst_port, &iov, 1, true);
 }
 
 int Engine::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov,
-                      int iovcnt) {
+                      int iovcnt, bool flush) {
   if (!impl_->usable()) return -ENETDOWN;
-  return impl_->udp_sendv(sock, dst_ip, dst_port, iov, iovcnt);
+  return impl_->udp_sendv(sock, dst_ip, dst_port, iov, iovcnt, flush);
+}
+
+void Engine::flush_tx() {
+  if (impl_->usable()) impl_->tx_flush();
 }
 
 ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,

@@ -186,7 +186,14 @@ class Engine {
   // TX ring is full: nothing was sent or lost; poll and try again).
   int udp_sendto(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const void* data, size_t len);
   // Gather form of udp_sendto: the datagram is the concatenation of iov.
-  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);
+  // flush false: the frames wait in the TX batch for flush_tx(), the next
+  // poll() or a full batch, so a caller sending many datagrams in a row (the
+  // transport's window) hands them to the device in one burst: on AF_XDP
+  // one kick (a syscall) per burst instead of per datagram.
+  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt,
+                bool flush = true);
+  // Hands the frames waiting in the TX batch to the device.
+  void flush_tx();
   // Copies the oldest datagram into buf (truncated to len; the rest is
   // discarded, like recvfrom). Returns its full length, or -EAGAIN.
   ssize_t udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,

@@ -238,7 +238,8 @@ struct Engine::Impl {
                    uint16_t payload_len);
 
   // Transmit path (engine_tx.cc)
-  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt);
+  int udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov, int iovcnt,
+                bool flush);
   bool next_hop(uint32_t dst_ip, uint32_t* nh, bool* broadcast) const;
   void send_resolved(rte_mbuf* m, uint32_t next_hop_ip, bool broadcast);
   void send_arp(uint16_t op, const wire::MacAddr& eth_dst, const wire::MacAddr& tha, uint32_t tpa);

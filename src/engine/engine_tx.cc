@@ -124,7 +124,7 @@ class IovReader {
 }  // namespace
 
 int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port, const iovec* iov,
-                            int iovcnt) {
+                            int iovcnt, bool flush) {
   size_t len = 0;
   for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
   if (len > wire::kMaxUdpPayload) return -EMSGSIZE;
@@ -220,7 +220,7 @@ int Engine::Impl::udp_sendv(UdpSocket* sock, uint32_t dst_ip, uint16_t dst_port,
   }
   counters.udp_tx++;
   sock->tx_datagrams_++;
-  tx_flush();
+  if (flush) tx_flush();
   return 0;
 }
 

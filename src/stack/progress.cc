@@ -49,6 +49,13 @@ void Stack::progress_loop() {
   // double the wake-up period.
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   uint64_t seen = poll_count();
+  // Set when the last round left the engine to an application thread (it
+  // polled since our last look, or held the lock): the next look waits at
+  // least kYieldNs even for a due timer, which that thread's next poll runs
+  // anyway. Without it a due timer made this loop spin on try_lock against
+  // the thread doing the work, a core's worth of CPU on a small host.
+  constexpr int64_t kYieldNs = 50'000;
+  bool yielded = false;
   while (!progress_stop_.load(std::memory_order_relaxed)) {
     bool sleepers = waiters_.count() != 0;
     // Attached to machnetd with a wake-up eventfd: while somebody sleeps the
@@ -80,6 +87,7 @@ void Stack::progress_loop() {
       int64_t until = next > now ? static_cast<int64_t>(next - now) : 0;
       period = std::min(period, until);
     }
+    if (yielded && !sleepers && !pending) period = std::max(period, kYieldNs);
     timespec ts{static_cast<time_t>(period / 1'000'000'000),
                 static_cast<long>(period % 1'000'000'000)};
     pollfd p[2 + 8];
@@ -102,17 +110,20 @@ void Stack::progress_loop() {
       woken = true;
     }
     if (progress_stop_.load(std::memory_order_relaxed)) break;
-    bool timer_due = next <= eng_->now_ns();
     // With sleepers the progress thread must poll (it is their only waker
     // unless an application thread is polling, and then that one holds the
     // lock briefly); so when machnetd woke it. Otherwise it leaves the
     // engine to whoever drove it since its last look.
     if (sleepers || woken || pending) {
       mu_.lock();
-    } else if ((poll_count() != seen && !timer_due) || !mu_.try_lock()) {
+    } else if (poll_count() != seen || !mu_.try_lock()) {
+      // An application thread polls (its polls run due timers too), or holds
+      // the lock and will: stay out of its way.
+      yielded = true;
       seen = poll_count();
       continue;
     }
+    yielded = false;
     if (!down()) poll_locked();
     seen = poll_count();
     mu_.unlock();

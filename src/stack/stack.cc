@@ -241,7 +241,13 @@ size_t Stack::poll_locked() {
       waiters_.wake(failed || icmp);
     }
   }
+  // What the transport sent in this round (ACKs, data the ACKs let out).
+  eng_->flush_tx();
   return n;
+}
+
+void Stack::flush_tx_locked() {
+  if (!down()) eng_->flush_tx();
 }
 
 int Stack::wait_arm(Waiter* w, const uint64_t* seen) {
@@ -437,7 +443,10 @@ bool Stack::send(const Endpoint& local, const Endpoint& remote, const uint8_t* h
   v[0].iov_base = const_cast<uint8_t*>(hdr);
   v[0].iov_len = hdr_len;
   for (size_t i = 0; i < n_payload; i++) v[i + 1] = payload[i];
-  int rc = eng_->udp_sendv(s, remote.ip, remote.port, v, static_cast<int>(n_payload + 1));
+  // Deferred: the segments of one call (a window's worth, a burst's ACKs)
+  // leave together when the lock is released (Lock, flush_tx_locked).
+  int rc = eng_->udp_sendv(s, remote.ip, remote.port, v, static_cast<int>(n_payload + 1),
+                           /*flush=*/false);
   if (rc != 0) {
     sink_errors_++;
     return false;

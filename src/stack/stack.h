@@ -128,6 +128,9 @@ class Stack final : public transport::DatagramSink {
   // Number of poll_locked() calls so far; read without mu() by the progress
   // thread to stay out of the way of application threads that poll.
   uint64_t poll_count() const { return poll_count_.load(std::memory_order_relaxed); }
+  // Hands what the transport sent since the last flush to the device (mu()
+  // held): its segments wait in the engine's TX batch until then (see Lock).
+  void flush_tx_locked();
 
   // Transport ports. acquire_port(0, ...) picks an ephemeral port. Returns 0
   // or -errno (-EADDRINUSE, -EAGAIN: no ephemeral port left).
@@ -281,7 +284,22 @@ class Stack final : public transport::DatagramSink {
   std::atomic<bool> progress_stop_{false};
 };
 
-// RAII: the stack lock for one operation.
-using Lock = std::lock_guard<std::mutex>;
+// RAII: the stack lock for one operation. The transport's segments wait in
+// the engine's TX batch (Stack::send); they leave here, before the lock is
+// released: one burst per call, however many segments the call sent.
+class Lock {
+ public:
+  explicit Lock(std::mutex& mu) : mu_(mu) { mu_.lock(); }
+  ~Lock() {
+    Stack* s = Stack::get();
+    if (s != nullptr && &s->mu() == &mu_) s->flush_tx_locked();
+    mu_.unlock();
+  }
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+ private:
+  std::mutex& mu_;
+};
 
 }  // namespace machnet::stack
