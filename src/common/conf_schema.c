@@ -125,6 +125,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("machnetd.rx_desc", 32, 8192, "512"),
     UINT("machnetd.tx_desc", 32, 8192, "512"),
     UINT("machnetd.reclaim_grace_ms", 1, 1000, "20"),
+    UINT("machnetd.quiesce_timeout_ms", 1, 60000, "2000"),
 };
 
 const struct mn_conf_key* mn_conf_schema(size_t* n) {

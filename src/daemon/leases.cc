@@ -1,6 +1,7 @@
 #include "daemon/leases.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -70,6 +71,7 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
     strncpy(l.comm, comm, sizeof(l.comm) - 1);
     l.attached_ns = real_ns();
     memset(&l.counters, 0, sizeof(l.counters));
+    __atomic_store_n(&l.quiesced, 0, __ATOMIC_RELAXED);
     l.wakeups = 0;
     mn_lease_set_wake_state(&l, MN_WAKE_RUNNING);
     d_->set_wake_fd(q, -1);
@@ -171,9 +173,14 @@ void Reclaimer::start(uint16_t q, const char* why) {
   p.why = why;
   p.retries = 0;
   snapshot(p.seen);
-  reaper_.watch(p.pid);
   // Other processes may be copying into pool q right now (they read the
-  // port table a moment ago): give them time to finish before sweeping.
+  // port table a moment ago): the sweep waits until each live one that is
+  // inside a steering round now has left it (mn_lease.steer_seq). The fence
+  // pairs with their sequentially consistent store at the round's start.
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  for (uint16_t i = 0; i < d_->nb_queues; i++)
+    p.steer_seen[i] = mn_lease_steer_seq(&d_->shm->leases[i]);
+  reaper_.watch(p.pid);
   arm(p);
 }
 
@@ -307,6 +314,21 @@ int marked_side(uint32_t op) {
 
 }  // namespace
 
+// The pid of a live holder still inside the steering round it was in when
+// q's ports were released (0: none). Holders not active any more (dead,
+// being reclaimed themselves) do not count: they touch nothing now.
+int32_t Reclaimer::steering_into(uint16_t q, const Pending& p) const {
+  for (uint16_t i = 1; i < d_->nb_queues; i++) {
+    if (i == q || (p.steer_seen[i] & 1u) == 0) continue;
+    const mn_lease& l = d_->shm->leases[i];
+    if (mn_lease_state(&l) != MN_LEASE_ACTIVE) continue;
+    if (mn_lease_steer_seq(&l) != p.steer_seen[i]) continue;
+    if (kill(l.pid, 0) != 0 && errno == ESRCH) continue;
+    return l.pid;
+  }
+  return 0;
+}
+
 bool Reclaimer::repair(uint16_t q, Pending& p, std::string* done) {
   bool own_clear = true;
   auto try_side = [&](uint16_t t, int side, bool own) {
@@ -362,6 +384,18 @@ void Reclaimer::finish(uint16_t q, bool final) {
   Pending& p = pending_[q];
   if (!p.active) return;
   mn_lease& l = d_->shm->leases[q];
+  if (!final) {
+    int32_t busy_pid = steering_into(q, p);
+    if (busy_pid != 0) {
+      if (p.retries++ == 0)
+        MN_LOG(DAEMON, WARNING,
+               "reclaim of queue %u waits: pid %d is still steering a burst it may have "
+               "looked up before queue %u's ports were released",
+               q, busy_pid, q);
+      arm(p);
+      return;
+    }
+  }
   std::string repaired;
   if (!repair(q, p, &repaired) && !final) {
     // Someone is mid-operation on q's own ring or pool: the sweep would

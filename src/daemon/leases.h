@@ -117,8 +117,11 @@ class Reclaimer {
     // retried): a gap still the same after the grace period is a dead
     // process's reservation (HTS: nobody else could move that side).
     Gaps seen;
+    // Every lease's steer_seq right after the ports were released.
+    uint32_t steer_seen[MN_SHM_MAX_QUEUES] = {};
     unsigned retries = 0;
   };
+  int32_t steering_into(uint16_t q, const Pending& p) const;
   static void on_timer(int fd, short what, void* arg);
   void finish(uint16_t q, bool final = false);
   void arm(Pending& p);

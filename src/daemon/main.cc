@@ -7,9 +7,11 @@
 #include <rte_ring.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -58,6 +60,43 @@ uint64_t free_hugepages() {
 // removed by this watchdog instead, and the process exits: a stop is never
 // a hang. Started when shutdown begins; the main thread sets cleaned_up.
 constexpr int kShutdownBoundMs = 5000;
+// The shutdown handshake: the port is stopped and the pools freed only once
+// every live holder has said it touches no shared memory any more
+// (mn_lease.quiesced, stored when its engine detaches, under the lock all
+// its engine calls hold). Holders notice shutting_down at their next engine
+// call; a sleeping one is woken through its eventfd to make that call. One
+// that does not answer within the bound (stopped, or never calling into its
+// engine) is named in the log and the shutdown goes on.
+void wait_quiesced(Daemon* d) {
+  for (uint16_t q = 1; q < d->nb_queues; q++)
+    if (d->wake_fds[q] >= 0 && mn_lease_state(&d->shm->leases[q]) == MN_LEASE_ACTIVE)
+      eventfd_write(d->wake_fds[q], 1);
+  const uint64_t start = mono_ns();
+  const uint64_t bound_ns = uint64_t{d->cfg.quiesce_timeout_ms} * 1'000'000;
+  for (;;) {
+    unsigned waiting = 0;
+    bool late = mono_ns() - start >= bound_ns;
+    for (uint16_t q = 1; q < d->nb_queues; q++) {
+      const mn_lease& l = d->shm->leases[q];
+      if (mn_lease_state(&l) != MN_LEASE_ACTIVE || mn_lease_quiesced(&l) != 0) continue;
+      if (kill(l.pid, 0) != 0 && errno == ESRCH) continue;  // gone: touches nothing
+      waiting++;
+      if (late)
+        MN_LOG(DAEMON, WARNING,
+               "shutdown: queue %u (pid %d, %.16s) did not stop using the port within %u ms; "
+               "stopping it anyway",
+               q, l.pid, l.comm, d->cfg.quiesce_timeout_ms);
+    }
+    if (waiting == 0 || late) {
+      if (waiting == 0)
+        MN_LOG(DAEMON, NOTICE, "shutdown: every holder stopped using the port (%.1f ms)",
+               static_cast<double>(mono_ns() - start) / 1e6);
+      return;
+    }
+    usleep(100);
+  }
+}
+
 void start_shutdown_watchdog(Daemon* d) {
   std::thread([d] {
     for (int ms = 0; ms < kShutdownBoundMs; ms += 50) {
@@ -166,7 +205,7 @@ int run(Daemon* d) {
     event_free(idle);
   }
   d->stopping.store(true);
-  if (code == 0) usleep(20'000);  // engines stop polling the port
+  if (code == 0) wait_quiesced(d);
   close_port(d);
   return code;
 }

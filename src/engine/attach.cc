@@ -248,6 +248,7 @@ size_t Engine::Impl::poll_attached() {
   rte_mbuf* burst[kRxBurst];
   uint16_t n = memif_guard::rx_burst(port_id, queue, burst, kRxBurst, memif);
   const mn_shm& s = *shm;
+  if (n != 0) mn_lease_steer_begin(lease);
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = burst[i];
     queue_rx_packets++;
@@ -258,6 +259,7 @@ size_t Engine::Impl::poll_attached() {
     else
       steer_out(m, target);
   }
+  if (n != 0) mn_lease_steer_end(lease);
   unsigned k =
       rte_ring_dequeue_burst(lease->steer_ring, reinterpret_cast<void**>(burst), kRxBurst, nullptr);
   counters.steered_in += k;
@@ -444,6 +446,10 @@ void Engine::Impl::go_detached(const char* why) {
   learn_now_count = 0;
   shared_waiting = 0;
   ctl->close();
+  // Every engine call runs under the caller's lock (one at a time), and all
+  // of them check `detached` first: from here on this process touches no
+  // shared memory, which a shutting-down daemon waits to hear.
+  if (lease != nullptr) mn_lease_set_quiesced(lease);
   MN_LOG(ENGINE, ERR, "%s: the engine on %s queue %u stops; offloaded sockets fail with ENETDOWN",
          why, device_name.c_str(), queue);
 }
@@ -488,6 +494,7 @@ void Engine::Impl::attached_close(UdpSocket* sock) {
     keep->rx_bytes_ += sock->rx_bytes_;
     keep->tx_datagrams_ += sock->tx_datagrams_;
   }
+  socket_forget(sock);
   if (detached.load()) sock->head_ = sock->tail_;  // forget, never free (see `detached`)
   delete sock;
 }

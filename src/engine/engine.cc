@@ -281,9 +281,35 @@ void Engine::Impl::start_arp() {
 }
 
 void Engine::Impl::init_datapath() {
+  set_socket_budget();
   tx.init(port_id, queue, memif, &counters.tx_packets, &counters.tx_bytes,
           &counters.drops[static_cast<size_t>(DropReason::kTxRingFull)]);
   responder.init(pool, port_id, mac, config.ip, /*pad_frames=*/false);
+}
+
+// A quarter of the pool: with queues at most at their fair share once it is
+// reached, all of them together hold at most about half, which leaves the
+// rest to the RX descriptors, the TX batch, ARP (a quarter at most) and
+// reassembly.
+void Engine::Impl::set_socket_budget() {
+  uint32_t size = pool != nullptr ? pool->size : config.num_mbufs;
+  socket_budget = std::max<uint32_t>(size / 4, 64);
+}
+
+void Engine::Impl::socket_took(UdpSocket* s, uint32_t segs) {
+  if (s->queued_mbufs_ == 0) sockets_nonempty++;
+  s->queued_mbufs_ += segs;
+  socket_mbufs += segs;
+}
+
+void Engine::Impl::socket_gave(UdpSocket* s, uint32_t segs) {
+  s->queued_mbufs_ -= segs;
+  socket_mbufs -= segs;
+  if (s->queued_mbufs_ == 0) sockets_nonempty--;
+}
+
+void Engine::Impl::socket_forget(UdpSocket* s) {
+  if (s->queued_mbufs_ != 0) socket_gave(s, s->queued_mbufs_);
 }
 
 std::unique_ptr<Engine> Engine::create(const EngineConfig& config, std::string* err) {
@@ -469,6 +495,7 @@ void Engine::udp_close(UdpSocket* sock) {
     std::string err;
     e.xdp->set_port(sock->port(), false, &err);
   }
+  e.socket_forget(sock);
   delete sock;
 }
 
@@ -508,7 +535,7 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
   if (src_ip) *src_ip = s.src_ip;
   if (src_port) *src_port = s.src_port;
   ssize_t full = s.payload_len;
-  sock->queued_mbufs_ -= s.m->nb_segs;
+  impl_->socket_gave(sock, s.m->nb_segs);
   rte_pktmbuf_free(s.m);
   sock->head_++;
   return full;

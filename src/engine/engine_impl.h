@@ -69,9 +69,20 @@ struct Engine::Impl {
   bool tx_udp_csum = false;  // NIC fills the UDP checksum (unfragmented only)
   bool memif = false;        // bursts go through memif_guard (see memif_guard.h)
   rte_mempool* pool = nullptr;
-  Reassembly reassembly;  // standalone only: machnetd reassembles for attached engines
-  Responder responder;    // ARP replies and requests, ICMP echo and port unreachable
-  TxBatch tx;             // frames for our TX queue, sent once per poll
+  // mbufs held by all UDP socket queues, how many queues hold any, and the
+  // budget they share (set_socket_budget): past it a queue above its fair
+  // share (budget / nonempty queues) takes nothing, so slow readers drop
+  // their own datagrams instead of emptying the pool for everyone.
+  uint32_t socket_mbufs = 0;
+  uint32_t sockets_nonempty = 0;
+  uint32_t socket_budget = UINT32_MAX;
+  void set_socket_budget();
+  void socket_took(UdpSocket* s, uint32_t segs);
+  void socket_gave(UdpSocket* s, uint32_t segs);
+  void socket_forget(UdpSocket* s);  // before a socket with a queue is deleted
+  Reassembly reassembly;             // standalone only: machnetd reassembles for attached engines
+  Responder responder;               // ARP replies and requests, ICMP echo and port unreachable
+  TxBatch tx;                        // frames for our TX queue, sent once per poll
   uint64_t tsc_hz = 0;
   // now_ns() = base_ns + (tsc - base_tsc) * tsc_to_ns_mult >> 32: a multiply
   // per reading instead of a 128-bit division (several readings per packet);

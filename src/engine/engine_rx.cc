@@ -150,7 +150,14 @@ void Engine::Impl::deliver_udp(rte_mbuf* m, uint16_t l3_off, uint32_t dst_ip, ui
     drop_mbuf(m, DropReason::kSocketQueueFull);
     return;
   }
-  s->queued_mbufs_ += m->nb_segs;
+  // All queues together past their budget: one holding more than its fair
+  // share takes nothing (an empty one always takes a datagram).
+  if (socket_mbufs >= socket_budget &&
+      static_cast<uint64_t>(s->queued_mbufs_) * sockets_nonempty >= socket_budget) {
+    drop_mbuf(m, DropReason::kSocketPoolShare);
+    return;
+  }
+  socket_took(s, m->nb_segs);
   UdpSocket::Slot& slot = s->slots_[s->tail_ % s->capacity_];
   slot.m = m;
   slot.src_ip = src_ip;

@@ -23,11 +23,13 @@
 #include "ipc/control_protocol.h" /* MN_STATIC_ASSERT */
 
 #define MN_SHM_NAME "machnetd_shm"
-#define MN_SHM_MAGIC 0x4d4e5348u   /* "MNSH" */
-#define MN_SHM_VERSION 3u          /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings */
+#define MN_SHM_MAGIC 0x4d4e5348u /* "MNSH" */
+#define MN_SHM_VERSION                                                              \
+  4u /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings; 4: 40 drop reasons, \
+        mn_lease.quiesced */
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
-#define MN_SHM_MAX_DROP_REASONS 32
+#define MN_SHM_MAX_DROP_REASONS 40
 #define MN_SHM_PORTS 65536
 
 struct rte_mempool;
@@ -128,6 +130,15 @@ struct __attribute__((aligned(64))) mn_lease {
    * daemon reads it once the owner is dead: it names the ring whose
    * half-done reservation the reclaim must give back. */
   uint32_t ring_op; /* owner, atomic */
+  /* 1 once the owner, having seen shutting_down (or the daemon gone), will
+   * touch no shared memory again: what the daemon's shutdown waits for
+   * before it stops the port and frees pools (mn_lease_set_quiesced). */
+  uint32_t quiesced; /* owner, atomic */
+  /* Odd while the owner steers a burst from its RX queue: it may have read
+   * a port-table entry the daemon has since released. A reclaim waits for
+   * every live owner seen odd after the release to move on before it
+   * sweeps (mn_lease_steer_begin/end). */
+  uint32_t steer_seq; /* owner, atomic */
   uint32_t pad2;
 };
 
@@ -185,16 +196,18 @@ struct mn_shm {
 /* The layout is ABI between machnetd and engines of the same MN_SHM_VERSION. */
 MN_STATIC_ASSERT(sizeof(struct mn_lease_counters) == (9 + MN_SHM_MAX_DROP_REASONS) * 8,
                  "mn_lease_counters has no padding");
-MN_STATIC_ASSERT(sizeof(struct mn_lease) == 448, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(sizeof(struct mn_lease) == 512, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, owner_id) == 16, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, comm) == 40, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, steer_ring) == 56, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, pool) == 64, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, posted_baseline) == 72, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(offsetof(struct mn_lease, counters) == 80, "shm ABI: mn_lease");
-MN_STATIC_ASSERT(offsetof(struct mn_lease, wake_state) == 408, "shm ABI: mn_lease");
-MN_STATIC_ASSERT(offsetof(struct mn_lease, wakeups) == 416, "shm ABI: mn_lease");
-MN_STATIC_ASSERT(offsetof(struct mn_lease, ring_op) == 424, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, wake_state) == 472, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, wakeups) == 480, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, ring_op) == 488, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, quiesced) == 492, "shm ABI: mn_lease");
+MN_STATIC_ASSERT(offsetof(struct mn_lease, steer_seq) == 496, "shm ABI: mn_lease");
 MN_STATIC_ASSERT(sizeof(struct mn_port_entry) == 32, "shm ABI: mn_port_entry");
 MN_STATIC_ASSERT(offsetof(struct mn_port_entry, generation) == 4, "shm ABI: mn_port_entry");
 MN_STATIC_ASSERT(offsetof(struct mn_port_entry, rx_datagrams) == 8, "shm ABI: mn_port_entry");
@@ -208,13 +221,13 @@ MN_STATIC_ASSERT(offsetof(struct mn_shm, shutting_down) == 36, "shm ABI: mn_shm"
 MN_STATIC_ASSERT(offsetof(struct mn_shm, heartbeat_ns) == 40, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, active_leases) == 48, "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, leases) == 64, "shm ABI: mn_shm");
-MN_STATIC_ASSERT(offsetof(struct mn_shm, neighbours) == 64 + MN_SHM_MAX_QUEUES * 448,
+MN_STATIC_ASSERT(offsetof(struct mn_shm, neighbours) == 64 + MN_SHM_MAX_QUEUES * 512,
                  "shm ABI: mn_shm");
 MN_STATIC_ASSERT(offsetof(struct mn_shm, ports) ==
-                     64 + MN_SHM_MAX_QUEUES * 448 + MN_SHM_NEIGHBOUR_SLOTS * 16,
+                     64 + MN_SHM_MAX_QUEUES * 512 + MN_SHM_NEIGHBOUR_SLOTS * 16,
                  "shm ABI: mn_shm");
 MN_STATIC_ASSERT(sizeof(struct mn_shm) ==
-                     64 + MN_SHM_MAX_QUEUES * 448 + MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32,
+                     64 + MN_SHM_MAX_QUEUES * 512 + MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32,
                  "shm ABI: mn_shm");
 MN_STATIC_ASSERT(__atomic_always_lock_free(8, 0) && __atomic_always_lock_free(4, 0) &&
                      __atomic_always_lock_free(2, 0),
@@ -291,6 +304,26 @@ static inline void mn_lease_ring_op_begin(struct mn_lease* l, uint32_t kind, uin
 }
 static inline void mn_lease_ring_op_end(struct mn_lease* l) {
   __atomic_store_n(&l->ring_op, 0, __ATOMIC_RELEASE);
+}
+/* Owner, around the port-table lookups and steering of one RX burst. The
+ * sequentially consistent store pairs with the daemon's fence after it
+ * releases ports: either the daemon sees the odd value, or the owner's
+ * lookups see the release. */
+static inline void mn_lease_steer_begin(struct mn_lease* l) {
+  __atomic_store_n(&l->steer_seq, l->steer_seq + 1, __ATOMIC_SEQ_CST);
+}
+static inline void mn_lease_steer_end(struct mn_lease* l) {
+  __atomic_store_n(&l->steer_seq, l->steer_seq + 1, __ATOMIC_RELEASE);
+}
+static inline uint32_t mn_lease_steer_seq(const struct mn_lease* l) {
+  return __atomic_load_n(&l->steer_seq, __ATOMIC_ACQUIRE);
+}
+/* Owner: it touches no shared memory from here on (detached). */
+static inline void mn_lease_set_quiesced(struct mn_lease* l) {
+  __atomic_store_n(&l->quiesced, 1, __ATOMIC_RELEASE);
+}
+static inline uint32_t mn_lease_quiesced(const struct mn_lease* l) {
+  return __atomic_load_n(&l->quiesced, __ATOMIC_ACQUIRE);
 }
 static inline uint32_t mn_lease_ring_op(const struct mn_lease* l) {
   return __atomic_load_n(&l->ring_op, __ATOMIC_ACQUIRE);

@@ -6,6 +6,8 @@
 //   ring_killer SOCKET get PORT     get from the pool of PORT's lease (PORT 0:
 //                                   the daemon's pool 0, as a steering copy to it)
 //   ring_killer SOCKET put          put an mbuf back into its own pool
+//   ring_killer SOCKET stall        stay inside a steering round (steer_seq
+//                                   odd) until SIGUSR1 ends it; exit on SIGTERM
 // steer and get mark the lease's ring_op as the engine's steering copy does
 // (src/engine/steer.cc); put, like the engine's own frees, does not.
 // HTS and single-producer/consumer sides are reserved with DPDK's zero-copy
@@ -79,9 +81,10 @@ void reserve_dequeue(rte_ring* r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3) die("usage: ring_killer SOCKET steer|get PORT | ring_killer SOCKET put");
+  if (argc < 3) die("usage: ring_killer SOCKET steer|get PORT | ring_killer SOCKET put|stall");
   std::string mode = argv[2];
-  if ((mode == "steer" || mode == "get") != (argc == 4) || (mode == "put") != (argc == 3))
+  if ((mode == "steer" || mode == "get") != (argc == 4) ||
+      (mode == "put" || mode == "stall") != (argc == 3))
     die("bad arguments");
   machnet::ipc::ControlClient ctl;
   std::string err;
@@ -109,6 +112,25 @@ int main(int argc, char** argv) {
   mn_lease* self = &shm->leases[r.queue];
   std::printf("attached: queue %u pid %d\n", r.queue, static_cast<int>(getpid()));
 
+  if (mode == "stall") {
+    // A holder preempted in the middle of steering a burst: it may have read
+    // port-table entries before a reclaim released them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    mn_lease_steer_begin(self);
+    std::printf("stalled: inside a steering round\n");
+    std::fflush(stdout);
+    int sig = 0;
+    while (sigwait(&set, &sig) == 0 && sig != SIGTERM) {
+      if ((mn_lease_steer_seq(self) & 1u) != 0) mn_lease_steer_end(self);
+      std::printf("resumed: the steering round ended\n");
+      std::fflush(stdout);
+    }
+    return 0;
+  }
   if (mode == "put") {
     rte_mempool* mp = self->pool;
     rte_mbuf* m = rte_pktmbuf_alloc(mp);

@@ -102,6 +102,34 @@ for _ in range(8): socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x',
 done
 echo "ok: machnet-stat: $(timeout 10 "$MACHNET_STAT" --socket "${MND_SOCK[$D]}" | grep 'crashed ring')"
 
+# The reclaim's handshake: a live holder inside a steering round when a
+# queue's ports are released may still copy into that queue's pool, so the
+# sweep waits for the round to end (mn_lease.steer_seq), however long that
+# takes, instead of trusting a grace period.
+start_bg staller "$KILLER" "${MND_SOCK[$D]}" stall
+STALL=$LAST_PID
+wait_for_line staller "^stalled" 20 || fail "stall: ring_killer did not start"
+rc=0
+"$KILLER" "${MND_SOCK[$D]}" put >"$TMP/killer_late.log" 2>&1 || rc=$?
+[ $rc -eq 137 ] || fail "late put: ring_killer exited with status $rc: $(cat "$TMP/killer_late.log")"
+kpid=$(sed -n 's/^attached: queue [0-9]* pid \([0-9]*\)$/\1/p' "$TMP/killer_late.log")
+kq=$(sed -n 's/^attached: queue \([0-9]*\) pid .*/\1/p' "$TMP/killer_late.log")
+wait_for_line "${MND_LOG[$D]}" "reclaim of queue $kq waits: pid $STALL is still steering" 10 ||
+  fail "stall: the reclaim of queue $kq did not wait for pid $STALL's steering round"
+sleep 1.5  # three grace periods: still waiting
+! grep -q "^machnetd: reclaimed queue $kq of pid $kpid " "$(mnd_log "$D")" ||
+  fail "stall: queue $kq was swept while pid $STALL was still inside its steering round"
+kill -USR1 "$STALL"
+line=""
+for _ in $(seq 100); do
+  line=$(grep "^machnetd: reclaimed queue $kq of pid $kpid " "$(mnd_log "$D")") && break
+  sleep 0.1
+done
+[ -n "$line" ] || fail "stall: no reclaim of pid $kpid after the steering round ended"
+echo "ok: the reclaim of queue $kq waited for pid $STALL's steering round, then: ${line#machnetd: }"
+stop_bg "$STALL" || fail "the staller exited with an error"
+exchange "after the stalled round"
+
 stop_bg "$SRV" || true
 for _ in $(seq 50); do
   [ "$(mnd_stat "$D" daemon-field free_leases)" = $((MND_QUEUES - 1)) ] && break

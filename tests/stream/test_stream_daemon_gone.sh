@@ -4,7 +4,8 @@
 # returns ENETDOWN (as UDP calls do), and a program waiting for
 # connections that ignores the error still dies on SIGTERM. Before the fix
 # such a call looked again for ever with signals blocked: the program spun
-# and SIGTERM never got through. Every wait here is bounded.
+# and SIGTERM never got through. Every wait here is bounded. machnetd stops
+# its port only once the attached program has acknowledged the shutdown.
 #   - a Python program connected to its own listener: one thread blocked in
 #     recv() on the accepted connection, the main thread in accept();
 #   - sockperf server --tcp, blocked in its accept/select loop (a second
@@ -52,6 +53,10 @@ offloaded blocked
 sleep 0.5  # in its blocking calls
 
 mnd_stop "$D"
+# The shutdown handshake: the port was stopped only after the program (both
+# of its threads asleep, its lease parked) was woken and said it had let go.
+grep -q "shutdown: every holder stopped using the port" "$(mnd_log "$D")" ||
+  fail "machnetd stopped the port without the holder's acknowledgement: $(grep shutdown "$(mnd_log "$D")")"
 rc=0
 wait_gone "$BP" 20 || rc=$?
 if [ "$rc" -eq 124 ]; then
