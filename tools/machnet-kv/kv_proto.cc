@@ -93,7 +93,9 @@ Store::Store(uint32_t max_keys, uint32_t max_value) : max_keys_(max_keys), max_v
   keys_.assign(slots, 0);
   lens_.assign(slots, 0);
   present_.assign(slots, 0);
-  values_.assign(slots * max_value, 0);
+  vidx_.assign(slots, 0);
+  // Values by insertion order: max_keys of them, not one per slot.
+  values_.assign(static_cast<size_t>(max_keys) * max_value, 0);
 }
 
 size_t Store::find(uint64_t key) const {
@@ -106,7 +108,7 @@ const uint8_t* Store::get(uint64_t key, uint16_t* len) const {
   size_t i = find(key);
   if (!present_[i]) return nullptr;
   *len = lens_[i];
-  return &values_[i * max_value_];
+  return &values_[static_cast<size_t>(vidx_[i]) * max_value_];
 }
 
 KvStatus Store::set(uint64_t key, const uint8_t* value, uint16_t len) {
@@ -116,10 +118,10 @@ KvStatus Store::set(uint64_t key, const uint8_t* value, uint16_t len) {
     if (used_ >= max_keys_) return kFull;
     present_[i] = 1;
     keys_[i] = key;
-    used_++;
+    vidx_[i] = used_++;
   }
   lens_[i] = len;
-  memcpy(&values_[i * max_value_], value, len);
+  memcpy(&values_[static_cast<size_t>(vidx_[i]) * max_value_], value, len);
   return kOk;
 }
 

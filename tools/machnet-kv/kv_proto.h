@@ -76,6 +76,7 @@ class Store {
   std::vector<uint64_t> keys_;
   std::vector<uint16_t> lens_;
   std::vector<uint8_t> present_;
+  std::vector<uint32_t> vidx_;  // where a slot's value is in values_
   std::vector<uint8_t> values_;
 };
 

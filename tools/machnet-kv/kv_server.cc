@@ -51,7 +51,8 @@ void usage(FILE* out) {
           "  --batch N          recvmmsg/sendmmsg with up to N datagrams per call\n"
           "                     (default: one recvmsg and one sendmsg per request)\n"
           "  --raw              the engine's own API instead of sockets\n"
-          "  --keys N           store up to N keys (default 1000000)\n"
+          "  --keys N           store up to N keys (default 100000; N x --max-value bytes\n"
+          "                     are allocated at start)\n"
           "  --max-value B      largest value in bytes (default 1024)\n"
           "  --duration S       stop after S seconds (default: at SIGINT/SIGTERM)\n"
           "\n"
@@ -246,7 +247,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> overrides;
   std::string listen = "0.0.0.0:7400";
   bool raw = false;
-  unsigned long batch = 0, keys = 1000000, max_value = 1024;
+  unsigned long batch = 0, keys = 100000, max_value = 1024;
   double duration = 0;
   enum {
     kConfig = 256,
