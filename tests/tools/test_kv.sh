@@ -32,7 +32,7 @@ run_load() {
   local name=$1 target=$2
   shift 2
   "${LOAD[@]}" --server "$target" --duration 2 --window 16 --keys 1000 --value-size 48 \
-    --get-ratio 0.7 "$@" >"$TMP/load-$name.log" 2>&1 ||
+    --get-ratio 0.7 --timeout-ms 5000 "$@" >"$TMP/load-$name.log" 2>&1 ||
     fail "$name: machnet-kv-load failed: $(tail -8 "$TMP/load-$name.log")"
   grep -q "lost 0, invalid 0" "$TMP/load-$name.log" || fail "$name: lost or invalid replies"
   local rps

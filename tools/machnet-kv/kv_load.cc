@@ -118,9 +118,10 @@ class Load {
   bool can_send() const { return nfree_ > 0; }
   uint32_t in_flight() const { return static_cast<uint32_t>(slots_.size()) - nfree_; }
 
-  // Sends one request (frames wait for flush()); false when the TX ring is
-  // full (nothing sent).
-  bool send(uint8_t op, uint64_t key, uint64_t t_sched, bool measured) {
+  // Sends one request (frames wait for flush()): 1 sent; 0 the TX ring is
+  // full (nothing sent, try after a poll); -1 an error (counted as a send
+  // error, nothing in flight).
+  int send(uint8_t op, uint64_t key, uint64_t t_sched, bool measured) {
     uint32_t si = free_[nfree_ - 1];
     Slot& s = slots_[si];
     uint32_t version = op == kv::kOpSet ? sent_ver_[key] + 1 : acked_ver_[key];
@@ -156,10 +157,11 @@ class Load {
     }
     iovec v{tx_.data(), len};
     int rc = eng_.udp_sendv(sock_, ip_, port_, &v, 1, false);
-    if (rc == -EAGAIN) return false;
+    if (rc == -EAGAIN) return 0;
     if (rc != 0) {
       st_.send_errors++;
-      return true;  // counted; the slot stays free
+      if (st_.send_errors <= 5) fprintf(stderr, "machnet-kv-load: send: %s\n", strerror(-rc));
+      return -1;  // the slot stays free
     }
     nfree_--;
     s.busy = true;
@@ -171,7 +173,7 @@ class Load {
     s.measured = measured;
     if (op == kv::kOpSet) sent_ver_[key] = version;
     st_.sent++;
-    return true;
+    return 1;
   }
 
   void flush() { eng_.flush_tx(); }
@@ -195,6 +197,8 @@ class Load {
   }
 
   // Requests older than the timeout count as lost; their slots are reused.
+  // Called only after a poll that found nothing: replies that arrived while
+  // this process was not running are taken first.
   void expire(uint64_t now) {
     for (uint32_t i = 0; i < slots_.size(); i++) {
       Slot& s = slots_[i];
@@ -553,13 +557,18 @@ int main(int argc, char** argv) {
     uint64_t next_key = 0;
     uint64_t last_expire = eng->now_ns();
     while (!g_stop && (next_key < keys || load.in_flight() > 0)) {
-      eng->poll();
+      size_t got = eng->poll();
       load.receive(&hist);
       uint64_t now = eng->now_ns();
-      while (next_key < keys && load.can_send() && load.send(kv::kOpSet, next_key, now, false))
+      // A key whose SET failed to go out (an error, counted) is not retried.
+      int r;
+      while (next_key < keys && load.can_send() &&
+             (r = load.send(kv::kOpSet, next_key, now, false)) != 0) {
         next_key++;
+        if (r < 0) break;
+      }
       load.flush();
-      if (now - last_expire > 1'000'000) {
+      if (got == 0 && now - last_expire > 1'000'000) {
         load.expire(now);
         last_expire = now;
       }
@@ -578,7 +587,7 @@ int main(int argc, char** argv) {
   uint64_t last_expire = start;
   bool was_stalled = false;
   while (!g_stop) {
-    eng->poll();
+    size_t got = eng->poll();
     load.receive(&hist);
     uint64_t now = eng->now_ns();
     if (now >= end) break;
@@ -592,11 +601,13 @@ int main(int argc, char** argv) {
       was_stalled = false;
       uint8_t op = zipf_keys.uniform() < get_ratio ? kv::kOpGet : kv::kOpSet;
       uint64_t sched = rate > 0 ? static_cast<uint64_t>(next_ns) : now;
-      if (!load.send(op, zipf_keys.next(), sched, true)) break;  // TX ring full
+      int r = load.send(op, zipf_keys.next(), sched, true);
+      if (r == 0) break;  // TX ring full: after the next poll
       if (rate > 0) next_ns += interval;
+      if (r < 0) break;  // an error (counted): poll before trying again
     }
     load.flush();
-    if (now - last_expire > 1'000'000) {
+    if (got == 0 && now - last_expire > 1'000'000) {
       load.expire(now);
       last_expire = now;
     }
