@@ -75,9 +75,9 @@ start_server raw ip netns exec "$MN_NS_B" "$SERVER_BIN" --raw --set machnetd=off
   --device "net_af_xdp0,iface=$MN_IF_B,start_queue=0,queue_count=1" --ip "$B_IP/$MN_PREFIX_LEN" \
   --listen "0.0.0.0:7400"
 run_load raw "$B_IP:7400"
-# A second run against the same store: values of the first run (another
-# nonce) are overwritten by populate, never returned.
-run_load raw-again "$B_IP:7400" --zipf 0 --get-ratio 0.5
+# A second run against the same store, open loop at a fixed rate: values of
+# the first run (another nonce) are overwritten by populate, never returned.
+run_load raw-again "$B_IP:7400" --zipf 0 --get-ratio 0.5 --rate 5000
 stop_bg "$SERVER" || fail "raw server exited with an error"
 grep -q "send errors 0" "$TMP/raw.log" || fail "raw: server send errors"
 
