@@ -25,6 +25,8 @@ PACKAGES=(
   iproute2 ethtool iputils-ping python3 socat sockperf procps kmod nftables
   # real TCP programs for the stream socket tests
   redis-server redis-tools nginx-light wrk curl
+  # memcached's UDP protocol under the preload (tests/tools/test_kv.sh, tools/bench --paths kv)
+  memcached
   # dual-stack UDP acceptance (iperf3 -u)
   iperf3
   # manual pages: rendered and linted by make check (tests/docs/)

@@ -35,10 +35,10 @@ SYSTEM_PAGES = {
     "listen(2)", "accept(2)", "accept4(2)", "getsockopt(2)", "ioctl(2)", "send(2)", "recv(2)",
     "sendfile(2)", "tcp(7)", "socket(7)", "signal(7)", "_exit(2)", "exit(3)", "kill(2)",
     "raise(3)", "pthread_atfork(3)", "sigaction(2)", "signal(2)", "sysv_signal(3)",
-    "bsd_signal(3)", "siginterrupt(3)",
+    "bsd_signal(3)", "siginterrupt(3)", "recvmmsg(2)", "sendmmsg(2)",
     # programs of other Debian packages
     "dpdk-testpmd(1)", "ethtool(8)", "flock(1)", "ip(8)", "ip-netns(8)", "jq(1)",
-    "sh(1)", "sockperf(1)", "systemd.unit(5)", "systemd-sysusers(8)", "systemd-tmpfiles(8)",
+    "memcached(1)", "sh(1)", "sockperf(1)", "systemd.unit(5)", "systemd-sysusers(8)", "systemd-tmpfiles(8)",
 }
 
 # First components of the paths in the text that are checked as repository

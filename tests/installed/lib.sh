@@ -24,7 +24,8 @@ case ":$PATH:" in
   *) fail "PATH ($PATH) lacks /usr/bin or /usr/sbin" ;;
 esac
 # Each installed program must be the one found on PATH.
-for p in machnet-run machnet-stat machnet-echo machnet-msg-gen machnet-netns; do
+for p in machnet-run machnet-stat machnet-echo machnet-msg-gen machnet-kv-server machnet-kv-load \
+  machnet-netns; do
   [ "$(command -v "$p")" = "/usr/bin/$p" ] || fail "$p is $(command -v "$p" || echo missing), not /usr/bin/$p"
 done
 [ "$(command -v machnetd)" = /usr/sbin/machnetd ] || fail "machnetd is not /usr/sbin/machnetd"

@@ -10,7 +10,8 @@
 machnetd --version >"$TMP/version.log" 2>&1 || fail "machnetd --version: $(cat "$TMP/version.log")"
 grep -Eq '^machnetd \(machnet\) [0-9]+\.[0-9]+\.[0-9]+' "$TMP/version.log" ||
   fail "machnetd --version: $(cat "$TMP/version.log")"
-for p in machnet-run machnet-stat machnet-echo machnet-msg-gen machnet-netns machnetd; do
+for p in machnet-run machnet-stat machnet-echo machnet-msg-gen machnet-kv-server machnet-kv-load \
+  machnet-netns machnetd; do
   "$p" --help >"$TMP/help.log" 2>&1 || fail "$p --help exited $?: $(head -3 "$TMP/help.log")"
   grep -qi "usage" "$TMP/help.log" || fail "$p --help printed no usage"
 done
@@ -48,6 +49,7 @@ ok "machnet-run preloads $SHIM, which reads /etc/machnet/machnet.conf: $(grep -o
 
 # Every program resolves machnet's libraries from $LIBDIR.
 for b in /usr/bin/machnet-echo /usr/bin/machnet-msg-gen /usr/bin/machnet-stat /usr/sbin/machnetd \
+  /usr/bin/machnet-kv-server /usr/bin/machnet-kv-load \
   "$SHIM" "$LIBDIR/libmachnet.so.0"; do
   ldd "$b" >"$TMP/ldd.log" 2>&1 || fail "ldd $b: $(cat "$TMP/ldd.log")"
   ! grep -q "not found" "$TMP/ldd.log" || fail "$b: $(grep 'not found' "$TMP/ldd.log")"

@@ -15,7 +15,7 @@ command -v gnuplot >/dev/null || fail "gnuplot not found: run tools/install-deps
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 
 # 1. A fixture: round trips 1..1000 us for "flat" (median 500), a sockperf
-# full log for "sp", a window sweep, a loss sweep, an application row.
+# full log for "sp", a window sweep, a loss sweep, an application row, a KV row.
 D=$TMP/fixture
 mkdir -p "$D/raw"
 seq 1 1000 | awk '{printf "%.3f\n", $1}' >"$D/raw/flat.txt"
@@ -29,6 +29,7 @@ T=$'\t'
   for w in 1 2 4 8; do echo "window${T}$w${T}$((w * 1000))${T}0.1${T}$((10 * w))${T}$((20 * w))${T}$((30 * w))"; done
   for l in 0 1 5; do echo "loss${T}$l${T}100${T}$((5 - l))${T}10${T}20${T}30"; done
   echo "app${T}redis GET kernel${T}117000${T}requests/s${T}250000"
+  echo "kv${T}kv-raw${T}250000${T}30.5${T}80${T}120${T}0${T}0"
   echo "failed${T}machnetd${T}sockperf: ERROR"
   echo "meta${T}cpus${T}2"; echo "meta${T}command${T}tools/bench --paths fixture"; } >"$D/results.tsv"
 out=$("$REPORT_TOOL" "$D" 2>&1) || fail "bench_report on the fixture: $out"
@@ -46,6 +47,7 @@ pts=$(grep -vc '^#' "$D/data/cdf_udp_sp.dat")
 [ "$pts" -eq 100 ] || fail "the sockperf log has 100 round trips, the CDF $pts points"
 for want in "| flat | 1000 | 500.5 | 500 | 990 | 999 |" "| 8 | 8000 | 0.1 | 80 | 160 | 240 |" \
   "| redis GET kernel | 117000 | requests/s | 250000 |" "| machnetd | sockperf: ERROR |" \
+  "| kv-raw | 250000 | 30.5 | 80 | 120 | 0 | 0 |" \
   "(udp_latency.png)" "(window.png)" "(loss.png)" "tools/bench --paths fixture"; do
   grep -qF -- "$want" "$D/report.md" || fail "report.md lacks '$want'"
 done
