@@ -85,7 +85,7 @@ def figures(sock, prefix):
     held = [l for l in j["leases"] if l["state"] != "free"]
     print(f"leases_not_free {len(held)}")
     print(f"ports_held {len(j['ports']) + j.get('ports_truncated', 0)}")
-    print(f"reuseport_groups {d['reuseport_groups']}")
+    print(f"reuseport_groups {d.get('reuseport_groups', 0)}")
     for p in j["pools"]:
         q = p["queue"]
         print(f"pool{q}_in_use {p['in_use']}")
