@@ -194,7 +194,7 @@ void LeaseTable::release(uint16_t q, uint16_t port) {
     return;
   }
   // The last member takes the leaver's place (as in the kernel's reuseport
-  // group): only the flows of those two move.
+  // group); flows spread anew over the members that remain.
   mn_group_write_begin(&g);
   mn_group_set_member(&g, at, g.members[n - 1]);
   mn_group_set_member(&g, static_cast<uint16_t>(n - 1), 0);

@@ -180,8 +180,10 @@ struct mn_port_counters {
  * with one member while the membership stays the same. The daemon is the
  * only writer (bind, unbind, reclaim), under the seqlock `seq` (odd: being
  * written); readers (every poller, per frame) use mn_group_pick: bounded,
- * lock-free, no syscall. A member leaving is replaced by the last one (as
- * the kernel does), so only the flows of those two members move. */
+ * lock-free, no syscall. A member leaving is replaced in its slot by the
+ * last one, as in the kernel's reuseport group; with one member fewer the
+ * flows are spread anew over those that remain (hash % count, as the
+ * kernel's reciprocal_scale over its sockets). */
 struct __attribute__((aligned(64))) mn_port_group {
   uint32_t seq;                           /* daemon, atomic: seqlock */
   uint16_t port;                          /* daemon, atomic: 0 = free slot */
