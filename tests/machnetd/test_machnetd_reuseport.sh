@@ -13,6 +13,8 @@
 #     one server, and all four servers got a share;
 #   - kill -9 of one member: machnet-stat shows three members (bounded
 #     wait), and 320 requests more are all answered by the remaining three;
+#   - five more preloaded servers make 8 members; a 9th process's bind fails
+#     with EADDRINUSE;
 #   - control protocol by hand (reuseport_app.py ctl): an unknown BIND flag
 #     is EINVAL, a bind without the flag EADDRINUSE, the group fills up to 8
 #     leases and a 9th is refused (EADDRINUSE), a lease of another uid
@@ -162,6 +164,26 @@ grep -q "refused BIND of port $PORT held by SO_REUSEPORT group" "$(mnd_log "$D")
   fail "the daemon's log does not name the group in a refusal"
 members_are "${LEFT[@]}" || fail "the control clients' members did not leave with their connections"
 echo "ok: 8 members at most, 9th refused (EADDRINUSE), another uid refused (EADDRINUSE); back to ${#LEFT[@]} members"
+
+echo "# preloaded servers up to 8 members, then a 9th process"
+EXTRA=()
+for i in $(seq $((SERVERS + 1)) $((SERVERS + 8 - ${#LEFT[@]}))); do
+  start_bg "srv$i" "${APP[@]}" "$PYTHON" "$RP_APP" serve "s$i" "$PORT"
+  EXTRA+=("$LAST_PID")
+  wait_for_line "srv$i" "serving on port" 20 ||
+    fail "server $i did not start: $(grep -v '^machnet: .*offloading' "$TMP/srv$i.log" | tail -3)"
+done
+members_are "${LEFT[@]}" "${EXTRA[@]}" || fail "the group does not list 8 members"
+full="held by SO_REUSEPORT group [0-9]* (8 of 8 members"
+before=$(grep -c "refused BIND of port $PORT $full" "$(mnd_log "$D")")
+timeout 60 "${APP[@]}" "$PYTHON" "$RP_APP" try "$PORT" >"$TMP/ninth.log" 2>&1 || true
+grep -q "^bind: EADDRINUSE" "$TMP/ninth.log" ||
+  fail "a 9th preloaded process joined the group: $(tail -3 "$TMP/ninth.log")"
+after=$(grep -c "refused BIND of port $PORT $full" "$(mnd_log "$D")")
+[ "$after" -gt "$before" ] || fail "the 9th process was not refused by machnetd (no log line for a full group)"
+for p in "${EXTRA[@]}"; do stop_bg "$p" >/dev/null 2>&1 || true; done
+members_are "${LEFT[@]}" || fail "the extra servers did not leave the group"
+echo "ok: 8 preloaded members; a 9th process's bind fails with EADDRINUSE; back to ${#LEFT[@]} members"
 
 echo "# a preloaded process of uid $OTHER_USER"
 # Its configuration where it can read it ($TMP is root's alone).
