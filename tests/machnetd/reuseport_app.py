@@ -5,6 +5,13 @@
       (preloaded) a UDP echo server on PORT with SO_REUSEPORT set before
       bind: prints "serving", then answers every datagram with
       "TAG|PID|" + the datagram, until killed.
+      A datagram "probe:R" also makes it check, from a second socket on
+      PORT connected to the sender, that the sender's port unreachable
+      reaches it as ECONNREFUSED; the outcome goes to the sender's port R.
+  reuseport_app.py icmp HOST PORT N
+      N such probes, each from a fresh source port closed once the server
+      answered: every port unreachable must reach the server that took
+      the probe (the member its flow hashes to).
   reuseport_app.py try PORT
       (preloaded) SO_REUSEPORT, bind PORT, print "bound" or "bind: ERRNO_NAME";
       exit 0 either way (the caller reads the outcome).
@@ -42,6 +49,33 @@ import time
 PID = os.getpid()
 
 
+def probe(s, tag, port, peer, target, result_port):
+    """ICMP check: from a second socket on the group's port, connected to
+    (peer, target), send until the peer's port unreachable comes back as
+    ECONNREFUSED (it reaches this process only if machnetd steers the ICMP
+    error to the member the quoted flow hashes to: this one, which took the
+    flow's request); then tell the client on result_port."""
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    c.bind(("0.0.0.0", port))
+    c.connect((peer, target))
+    c.settimeout(0.1)
+    outcome = "timeout"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            c.send(b"probe")
+            c.recv(100)
+        except ConnectionRefusedError:
+            outcome = "refused"
+            break
+        except socket.timeout:
+            continue
+    c.close()
+    s.sendto(f"{outcome} {target} {tag}|{PID}".encode(), (peer, result_port))
+    print(f"probe of {peer}:{target}: {outcome}", flush=True)
+
+
 def serve(tag, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -51,6 +85,55 @@ def serve(tag, port):
     while True:
         data, addr = s.recvfrom(65536)
         s.sendto(head + data, addr)
+        if data.startswith(b"probe:"):
+            probe(s, tag, port, addr[0], addr[1], int(data.split(b":")[1]))
+
+
+def icmp_client(host, port, probes):
+    """Each probe: a socket on a fresh source port X asks the group
+    ("probe:R"); the server that answers (the member X's flow hashes to)
+    then sends to X from the group's port. X is closed once the answer is
+    in: the port unreachable the peer sends back must reach that server,
+    which reports to socket R (from the group's port). Exit 0 when every probe came back refused,
+    from the server that took it."""
+    res = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    res.bind(("0.0.0.0", 0))
+    res.settimeout(10)
+    rport = res.getsockname()[1]
+    # A first round trip: a socket bound to port 0 is offloaded (and its
+    # port claimed) when it first sends.
+    res.sendto(b"hello", (host, port))
+    res.recvfrom(1000)
+    ok = 0
+    servers = set()
+    for k in range(probes):
+        x = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        x.bind(("0.0.0.0", 0))
+        x.settimeout(2)
+        xport = x.getsockname()[1]
+        x.sendto(f"probe:{rport}".encode(), (host, port))
+        try:
+            data, _ = x.recvfrom(65536)
+        except socket.timeout:
+            print(f"icmp: probe {k} from port {xport}: no answer", flush=True)
+            x.close()
+            continue
+        taker = b"|".join(data.split(b"|", 2)[:2]).decode()
+        x.close()
+        try:
+            data, _ = res.recvfrom(1000)
+        except socket.timeout:
+            print(f"icmp: probe {k} from port {xport} (taken by {taker}): no result", flush=True)
+            continue
+        outcome, target, by = data.decode().split()
+        good = outcome == "refused" and int(target) == xport and by == taker
+        ok += good
+        servers.add(by)
+        print(f"icmp: probe {k}: flow from port {xport} taken by {taker}; {by} saw "
+              f"{outcome}{'' if good else ' (WRONG)'}", flush=True)
+    print(f"icmp: {ok} of {probes} port unreachable errors reached the member of their flow "
+          f"({len(servers)} members)", flush=True)
+    return 0 if ok == probes else 1
 
 
 def try_bind(port):
@@ -258,6 +341,8 @@ if __name__ == "__main__":
         serve(a[1], int(a[2]))
     elif len(a) == 2 and a[0] == "try":
         try_bind(int(a[1]))
+    elif len(a) == 4 and a[0] == "icmp":
+        sys.exit(icmp_client(a[1], int(a[2]), int(a[3])))
     elif len(a) == 6 and a[0] == "client":
         sys.exit(client(a[1], int(a[2]), int(a[3]), int(a[4]), a[5]))
     elif len(a) == 6 and a[0] == "ctl" and a[4] == "--user":

@@ -11,6 +11,9 @@
 #     flows): every one is answered (none more often than sent), each reply
 #     names the server process that took the request, each flow stays with
 #     one server, and all four servers got a share;
+#   - ICMP: 8 probes, each a flow whose server then sends to the flow's
+#     source port, closed meanwhile: the port unreachable that comes back
+#     reaches that server (ECONNREFUSED on its connected socket);
 #   - kill -9 of one member: machnet-stat shows three members (bounded
 #     wait), and 320 requests more are all answered by the remaining three;
 #   - five more preloaded servers make 8 members; a 9th process's bind fails
@@ -138,6 +141,12 @@ grep "^$PORT" "$TMP/stat1.txt" | sed 's/^/  /'
 echo "ok: $SERVERS servers (pids ${SPIDS[*]}) share port $PORT: one group in machnet-stat"
 
 round round1 "${SPIDS[@]}"
+
+echo "# ICMP errors about a flow go to the member that took it"
+timeout 120 "${APP_B[@]}" "$PYTHON" "$RP_APP" icmp "$IP_A" "$PORT" 8 >"$TMP/icmp.log" 2>&1 ||
+  fail "ICMP errors: $(grep '^icmp' "$TMP/icmp.log" | tail -9)"
+grep '^icmp: probe' "$TMP/icmp.log" | sed 's/^icmp: /  /'
+echo "ok: $(grep '^icmp: [0-9]' "$TMP/icmp.log" | sed 's/^icmp: //')"
 
 echo "# kill -9 of member ${SPIDS[0]}"
 kill -KILL "${SPIDS[0]}"
