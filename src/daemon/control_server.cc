@@ -506,6 +506,10 @@ void ControlServer::do_bind(Conn* c, const uint8_t* req) {
     deny(c, req, rc, held_by("BIND of port", b.port, holder));
     return;
   }
+  if (rc == -ENOMEM)
+    MN_LOG(DAEMON, WARNING,
+           "BIND of port %u with SO_REUSEPORT from pid %d (queue %u): all %d group slots in use",
+           b.port, c->pid, c->queue, MN_SHM_GROUPS);
   if (rc == 0 && (b.flags & MN_CTL_BIND_REUSEPORT) != 0) {
     uint16_t v = mn_port_queue(&d_->shm->ports[port]);
     const mn_port_group& g = d_->shm->groups[MN_PORT_GROUP_INDEX(v)];

@@ -33,6 +33,8 @@
         - one more: -EADDRINUSE (the group is full);
         - a client that dropped to USER (another uid) ATTACHes and BINDs
           with the flag: -EADDRINUSE;
+        - groups on other ports until every slot is in use: the next one is
+          -ENOMEM; then UNBIND of each;
         - a new port bound with the flag by a client of USER: 0 (its own
           group), then UNBIND: 0.
       Prints one "ok"/"FAIL" line per check and the statuses as JSON;
@@ -291,6 +293,22 @@ def ctl(path, port, fill, user):
     out["ninth"] = st
     check(a == 0 and st == -errno.EADDRINUSE,
           f"one more lease (the group is full): attach {a}, bind {st} (expected -EADDRINUSE)")
+
+    # Every group slot in use: the next new group is -ENOMEM. One slot is
+    # the test's group; this lease makes groups on other ports until none is
+    # left, then gives them back.
+    slots = abi.const("MN_SHM_GROUPS")
+    made = []
+    st = 0
+    for p in range(20000, 20000 + slots):
+        st = c.bind(p, reuse)
+        if st != 0:
+            break
+        made.append(p)
+    check(len(made) == slots - 1 and st == -errno.ENOMEM,
+          f"{len(made)} more groups made, then {st} (expected {slots - 1}, then -ENOMEM)")
+    gone = [c.request(unbind_t, unbind_req, port=p, proto=17) for p in made]
+    check(all(x == 0 for x in gone), f"the {len(made)} groups given back (UNBIND)")
 
     # Another uid, in a child that dropped to it.
     r, w = os.pipe()

@@ -22,7 +22,8 @@
 #     is EINVAL, a bind without the flag EADDRINUSE, the group fills up to 8
 #     leases and a 9th is refused (EADDRINUSE), a lease of another uid
 #     (nobody; the control socket is mode 0666 here) is refused
-#     (EADDRINUSE); a preloaded server of that uid is refused too (by the
+#     (EADDRINUSE), a new group when all 256 slots are in use ENOMEM; a
+#     preloaded server of that uid is refused too (by the
 #     kernel's own reuseport rule, on its twin socket, before machnetd);
 #   - once everything is gone: no port, group, lease or mbuf is left on A
 #     (machnet-stat's figures back to where they started).
@@ -171,8 +172,10 @@ done
 sed 's/^/  /' "$TMP/ctl.log"
 grep -q "refused BIND of port $PORT held by SO_REUSEPORT group" "$(mnd_log "$D")" ||
   fail "the daemon's log does not name the group in a refusal"
+grep -q "with SO_REUSEPORT from pid .*: all 256 group slots in use" "$(mnd_log "$D")" ||
+  fail "the daemon's log does not say why a BIND got ENOMEM"
 members_are "${LEFT[@]}" || fail "the control clients' members did not leave with their connections"
-echo "ok: 8 members at most, 9th refused (EADDRINUSE), another uid refused (EADDRINUSE); back to ${#LEFT[@]} members"
+echo "ok: 8 members at most, 9th refused (EADDRINUSE), another uid refused (EADDRINUSE), no group slot left (ENOMEM); back to ${#LEFT[@]} members"
 
 echo "# preloaded servers up to 8 members, then a 9th process"
 EXTRA=()
