@@ -16,6 +16,9 @@
   mnd_stat.py members SOCKET PORT
       the pids of PORT's SO_REUSEPORT group members, sorted, one line;
       "free" when nobody holds it, "single PID" when one lease does
+  mnd_stat.py group-rx SOCKET PORT
+      the datagrams PORT's group received: the port's figure, then each
+      member's as pid:count
   mnd_stat.py kill-wait SOCKET PID PORT TIMEOUT_MS
       PID must hold an active lease and PORT; SIGKILL it, then poll until
       no lease names PID and PORT is free; print the milliseconds it took.
@@ -164,6 +167,14 @@ def members(sock, port):
     return "free"
 
 
+def group_rx(sock, port):
+    for p in stats(sock)["ports"]:
+        if p["port"] == port and "members" in p:
+            return " ".join([str(p["rx_datagrams"])] +
+                            [f"{m['pid']}:{m['rx_datagrams']}" for m in p["members"]])
+    return "none"
+
+
 def lease_field(sock, pid, field):
     for l in stats(sock)["leases"]:
         if l["state"] != "free" and l["pid"] == pid:
@@ -187,6 +198,8 @@ if __name__ == "__main__":
         print("free" if owner is None else owner)
     elif cmd == "members" and len(a) == 3:
         print(members(a[1], int(a[2])))
+    elif cmd == "group-rx" and len(a) == 3:
+        print(group_rx(a[1], int(a[2])))
     elif cmd == "kill-wait" and len(a) == 5:
         sys.exit(kill_wait(a[1], int(a[2]), int(a[3]), float(a[4])))
     elif cmd == "lease-field" and len(a) == 4:

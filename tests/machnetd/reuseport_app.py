@@ -114,13 +114,17 @@ def icmp_client(host, port, probes):
         x.settimeout(2)
         xport = x.getsockname()[1]
         x.sendto(f"probe:{rport}".encode(), (host, port))
+        taker = None
         try:
-            data, _ = x.recvfrom(65536)
+            while taker is None:
+                data, _ = x.recvfrom(65536)
+                # The server's own probes may overtake its answer: skipped.
+                if data.count(b"|") >= 2:
+                    taker = b"|".join(data.split(b"|", 2)[:2]).decode()
         except socket.timeout:
             print(f"icmp: probe {k} from port {xport}: no answer", flush=True)
             x.close()
             continue
-        taker = b"|".join(data.split(b"|", 2)[:2]).decode()
         x.close()
         try:
             data, _ = res.recvfrom(1000)

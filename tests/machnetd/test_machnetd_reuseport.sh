@@ -142,6 +142,18 @@ grep "^$PORT" "$TMP/stat1.txt" | sed 's/^/  /'
 echo "ok: $SERVERS servers (pids ${SPIDS[*]}) share port $PORT: one group in machnet-stat"
 
 round round1 "${SPIDS[@]}"
+# Each member publishes its own figures for the port; the port's are their sum.
+for _ in $(seq 100); do
+  read -r total members <<<"$(mnd_stat "$D" group-rx "$PORT")"
+  [ "$total" -ge "$REQUESTS" ] 2>/dev/null && break
+  sleep 0.05
+done
+[ "$total" -ge "$REQUESTS" ] 2>/dev/null ||
+  fail "machnet-stat: port $PORT received $total datagrams, expected $REQUESTS or more"
+sum=0
+for m in $members; do sum=$((sum + ${m#*:})); done
+[ "$sum" -eq "$total" ] || fail "machnet-stat: the members' figures ($members) do not add up to $total"
+echo "ok: machnet-stat: port $PORT received $total datagrams, per member (pid:count) $members"
 
 echo "# ICMP errors about a flow go to the member that took it"
 timeout 120 "${APP_B[@]}" "$PYTHON" "$RP_APP" icmp "$IP_A" "$PORT" 8 >"$TMP/icmp.log" 2>&1 ||
