@@ -300,7 +300,8 @@ static int offload_now(int fd, struct fd_ent* e, int log_busy) {
     if (rc == -EADDRINUSE)
       LOG(LOG_ERROR,
           "fd %d: UDP port %u is the engine's already (a transport port, or another process's "
-          "under machnetd), and its datagrams go there, not to the kernel: the socket fails "
+          "under machnetd; with SO_REUSEPORT: a group that is full, 8 processes, or of another "
+          "uid), and its datagrams go there, not to the kernel: the socket fails "
           "with EADDRINUSE",
           fd, ntohs(local.sin_port));
     else

@@ -498,12 +498,24 @@ void ControlServer::do_bind(Conn* c, const uint8_t* req) {
   mn_ctl_bind_reply r;
   memset(&r, 0, sizeof(r));
   uint16_t port = 0;
-  int rc = d_->leases->bind(c->queue, b.ip, b.port, b.proto, &port);
+  int rc = d_->leases->bind(c->queue, b.ip, b.port, b.proto, b.flags, &port);
   uint16_t holder = b.port != 0 ? mn_port_queue(&d_->shm->ports[b.port]) : 0;
   if (rc == -EADDRINUSE && holder != 0 && holder != c->queue) {
-    // Another lease's port: nobody takes over another process's traffic.
+    // Another lease's port (or a group we may not join): nobody takes over
+    // another process's traffic.
     deny(c, req, rc, held_by("BIND of port", b.port, holder));
     return;
+  }
+  if (rc == -ENOMEM)
+    MN_LOG(DAEMON, WARNING,
+           "BIND of port %u with SO_REUSEPORT from pid %d (queue %u): all %d group slots in use",
+           b.port, c->pid, c->queue, MN_SHM_GROUPS);
+  if (rc == 0 && (b.flags & MN_CTL_BIND_REUSEPORT) != 0) {
+    uint16_t v = mn_port_queue(&d_->shm->ports[port]);
+    const mn_port_group& g = d_->shm->groups[MN_PORT_GROUP_INDEX(v)];
+    MN_LOG(DAEMON, INFO, "port %u: queue %u (pid %d) joined SO_REUSEPORT group %u, %u member%s",
+           port, c->queue, c->pid, MN_PORT_GROUP_INDEX(v), mn_group_count(&g),
+           mn_group_count(&g) == 1 ? "" : "s");
   }
   ctl_reply_header(&r.h, req, rc);
   r.port = rc == 0 ? port : b.port;
@@ -517,7 +529,7 @@ void ControlServer::do_unbind(Conn* c, const uint8_t* req) {
   if (rc != 0) {
     uint16_t holder = mn_port_queue(&d_->shm->ports[u.port]);
     deny(c, req, rc,
-         holder != 0 && holder != c->queue
+         holder != 0 && holder != c->queue && !d_->leases->ports_of(c->queue).count(u.port)
              ? held_by("UNBIND of port", u.port, holder)
              : "UNBIND of port " + std::to_string(u.port) + " (proto " + std::to_string(u.proto) +
                    "), which its lease does not hold");
@@ -527,7 +539,14 @@ void ControlServer::do_unbind(Conn* c, const uint8_t* req) {
 }
 
 std::string ControlServer::held_by(const char* what, uint16_t port, uint16_t holder) const {
-  const mn_lease& l = d_->shm->leases[holder];
+  if ((holder & MN_PORT_GROUP) != 0) {
+    const mn_port_group& g = d_->shm->groups[MN_PORT_GROUP_INDEX(holder)];
+    uint16_t n = mn_group_count(&g);
+    return std::string(what) + " " + std::to_string(port) + " held by SO_REUSEPORT group " +
+           std::to_string(MN_PORT_GROUP_INDEX(holder)) + " (" + std::to_string(n) + " of " +
+           std::to_string(MN_GROUP_MAX_MEMBERS) + " members, uid " + std::to_string(g.uid) + ")";
+  }
+  const mn_lease& l = d_->shm->leases[holder < MN_SHM_MAX_QUEUES ? holder : 0];
   return std::string(what) + " " + std::to_string(port) + " held by queue " +
          std::to_string(holder) + " (pid " + std::to_string(l.pid) + ", uid " +
          std::to_string(l.uid) + ")";

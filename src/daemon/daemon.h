@@ -59,6 +59,10 @@ struct DaemonCounters {
   uint64_t ring_busy = 0;
   uint64_t wakeups = 0;    // eventfd writes to parked leases (all queues)
   uint64_t parked_rx = 0;  // frames taken from parked leases' RX queues
+  // SO_REUSEPORT groups: leases that joined an existing group, and members
+  // that left one (unbind or reclaim).
+  uint64_t group_joins = 0;
+  uint64_t group_leaves = 0;
   // Per queue: in use beyond posted_baseline after its last reclaim (mbufs
   // a dead holder kept without marking them with the port: leaked).
   uint64_t unaccounted[MN_SHM_MAX_QUEUES] = {};

@@ -126,8 +126,10 @@ bool Dataplane::active(uint16_t q) const {
   return q != 0 && q < d_->nb_queues && mn_lease_state(&d_->shm->leases[q]) == MN_LEASE_ACTIVE;
 }
 
-uint16_t Dataplane::owner_of(uint16_t port) const {
-  uint16_t q = mn_port_queue(&d_->shm->ports[port]);
+uint16_t Dataplane::owner_of(uint16_t port, uint32_t hash) const {
+  // The daemon is the groups' only writer, on this thread: its seqlock read
+  // never retries.
+  uint16_t q = mn_port_target(d_->shm, port, hash);
   return active(q) ? q : 0;
 }
 
@@ -140,8 +142,8 @@ void Dataplane::handle(rte_mbuf* m) {
   engine::receive(*this, m, d_->cfg.ip, d_->cfg.prefix_len);
 }
 
-bool Dataplane::steer_to_owner(rte_mbuf* m, uint16_t port) {
-  uint16_t q = owner_of(port);
+bool Dataplane::steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash) {
+  uint16_t q = owner_of(port, hash);
   if (q == 0) return false;
   steer(m, q);
   return true;
@@ -149,13 +151,17 @@ bool Dataplane::steer_to_owner(rte_mbuf* m, uint16_t port) {
 
 void Dataplane::rx_udp(rte_mbuf* m, const wire::ParsedFrame& pf) {
   // Broadcasts, and unicast that raced with a bind, end up here.
-  if (steer_to_owner(m, pf.dst_port)) return;
+  if (steer_to_owner(m, pf.dst_port, mn_flow_hash(pf.src_ip, pf.src_port, pf.dst_ip, pf.dst_port)))
+    return;
   if (pf.dst_ip == d_->cfg.ip) port_unreachable(m, pf.l3_offset);
   drop(m, DropReason::kNoSocket);
 }
 
 void Dataplane::rx_unreachable(rte_mbuf* m, const wire::ParsedFrame& pf) {
-  if (!steer_to_owner(m, pf.src_port)) drop(m, DropReason::kIcmpUnhandled);
+  // The quoted datagram went from us (src_port) to inner_dst_ip:dst_port:
+  // the member of a group that flow's requests go to gets the error.
+  uint32_t hash = mn_flow_hash(pf.inner_dst_ip, pf.dst_port, d_->cfg.ip, pf.src_port);
+  if (!steer_to_owner(m, pf.src_port, hash)) drop(m, DropReason::kIcmpUnhandled);
 }
 
 void Dataplane::rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf) {
@@ -294,7 +300,10 @@ void Dataplane::handle_reassembled(rte_mbuf* m) {
     drop(m, DropReason::kTruncatedUdp);
     return;
   }
-  if (steer_to_owner(m, ntohs(udp->dst_port))) return;
+  if (steer_to_owner(
+          m, ntohs(udp->dst_port),
+          mn_flow_hash(ntohl(ip->src), ntohs(udp->src_port), ntohl(ip->dst), ntohs(udp->dst_port))))
+    return;
   port_unreachable(m, l3);
   drop(m, DropReason::kNoSocket);
 }

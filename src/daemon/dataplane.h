@@ -73,12 +73,13 @@ class Dataplane {
   void handle(rte_mbuf* m);
   // Queue q (not the daemon's) is leased and its owner polls it.
   bool active(uint16_t q) const;
-  // The queue whose active owner holds UDP port `port`, or 0.
-  uint16_t owner_of(uint16_t port) const;
+  // The queue whose active owner holds UDP port `port` (for a group's port:
+  // the member the flow hash `hash` picks, mn_flow_hash), or 0.
+  uint16_t owner_of(uint16_t port, uint32_t hash) const;
   void steer(rte_mbuf* m, uint16_t target);
-  // Steers m to the owner of UDP port `port`; false (m untouched) when
-  // nobody holds it.
-  bool steer_to_owner(rte_mbuf* m, uint16_t port);
+  // Steers m to the owner of UDP port `port` (see owner_of); false (m
+  // untouched) when nobody holds it.
+  bool steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash);
   void handle_reassembled(rte_mbuf* m);
   void port_unreachable(const rte_mbuf* m, uint16_t l3);
   void learn(uint32_t ip, const uint8_t* mac, bool create);

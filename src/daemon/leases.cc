@@ -85,10 +85,13 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
   return -EBUSY;
 }
 
-int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint16_t* bound) {
+int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint8_t flags,
+                     uint16_t* bound) {
   mn_shm& shm = *d_->shm;
-  if (proto != 17) return -EINVAL;
+  if (proto != 17 || (flags & ~MN_CTL_BIND_FLAGS) != 0) return -EINVAL;
   if (ip != 0 && ip != d_->cfg.ip) return -EADDRNOTAVAIL;
+  const bool reuse = (flags & MN_CTL_BIND_REUSEPORT) != 0;
+  const mn_lease& l = shm.leases[q];
   uint16_t p = port;
   if (p == 0) {
     // Rotating cursor over the range, skipping held ports (as Linux does
@@ -103,34 +106,115 @@ int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint
       }
     }
     if (p == 0) return -EADDRINUSE;
-  } else if (mn_port_queue(&shm.ports[p]) != 0) {
-    return -EADDRINUSE;
+  } else if (uint16_t v = mn_port_queue(&shm.ports[p]); v != 0) {
+    // Held: only an SO_REUSEPORT group of the same uid takes another
+    // member (the kernel's rule), up to MN_GROUP_MAX_MEMBERS leases.
+    if (!reuse || (v & MN_PORT_GROUP) == 0) return -EADDRINUSE;
+    mn_port_group& g = shm.groups[MN_PORT_GROUP_INDEX(v)];
+    uint16_t n = mn_group_count(&g);
+    if (g.uid != l.uid || n >= MN_GROUP_MAX_MEMBERS) return -EADDRINUSE;
+    for (uint16_t i = 0; i < n; i++)
+      if (g.members[i] == q) return -EADDRINUSE;  // this process's sockets share it itself
+    memset(&g.by_queue[q], 0, sizeof(g.by_queue[q]));
+    mn_group_write_begin(&g);
+    mn_group_set_member(&g, n, q);
+    mn_group_set_count(&g, static_cast<uint16_t>(n + 1));
+    g.generation++;
+    mn_group_write_end(&g);
+    d_->counters.group_joins++;
+    held_[q].insert(p);
+    *bound = p;
+    return 0;
   }
   mn_port_entry& e = shm.ports[p];
-  e.generation = static_cast<uint32_t>(shm.leases[q].generation);
+  uint16_t value = q;
+  if (reuse) {
+    // A new group; its slot is searched from after the last one taken, so a
+    // reader holding a just-freed group's index finds it empty (it checks
+    // the port too).
+    int gi = -1;
+    for (unsigned i = 0; i < MN_SHM_GROUPS; i++) {
+      uint16_t c = static_cast<uint16_t>((next_group_ + i) % MN_SHM_GROUPS);
+      if (shm.groups[c].port == 0) {
+        gi = c;
+        break;
+      }
+    }
+    if (gi < 0) return -ENOMEM;
+    next_group_ = static_cast<uint16_t>((gi + 1) % MN_SHM_GROUPS);
+    mn_port_group& g = shm.groups[gi];
+    memset(g.by_queue, 0, sizeof(g.by_queue));
+    mn_group_write_begin(&g);
+    g.uid = l.uid;
+    mn_group_set_port(&g, p);
+    mn_group_set_member(&g, 0, q);
+    for (uint16_t i = 1; i < MN_GROUP_MAX_MEMBERS; i++) mn_group_set_member(&g, i, 0);
+    mn_group_set_count(&g, 1);
+    g.generation++;
+    mn_group_write_end(&g);
+    groups_used_++;
+    value = static_cast<uint16_t>(MN_PORT_GROUP | static_cast<uint16_t>(gi));
+  }
+  e.generation = static_cast<uint32_t>(l.generation);
   e.rx_datagrams = 0;
   e.rx_bytes = 0;
   e.tx_datagrams = 0;
-  // Release: whoever sees the queue also sees the fields above.
-  mn_port_set_queue(&e, q);
+  // Release: whoever sees the queue (or group) also sees the fields above.
+  mn_port_set_queue(&e, value);
   held_[q].insert(p);
   *bound = p;
   return 0;
 }
 
-int LeaseTable::unbind(uint16_t q, uint16_t port, uint8_t proto) {
+void LeaseTable::release(uint16_t q, uint16_t port) {
   mn_shm& shm = *d_->shm;
-  if (proto != 17 || port == 0 || held_[q].count(port) == 0 || mn_port_queue(&shm.ports[port]) != q)
-    return -EINVAL;
-  mn_port_set_queue(&shm.ports[port], 0);
+  mn_port_entry& e = shm.ports[port];
+  uint16_t v = mn_port_queue(&e);
+  if ((v & MN_PORT_GROUP) == 0) {
+    if (v == q) mn_port_set_queue(&e, 0);
+    return;
+  }
+  mn_port_group& g = shm.groups[MN_PORT_GROUP_INDEX(v)];
+  uint16_t n = mn_group_count(&g);
+  uint16_t at = n;
+  for (uint16_t i = 0; i < n; i++)
+    if (g.members[i] == q) at = i;
+  if (at == n) return;
+  d_->counters.group_leaves++;
+  if (n == 1) {
+    // The last member: the port first (new readers see nobody), then the
+    // group (readers that read the entry before find it empty).
+    mn_port_set_queue(&e, 0);
+    mn_group_write_begin(&g);
+    mn_group_set_count(&g, 0);
+    mn_group_set_member(&g, 0, 0);
+    mn_group_set_port(&g, 0);
+    g.generation++;
+    mn_group_write_end(&g);
+    g.uid = 0;
+    groups_used_--;
+    return;
+  }
+  // The last member takes the leaver's place (as in the kernel's reuseport
+  // group); flows spread anew over the members that remain.
+  mn_group_write_begin(&g);
+  mn_group_set_member(&g, at, g.members[n - 1]);
+  mn_group_set_member(&g, static_cast<uint16_t>(n - 1), 0);
+  mn_group_set_count(&g, static_cast<uint16_t>(n - 1));
+  g.generation++;
+  mn_group_write_end(&g);
+}
+
+int LeaseTable::unbind(uint16_t q, uint16_t port, uint8_t proto) {
+  if (proto != 17 || port == 0 || held_[q].count(port) == 0) return -EINVAL;
+  release(q, port);
   held_[q].erase(port);
   return 0;
 }
 
 size_t LeaseTable::release_ports(uint16_t q) {
-  mn_shm& shm = *d_->shm;
   size_t n = held_[q].size();
-  for (uint16_t p : held_[q]) mn_port_set_queue(&shm.ports[p], 0);
+  for (uint16_t p : held_[q]) release(q, p);
   held_[q].clear();
   return n;
 }

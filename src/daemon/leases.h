@@ -26,13 +26,19 @@ class LeaseTable {
   // -EBUSY when every queue is leased or being reclaimed.
   int attach(int32_t pid, uint32_t uid, const char* comm);
   // Claims `port` (0: an ephemeral port) for the holder of queue q. ip must
-  // be 0 or the host address. Returns 0 and *bound, or -EADDRINUSE /
-  // -EADDRNOTAVAIL / -EINVAL.
-  int bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint16_t* bound);
-  // Releases a port held by queue q; -EINVAL when q does not hold it.
+  // be 0 or the host address. With MN_CTL_BIND_REUSEPORT in flags, q joins
+  // the port's SO_REUSEPORT group (made now if the port is free), as the
+  // kernel would let a socket of the same uid join. Returns 0 and *bound, or
+  // -EADDRINUSE / -EADDRNOTAVAIL / -EINVAL / -ENOMEM (no free group slot);
+  // see mn_ctl_bind_reply.
+  int bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint8_t flags, uint16_t* bound);
+  // Releases a port held by queue q (leaves its group: the last member
+  // frees group and port); -EINVAL when q does not hold it.
   int unbind(uint16_t q, uint16_t port, uint8_t proto);
   // Releases every port of queue q (reclaim); returns how many.
   size_t release_ports(uint16_t q);
+  // Group slots in use (machnet-stat).
+  uint32_t groups_in_use() const { return groups_used_; }
   const std::set<uint16_t>& ports_of(uint16_t q) const { return held_[q]; }
   uint16_t free_leases() const;
   // mn_shm.active_leases = the leases in state active.
@@ -40,7 +46,12 @@ class LeaseTable {
 
  private:
   Daemon* d_;
+  // Takes q out of the port's group, or the port from q (the port entry
+  // first: readers that still see it pick among what remains).
+  void release(uint16_t q, uint16_t port);
   std::set<uint16_t> held_[MN_SHM_MAX_QUEUES];
+  uint16_t next_group_ = 0;  // where the search for a free group slot starts
+  uint32_t groups_used_ = 0;
   // Port 0's ports: outside the kernel's ephemeral range (common/host.h).
   PortRange ephemeral_;
   uint16_t next_ephemeral_;

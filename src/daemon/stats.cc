@@ -1,5 +1,7 @@
 #include "daemon/stats.h"
 
+#include "daemon/leases.h"
+
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -9,6 +11,7 @@
 #include <rte_telemetry.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -211,6 +214,9 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("ring_busy", c.ring_busy);
   j.u("wakeups", c.wakeups);
   j.u("parked_rx", c.parked_rx);
+  j.u("reuseport_groups", d.leases->groups_in_use());
+  j.u("group_joins", c.group_joins);
+  j.u("group_leaves", c.group_leaves);
   uint64_t unaccounted = 0;
   for (uint64_t u : c.unaccounted) unaccounted += u;
   j.u("mbufs_unaccounted", unaccounted);
@@ -296,11 +302,58 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   for (uint32_t p = 1; p < 65536; p++) {
     uint16_t q = mn_port_queue(&shm.ports[p]);
     if (q == 0) continue;
-    if (j.size() + 256 + reserve > max_len) {
+    const size_t need = (q & MN_PORT_GROUP) != 0 ? 512 + 160 * MN_GROUP_MAX_MEMBERS : 256;
+    if (j.size() + need + reserve > max_len) {
       truncated++;
       continue;
     }
     const mn_port_entry& e = shm.ports[p];
+    if ((q & MN_PORT_GROUP) != 0) {
+      // An SO_REUSEPORT group: the port's figures are its members' sums;
+      // "queue", "pid" and "comm" name the first member.
+      uint16_t gi = MN_PORT_GROUP_INDEX(q);
+      const mn_port_group& g = shm.groups[gi < MN_SHM_GROUPS ? gi : 0];
+      uint16_t n = std::min<uint16_t>(mn_group_count(&g), MN_GROUP_MAX_MEMBERS);
+      uint16_t members[MN_GROUP_MAX_MEMBERS];
+      mn_port_counters sum{};
+      for (uint16_t i = 0; i < n; i++) {
+        members[i] = std::min<uint16_t>(g.members[i], MN_SHM_MAX_QUEUES - 1);
+        const mn_port_counters& c = g.by_queue[members[i]];
+        sum.rx_datagrams += c.rx_datagrams;
+        sum.rx_bytes += c.rx_bytes;
+        sum.tx_datagrams += c.tx_datagrams;
+      }
+      const mn_lease& first = shm.leases[n != 0 ? members[0] : 0];
+      j.open('{');
+      j.u("port", p);
+      j.u("queue", n != 0 ? members[0] : 0);
+      j.i("pid", first.pid);
+      j.str("comm", comm_of(first));
+      j.u("generation", e.generation);
+      j.u("rx_datagrams", sum.rx_datagrams);
+      j.u("rx_bytes", sum.rx_bytes);
+      j.u("tx_datagrams", sum.tx_datagrams);
+      j.u("group", gi);
+      j.u("group_uid", g.uid);
+      j.u("group_generation", g.generation);
+      j.key("members");
+      j.open('[');
+      for (uint16_t i = 0; i < n; i++) {
+        const mn_lease& l = shm.leases[members[i]];
+        const mn_port_counters& c = g.by_queue[members[i]];
+        j.open('{');
+        j.u("queue", members[i]);
+        j.i("pid", l.pid);
+        j.str("comm", comm_of(l));
+        j.u("rx_datagrams", c.rx_datagrams);
+        j.u("rx_bytes", c.rx_bytes);
+        j.u("tx_datagrams", c.tx_datagrams);
+        j.close('}');
+      }
+      j.close(']');
+      j.close('}');
+      continue;
+    }
     const mn_lease& l = shm.leases[q < MN_SHM_MAX_QUEUES ? q : 0];
     j.open('{');
     j.u("port", p);
@@ -351,6 +404,8 @@ int tel_daemon(const char*, const char*, rte_tel_data* t) {
   rte_tel_data_add_dict_u64(t, "ring_repair_slots", c.ring_repair_slots);
   rte_tel_data_add_dict_u64(t, "ring_busy", c.ring_busy);
   rte_tel_data_add_dict_u64(t, "wakeups", c.wakeups);
+  rte_tel_data_add_dict_u64(t, "group_joins", c.group_joins);
+  rte_tel_data_add_dict_u64(t, "group_leaves", c.group_leaves);
   rte_tel_data_add_dict_u64(t, "hugepages_free", free_hugepages());
   for (size_t r = 0; r < kDropReasonCount; r++) {
     std::string n = std::string("drop_") + drop_reason_name(static_cast<DropReason>(r));
@@ -409,6 +464,13 @@ int tel_ports(const char*, const char*, rte_tel_data* t) {
     rte_tel_data* x = rte_tel_data_alloc();
     if (x == nullptr) break;
     rte_tel_data_start_dict(x);
+    if ((q & MN_PORT_GROUP) != 0) {
+      // A group: its index and member count (machnet-stat --json lists them).
+      const mn_port_group& g = d->shm->groups[MN_PORT_GROUP_INDEX(q) % MN_SHM_GROUPS];
+      rte_tel_data_add_dict_u64(x, "group", MN_PORT_GROUP_INDEX(q));
+      rte_tel_data_add_dict_u64(x, "members", mn_group_count(&g));
+      q = g.members[0] < MN_SHM_MAX_QUEUES ? g.members[0] : 0;
+    }
     rte_tel_data_add_dict_u64(x, "queue", q);
     rte_tel_data_add_dict_int(x, "pid", d->shm->leases[q < MN_SHM_MAX_QUEUES ? q : 0].pid);
     rte_tel_data_add_dict_u64(x, "rx_datagrams", e.rx_datagrams);

@@ -3,7 +3,8 @@
 // mode) for what belongs to whom and the mbuf invariant of the crash sweep.
 //
 // Per frame received on our queue: steer_target() (a few loads) says whose
-// it is; ours go through the normal receive path, the others are copied into
+// it is (for a port an SO_REUSEPORT group shares, the member its flow hash
+// picks); ours go through the normal receive path, the others are copied into
 // an mbuf of the owner's pool and put on the owner's steering ring (queue 0,
 // the daemon, gets ARP, ICMP it answers, fragments, frames for other
 // addresses and for ports nobody holds). Each poll also takes what others
@@ -430,9 +431,19 @@ void Engine::Impl::publish_counters() {
     }
     if (rx == s->published_rx_ && tx == s->published_tx_) continue;
     mn_port_entry& pe = shm->ports[s->port()];
-    pe.rx_datagrams = rx;
-    pe.rx_bytes = rx_bytes;
-    pe.tx_datagrams = tx;
+    uint16_t holder = mn_port_queue(&pe);
+    if ((holder & MN_PORT_GROUP) != 0) {
+      // A group's port: each member has its own figures in the group.
+      mn_port_counters& pc =
+          shm->groups[MN_PORT_GROUP_INDEX(holder) % MN_SHM_GROUPS].by_queue[queue];
+      pc.rx_datagrams = rx;
+      pc.rx_bytes = rx_bytes;
+      pc.tx_datagrams = tx;
+    } else {
+      pe.rx_datagrams = rx;
+      pe.rx_bytes = rx_bytes;
+      pe.tx_datagrams = tx;
+    }
     s->published_rx_ = rx;
     s->published_tx_ = tx;
   }
@@ -464,7 +475,9 @@ int Engine::Impl::attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSoc
     return 0;
   }
   uint16_t got = 0;
-  int rc = ctl->bind_udp(config.ip, port, &got);
+  // SO_REUSEPORT on the socket: the port may be shared with other processes
+  // (a group in the daemon, same uid, flows split by hash).
+  int rc = ctl->bind_udp(config.ip, port, &got, opt.reuseport ? MN_CTL_BIND_REUSEPORT : 0);
   if (!ctl->connected()) {
     go_detached("machnetd closed the control connection (it exited or crashed)");
     return -ENETDOWN;

@@ -216,11 +216,13 @@ int ControlClient::attach(const char* comm, mn_ctl_attach_reply* out, int timeou
   return r;
 }
 
-int ControlClient::bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, int timeout_ms) {
+int ControlClient::bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, uint8_t flags,
+                            int timeout_ms) {
   mn_ctl_bind_request req{};
   req.ip = ip;
   req.port = port;
   req.proto = 17;
+  req.flags = flags;
   mn_ctl_bind_reply rep{};
   int r = request(MN_CTL_BIND, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
   if (r == 0) {

@@ -32,7 +32,9 @@ class ControlClient {
   // wake_fd (an eventfd, or -1) goes with the request: the daemon writes it
   // to wake this process while its lease is parked (shm.h, mn_wake_state).
   int attach(const char* comm, mn_ctl_attach_reply* out, int timeout_ms = 1000, int wake_fd = -1);
-  int bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, int timeout_ms = 1000);
+  // flags: MN_CTL_BIND_* (MN_CTL_BIND_REUSEPORT: join the port's group).
+  int bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, uint8_t flags = 0,
+               int timeout_ms = 1000);
   int unbind_udp(uint16_t port, int timeout_ms = 1000);
   int detach(int timeout_ms = 1000);
   int stats(std::string* json, int timeout_ms = 1000);

@@ -1,4 +1,4 @@
-/* machnetd control protocol, version 1 (docs/MACHNETD.md describes it in
+/* machnetd control protocol, version 2 (docs/MACHNETD.md describes it in
  * prose). Plain C: the preload shim (C, no libstdc++), the engine, machnetd
  * and machnet-stat all include it.
  *
@@ -23,7 +23,7 @@
 #endif
 
 #define MN_CTL_MAGIC 0x4d4e4350u /* "MNCP" */
-#define MN_CTL_VERSION 1
+#define MN_CTL_VERSION 2         /* 2: BIND flags (MN_CTL_BIND_REUSEPORT) */
 #define MN_CTL_DEFAULT_SOCKET "/run/machnet/machnetd.sock"
 #define MN_CTL_MAX_MESSAGE 65536 /* the largest reply (MN_CTL_STATS text) */
 
@@ -87,14 +87,27 @@ struct mn_ctl_attach_reply {
   char shm_name[32];   /* memzone holding struct mn_shm (ipc/shm.h) */
 };
 
+/* mn_ctl_bind_request.flags. REUSEPORT: the caller's socket has
+ * SO_REUSEPORT; the port may be shared with other leases that bound it with
+ * the flag too and whose holder has the same uid (an SO_REUSEPORT group, up
+ * to MN_GROUP_MAX_MEMBERS leases; ipc/shm.h). Any other bit: -EINVAL. */
+#define MN_CTL_BIND_REUSEPORT 0x01u
+#define MN_CTL_BIND_FLAGS MN_CTL_BIND_REUSEPORT /* every flag this version knows */
+
 struct mn_ctl_bind_request {
   struct mn_ctl_header h;
   uint32_t ip;   /* host order; 0 or the host address */
   uint16_t port; /* 0: the daemon picks an ephemeral port */
   uint8_t proto; /* 17 (UDP) */
-  uint8_t flags; /* reserved, 0 */
+  uint8_t flags; /* MN_CTL_BIND_*; others: -EINVAL */
 };
 
+/* BIND's errors, as bind(2) gives them: -EADDRINUSE when the port is held
+ * by another lease without REUSEPORT on both sides, by a group of another
+ * uid, by a full group, or by the caller already; -ENOMEM when every group
+ * slot is in use (what the kernel returns when it cannot allocate a
+ * reuseport group); -EADDRNOTAVAIL for another address; -EINVAL for a bad
+ * protocol or flag. */
 struct mn_ctl_bind_reply {
   struct mn_ctl_header h; /* status -EADDRINUSE as bind(2) would */
   uint16_t port;

@@ -24,13 +24,22 @@
 
 #define MN_SHM_NAME "machnetd_shm"
 #define MN_SHM_MAGIC 0x4d4e5348u /* "MNSH" */
-#define MN_SHM_VERSION                                                              \
-  4u /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings; 4: 40 drop reasons, \
-        mn_lease.quiesced */
+/* 2: wake hand-off, active_leases; 3: ring_op, HTS rings; 4: SO_REUSEPORT
+ * groups, 40 drop reasons, mn_lease.quiesced and steer_seq */
+#define MN_SHM_VERSION 4u
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
 #define MN_SHM_MAX_DROP_REASONS 40
 #define MN_SHM_PORTS 65536
+#define MN_SHM_GROUPS 256      /* SO_REUSEPORT groups (ports shared by several leases) */
+#define MN_GROUP_MAX_MEMBERS 8 /* leases per group */
+/* mn_port_entry.queue of a port held by a group: MN_PORT_GROUP | group index. */
+#define MN_PORT_GROUP 0x8000u
+#define MN_PORT_GROUP_INDEX(v) ((uint16_t)((v)&0x7fffu))
+/* Seqlock reads of a group that find it mid-write this many times in a row:
+ * the reader gives up and the frame goes to queue 0 (the daemon, the only
+ * writer, never races with itself). */
+#define MN_GROUP_READ_TRIES 64u
 
 struct rte_mempool;
 struct rte_ring;
@@ -144,9 +153,11 @@ struct __attribute__((aligned(64))) mn_lease {
 
 /* One UDP port of the host. queue 0 = nobody: the daemon answers with ICMP
  * port unreachable. Written by the daemon (bind/unbind/reclaim); read on every
- * received datagram by whoever polls the queue it landed on. */
+ * received datagram by whoever polls the queue it landed on. A port several
+ * leases share (SO_REUSEPORT) names its group instead: MN_PORT_GROUP | g,
+ * and mn_shm.groups[g] lists the member queues. */
 struct __attribute__((aligned(32))) mn_port_entry {
-  uint16_t queue; /* daemon, atomic */
+  uint16_t queue; /* daemon, atomic: a queue, or MN_PORT_GROUP | group */
   uint16_t pad0;
   uint32_t generation;   /* daemon: low 32 bits of the owning lease's generation */
   uint64_t rx_datagrams; /* owner: per-socket counters for machnet-stat */
@@ -164,6 +175,37 @@ struct __attribute__((aligned(16))) mn_neighbour {
   uint32_t ip;    /* daemon, atomic; host order, 0 = empty */
   uint8_t mac[6]; /* daemon, atomic bytes */
   uint16_t pad0;
+};
+
+/* A port's figures as one member of its group published them. */
+struct mn_port_counters {
+  uint64_t rx_datagrams;
+  uint64_t rx_bytes;
+  uint64_t tx_datagrams;
+};
+
+/* An SO_REUSEPORT group: the leases (up to MN_GROUP_MAX_MEMBERS) that share
+ * one UDP port, as the kernel's reuseport group shares it between sockets.
+ * A datagram goes to members[mn_flow_hash(...) % count], so each flow stays
+ * with one member while the membership stays the same. The daemon is the
+ * only writer (bind, unbind, reclaim), under the seqlock `seq` (odd: being
+ * written); readers (every poller, per frame) use mn_group_pick: bounded,
+ * lock-free, no syscall. A member leaving is replaced in its slot by the
+ * last one, as in the kernel's reuseport group; with one member fewer the
+ * flows are spread anew over those that remain (hash % count, as the
+ * kernel's reciprocal_scale over its sockets). */
+struct __attribute__((aligned(64))) mn_port_group {
+  uint32_t seq;                           /* daemon, atomic: seqlock */
+  uint16_t port;                          /* daemon, atomic: 0 = free slot */
+  uint16_t count;                         /* daemon, atomic: members in use */
+  uint32_t uid;                           /* daemon: uid of the lease that made the group */
+  uint32_t generation;                    /* daemon: membership changes so far */
+  uint16_t members[MN_GROUP_MAX_MEMBERS]; /* daemon, atomic: member queues */
+  uint8_t pad0[32];
+  /* by_queue[q]: written by the holder of queue q while it is a member
+   * (plain stores, read racily for machnet-stat); zeroed by the daemon
+   * before q joins. */
+  struct mn_port_counters by_queue[MN_SHM_MAX_QUEUES];
 };
 
 struct mn_shm {
@@ -191,6 +233,7 @@ struct mn_shm {
   struct mn_lease leases[MN_SHM_MAX_QUEUES];
   struct mn_neighbour neighbours[MN_SHM_NEIGHBOUR_SLOTS];
   struct mn_port_entry ports[MN_SHM_PORTS];
+  struct mn_port_group groups[MN_SHM_GROUPS];
 };
 
 /* The layout is ABI between machnetd and engines of the same MN_SHM_VERSION. */
@@ -226,8 +269,22 @@ MN_STATIC_ASSERT(offsetof(struct mn_shm, neighbours) == 64 + MN_SHM_MAX_QUEUES *
 MN_STATIC_ASSERT(offsetof(struct mn_shm, ports) ==
                      64 + MN_SHM_MAX_QUEUES * 512 + MN_SHM_NEIGHBOUR_SLOTS * 16,
                  "shm ABI: mn_shm");
-MN_STATIC_ASSERT(sizeof(struct mn_shm) ==
+MN_STATIC_ASSERT(sizeof(struct mn_port_counters) == 24, "shm ABI: mn_port_counters");
+MN_STATIC_ASSERT(sizeof(struct mn_port_group) == 64 + MN_SHM_MAX_QUEUES * 24,
+                 "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, port) == 4, "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, count) == 6, "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, uid) == 8, "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, members) == 16, "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, by_queue) == 64, "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(MN_SHM_GROUPS <= MN_PORT_GROUP && MN_SHM_MAX_QUEUES < MN_PORT_GROUP,
+                 "a port entry tells queues and groups apart");
+MN_STATIC_ASSERT(offsetof(struct mn_shm, groups) ==
                      64 + MN_SHM_MAX_QUEUES * 512 + MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32,
+                 "shm ABI: mn_shm");
+MN_STATIC_ASSERT(sizeof(struct mn_shm) == 64 + MN_SHM_MAX_QUEUES * 512 +
+                                              MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32 +
+                                              MN_SHM_GROUPS * (64 + MN_SHM_MAX_QUEUES * 24),
                  "shm ABI: mn_shm");
 MN_STATIC_ASSERT(__atomic_always_lock_free(8, 0) && __atomic_always_lock_free(4, 0) &&
                      __atomic_always_lock_free(2, 0),
@@ -249,6 +306,75 @@ static inline uint16_t mn_port_queue(const struct mn_port_entry* e) {
 }
 static inline void mn_port_set_queue(struct mn_port_entry* e, uint16_t queue) {
   __atomic_store_n(&e->queue, queue, __ATOMIC_RELEASE);
+}
+
+/* ---- SO_REUSEPORT groups (mn_port_group) ---- */
+
+/* The flow hash that picks a group member: the remote end (the datagram's
+ * source) and the local one (its destination), all in host order. Any
+ * process computes the same value for the same flow. */
+static inline uint32_t mn_flow_hash(uint32_t remote_ip, uint16_t remote_port, uint32_t local_ip,
+                                    uint16_t local_port) {
+  uint64_t h = ((uint64_t)remote_ip << 32 | local_ip) * 0x9e3779b97f4a7c15ull;
+  h ^= ((uint64_t)remote_port << 16 | local_port) * 0xc2b2ae3d27d4eb4full;
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;
+  return (uint32_t)h;
+}
+
+/* The member queue of group g that takes the flow with hash `hash` on `port`
+ * (a seqlock read, at most MN_GROUP_READ_TRIES tries). 0 when the group is
+ * empty, no longer holds `port` (freed and reused since the port entry was
+ * read), or stayed mid-write: queue 0, the daemon, then handles the frame. */
+static inline uint16_t mn_group_pick(const struct mn_shm* shm, uint16_t g, uint16_t port,
+                                     uint32_t hash) {
+  if (g >= MN_SHM_GROUPS) return 0;
+  const struct mn_port_group* grp = &shm->groups[g];
+  for (uint32_t i = 0; i < MN_GROUP_READ_TRIES; i++) {
+    uint32_t s1 = __atomic_load_n(&grp->seq, __ATOMIC_ACQUIRE);
+    if ((s1 & 1) != 0) continue;
+    uint16_t gport = __atomic_load_n(&grp->port, __ATOMIC_RELAXED);
+    uint16_t n = __atomic_load_n(&grp->count, __ATOMIC_RELAXED);
+    uint16_t q = 0;
+    if (n > MN_GROUP_MAX_MEMBERS) n = 0;
+    if (n != 0) q = __atomic_load_n(&grp->members[hash % n], __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&grp->seq, __ATOMIC_RELAXED) != s1) continue;
+    return gport == port && q < MN_SHM_MAX_QUEUES ? q : 0;
+  }
+  return 0;
+}
+
+/* The queue that takes a datagram of the given flow to local port `port`:
+ * the port's holder, a member of its group, or 0 (nobody; or ask the daemon). */
+static inline uint16_t mn_port_target(const struct mn_shm* shm, uint16_t port, uint32_t hash) {
+  uint16_t v = mn_port_queue(&shm->ports[port]);
+  if ((v & MN_PORT_GROUP) == 0) return v;
+  return mn_group_pick(shm, MN_PORT_GROUP_INDEX(v), port, hash);
+}
+
+/* Daemon: a seqlock write of group g's membership (the only writer). */
+static inline void mn_group_write_begin(struct mn_port_group* grp) {
+  uint32_t seq = __atomic_load_n(&grp->seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&grp->seq, seq + 1, __ATOMIC_RELAXED); /* odd: being written */
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+static inline void mn_group_write_end(struct mn_port_group* grp) {
+  uint32_t seq = __atomic_load_n(&grp->seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&grp->seq, seq + 1, __ATOMIC_RELEASE);
+}
+static inline void mn_group_set_member(struct mn_port_group* grp, uint16_t i, uint16_t q) {
+  __atomic_store_n(&grp->members[i], q, __ATOMIC_RELAXED);
+}
+static inline void mn_group_set_count(struct mn_port_group* grp, uint16_t n) {
+  __atomic_store_n(&grp->count, n, __ATOMIC_RELAXED);
+}
+static inline void mn_group_set_port(struct mn_port_group* grp, uint16_t port) {
+  __atomic_store_n(&grp->port, port, __ATOMIC_RELAXED);
+}
+static inline uint16_t mn_group_count(const struct mn_port_group* grp) {
+  return __atomic_load_n(&grp->count, __ATOMIC_ACQUIRE);
 }
 
 static inline uint32_t mn_shm_shutting_down(const struct mn_shm* s) {

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -265,7 +266,7 @@ TEST(ControlClient, MalformedRepliesAreProtocolErrors) {
          d.respond_one(h, req, r);
          mn_ctl_header x;
          memcpy(&x, r->data(), sizeof(x));
-         x.version = 2;
+         x.version = MN_CTL_VERSION + 1;
          memcpy(r->data(), &x, sizeof(x));
        }},
       {"short body",
@@ -448,6 +449,84 @@ TEST_F(Steering, IcmpUnreachableGoesToTheOwnerOfTheQuotedSourcePort) {
   Frame other_type = icmp_unreachable(5000);
   other_type[kL4] = 11;  // time exceeded: the daemon's
   EXPECT_EQ(steer(other_type), 0);
+}
+
+// ---- SO_REUSEPORT groups -----------------------------------------------------
+
+class GroupSteering : public Steering {
+ protected:
+  static constexpr uint16_t kPort = 7000;
+  static constexpr uint16_t kGroup = 5;
+  void SetUp() override {
+    Steering::SetUp();
+    set_members({1, 2, 3});
+    mn_port_set_queue(&shm_->ports[kPort], static_cast<uint16_t>(MN_PORT_GROUP | kGroup));
+  }
+  void set_members(std::vector<uint16_t> qs) {
+    mn_port_group& g = shm_->groups[kGroup];
+    mn_group_write_begin(&g);
+    mn_group_set_port(&g, kPort);
+    for (uint16_t i = 0; i < qs.size(); i++) mn_group_set_member(&g, i, qs[i]);
+    mn_group_set_count(&g, static_cast<uint16_t>(qs.size()));
+    mn_group_write_end(&g);
+  }
+  // The member a datagram from the peer's sport to kPort goes to.
+  uint16_t expected(uint16_t sport) const {
+    const mn_port_group& g = shm_->groups[kGroup];
+    return g.members[mn_flow_hash(kPeerIp, sport, kLocalIp, kPort) % g.count];
+  }
+};
+
+TEST_F(GroupSteering, FlowsSpreadOverTheMembersAndEachStaysWithOne) {
+  std::map<uint16_t, int> share;
+  for (uint16_t sport = 1000; sport < 1064; sport++) {
+    uint16_t t = steer(make_udp(100, 1, sport, kPort));
+    EXPECT_EQ(t, expected(sport)) << "source port " << sport;
+    EXPECT_EQ(steer(make_udp(10, 2, sport, kPort)), t) << "source port " << sport;
+    share[t]++;
+  }
+  EXPECT_EQ(share.size(), 3u);
+  for (auto& [q, n] : share) EXPECT_GE(n, 5) << "queue " << q;
+  // Ports that are not the group's are unchanged.
+  EXPECT_EQ(steer(make_udp(100, 1, 4000, 5000)), 2);
+}
+
+TEST_F(GroupSteering, IcmpErrorGoesToTheMemberOfTheQuotedFlow) {
+  // icmp_unreachable quotes a datagram from kPort to the peer's port 9999:
+  // the member that the peer's datagrams from 9999 go to gets it.
+  uint16_t want = steer(make_udp(100, 1, 9999, kPort));
+  EXPECT_NE(want, 0);
+  EXPECT_EQ(steer(icmp_unreachable(kPort)), want);
+  EXPECT_EQ(steer(icmp_unreachable(kPort, 7)), want);
+}
+
+TEST_F(GroupSteering, AMemberLeavingMovesItsFlowsToTheOthers) {
+  set_members({3, 2});  // 1 left: the last member (3) took its slot
+  std::map<uint16_t, int> share;
+  for (uint16_t sport = 1000; sport < 1064; sport++) {
+    uint16_t t = steer(make_udp(100, 1, sport, kPort));
+    EXPECT_EQ(t, expected(sport));
+    share[t]++;
+  }
+  EXPECT_EQ(share.size(), 2u);
+  EXPECT_EQ(share.count(1), 0u);
+}
+
+TEST_F(GroupSteering, MidWriteEmptyOrReusedGroupsGoToTheDaemon) {
+  mn_port_group& g = shm_->groups[kGroup];
+  mn_group_write_begin(&g);  // a write that never ends: bounded retries, then 0
+  EXPECT_EQ(steer(make_udp(100, 1, 1000, kPort)), 0);
+  mn_group_write_end(&g);
+  EXPECT_NE(steer(make_udp(100, 1, 1000, kPort)), 0);
+  set_members({});
+  EXPECT_EQ(steer(make_udp(100, 1, 1000, kPort)), 0);
+  set_members({1, 2});
+  mn_group_write_begin(&g);
+  mn_group_set_port(&g, kPort + 1);  // freed and taken by another port since
+  mn_group_write_end(&g);
+  EXPECT_EQ(steer(make_udp(100, 1, 1000, kPort)), 0);
+  mn_port_set_queue(&shm_->ports[kPort], static_cast<uint16_t>(MN_PORT_GROUP | 300));
+  EXPECT_EQ(steer(make_udp(100, 1, 1000, kPort)), 0);  // no such group
 }
 
 // Truncated at every length: the decision only ever reads inside the frame

@@ -22,7 +22,9 @@
       char: "char", struct rte_ring*: "ptr", struct rte_mempool*: "ptr",                         \
       struct mn_ctl_header: "struct mn_ctl_header",                                              \
       struct mn_lease_counters: "struct mn_lease_counters", struct mn_lease: "struct mn_lease",  \
-      struct mn_port_entry: "struct mn_port_entry", struct mn_neighbour: "struct mn_neighbour")
+      struct mn_port_entry: "struct mn_port_entry", struct mn_neighbour: "struct mn_neighbour",   \
+      struct mn_port_counters: "struct mn_port_counters",                                        \
+      struct mn_port_group: "struct mn_port_group")
 
 struct field {
   const char* name;
@@ -83,6 +85,13 @@ static const struct field lease[] = {
 static const struct field port_entry[] = {
     F(mn_port_entry, queue),        F(mn_port_entry, pad0),     F(mn_port_entry, generation),
     F(mn_port_entry, rx_datagrams), F(mn_port_entry, rx_bytes), F(mn_port_entry, tx_datagrams)};
+static const struct field port_counters[] = {F(mn_port_counters, rx_datagrams),
+                                             F(mn_port_counters, rx_bytes),
+                                             F(mn_port_counters, tx_datagrams)};
+static const struct field port_group[] = {F(mn_port_group, seq),        F(mn_port_group, port),
+                                          F(mn_port_group, count),      F(mn_port_group, uid),
+                                          F(mn_port_group, generation), A(mn_port_group, members),
+                                          A(mn_port_group, pad0),       A(mn_port_group, by_queue)};
 static const struct field neighbour[] = {F(mn_neighbour, seq), F(mn_neighbour, ip),
                                          A(mn_neighbour, mac), F(mn_neighbour, pad0)};
 static const struct field shm[] = {
@@ -92,7 +101,7 @@ static const struct field shm[] = {
     F(mn_shm, pad0),          F(mn_shm, mtu),          F(mn_shm, pad1),
     F(mn_shm, shutting_down), F(mn_shm, heartbeat_ns), F(mn_shm, active_leases),
     A(mn_shm, pad2),          A(mn_shm, leases),       A(mn_shm, neighbours),
-    A(mn_shm, ports)};
+    A(mn_shm, ports),         A(mn_shm, groups)};
 
 #define STRUCT(name, fields, align) \
   { #name, sizeof(struct name), align, fields, sizeof(fields) / sizeof(fields[0]) }
@@ -113,6 +122,8 @@ static const struct {
     STRUCT(mn_lease_counters, lease_counters, 1),
     STRUCT(mn_lease, lease, 64),
     STRUCT(mn_port_entry, port_entry, 1),
+    STRUCT(mn_port_counters, port_counters, 1),
+    STRUCT(mn_port_group, port_group, 64),
     STRUCT(mn_neighbour, neighbour, 1),
     STRUCT(mn_shm, shm, 1),
 };
@@ -135,7 +146,9 @@ static const struct {
     C(MN_LEASE_DAEMON),        C(MN_WAKE_RUNNING),
     C(MN_WAKE_PARKED),         C(MN_WAKE_DAEMON),
     C(MN_RING_OP_STEER_ENQ),   C(MN_RING_OP_POOL_GET),
-    C(MN_RING_OP_POOL_PUT),
+    C(MN_RING_OP_POOL_PUT),    C(MN_SHM_GROUPS),
+    C(MN_GROUP_MAX_MEMBERS),   C(MN_PORT_GROUP),
+    C(MN_CTL_BIND_REUSEPORT),  C(MN_CTL_BIND_FLAGS),
 };
 
 int main(void) {

@@ -13,6 +13,12 @@
   mnd_stat.py expect-leases SOCKET PID...
       exit 0 when exactly these pids hold active leases
   mnd_stat.py port SOCKET PORT        the pid holding PORT, or "free"
+  mnd_stat.py members SOCKET PORT
+      the pids of PORT's SO_REUSEPORT group members, sorted, one line;
+      "free" when nobody holds it, "single PID" when one lease does
+  mnd_stat.py group-rx SOCKET PORT
+      the datagrams PORT's group received: the port's figure, then each
+      member's as pid:count
   mnd_stat.py kill-wait SOCKET PID PORT TIMEOUT_MS
       PID must hold an active lease and PORT; SIGKILL it, then poll until
       no lease names PID and PORT is free; print the milliseconds it took.
@@ -82,6 +88,7 @@ def figures(sock, prefix):
     held = [l for l in j["leases"] if l["state"] != "free"]
     print(f"leases_not_free {len(held)}")
     print(f"ports_held {len(j['ports']) + j.get('ports_truncated', 0)}")
+    print(f"reuseport_groups {d.get('reuseport_groups', 0)}")
     for p in j["pools"]:
         q = p["queue"]
         print(f"pool{q}_in_use {p['in_use']}")
@@ -151,6 +158,23 @@ def kill_wait(sock, pid, port, timeout_ms):
         time.sleep(0.002)
 
 
+def members(sock, port):
+    for p in stats(sock)["ports"]:
+        if p["port"] == port:
+            if "members" not in p:
+                return f"single {p['pid']}"
+            return " ".join(str(pid) for pid in sorted(m["pid"] for m in p["members"]))
+    return "free"
+
+
+def group_rx(sock, port):
+    for p in stats(sock)["ports"]:
+        if p["port"] == port and "members" in p:
+            return " ".join([str(p["rx_datagrams"])] +
+                            [f"{m['pid']}:{m['rx_datagrams']}" for m in p["members"]])
+    return "none"
+
+
 def lease_field(sock, pid, field):
     for l in stats(sock)["leases"]:
         if l["state"] != "free" and l["pid"] == pid:
@@ -172,6 +196,10 @@ if __name__ == "__main__":
     elif cmd == "port" and len(a) == 3:
         owner = port_owner(stats(a[1]), int(a[2]))
         print("free" if owner is None else owner)
+    elif cmd == "members" and len(a) == 3:
+        print(members(a[1], int(a[2])))
+    elif cmd == "group-rx" and len(a) == 3:
+        print(group_rx(a[1], int(a[2])))
     elif cmd == "kill-wait" and len(a) == 5:
         sys.exit(kill_wait(a[1], int(a[2]), int(a[3]), float(a[4])))
     elif cmd == "lease-field" and len(a) == 4:

@@ -56,11 +56,13 @@ TEST(ControlParse, MalformedMessages) {
 }
 
 TEST(ControlParse, WrongVersionAndUnknownTypeAreAnswered) {
-  CtlParsed p = parse(header(MN_CTL_INFO, 7, 2));
+  CtlParsed p = parse(header(MN_CTL_INFO, 7, MN_CTL_VERSION + 1));
   EXPECT_EQ(p.verdict, CtlVerdict::kStatus);
   EXPECT_EQ(p.status, -EPROTONOSUPPORT);
+  // Version 1 (BIND without flags) is refused like any other.
+  EXPECT_EQ(parse(header(MN_CTL_INFO, 7, 1)).status, -EPROTONOSUPPORT);
   // A short BIND of another version is answered too: the version decides first.
-  EXPECT_EQ(parse(header(MN_CTL_BIND, 8, 2)).status, -EPROTONOSUPPORT);
+  EXPECT_EQ(parse(header(MN_CTL_BIND, 8, MN_CTL_VERSION + 1)).status, -EPROTONOSUPPORT);
   p = parse(header(99, 9));
   EXPECT_EQ(p.verdict, CtlVerdict::kStatus);
   EXPECT_EQ(p.status, -EOPNOTSUPP);

@@ -179,6 +179,25 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
   for (const JVal& p : ports.arr) {
     std::string k = "port." + std::to_string(p["port"].u()) + ".rx";
     cur->v[k] = p["rx_datagrams"].u();
+    if (p.has("members")) {
+      // An SO_REUSEPORT group: a line for the group, one per member.
+      std::printf("%-6" PRIu64 " SO_REUSEPORT group %" PRIu64 ": %zu member%s (uid %" PRIu64
+                  "), %s datagrams in\n",
+                  p["port"].u(), p["group"].u(), p["members"].arr.size(),
+                  p["members"].arr.size() == 1 ? "" : "s", p["group_uid"].u(),
+                  human(static_cast<double>(p["rx_datagrams"].u())).c_str());
+      for (const JVal& m : p["members"].arr) {
+        std::string mk = k + "." + std::to_string(m["queue"].u());
+        cur->v[mk] = m["rx_datagrams"].u();
+        std::printf("%-6" PRIu64 " %-5" PRIu64 " %-7" PRId64 " %-15s %10s %8s %10s %10s\n",
+                    p["port"].u(), m["queue"].u(), m["pid"].i(), m["comm"].s().c_str(),
+                    human(static_cast<double>(m["rx_datagrams"].u())).c_str(),
+                    rate_col(rate(prev, *cur, mk)).c_str(),
+                    human(static_cast<double>(m["rx_bytes"].u())).c_str(),
+                    human(static_cast<double>(m["tx_datagrams"].u())).c_str());
+      }
+      continue;
+    }
     std::printf("%-6" PRIu64 " %-5" PRIu64 " %-7" PRId64 " %-15s %10s %8s %10s %10s\n",
                 p["port"].u(), p["queue"].u(), p["pid"].i(), p["comm"].s().c_str(),
                 human(static_cast<double>(p["rx_datagrams"].u())).c_str(),
