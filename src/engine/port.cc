@@ -58,12 +58,21 @@ bool Engine::Impl::bring_up_port(std::string* err) {
 
   uint16_t data_room = frame_data_room(config.mtu, /*fixed_buffers=*/is_af_xdp);
   std::string pool_name = "mn_pool_" + std::to_string(port_id);
-  pool = rte_pktmbuf_pool_create(pool_name.c_str(), config.num_mbufs, 256, 0, data_room,
-                                 static_cast<int>(rte_socket_id()));
+  // AF_XDP: objects packed end to end, or net_af_xdp's UMEM misses the last
+  // few and the kernel rejects what is sent from them (port_setup.h).
+  pool = is_af_xdp ? create_packed_mbuf_pool(pool_name.c_str(), config.num_mbufs, 256, data_room,
+                                             static_cast<int>(rte_socket_id()), nullptr)
+                   : rte_pktmbuf_pool_create(pool_name.c_str(), config.num_mbufs, 256, 0, data_room,
+                                             static_cast<int>(rte_socket_id()));
   if (pool == nullptr) {
     *err = "cannot create the mbuf pool (" + std::to_string(config.num_mbufs) +
            " mbufs): " + rte_strerror(rte_errno) +
            " - are hugepages reserved? (tools/install-deps.sh, or hugepages = no)";
+    return false;
+  }
+  if (is_af_xdp && !af_xdp_umem_covers_pool(pool, err)) {
+    rte_mempool_free(pool);  // no queue has it yet
+    pool = nullptr;
     return false;
   }
 
