@@ -81,8 +81,9 @@ static const struct mn_conf_key kSchema[] = {
     /* the transport (src/transport/tunables.h), read by the stack */
     UINT("transport.mtu_payload", 64, 65419, "1400"),
     UINT("transport.max_message_bytes", 1, 1u << 30, "8388608"),
-    UINT("transport.send_buffer_bytes", 1, 1u << 31, "16777216"),
-    UINT("transport.recv_buffer_bytes", 1, 1u << 31, "16777216"),
+    /* At least the transport's smallest per-flow buffer (4096). */
+    UINT("transport.send_buffer_bytes", 4096, 1u << 31, "16777216"),
+    UINT("transport.recv_buffer_bytes", 4096, 1u << 31, "16777216"),
     UINT("transport.max_inflight_segments", 4, 1u << 24, "16384"),
     UINT("transport.max_flows", 1, 1u << 24, "65536"),
     UINT("transport.listen_backlog", 1, 1u << 20, "128"),

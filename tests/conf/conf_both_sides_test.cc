@@ -230,10 +230,15 @@ std::vector<Bad> bad_files() {
       {"\xef\xbb\xbf# bell \x07\n", "@:1: byte 11 is a control character", false},
       {"mtu = 1500\rmbufs = 2000\n", "@:1: byte 11 is a control character", false},
       // rules between keys, on the values in effect
-      {"[transport]\nmax_message_bytes = 1000000\nsend_buffer_bytes = 1000\n",
+      {"[transport]\nmax_message_bytes = 1000000\nsend_buffer_bytes = 5000\n",
        "@:3: transport.send_buffer_bytes: must be at least transport.max_message_bytes "
-       "(1000000), got 1000",
+       "(1000000), got 5000",
        false},
+      // found by fuzz_conf: accepted by the parser, refused by the stack (a
+      // flow's buffer is at least 4096 bytes)
+      {"[transport]\nmax_message_bytes = 1\nsend_buffer_bytes = 1000\n",
+       "@:3: transport.send_buffer_bytes: expected an integer in [4096, 2147483648], got '1000'",
+       true},
       {"[transport]\nmax_message_bytes = 33554432\n",
        "@:2: transport.max_message_bytes: must be at most transport.send_buffer_bytes "
        "(16777216), got 33554432",

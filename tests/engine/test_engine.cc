@@ -398,8 +398,11 @@ TEST_F(EngineTest, EndlessFragmentsUseBoundedMemoryAndExpire) {
     inject(frags[0]);
     if (id % 100 == 99) drain_rx();
   }
-  // frag.max_flows (64) at a time: the rest are refused, none is lost silently.
-  EXPECT_GE(drops(DropReason::kFragNoRoom), 900u);
+  // frag.max_flows (64) at a time: every other datagram was refused or had
+  // already timed out (a slow run, e.g. under ASan on a loaded machine, lets
+  // some expire while the rest arrive), none is lost silently.
+  EXPECT_GE(drops(DropReason::kFragNoRoom) + drops(DropReason::kFragTimeout), 1000u - 64u);
+  EXPECT_GT(drops(DropReason::kFragNoRoom), 0u);
   EXPECT_TRUE(poll_until([&] { return rte_mempool_avail_count(test_pool_) == avail_before; }))
       << "mbufs still held: " << avail_before - rte_mempool_avail_count(test_pool_);
   EXPECT_EQ(drops(DropReason::kFragNoRoom) + drops(DropReason::kFragTimeout), 1000u);
