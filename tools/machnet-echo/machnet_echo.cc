@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "common/percentiles.h"
 #include "engine/engine.h"
+#include "engine/engine_cli.h"
 #include "wire/headers.h"
 
 using machnet::Config;
@@ -307,8 +308,7 @@ int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local
 int main(int argc, char** argv) {
   Config cfg;
   std::string err;
-  const char* env_conf = std::getenv("MACHNET_CONFIG");
-  std::string config_path = env_conf ? env_conf : "";
+  machnet::cli::EngineOptions engine_opts;
   bool server = false, client = false, verify = true, kernel = false, busy_poll = false;
   std::string peer, samples_path;
   uint16_t port = 0;
@@ -317,18 +317,9 @@ int main(int argc, char** argv) {
   bool count_set = false;
   double duration = 0;
   std::vector<size_t> sizes = {64};
-  std::vector<std::pair<std::string, std::string>> overrides;
 
   enum {
-    kConfig = 256,
-    kDevice,
-    kIp,
-    kGateway,
-    kMtu,
-    kMac,
-    kNoHuge,
-    kSet,
-    kPeer,
+    kPeer = 256,
     kSizes,
     kWarmup,
     kTimeout,
@@ -338,68 +329,32 @@ int main(int argc, char** argv) {
     kBusyPoll,
     kSamples
   };
-  static const option opts[] = {{"config", required_argument, nullptr, kConfig},
-                                {"device", required_argument, nullptr, kDevice},
-                                {"ip", required_argument, nullptr, kIp},
-                                {"gateway", required_argument, nullptr, kGateway},
-                                {"mtu", required_argument, nullptr, kMtu},
-                                {"mac", required_argument, nullptr, kMac},
-                                {"no-hugepages", no_argument, nullptr, kNoHuge},
-                                {"set", required_argument, nullptr, kSet},
-                                {"server", no_argument, nullptr, 's'},
-                                {"client", no_argument, nullptr, 'c'},
-                                {"peer", required_argument, nullptr, kPeer},
-                                {"port", required_argument, nullptr, 'p'},
-                                {"size", required_argument, nullptr, kSizes},
-                                {"sizes", required_argument, nullptr, kSizes},
-                                {"count", required_argument, nullptr, 'n'},
-                                {"duration", required_argument, nullptr, kDuration},
-                                {"warmup", required_argument, nullptr, kWarmup},
-                                {"timeout-ms", required_argument, nullptr, kTimeout},
-                                {"verify", no_argument, nullptr, 'v'},
-                                {"no-verify", no_argument, nullptr, kNoVerify},
-                                {"kernel", no_argument, nullptr, kKernel},
-                                {"busy-poll", no_argument, nullptr, kBusyPoll},
-                                {"samples", required_argument, nullptr, kSamples},
-                                {"help", no_argument, nullptr, 'h'},
-                                {nullptr, 0, nullptr, 0}};
+  const std::vector<option> opts =
+      machnet::cli::with_engine_options({{"server", no_argument, nullptr, 's'},
+                                         {"client", no_argument, nullptr, 'c'},
+                                         {"peer", required_argument, nullptr, kPeer},
+                                         {"port", required_argument, nullptr, 'p'},
+                                         {"size", required_argument, nullptr, kSizes},
+                                         {"sizes", required_argument, nullptr, kSizes},
+                                         {"count", required_argument, nullptr, 'n'},
+                                         {"duration", required_argument, nullptr, kDuration},
+                                         {"warmup", required_argument, nullptr, kWarmup},
+                                         {"timeout-ms", required_argument, nullptr, kTimeout},
+                                         {"verify", no_argument, nullptr, 'v'},
+                                         {"no-verify", no_argument, nullptr, kNoVerify},
+                                         {"kernel", no_argument, nullptr, kKernel},
+                                         {"busy-poll", no_argument, nullptr, kBusyPoll},
+                                         {"samples", required_argument, nullptr, kSamples},
+                                         {"help", no_argument, nullptr, 'h'}});
   int c;
-  while ((c = getopt_long(argc, argv, "scp:n:vh", opts, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, "scp:n:vh", opts.data(), nullptr)) != -1) {
+    int engine = machnet::cli::engine_option(c, "machnet-echo", optarg, &engine_opts);
+    if (engine < 0) return 2;
+    if (engine > 0) continue;
     switch (c) {
-      case kConfig:
-        config_path = optarg;
-        break;
-      case kDevice:
-        overrides.push_back({"device", optarg});
-        break;
-      case kIp:
-        overrides.push_back({"ip", optarg});
-        break;
-      case kGateway:
-        overrides.push_back({"gateway", optarg});
-        break;
-      case kMtu:
-        overrides.push_back({"mtu", optarg});
-        break;
-      case kMac:
-        overrides.push_back({"mac", optarg});
-        break;
-      case kNoHuge:
-        overrides.push_back({"hugepages", "no"});
-        break;
       case kSamples:
         samples_path = optarg;
         break;
-      case kSet: {
-        std::string kv = optarg;
-        auto eq = kv.find('=');
-        if (eq == std::string::npos) {
-          fprintf(stderr, "machnet-echo: --set expects KEY=VALUE, got '%s'\n", optarg);
-          return 2;
-        }
-        overrides.push_back({kv.substr(0, eq), kv.substr(eq + 1)});
-        break;
-      }
       case 's':
         server = true;
         break;
@@ -474,17 +429,8 @@ int main(int argc, char** argv) {
     usage(stderr);
     return 2;
   }
-  std::vector<Config::Override> ov;
-  for (auto& [k, v] : overrides) ov.push_back({k, v, "command line --" + k});
-  if (!cfg.load(config_path, ov, &err)) {
-    fprintf(stderr, "machnet-echo: %s\n", err.c_str());
-    return 2;
-  }
   EngineConfig ec;
-  if (!ec.load(cfg, &err)) {
-    fprintf(stderr, "machnet-echo: %s\n", err.c_str());
-    return 2;
-  }
+  if (!machnet::cli::load_engine_config("machnet-echo", engine_opts, &cfg, &ec)) return 2;
   uint32_t peer_ip = 0;
   uint16_t peer_port = 0;
   if (client && !parse_peer(peer, &peer_ip, &peer_port)) {

@@ -26,6 +26,7 @@
 
 #include "common/config.h"
 #include "engine/engine.h"
+#include "engine/engine_cli.h"
 #include "machnet-kv/kv_proto.h"
 #include "wire/headers.h"
 
@@ -347,24 +348,14 @@ class Load {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* env_conf = std::getenv("MACHNET_CONFIG");
-  std::string config_path = env_conf ? env_conf : "";
-  std::vector<std::pair<std::string, std::string>> overrides;
+  machnet::cli::EngineOptions engine_opts;
   std::string server;
   Proto proto = Proto::kKv;
   unsigned long port = 0, window = 32, keys = 10000, value_size = 32, timeout_ms = 500, seed = 1;
   double duration = 2, rate = 0, zipf = 0.99, get_ratio = 0.9;
   bool populate = true;
   enum {
-    kConfig = 256,
-    kDevice,
-    kIp,
-    kGateway,
-    kMtu,
-    kMac,
-    kNoHuge,
-    kSet,
-    kServer,
+    kServer = 256,
     kProtocol,
     kPort,
     kDuration,
@@ -378,29 +369,21 @@ int main(int argc, char** argv) {
     kTimeout,
     kSeed
   };
-  static const option opts[] = {{"config", required_argument, nullptr, kConfig},
-                                {"device", required_argument, nullptr, kDevice},
-                                {"ip", required_argument, nullptr, kIp},
-                                {"gateway", required_argument, nullptr, kGateway},
-                                {"mtu", required_argument, nullptr, kMtu},
-                                {"mac", required_argument, nullptr, kMac},
-                                {"no-hugepages", no_argument, nullptr, kNoHuge},
-                                {"set", required_argument, nullptr, kSet},
-                                {"server", required_argument, nullptr, kServer},
-                                {"protocol", required_argument, nullptr, kProtocol},
-                                {"port", required_argument, nullptr, kPort},
-                                {"duration", required_argument, nullptr, kDuration},
-                                {"window", required_argument, nullptr, kWindow},
-                                {"rate", required_argument, nullptr, kRate},
-                                {"keys", required_argument, nullptr, kKeys},
-                                {"zipf", required_argument, nullptr, kZipf},
-                                {"get-ratio", required_argument, nullptr, kGetRatio},
-                                {"value-size", required_argument, nullptr, kValueSize},
-                                {"no-populate", no_argument, nullptr, kNoPopulate},
-                                {"timeout-ms", required_argument, nullptr, kTimeout},
-                                {"seed", required_argument, nullptr, kSeed},
-                                {"help", no_argument, nullptr, 'h'},
-                                {nullptr, 0, nullptr, 0}};
+  const std::vector<option> opts =
+      machnet::cli::with_engine_options({{"server", required_argument, nullptr, kServer},
+                                         {"protocol", required_argument, nullptr, kProtocol},
+                                         {"port", required_argument, nullptr, kPort},
+                                         {"duration", required_argument, nullptr, kDuration},
+                                         {"window", required_argument, nullptr, kWindow},
+                                         {"rate", required_argument, nullptr, kRate},
+                                         {"keys", required_argument, nullptr, kKeys},
+                                         {"zipf", required_argument, nullptr, kZipf},
+                                         {"get-ratio", required_argument, nullptr, kGetRatio},
+                                         {"value-size", required_argument, nullptr, kValueSize},
+                                         {"no-populate", no_argument, nullptr, kNoPopulate},
+                                         {"timeout-ms", required_argument, nullptr, kTimeout},
+                                         {"seed", required_argument, nullptr, kSeed},
+                                         {"help", no_argument, nullptr, 'h'}});
   auto number = [](const char* what, const char* s, unsigned long lo, unsigned long hi,
                    unsigned long* out) {
     char* end = nullptr;
@@ -424,33 +407,11 @@ int main(int argc, char** argv) {
     return true;
   };
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, "h", opts.data(), nullptr)) != -1) {
+    int engine = machnet::cli::engine_option(c, "machnet-kv-load", optarg, &engine_opts);
+    if (engine < 0) return 2;
+    if (engine > 0) continue;
     switch (c) {
-      case kConfig:
-        config_path = optarg;
-        break;
-      case kDevice:
-      case kIp:
-      case kGateway:
-      case kMtu:
-      case kMac: {
-        static const char* names[] = {"device", "ip", "gateway", "mtu", "mac"};
-        overrides.push_back({names[c - kDevice], optarg});
-        break;
-      }
-      case kNoHuge:
-        overrides.push_back({"hugepages", "no"});
-        break;
-      case kSet: {
-        std::string s = optarg;
-        auto eq = s.find('=');
-        if (eq == std::string::npos) {
-          fprintf(stderr, "machnet-kv-load: --set expects KEY=VALUE, got '%s'\n", optarg);
-          return 2;
-        }
-        overrides.push_back({s.substr(0, eq), s.substr(eq + 1)});
-        break;
-      }
       case kServer:
         server = optarg;
         break;
@@ -522,12 +483,7 @@ int main(int argc, char** argv) {
   Config cfg;
   EngineConfig ec;
   std::string err;
-  std::vector<Config::Override> ov;
-  for (auto& [k, v] : overrides) ov.push_back({k, v, "command line --" + k});
-  if (!cfg.load(config_path, ov, &err) || !ec.load(cfg, &err)) {
-    fprintf(stderr, "machnet-kv-load: %s\n", err.c_str());
-    return 2;
-  }
+  if (!machnet::cli::load_engine_config("machnet-kv-load", engine_opts, &cfg, &ec)) return 2;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);

@@ -26,6 +26,7 @@
 
 #include "common/config.h"
 #include "engine/engine.h"
+#include "engine/engine_cli.h"
 #include "machnet-kv/kv_proto.h"
 #include "wire/headers.h"
 
@@ -242,45 +243,20 @@ int serve_raw(Engine& eng, uint16_t port, kv::Store& store, uint64_t deadline, T
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* env_conf = std::getenv("MACHNET_CONFIG");
-  std::string config_path = env_conf ? env_conf : "";
-  std::vector<std::pair<std::string, std::string>> overrides;
+  machnet::cli::EngineOptions engine_opts;
   std::string listen = "0.0.0.0:7400";
   bool raw = false;
   unsigned long batch = 0, keys = 100000, max_value = 1024;
   double duration = 0;
-  enum {
-    kConfig = 256,
-    kDevice,
-    kIp,
-    kGateway,
-    kMtu,
-    kMac,
-    kNoHuge,
-    kSet,
-    kListen,
-    kBatch,
-    kRaw,
-    kKeys,
-    kMaxValue,
-    kDuration
-  };
-  static const option opts[] = {{"config", required_argument, nullptr, kConfig},
-                                {"device", required_argument, nullptr, kDevice},
-                                {"ip", required_argument, nullptr, kIp},
-                                {"gateway", required_argument, nullptr, kGateway},
-                                {"mtu", required_argument, nullptr, kMtu},
-                                {"mac", required_argument, nullptr, kMac},
-                                {"no-hugepages", no_argument, nullptr, kNoHuge},
-                                {"set", required_argument, nullptr, kSet},
-                                {"listen", required_argument, nullptr, kListen},
-                                {"batch", required_argument, nullptr, kBatch},
-                                {"raw", no_argument, nullptr, kRaw},
-                                {"keys", required_argument, nullptr, kKeys},
-                                {"max-value", required_argument, nullptr, kMaxValue},
-                                {"duration", required_argument, nullptr, kDuration},
-                                {"help", no_argument, nullptr, 'h'},
-                                {nullptr, 0, nullptr, 0}};
+  enum { kListen = 256, kBatch, kRaw, kKeys, kMaxValue, kDuration };
+  const std::vector<option> opts =
+      machnet::cli::with_engine_options({{"listen", required_argument, nullptr, kListen},
+                                         {"batch", required_argument, nullptr, kBatch},
+                                         {"raw", no_argument, nullptr, kRaw},
+                                         {"keys", required_argument, nullptr, kKeys},
+                                         {"max-value", required_argument, nullptr, kMaxValue},
+                                         {"duration", required_argument, nullptr, kDuration},
+                                         {"help", no_argument, nullptr, 'h'}});
   auto number = [](const char* what, const char* s, unsigned long lo, unsigned long hi,
                    unsigned long* out) {
     char* end = nullptr;
@@ -294,33 +270,11 @@ int main(int argc, char** argv) {
     return true;
   };
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, "h", opts.data(), nullptr)) != -1) {
+    int engine = machnet::cli::engine_option(c, "machnet-kv-server", optarg, &engine_opts);
+    if (engine < 0) return 2;
+    if (engine > 0) continue;
     switch (c) {
-      case kConfig:
-        config_path = optarg;
-        break;
-      case kDevice:
-      case kIp:
-      case kGateway:
-      case kMtu:
-      case kMac: {
-        static const char* names[] = {"device", "ip", "gateway", "mtu", "mac"};
-        overrides.push_back({names[c - kDevice], optarg});
-        break;
-      }
-      case kNoHuge:
-        overrides.push_back({"hugepages", "no"});
-        break;
-      case kSet: {
-        std::string s = optarg;
-        auto eq = s.find('=');
-        if (eq == std::string::npos) {
-          fprintf(stderr, "machnet-kv-server: --set expects KEY=VALUE, got '%s'\n", optarg);
-          return 2;
-        }
-        overrides.push_back({s.substr(0, eq), s.substr(eq + 1)});
-        break;
-      }
       case kListen:
         listen = optarg;
         break;
@@ -373,12 +327,7 @@ int main(int argc, char** argv) {
     Config cfg;
     EngineConfig ec;
     std::string err;
-    std::vector<Config::Override> ov;
-    for (auto& [k, v] : overrides) ov.push_back({k, v, "command line --" + k});
-    if (!cfg.load(config_path, ov, &err) || !ec.load(cfg, &err)) {
-      fprintf(stderr, "machnet-kv-server: %s\n", err.c_str());
-      return 2;
-    }
+    if (!machnet::cli::load_engine_config("machnet-kv-server", engine_opts, &cfg, &ec)) return 2;
     std::unique_ptr<Engine> eng = Engine::create(ec, &err);
     if (!eng) {
       fprintf(stderr, "machnet-kv-server: %s\n", err.c_str());
@@ -390,7 +339,7 @@ int main(int argc, char** argv) {
     print_totals(t);
     eng->print_counters(stdout);
   } else {
-    if (!overrides.empty()) {
+    if (!engine_opts.overrides.empty()) {
       fprintf(stderr, "machnet-kv-server: engine options need --raw\n");
       return 2;
     }
