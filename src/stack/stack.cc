@@ -160,6 +160,7 @@ Stack::Stack(const StackConfig& cfg, std::unique_ptr<engine::Engine> eng, std::v
     max_spinners_ = allowed > 1 ? static_cast<uint32_t>(allowed - 1) : 1;
   }
   tp_ = std::make_unique<transport::Transport>(cfg_.tunables, this, ip_, random_seed());
+  tp_->set_kernel_routes(&routes_);
   tp_->set_event_handler([this](FlowId flow, uint16_t listen_port, uint32_t events) {
     on_transport_event(flow, listen_port, events);
   });

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "stack/kernel_routes.h"
 #include "stack/stack_config.h"
 #include "stack/waiters.h"
 #include "transport/transport.h"
@@ -246,6 +247,7 @@ class Stack final : public transport::DatagramSink {
   std::mutex mu_;
   StackConfig cfg_;
   std::unique_ptr<engine::Engine> eng_;
+  KernelRouteTable routes_;  // before tp_, which points at it
   std::unique_ptr<transport::Transport> tp_;
   uint32_t ip_;
   pid_t owner_;

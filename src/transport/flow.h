@@ -18,6 +18,7 @@ namespace transport {
 
 // What a flow needs from its Transport.
 class PeerCache;
+class KernelRoutes;
 
 struct FlowEnv {
   const Tunables* t = nullptr;
@@ -27,6 +28,9 @@ struct FlowEnv {
   // What the transport knows of peers (a probe to a host that answered as
   // machnet a moment ago is not given up for silence). May be null (tests).
   const PeerCache* peers = nullptr;
+  // Whether kernel TCP could reach a host at all (a silent probe to a host
+  // it cannot reach is not a fallback). May be null: it can.
+  const KernelRoutes* routes = nullptr;
 };
 
 // Per-flow options: the transport's side of the socket options a stream

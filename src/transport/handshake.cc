@@ -162,9 +162,14 @@ void Flow::on_handshake_timer(uint64_t now) {
       // ago is loss or a queue (a burst of connects), not a plain host: go
       // on as an ordinary connect (SYN retries, then kConnectTimeout)
       // instead of moving this connection to the kernel's TCP.
-      if (env_.peers != nullptr && env_.peers->fresh_machnet(now, remote_.ip)) {
+      // Nor is silence a reason to move to a kernel that has no route to
+      // the host (machnetd owns the only interface on that network): the
+      // fallback could only fail, with ENETUNREACH.
+      bool machnet = env_.peers != nullptr && env_.peers->fresh_machnet(now, remote_.ip);
+      bool no_route = !machnet && env_.routes != nullptr && !env_.routes->reachable(remote_.ip);
+      if (machnet || no_route) {
         probing_ = false;
-        ++env_.counters->probes_extended;
+        ++(machnet ? env_.counters->probes_extended : env_.counters->probes_no_route);
         syn_retries_ = 0;
         send_syn(now);
         state_deadline_ = now + t_.syn_rto_ns;
@@ -237,10 +242,10 @@ bool Flow::on_segment_handshake(uint64_t now, const Segment& s, uint16_t from_po
       }
       remote_.port = from_port;
       adopted_ = true;
-      if (probing_) {
-        ++env_.counters->probes_machnet;
-        news_ = ProbeNews::kMachnet;
-      }
+      // Proof of machnet there, whether the probe was still running or had
+      // gone on as an ordinary connect (probes_extended, probes_no_route).
+      if (probing_) ++env_.counters->probes_machnet;
+      news_ = ProbeNews::kMachnet;
       probing_ = false;
       probe_deadline_ = kNever;
     }

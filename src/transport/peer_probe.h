@@ -17,6 +17,15 @@
 namespace machnet {
 namespace transport {
 
+// Whether the kernel could carry a connection to a host: a fallback to
+// kernel TCP is only worth making if it can. Asked only when a probe goes
+// unanswered (the caller may make a system call); pure logic gets a fake.
+class KernelRoutes {
+ public:
+  virtual ~KernelRoutes() = default;
+  virtual bool reachable(uint32_t ip) const = 0;
+};
+
 class PeerCache {
  public:
   // A TTL of 0 disables remembering that kind of verdict.

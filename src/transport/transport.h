@@ -75,6 +75,10 @@ class Transport {
     return v == PeerVerdict::kPlain || v == PeerVerdict::kNoService;
   }
   void forget_peer(uint32_t ip) { peers_.forget(ip); }
+  // Who tells whether kernel TCP can reach a host (null: assume it can).
+  // A probe that goes unanswered to a host it cannot reach goes on as an
+  // ordinary connect instead of falling back (probes_no_route).
+  void set_kernel_routes(const KernelRoutes* r) { env_.routes = r; }
 
   // --- per-flow options (socket options) ---
   FlowOptions default_flow_options() const;

@@ -141,35 +141,36 @@ const char* flow_state_name(FlowState s);
   X(rx_flow_finished)      /* segment for a closed or failed flow */      \
   X(rx_unexpected)         /* valid header, wrong type for the flow's state */
 
-#define MACHNET_TRANSPORT_COUNTERS(X)                                              \
-  X(rx_datagrams)                                                                  \
-  X(rx_accepted) /* processed by a flow or a listener */                           \
-  MACHNET_TRANSPORT_RX_DROPS(X)                                                    \
-  X(rx_rst)                                                                        \
-  X(rx_icmp_unreachable)                                                           \
-  X(tx_datagrams)                                                                  \
-  X(tx_sink_full) /* sink refused: treated as a loss */                            \
-  X(tx_data_segments)                                                              \
-  X(tx_retransmits)                                                                \
-  X(tx_fast_retransmits)                                                           \
-  X(tx_rto)                                                                        \
-  X(tx_pure_acks)                                                                  \
-  X(tx_rst)                                                                        \
-  X(tx_rst_suppressed) /* RST replies over the rate limit */                       \
-  X(tx_keepalives)                                                                 \
-  X(tx_syn)                                                                        \
-  X(syn_evicted)  /* half-open flow dropped to admit a newer SYN */                \
-  X(timer_stalls) /* a timer fired and stayed due: a bug, never expected */        \
-  X(flows_created)                                                                 \
-  X(flows_destroyed)                                                               \
-  /* service probes (connect_service) and their fallbacks to kernel TCP */         \
-  X(probes_sent)                                                                   \
-  X(probes_machnet)         /* answered by a machnet SYN-ACK */                    \
-  X(probes_settled_by_peer) /* ended by another probe's verdict */                 \
-  X(probes_extended)        /* silent, but the peer is machnet: a plain connect */ \
-  X(fallback_icmp)          /* peer's kernel refused the probe */                  \
-  X(fallback_timeout)       /* no answer within probe_timeout_ns */                \
-  X(fallback_no_service)    /* machnet host, no listener on the port */            \
+#define MACHNET_TRANSPORT_COUNTERS(X)                                                  \
+  X(rx_datagrams)                                                                      \
+  X(rx_accepted) /* processed by a flow or a listener */                               \
+  MACHNET_TRANSPORT_RX_DROPS(X)                                                        \
+  X(rx_rst)                                                                            \
+  X(rx_icmp_unreachable)                                                               \
+  X(tx_datagrams)                                                                      \
+  X(tx_sink_full) /* sink refused: treated as a loss */                                \
+  X(tx_data_segments)                                                                  \
+  X(tx_retransmits)                                                                    \
+  X(tx_fast_retransmits)                                                               \
+  X(tx_rto)                                                                            \
+  X(tx_pure_acks)                                                                      \
+  X(tx_rst)                                                                            \
+  X(tx_rst_suppressed) /* RST replies over the rate limit */                           \
+  X(tx_keepalives)                                                                     \
+  X(tx_syn)                                                                            \
+  X(syn_evicted)  /* half-open flow dropped to admit a newer SYN */                    \
+  X(timer_stalls) /* a timer fired and stayed due: a bug, never expected */            \
+  X(flows_created)                                                                     \
+  X(flows_destroyed)                                                                   \
+  /* service probes (connect_service) and their fallbacks to kernel TCP */             \
+  X(probes_sent)                                                                       \
+  X(probes_machnet)         /* answered by a machnet SYN-ACK */                        \
+  X(probes_settled_by_peer) /* ended by another probe's verdict */                     \
+  X(probes_extended)        /* silent, but the peer is machnet: a plain connect */     \
+  X(probes_no_route)        /* silent, but kernel TCP has no route: a plain connect */ \
+  X(fallback_icmp)          /* peer's kernel refused the probe */                      \
+  X(fallback_timeout)       /* no answer within probe_timeout_ns */                    \
+  X(fallback_no_service)    /* machnet host, no listener on the port */                \
   X(fallback_cached)        /* peer remembered as plain: no probe */
 
 struct Counters {

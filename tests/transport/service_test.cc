@@ -310,6 +310,71 @@ TEST(Service, LateSynAckAfterAFallbackResetsTheServersHalfOpenFlow) {
   EXPECT_EQ(p.B().counters().tx_syn, 3u);
 }
 
+// What the kernel's routing table would say, and how often it was asked.
+struct FakeRoutes : KernelRoutes {
+  bool routed = false;
+  mutable int asked = 0;
+  bool reachable(uint32_t) const override {
+    ++asked;
+    return routed;
+  }
+};
+
+TEST(Service, SlowMachnetPeerTheKernelCannotReachIsNotGivenUp) {
+  // As above (RTT 4 ms > probe bound 3 ms), but kernel TCP has no route to
+  // B (machnetd owns the only interface on that network): falling back
+  // could only fail, so the probe goes on as an ordinary connect.
+  ServicePair p;
+  FakeRoutes routes;
+  p.A().set_kernel_routes(&routes);
+  sim::LinkParams slow;
+  slow.delay_ns = 2 * kMs;
+  p.net.set_links(slow);
+  FlowId fa;
+  ASSERT_EQ(p.A().connect_service(0, kPortA, {kIpB, kService}, &fa), Status::kOk);
+  ASSERT_TRUE(p.net.run_until([&] { return p.A().state(fa) != FlowState::kSynSent; }, kSec));
+  EXPECT_EQ(p.A().state(fa), FlowState::kEstablished);
+  EXPECT_EQ(routes.asked, 1);  // once, at the bound
+  const Counters& c = p.A().counters();
+  EXPECT_EQ(c.probes_no_route, 1u);
+  EXPECT_EQ(c.probes_extended, 0u);
+  EXPECT_EQ(c.fallback_timeout, 0u);
+  EXPECT_EQ(p.A().peer_verdict(p.net.now(), kIpB, kService), PeerVerdict::kMachnet);
+
+  // With a route, the same silence is a fallback, as without the check.
+  ServicePair q;
+  FakeRoutes routed;
+  routed.routed = true;
+  q.A().set_kernel_routes(&routed);
+  q.net.set_links(slow);
+  ASSERT_EQ(q.A().connect_service(0, kPortA, {kIpB, kService}, &fa), Status::kOk);
+  ASSERT_TRUE(q.net.run_until([&] { return q.A().state(fa) == FlowState::kFailed; }, kSec));
+  EXPECT_EQ(q.A().error(fa), FlowError::kNotMachnet);
+  EXPECT_EQ(routed.asked, 1);
+  EXPECT_EQ(q.A().counters().fallback_timeout, 1u);
+  EXPECT_EQ(q.A().counters().probes_no_route, 0u);
+}
+
+TEST(Service, SilentHostTheKernelCannotReachTimesOutAsAConnect) {
+  // No machnet there and no kernel route: no fallback to make; the connect
+  // ends as an unanswered TCP connect does (ETIMEDOUT), not as a fallback.
+  Tunables t;
+  sim::SimNetwork net(7);
+  sim::Host* a = net.add_host(kIpA, t);
+  FakeRoutes routes;
+  a->transport().set_kernel_routes(&routes);
+  FlowId id;
+  ASSERT_EQ(a->transport().connect_service(net.now(), kPortA, {kIpNowhere, kService}, &id),
+            Status::kOk);
+  ASSERT_TRUE(
+      net.run_until([&] { return a->transport().state(id) == FlowState::kFailed; }, 600 * kSec));
+  EXPECT_EQ(a->transport().error(id), FlowError::kConnectTimeout);
+  EXPECT_GT(net.now(), t.probe_timeout_ns);
+  EXPECT_EQ(a->transport().counters().fallback_timeout, 0u);
+  EXPECT_EQ(a->transport().counters().probes_no_route, 1u);
+  EXPECT_EQ(a->transport().peer_verdict(net.now(), kIpNowhere, kService), PeerVerdict::kUnknown);
+}
+
 TEST(Service, ForgedIcmpMustNameAProbesPort) {
   ServicePair p;
   p.net.filter = [](const sim::Packet&) { return false; };  // nothing arrives
