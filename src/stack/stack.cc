@@ -12,11 +12,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cstdlib>
 #include <cstring>
 #include <set>
 
 #include "common/host.h"
+#include "engine/log.h"
 
 namespace machnet::stack {
 
@@ -371,12 +373,38 @@ void Stack::on_transport_event(FlowId flow, uint16_t listen_port, uint32_t event
   activity_++;
   if (flow != 0) {
     auto it = flow_targets_.find(flow);
-    if (it != flow_targets_.end()) it->second->seq++;
+    if (it != flow_targets_.end()) {
+      it->second->seq++;
+      if ((events & transport::kEvError) && !it->second->failure_logged) {
+        it->second->failure_logged = true;
+        log_flow_failure(flow);
+      }
+    }
   } else {
     auto& targets = (events & transport::kEvService) ? service_targets_ : listener_targets_;
     auto it = targets.find(listen_port);
     if (it != targets.end()) it->second->seq++;
   }
+}
+
+// A connection that times out or is reset is the program's to report; the
+// transport's view of its end (what was lost, when the peer was last
+// heard) is only here, so it goes to the log (INFO) before the flow goes.
+void Stack::log_flow_failure(FlowId flow) {
+  transport::FlowStats st;
+  if (!tp_->flow_stats(flow, &st)) return;
+  uint64_t now = now_ns();
+  auto ago_ms = [now](uint64_t t) { return t == 0 || t > now ? -1.0 : (now - t) / 1e6; };
+  transport::Endpoint l{}, r{};
+  tp_->endpoints(flow, &l, &r);
+  MN_LOG(ENGINE, INFO,
+         "stream flow %u.%u.%u.%u:%u failed: %s; srtt %.3f ms rto %.3f ms, %" PRIu64
+         " retransmits (%" PRIu64 " by timeout), backoff %u, %" PRIu64
+         " keepalives; last ack %.1f ms ago, last data received %.1f ms ago",
+         r.ip >> 24, (r.ip >> 16) & 0xff, (r.ip >> 8) & 0xff, r.ip & 0xff, r.port,
+         transport::flow_error_string(st.error), st.srtt_ns / 1e6, st.rto_ns / 1e6, st.retransmits,
+         st.rto_count, st.backoff, st.keepalives_sent, ago_ms(st.last_ack_recv_ns),
+         ago_ms(st.last_data_recv_ns));
 }
 
 // ---- packets out ----------------------------------------------------------

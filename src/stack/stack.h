@@ -59,6 +59,7 @@ struct StackCounters {
 // listeners routed to it. Owned by the front-end; registered under mu().
 struct EventTarget {
   uint64_t seq = 0;
+  bool failure_logged = false;  // its flow's failure was logged (once)
 };
 
 class Stack final : public transport::DatagramSink {
@@ -225,6 +226,7 @@ class Stack final : public transport::DatagramSink {
   void reap_lingering();
   void count_connect_fallback(int rc);
   void on_transport_event(transport::FlowId flow, uint16_t listen_port, uint32_t events);
+  void log_flow_failure(transport::FlowId flow);
   bool loop_send(const transport::Endpoint& local, const transport::Endpoint& remote,
                  const uint8_t* hdr, size_t hdr_len, const iovec* payload, size_t n_payload);
   size_t deliver_loopback(uint64_t now);

@@ -19,8 +19,9 @@
   mnd_stat.py group-rx SOCKET PORT
       the datagrams PORT's group received: the port's figure, then each
       member's as pid:count
-  mnd_stat.py kill-wait SOCKET PID PORT TIMEOUT_MS
-      PID must hold an active lease and PORT; SIGKILL it, then poll until
+  mnd_stat.py kill-wait SOCKET PID PORT TIMEOUT_MS [KILL|TERM]
+      PID must hold an active lease and PORT; SIGKILL it (or SIGTERM: a
+      program that exits cleanly on it, its library detaching), then poll until
       no lease names PID and PORT is free; print the milliseconds it took.
       Exit 1 otherwise or on timeout.
   mnd_stat.py lease-field SOCKET PID FIELD   a counter of PID's lease
@@ -135,13 +136,13 @@ def port_owner(j, port):
     return None
 
 
-def kill_wait(sock, pid, port, timeout_ms):
+def kill_wait(sock, pid, port, timeout_ms, sig=signal.SIGKILL):
     j = stats(sock)
     if not any(l["state"] == "active" and l["pid"] == pid for l in j["leases"]) or \
             port_owner(j, port) != pid:
         print(f"pid {pid} holds no active lease or not port {port} (held by {port_owner(j, port)})")
         return 1
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, sig)
     t0 = time.monotonic()
     while True:
         j = stats(sock)
@@ -200,8 +201,9 @@ if __name__ == "__main__":
         print(members(a[1], int(a[2])))
     elif cmd == "group-rx" and len(a) == 3:
         print(group_rx(a[1], int(a[2])))
-    elif cmd == "kill-wait" and len(a) == 5:
-        sys.exit(kill_wait(a[1], int(a[2]), int(a[3]), float(a[4])))
+    elif cmd == "kill-wait" and len(a) in (5, 6) and (len(a) == 5 or a[5] in ("KILL", "TERM")):
+        sig = signal.SIGTERM if len(a) == 6 and a[5] == "TERM" else signal.SIGKILL
+        sys.exit(kill_wait(a[1], int(a[2]), int(a[3]), float(a[4]), sig))
     elif cmd == "lease-field" and len(a) == 4:
         sys.exit(lease_field(a[1], int(a[2]), a[3]))
     elif cmd == "daemon-field" and len(a) == 3:

@@ -5,7 +5,8 @@
 # preloaded program attaches, binds port 7600 (the same port every time: a
 # port that is not released makes the next bind fail), does echo round
 # trips with the kernel server, and is killed with SIGKILL while it keeps
-# sending. Each time its lease must be free and its port released within
+# sending; every fourth one exits cleanly instead (SIGTERM: the program
+# exits, its library detaches). Each time its lease must be free and its port released within
 # 1 s (machnet-stat polled every few ms; the worst and mean are printed).
 # Meanwhile a long-lived preloaded program does round trips on port 7700
 # throughout: not one may go missing or come back wrong.
@@ -50,7 +51,8 @@ STEADY=$LAST_PID
 wait_for_line steady "ready after" || fail "the long-lived program did not start"
 offloaded steady
 
-echo "# $CYCLES x (attach, bind 7600, round trips, SIGKILL mid-traffic)"
+echo "# $CYCLES x (attach, bind 7600, round trips, SIGKILL mid-traffic; every 4th a clean exit)"
+clean=0
 max=0
 sum=0
 killed=()
@@ -64,8 +66,10 @@ for c in $(seq "$CYCLES"); do
   pid=$LAST_PID
   wait_for_line victim "ready after 20 round trips on port 7600" 20 ||
     fail "cycle $c: the program did not get 20 round trips through: $(tail -3 "$TMP/victim.log")"
-  ms=$(mnd_stat "$D" kill-wait "$pid" 7600 "$LIMIT_MS") ||
-    fail "cycle $c: lease of pid $pid or port 7600 not reclaimed within $LIMIT_MS ms: $ms"
+  sig=KILL
+  [ $((c % 4)) -eq 0 ] && sig=TERM && clean=$((clean + 1))
+  ms=$(mnd_stat "$D" kill-wait "$pid" 7600 "$LIMIT_MS" $sig) ||
+    fail "cycle $c: lease of pid $pid or port 7600 not reclaimed within $LIMIT_MS ms after SIG$sig: $ms"
   wait "$pid" 2>/dev/null || true
   forget_pid "$pid"
   killed+=("$pid")
@@ -75,7 +79,7 @@ for c in $(seq "$CYCLES"); do
   kill -0 "$STEADY" 2>/dev/null || fail "cycle $c: the long-lived program died: $(tail -3 "$TMP/steady.log")"
 done
 t1=$(date +%s%N)
-echo "ok: $CYCLES programs killed mid-traffic; lease and port reclaimed in at most $max ms" \
+echo "ok: $CYCLES programs ($((CYCLES - clean)) killed mid-traffic, $clean clean exits); lease and port reclaimed in at most $max ms" \
   "(mean $((sum / CYCLES)) ms, limit $LIMIT_MS ms); $(((t1 - t0) / 1000000)) ms for all cycles"
 
 reclaims=$(grep -c "^machnetd: reclaimed queue .* after " "$(mnd_log "$D")" || true)

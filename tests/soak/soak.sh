@@ -48,6 +48,12 @@ T0=$(date +%s)
 END=$((T0 + MINUTES * 60))
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
 
+# A failed client's whole log is kept here (TMP goes at exit); the library
+# logs its fallbacks and engine trouble (log_level = info) into it.
+KEEP=${SOAK_KEEP_DIR:-/tmp/machnet-soak-$$}
+mkdir -p "$KEEP"
+sed -i 's/^\[rules\]$/log_level = info\n[rules]/' "$TMP/attached.conf"
+
 declare -A RUNS KILLS FAILS OKS
 for w in sockperf redis msg; do RUNS[$w]=0 KILLS[$w]=0 FAILS[$w]=0 OKS[$w]=0; done
 STEADY_OK=0 STOPPED=0
@@ -121,7 +127,10 @@ reap() {
       { [ "$kind" = redis ] && ! grep -q "requests per second" "$TMP/$log.log"; }; then
       FAILS[$kind]=$((FAILS[$kind] + 1))
       problem "$kind client $log (pid $pid) failed, status $rc: $(tr '\r' '\n' <"$TMP/$log.log" | grep -v '^$' | tail -2 | tr '\n' ' ')"
-      cp "$TMP/$log.log" "$TMP/failed-$log.log"
+      cp "$TMP/$log.log" "$KEEP/failed-$log.log"
+      grep -i "machnet" "$TMP/$log.log" | grep -v "^machnet: \(engine\|attached\)" | tail -3 |
+        sed 's/^/    /'
+      echo "    (whole log: $KEEP/failed-$log.log)"
     else
       OKS[$kind]=$((OKS[$kind] + 1))
     fi
