@@ -53,11 +53,10 @@ bool Dataplane::pool0_quiet() {
 
 unsigned Dataplane::poll() {
   if (!pool0_quiet()) return 0;
-  mn_shm& shm = *d_->shm;
   unsigned total = 0;
   rte_mbuf* burst[kBurst];
   for (uint16_t q = 0; q < d_->nb_queues; q++) {
-    if (q != 0 && mn_lease_state(&shm.leases[q]) != MN_LEASE_FREE) continue;
+    if (q != 0 && !polls(q)) continue;
     uint16_t n = engine::memif_guard::rx_burst(d_->port_id, q, burst, kBurst, d_->memif);
     for (uint16_t i = 0; i < n; i++) {
       d_->counters.rx_packets++;
@@ -74,6 +73,21 @@ unsigned Dataplane::poll() {
   total += n;
   tx_.flush();
   return total;
+}
+
+// Queue 0, every free queue, and a queue under reclaim. The reclaimed
+// holder is gone and its ports are released, but frames for live processes
+// keep landing on its RX queue (memif pairs the queues of the two ends, RSS
+// spreads flows): steered now, they are neither held up for the reclaim's
+// grace periods (long enough, on a loaded host, for their flows to give up)
+// nor dropped by its drain of the RX queue. Not while the dead holder left
+// an operation on pool q half done (the refill would wait on it; the
+// reclaim repairs it). The sweep runs on this thread, between rounds, and
+// this round holds no mbuf of pool q beyond itself (pool invariant).
+bool Dataplane::polls(uint16_t q) const {
+  uint32_t s = mn_lease_state(&d_->shm->leases[q]);
+  if (s == MN_LEASE_FREE) return true;
+  return s == MN_LEASE_RECLAIMING && engine::ring_wait_quiet(engine::pool_ring(d_->pools[q]), 0);
 }
 
 // A parked lease (its holder's threads sleep): the daemon polls RX queue q

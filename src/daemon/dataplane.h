@@ -39,6 +39,8 @@ class Dataplane {
   bool pool0_quiet();
   // Polls RX queue q for its parked holder and wakes it (see dataplane.cc).
   unsigned poll_parked(uint16_t q);
+  // Whether the daemon polls RX queue q (q > 0) this round.
+  bool polls(uint16_t q) const;
   // True when the last poll() saw a holder whose threads may sleep (then
   // cleared): once woken they must get the CPU at once.
   bool take_polite() {

@@ -27,6 +27,13 @@
       sendto fails; prints the errno of each and how long after the first
       failed send the blocked receive returned. Exit 0 when sendto failed
       with ENETDOWN and the blocked receive returned with an error.
+  flow_app.py blast HOST PORT BIND_PORT RATE N GO_FILE
+      bind BIND_PORT, print "bound", wait for GO_FILE, then send N numbered
+      datagrams to HOST:PORT at RATE per second; print "sent N".
+  flow_app.py sink PORT N
+      bind PORT, print "listening", count numbered datagrams (from blast)
+      until N arrived or 3 s passed without one after the first; print
+      "sink: got X of N, missing M, duplicates D" (exit 0 only if X == N).
   flow_app.py bind-same PORT           bind PORT twice in this process
   flow_app.py bind-hold PORT NEPH HOST
       bind PORT, then NEPH sockets that get ephemeral ports by sending one
@@ -293,6 +300,43 @@ def bind_hold(port, neph, host):
         time.sleep(3600)
 
 
+def blast(host, port, bind_port, rate, n, go):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", bind_port))
+    say(f"bound to port {bind_port}")
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    for i in range(n):
+        # Paced against the start, so a late wake-up catches up.
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        s.sendto(b"blast %d " % i + bytes(64), (host, port))
+    say(f"sent {n}")
+
+
+def sink(port, n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    say(f"listening on port {port}")
+    seen = set()
+    dups = 0
+    s.settimeout(None)
+    while len(seen) < n:
+        try:
+            data, _ = s.recvfrom(65536)
+        except socket.timeout:
+            break
+        s.settimeout(3.0)
+        i = int(data.split(b" ")[1])
+        if i in seen:
+            dups += 1
+        seen.add(i)
+    say(f"sink: got {len(seen)} of {n}, missing {n - len(seen)}, duplicates {dups}")
+    sys.exit(0 if len(seen) == n and dups == 0 else 1)
+
+
 def ports_arg(s):
     return [int(x) for x in s.split(",")]
 
@@ -313,6 +357,10 @@ if __name__ == "__main__":
         loop(a[1], int(a[2]), int(a[3]), int(a[4]))
     elif cmd == "daemon-loss" and len(a) == 3:
         sys.exit(daemon_loss(a[1], int(a[2])))
+    elif cmd == "blast" and len(a) == 7:
+        blast(a[1], int(a[2]), int(a[3]), float(a[4]), int(a[5]), a[6])
+    elif cmd == "sink" and len(a) == 3:
+        sink(int(a[1]), int(a[2]))
     elif cmd == "bind-same" and len(a) == 2:
         sys.exit(bind_same(int(a[1])))
     elif cmd == "bind-try" and len(a) == 2:

@@ -128,9 +128,17 @@ reap() {
       FAILS[$kind]=$((FAILS[$kind] + 1))
       problem "$kind client $log (pid $pid) failed, status $rc: $(tr '\r' '\n' <"$TMP/$log.log" | grep -v '^$' | tail -2 | tr '\n' ' ')"
       cp "$TMP/$log.log" "$KEEP/failed-$log.log"
-      grep -i "machnet" "$TMP/$log.log" | grep -v "^machnet: \(engine\|attached\)" | tail -3 |
-        sed 's/^/    /'
-      echo "    (whole log: $KEEP/failed-$log.log)"
+      tr '\r' '\n' <"$TMP/$log.log" | grep -o "machnet: .*" | grep -v "offloading \|port [0-9]* offloaded" |
+        tail -3 | sed 's/^/    /'
+      # The servers are still running: what both daemons and every lease
+      # (the servers' engines among them) counted by now.
+      local d
+      for d in "$DA" "$DB"; do
+        echo "== daemon $d"
+        "$MACHNET_STAT" --socket "${MND_SOCK[$d]}" 2>&1
+      done >"$KEEP/stat-at-$log.txt"
+      grep -Ei "^== |drop" "$KEEP/stat-at-$log.txt" | sed 's/^/    /'
+      echo "    (whole log: $KEEP/failed-$log.log; machnet-stat: $KEEP/stat-at-$log.txt)"
     else
       OKS[$kind]=$((OKS[$kind] + 1))
     fi
