@@ -54,8 +54,10 @@ struct Tunables {
   uint64_t rto_max_ns = 200'000'000;     // back-off ceiling
   uint64_t rto_granularity_ns = 10'000;  // G in RFC 6298 (timer granularity)
   // Consecutive RTOs (or unanswered zero-window probes) without progress
-  // before the flow fails with kRetransmitTimeout.
-  uint32_t max_retransmits = 10;
+  // before the flow fails with kRetransmitTimeout: about 4.7 s of silence
+  // with the RTO backing off from 1 ms to rto_max_ns. A peer on a loaded
+  // host can be descheduled for a second and more; TCP would wait minutes.
+  uint32_t max_retransmits = 30;
 
   // --- loss recovery --------------------------------------------------------
   uint32_t dupack_threshold = 3;  // SACKed segments above a hole that declare it lost
@@ -73,9 +75,10 @@ struct Tunables {
   // --- keepalive / dead peer ------------------------------------------------
   // A flow that hears nothing for keepalive_idle_ns sends a probe every
   // keepalive_interval_ns; after keepalive_probes unanswered probes it fails
-  // with kDeadPeer: detection within idle + probes * interval. 0 disables.
+  // with kDeadPeer: detection within idle + probes * interval (6 s: a
+  // peer stalled for a second or two is not dead). 0 disables.
   uint64_t keepalive_idle_ns = 1'000'000'000;
-  uint64_t keepalive_interval_ns = 100'000'000;
+  uint64_t keepalive_interval_ns = 1'000'000'000;
   uint32_t keepalive_probes = 5;
   uint64_t time_wait_ns = 10'000'000;  // linger after close to re-ACK a lost FIN
 
