@@ -280,8 +280,9 @@ done
 echo "  (clients stopped at an epoch's end, not counted as ok or failed: $STOPPED)"
 echo "  steady client: $STEADY_OK round trips answered, over 3 epochs"
 echo "  free hugepages on the host: $HP0 at the start, $HP1 at the end; soak hugepage files left: $files"
+rmdir "$KEEP" 2>/dev/null || true  # nothing kept: nothing failed
 if [ $problems -ne 0 ]; then
-  for f in "$TMP"/failed-*.log; do [ -f "$f" ] && { echo "--- $f"; tail -5 "$f"; }; done
+  echo "failed clients' logs and machnet-stat at each failure: $KEEP"
   fail "$problems problem(s) (above)"
 fi
 echo "ok: soak passed"
