@@ -88,7 +88,7 @@ static const struct mn_conf_key kSchema[] = {
     UINT("transport.max_flows", 1, 1u << 24, "65536"),
     UINT("transport.listen_backlog", 1, 1u << 20, "128"),
     UINT("transport.syn_rto_us", 1, 10000000, "5000"),
-    UINT("transport.syn_max_retries", 0, 30, "5"),
+    UINT("transport.syn_max_retries", 0, 30, "9"),
     UINT("transport.rto_initial_us", 1, 10000000, "5000"),
     UINT("transport.rto_min_us", 1, 10000000, "1000"),
     UINT("transport.rto_max_us", 1, 100000000, "200000"),

@@ -46,7 +46,9 @@ struct Tunables {
 
   // --- handshake ----------------------------------------------------------
   uint64_t syn_rto_ns = 5'000'000;  // first SYN/SYN-ACK retransmission, doubles
-  uint32_t syn_max_retries = 5;     // silent peer fails after rto*(2^(n+1)-1) = 315 ms
+  // A silent peer fails after rto*(2^(n+1)-1) = 5.1 s (it was 315 ms: a
+  // loaded peer missed it; TCP retries for minutes).
+  uint32_t syn_max_retries = 9;
 
   // --- RTT / RTO (RFC 6298 with datacenter constants) -----------------------
   uint64_t rto_initial_ns = 5'000'000;   // before the first RTT sample
