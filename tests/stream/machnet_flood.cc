@@ -350,9 +350,9 @@ int main(int argc, char** argv) {
     const uint64_t blind_due = static_cast<uint64_t>(secs * static_cast<double>(blind_rate));
     size_t n = 0;
     while (n < burst && (syn_sent < syn_due || blind_sent < blind_due)) {
-      // Interleaved in proportion: the one further behind its schedule.
+      // Interleaved in the asked proportion, also when behind schedule.
       bool syn = syn_sent < syn_due &&
-                 (blind_sent >= blind_due || syn_due - syn_sent >= blind_due - blind_sent);
+                 (blind_sent >= blind_due || syn_sent * blind_rate <= blind_sent * rate);
       if (syn) {
         make_syn(rng, static_cast<uint16_t>(service), &w);
         if (send(w, static_cast<uint16_t>(rendezvous))) ++syn_sent;
