@@ -140,7 +140,7 @@ veth1=$(veth_drops)
 kern_tcp_a1=$(tcp_segments "$MN_NS_A")
 
 "$PYTHON" - "$TMP/before.json" "$TMP/after.json" "$TMP/flood.log" $((veth1 - veth0)) \
-  "$MAX_HALF_OPEN" "$BACKLOG" <<'PY' || fail "B's counters do not account for the flood"
+  "$MAX_HALF_OPEN" "$BACKLOG" <<'PY' || fail "B broke a bound or does not account for the flood"
 import json, re, sys
 b = json.load(open(sys.argv[1]))
 a = json.load(open(sys.argv[2]))
