@@ -64,6 +64,7 @@ Status Transport::connect_service(uint64_t now, uint16_t local_port, const Endpo
   table_.insert(std::move(f));
   p->start_service_connect(now, remote.port);
   after_event(p);
+  note_peaks();
   *out = id;
   return Status::kOk;
 }

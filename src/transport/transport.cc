@@ -178,6 +178,7 @@ Status Transport::connect(uint64_t now, uint16_t local_port, const Endpoint& rem
   table_.insert(std::move(f));
   p->start_connect(now);
   after_event(p);
+  note_peaks();
   *out = id;
   return Status::kOk;
 }
@@ -403,6 +404,7 @@ void Transport::handle_syn(uint64_t now, const Endpoint& from, const Endpoint& t
   ++counters_.flows_created;
   table_.insert(std::move(f));
   after_event(p);
+  note_peaks();
 }
 
 void Transport::on_datagram(uint64_t now, const Endpoint& from, const Endpoint& to,

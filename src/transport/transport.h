@@ -170,6 +170,12 @@ class Transport {
   Listener* syn_listener(const Endpoint& from, const Endpoint& to, const Segment& s,
                          uint16_t* service);
   bool make_half_open_room(uint64_t now);
+  // Raises the high-water marks after a flow was created.
+  void note_peaks() {
+    if (table_.half_open() > counters_.half_open_peak)
+      counters_.half_open_peak = table_.half_open();
+    if (table_.size() > counters_.flows_peak) counters_.flows_peak = table_.size();
+  }
   using ListenerMap = std::unordered_map<uint16_t, Listener>;
   Listener* listener_of(const Flow* f);
   Status accept_from(Listener* l, FlowId* out);

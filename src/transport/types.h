@@ -158,8 +158,10 @@ const char* flow_state_name(FlowState s);
   X(tx_rst_suppressed) /* RST replies over the rate limit */                           \
   X(tx_keepalives)                                                                     \
   X(tx_syn)                                                                            \
-  X(syn_evicted)  /* half-open flow dropped to admit a newer SYN */                    \
-  X(timer_stalls) /* a timer fired and stayed due: a bug, never expected */            \
+  X(syn_evicted)    /* half-open flow dropped to admit a newer SYN */                  \
+  X(half_open_peak) /* most SYN_RECEIVED flows at once (a high-water mark) */          \
+  X(flows_peak)     /* most flows at once (a high-water mark) */                       \
+  X(timer_stalls)   /* a timer fired and stayed due: a bug, never expected */          \
   X(flows_created)                                                                     \
   X(flows_destroyed)                                                                   \
   /* service probes (connect_service) and their fallbacks to kernel TCP */             \

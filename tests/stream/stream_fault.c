@@ -8,6 +8,8 @@
  *   stream_fault sha256                      SHA-256 of stdin (self-check)
  *   stream_fault listen PORT ROLE [OPTS]     accept one connection, then ROLE
  *   stream_fault connect IP PORT ROLE [OPTS] connect, then ROLE
+ *   stream_fault serve PORT                  accept connections one after
+ *                                            the other, recv on each
  *
  * ROLE:
  *   send BYTES SEED  send the pseudo-random stream, shut down the sending
@@ -328,7 +330,8 @@ static int run_role(int fd, int argc, char** argv, const char* ka) {
 static int usage(void) {
   fprintf(stderr,
           "usage: stream_fault gen BYTES SEED | sha256 |\n"
-          "       listen PORT ROLE [ARGS] [-k I,V,C] | connect IP PORT ROLE [ARGS] [-k I,V,C]\n"
+          "       listen PORT ROLE [ARGS] [-k I,V,C] | connect IP PORT ROLE [ARGS] [-k I,V,C] |\n"
+          "       serve PORT\n"
           "ROLE: send BYTES SEED | recv | fill | sleep\n");
   return 1;
 }
@@ -387,6 +390,29 @@ int main(int argc, char** argv) {
       return 1;
     }
     return run_role(c, argc - 3, argv + 3, ka);
+  }
+  if (strcmp(argv[1], "serve") == 0 && argc == 3) {
+    /* One process serving every client in turn (the flood test: one engine
+     * per host); the next connection waits in the backlog meanwhile. */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    a.sin_port = htons((uint16_t)atoi(argv[2]));
+    if (bind(fd, (struct sockaddr*)&a, sizeof(a)) != 0 || listen(fd, 16) != 0) {
+      perror("bind/listen");
+      return 1;
+    }
+    printf("listening on %s\n", argv[2]);
+    for (;;) {
+      int c = accept(fd, NULL, NULL);
+      if (c < 0 && errno == EINTR) continue;
+      if (c < 0) {
+        perror("accept");
+        return 1;
+      }
+      printf("connected\n");
+      role_recv(c);
+      close(c);
+    }
   }
   if (strcmp(argv[1], "connect") == 0 && argc >= 5) {
     a.sin_port = htons((uint16_t)atoi(argv[3]));
