@@ -120,6 +120,38 @@ done
 diff <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") ||
   fail "machnet-stat's figures did not come back to their starting values"
 echo "ok: port, shared rings, leases, pools back to their starting values: $(grep -E '^(ports_held|shared_[a-z_]+|free_leases|pool[0-9a-z_]+_in_use) ' "$TMP/end.txt" | tr '\n' ' ')"
+
+# FORK_SHARE_BENCH=1: requests/s of the pre-fork server with 1, 2 and 4
+# workers, offloaded (memif between the daemons) and on kernel sockets (a
+# veth pair between the same namespaces), same client program, same run.
+# Printed, never asserted (docs/BENCHMARKS.md).
+if [ "${FORK_SHARE_BENCH:-0}" = 1 ]; then
+  echo "# benchmark: ${FORK_SHARE_BENCH_SECONDS:-5} s per row, 16 requests outstanding"
+  KNET="192.168.$((100 + $$ % 100))"
+  ip link add "vfa$$" netns "$NS_A" type veth peer name "vfb$$" netns "$NS_B" ||
+    fail "cannot make a veth pair"
+  ip -n "$NS_A" addr add "$KNET.1/24" dev "vfa$$" && ip -n "$NS_A" link set "vfa$$" up
+  ip -n "$NS_B" addr add "$KNET.2/24" dev "vfb$$" && ip -n "$NS_B" link set "vfb$$" up
+  for w in 1 2 4; do
+    for mode in offloaded kernel; do
+      if [ $mode = offloaded ]; then
+        srv=("${APP[@]}") cli=("${APP_B[@]}") host=$IP_A
+      else
+        srv=(ip netns exec "$NS_A") cli=(ip netns exec "$NS_B") host=$KNET.1
+      fi
+      start_bg "bsrv$mode$w" "${srv[@]}" "$PYTHON" "$APPPY" serve "$PORT" "$w"
+      bpid=$LAST_PID
+      wait_for_line "bsrv$mode$w" "serving on port" 20 || fail "bench server did not start"
+      # Every worker takes its socket over on its first datagram: warm up.
+      timeout 60 "${cli[@]}" "$PYTHON" "$APPPY" bench "$host" "$PORT" 1 16 >/dev/null 2>&1
+      r=$(timeout 120 "${cli[@]}" "$PYTHON" "$APPPY" bench "$host" "$PORT" \
+        "${FORK_SHARE_BENCH_SECONDS:-5}" 16 2>&1 | sed -n 's/^bench: \([0-9]*\) requests.*/\1/p')
+      echo "bench: $mode, $w worker(s): ${r:-?} requests/s"
+      stop_bg "$bpid" >/dev/null 2>&1 || true
+      for _ in $(seq 100); do [ "$(mnd_stat "$D" port "$PORT")" = free ] && break; sleep 0.05; done
+    done
+  done
+fi
 mnd_stop "$D"
 mnd_stop "$DB"
 echo "PASS"
