@@ -217,6 +217,15 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   ip_id = static_cast<uint16_t>(r.owner_id ^ (r.owner_id >> 16) ^ (r.owner_id >> 32) ^
                                 static_cast<uint64_t>(getpid()));
 
+  // net_memif in a secondary maps the peer's regions (a request to the
+  // primary over EAL's IPC channel) when it first sees the link up. Done
+  // here, and again now and then: a fork child (which inherits these
+  // mappings but not a working IPC channel: replies go to its parent) must
+  // never have to ask.
+  if (memif) {
+    rte_eth_link link;
+    rte_eth_link_get_nowait(port_id, &link);
+  }
   init_datapath();
   start_arp();
   // No telemetry: DPDK 22.11 serves it in primary processes only; machnetd
@@ -473,6 +482,10 @@ void Engine::Impl::run_attached_timers(uint64_t now) {
   if (ctl->peer_closed()) {
     go_detached("machnetd closed the control connection (it exited or crashed)");
     return;
+  }
+  if (memif && ++memif_link_ticks % 1024 == 0) {
+    rte_eth_link link;  // maps the memif regions once the link is up (see open_attached)
+    rte_eth_link_get_nowait(port_id, &link);
   }
   learn_shared_neighbours(now);
   arp->tick(now);

@@ -203,6 +203,7 @@ struct Engine::Impl {
                       uint32_t* src_ip, uint16_t* src_port, bool peek);
   // Whether a fork-shared port of ours has datagrams waiting.
   bool shared_ready() const;
+  uint32_t memif_link_ticks = 0;
   void rx_steered(rte_mbuf* m);  // from our own steering ring
   void rx_chain(rte_mbuf* m);    // a multi-segment datagram machnetd reassembled
   void run_attached_timers(uint64_t now);

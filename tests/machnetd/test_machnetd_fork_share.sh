@@ -109,6 +109,10 @@ timeout 300 "${APP_B[@]}" "$PYTHON" "$APPPY" client "$IP_A" "$PORT" "$REQUESTS" 
 check round2 "$WINDOW" "${WPIDS[0]}"
 echo "ok: round 2: $(grep '^client: ' "$TMP/round2.log" | sed 's/^client: //' | tr '\n' ' ')"
 
+# No worker but the killed one ended on its own (a crash taking the socket
+# over would show here).
+crashed=$(grep "^worker .* ended (status" "$TMP/srv.log" | grep -v "^worker ${WPIDS[0]} ended (status 9)")
+[ -z "$crashed" ] || fail "workers ended: $crashed"
 stop_bg "$SRV" >/dev/null 2>&1 || true
 for _ in $(seq 100); do [ "$(mnd_stat "$D" port "$PORT")" = free ] && break; sleep 0.05; done
 [ "$(mnd_stat "$D" port "$PORT")" = free ] || fail "port $PORT still held after the server exited"
