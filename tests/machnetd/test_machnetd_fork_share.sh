@@ -111,7 +111,7 @@ echo "ok: round 2: $(grep '^client: ' "$TMP/round2.log" | sed 's/^client: //' | 
 
 # No worker but the killed one ended on its own (a crash taking the socket
 # over would show here).
-crashed=$(grep "^worker .* ended (status" "$TMP/srv.log" | grep -v "^worker ${WPIDS[0]} ended (status 9)")
+crashed=$(grep "^worker .* ended (status" "$TMP/srv.log" | grep -v "^worker ${WPIDS[0]} ended (status 9)" || true)
 [ -z "$crashed" ] || fail "workers ended: $crashed"
 stop_bg "$SRV" >/dev/null 2>&1 || true
 for _ in $(seq 100); do [ "$(mnd_stat "$D" port "$PORT")" = free ] && break; sleep 0.05; done
