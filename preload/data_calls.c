@@ -20,15 +20,25 @@ struct fd_ent* offloaded(int fd, int* fail) {
     if ((atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_STREAM) && stream_moved(fd, e))
       return NULL;
     if (atomic_load_explicit(&g_forked_child, memory_order_relaxed)) {
-      /* A fork child: the socket is unusable here. */
+      /* A fork child: under machnetd the socket is taken over at its first
+       * use (fork_adopt); with a standalone engine it is unusable here. */
+      int err = (atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_STREAM) ? EBADFD
+                                                                                    : fork_adopt();
+      if (err == 0 && atomic_load(&e->kind) == KIND_OFFLOAD) {
+        close_deferred();
+        return e;
+      }
       static _Atomic int said;
-      if (!atomic_exchange(&said, 1))
-        LOG(LOG_WARNING,
-            "fd %d is an offloaded socket inherited through fork(); it cannot be used in the "
-            "child (EBADFD)",
-            fd);
+      if (err == 0 || err == EBADFD) {
+        err = EBADFD;
+        if (!atomic_exchange(&said, 1))
+          LOG(LOG_WARNING,
+              "fd %d is an offloaded socket inherited through fork(); it cannot be used in the "
+              "child (EBADFD)",
+              fd);
+      }
       *fail = 1;
-      errno = EBADFD;
+      errno = err;
       return NULL;
     }
     /* Here, not before the lookup: the engine's own threads (the progress

@@ -267,6 +267,78 @@ static int engine_ready(void) {
   return 0;
 }
 
+/* ---- fork children ----------------------------------------------------------------
+ * A fork() child of a process whose engine is attached to machnetd takes its
+ * inherited offloaded UDP sockets over on their first use: the socket layer
+ * attaches for a lease of the child's own and joins each port as a fork
+ * sharer (docs/MACHNETD.md, "Ports shared by fork"). Lazily: a child that
+ * execs, or never touches them, pays nothing. A standalone engine cannot be
+ * shared (EBADFD, as before); inherited stream sockets stay unusable. */
+static int g_adopt_err; /* the adoption failed for good: its errno */
+
+int fork_adopt(void) {
+  shim_lock(&g_decide_mu);
+  int rc = 0;
+  if (!atomic_load(&g_forked_child)) goto out; /* another thread did it */
+  if (g_adopt_err != 0) {
+    rc = g_adopt_err;
+    goto out;
+  }
+  if (g_ops == NULL || !g_engine_up ||
+      g_ops->size <
+          offsetof(struct machnet_socket_ops_v1, fork_adopt) + sizeof(g_ops->fork_adopt) ||
+      g_ops->fork_adopt == NULL) {
+    rc = g_adopt_err = EBADFD;
+    goto out;
+  }
+  /* The handles the child's fds still name (UDP; streams stay unusable). */
+  size_t cap = 64, n = 0;
+  uint64_t* hs = malloc(cap * sizeof(*hs));
+  if (hs == NULL) {
+    rc = ENOMEM;
+    goto out;
+  }
+  for (unsigned page = 0; page < FD_MAX / FD_PAGE; page++) {
+    struct fd_ent* p = atomic_load(&g_pages[page]);
+    if (p == NULL) continue;
+    for (unsigned i = 0; i < FD_PAGE; i++) {
+      struct fd_ent* e = &p[i];
+      if (atomic_load(&e->kind) != KIND_OFFLOAD) continue;
+      if (atomic_load(&e->flags) & FL_STREAM) {
+        atomic_store(&e->err, EBADFD);
+        atomic_store_explicit(&e->kind, KIND_FAILED, memory_order_release);
+        continue;
+      }
+      if (n == cap) {
+        uint64_t* more = realloc(hs, 2 * cap * sizeof(*hs));
+        if (more == NULL) continue;
+        hs = more;
+        cap *= 2;
+      }
+      hs[n++] = atomic_load(&e->handle);
+    }
+  }
+  char msg[1024] = "";
+  g_guard++;
+  int r = g_ops->fork_adopt(hs, n, msg, sizeof(msg));
+  g_guard--;
+  free(hs);
+  if (r < 0) {
+    rc = g_adopt_err = -r;
+    if (r != -EBADFD)
+      LOG(LOG_ERROR,
+          "fork child: cannot take over the offloaded sockets inherited from the parent: %s; they "
+          "fail with %s",
+          msg, strerror(-r));
+    goto out;
+  }
+  atomic_store(&g_forked_child, 0);
+  LOG(LOG_INFO, "fork child: %s", msg);
+out:
+  shim_unlock(&g_decide_mu);
+  return rc;
+}
+
 /* ---- the decision ---------------------------------------------------------------- */
 
 /* The twin's local address as the engine sees it (AF_INET; a dual-stack

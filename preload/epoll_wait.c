@@ -348,7 +348,11 @@ static int epoll_common(int epfd, struct ep_set* set, struct epoll_event* out, i
 
 /* The shim's set of epfd when it has members, else NULL (the kernel's). */
 static inline struct ep_set* ep_active(int epfd, int max) {
-  if (g_guard || max <= 0 || atomic_load_explicit(&g_forked_child, memory_order_relaxed))
+  if (g_guard || max <= 0) return NULL;
+  /* A fork child with a set of members: take the inherited sockets over
+   * (fork_adopt); if it cannot, the set is the kernel's, as before. */
+  if (atomic_load_explicit(&g_forked_child, memory_order_relaxed) &&
+      (ep_get(epfd, 0) == NULL || atomic_load(&ep_get(epfd, 0)->n) == 0 || fork_adopt() != 0))
     return NULL;
   struct ep_set* set = ep_get(epfd, 0);
   if (set == NULL || atomic_load(&set->n) == 0) return NULL;

@@ -33,10 +33,25 @@ static int poll_pending(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const 
   }
 }
 
+/* A fork child polling an inherited offloaded UDP socket takes them over
+ * (fork_adopt); if it cannot, they are polled as kernel fds, as before. */
+static void fork_adopt_any(struct pollfd* fds, nfds_t n) {
+  for (nfds_t i = 0; i < n; i++) {
+    struct fd_ent* e = lookup(fds[i].fd);
+    if (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD &&
+        !(atomic_load(&e->flags) & FL_STREAM)) {
+      fork_adopt();
+      return;
+    }
+  }
+}
+
 int poll_common(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask,
                 const struct timespec* ts, int via_ppoll, int timeout_ms) {
   nfds_t first = n;
   int pending = 0;
+  if (!g_guard && atomic_load_explicit(&g_forked_child, memory_order_relaxed))
+    fork_adopt_any(fds, n);
   if (!g_guard && !atomic_load_explicit(&g_forked_child, memory_order_relaxed)) {
     for (nfds_t i = 0; i < n; i++) {
       uint32_t k = kind_of(fds[i].fd);
@@ -101,6 +116,16 @@ EXPORT int ppoll(struct pollfd* fds, nfds_t n, const struct timespec* ts, const 
 /* True when select/pselect must go through the engine: an offloaded (or
  * about to be offloaded) fd is in the read or write set. */
 static int select_needs_engine(int nfds, fd_set* r, fd_set* w) {
+  if (!g_guard && atomic_load(&g_forked_child) && nfds > 0 && nfds <= FD_SETSIZE) {
+    for (int fd = 0; fd < nfds; fd++) {
+      struct fd_ent* e = lookup(fd);
+      if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) && e != NULL &&
+          atomic_load(&e->kind) == KIND_OFFLOAD && !(atomic_load(&e->flags) & FL_STREAM)) {
+        fork_adopt();
+        break;
+      }
+    }
+  }
   if (g_guard || atomic_load(&g_forked_child) || nfds <= 0 || nfds > FD_SETSIZE) return 0;
   for (int fd = 0; fd < nfds; fd++) {
     if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) {

@@ -315,6 +315,9 @@ int decide(int fd, struct fd_ent* e, int role, uint32_t addr, uint16_t port);
 /* An offloaded fd goes back to the kernel (its twin): a dual-stack socket
  * that turns to a native IPv6 peer. */
 void unoffload(int fd, struct fd_ent* e);
+/* A fork child: takes the inherited offloaded UDP sockets over (engine.c).
+ * 0, or the errno their calls fail with (EBADFD: a standalone engine). */
+int fork_adopt(void);
 
 /* Decides a PENDING stream socket at listen (role MN_ROLE_BIND) or connect
  * (MN_ROLE_CONNECT) from the rules: 1 offload (the engine is up), 0 kernel,

@@ -8,6 +8,7 @@ namespace machnet::daemon {
 static_assert(sizeof(mn_ctl_attach_request) <= kCtlMaxRequest, "kCtlMaxRequest");
 static_assert(sizeof(mn_ctl_bind_request) <= kCtlMaxRequest, "kCtlMaxRequest");
 static_assert(sizeof(mn_ctl_unbind_request) <= kCtlMaxRequest, "kCtlMaxRequest");
+static_assert(sizeof(mn_ctl_join_request) <= kCtlMaxRequest, "kCtlMaxRequest");
 
 size_t ctl_request_size(uint16_t type) {
   switch (type) {
@@ -21,6 +22,8 @@ size_t ctl_request_size(uint16_t type) {
       return sizeof(mn_ctl_bind_request);
     case MN_CTL_UNBIND:
       return sizeof(mn_ctl_unbind_request);
+    case MN_CTL_JOIN:
+      return sizeof(mn_ctl_join_request);
     default:
       return 0;
   }
@@ -76,9 +79,11 @@ int32_t ctl_authorize(uint16_t type, bool has_lease, const char** what) {
     case MN_CTL_BIND:
     case MN_CTL_UNBIND:
     case MN_CTL_DETACH:
+    case MN_CTL_JOIN:
       if (has_lease) return 0;
       *what = type == MN_CTL_BIND     ? "BIND without a lease"
               : type == MN_CTL_UNBIND ? "UNBIND without a lease"
+              : type == MN_CTL_JOIN   ? "JOIN without a lease"
                                       : "DETACH without a lease";
       return -EINVAL;
     default:

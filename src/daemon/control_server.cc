@@ -341,14 +341,24 @@ void ControlServer::deny(Conn* c, const void* req, int32_t status, const std::st
            c->uid, c->queue, strerror(-status));
   mn_ctl_header h;
   memcpy(&h, req, sizeof(h));
-  if (h.type == MN_CTL_BIND) {
-    // BIND always answers with a full bind reply, echoing the port asked for.
-    mn_ctl_bind_request b;
-    memcpy(&b, req, sizeof(b));
+  if (h.type == MN_CTL_BIND || h.type == MN_CTL_JOIN) {
+    // BIND and JOIN always answer with a full bind reply, echoing the port
+    // asked for (at the same offset in both requests... not quite: read it
+    // from the request of its type).
+    uint16_t port = 0;
+    if (h.type == MN_CTL_BIND) {
+      mn_ctl_bind_request b;
+      memcpy(&b, req, sizeof(b));
+      port = b.port;
+    } else {
+      mn_ctl_join_request j;
+      memcpy(&j, req, sizeof(j));
+      port = j.port;
+    }
     mn_ctl_bind_reply r;
     memset(&r, 0, sizeof(r));
     ctl_reply_header(&r.h, req, status);
-    r.port = b.port;
+    r.port = port;
     reply(c, &r, sizeof(r));
     return;
   }
@@ -387,6 +397,9 @@ void ControlServer::handle(Conn* c, const uint8_t* msg, size_t len) {
       return;
     case MN_CTL_UNBIND:
       do_unbind(c, req);
+      return;
+    case MN_CTL_JOIN:
+      do_join(c, req);
       return;
     case MN_CTL_DETACH:
       do_detach(c, req);
@@ -519,6 +532,28 @@ void ControlServer::do_bind(Conn* c, const uint8_t* req) {
   }
   ctl_reply_header(&r.h, req, rc);
   r.port = rc == 0 ? port : b.port;
+  reply(c, &r, sizeof(r));
+}
+
+void ControlServer::do_join(Conn* c, const uint8_t* req) {
+  mn_ctl_join_request j;
+  memcpy(&j, req, sizeof(j));
+  const char* why = nullptr;
+  int rc = d_->leases->join(c->queue, j.port, j.proto, j.flags, &why);
+  if (rc != 0) {
+    deny(
+        c, req, rc,
+        "JOIN of port " + std::to_string(j.port) + (why != nullptr ? std::string(": ") + why : ""));
+    return;
+  }
+  uint16_t v = mn_port_queue(&d_->shm->ports[j.port]);
+  const mn_port_group& g = d_->shm->groups[MN_PORT_GROUP_INDEX(v)];
+  MN_LOG(DAEMON, INFO, "port %u: queue %u (pid %d) shares it (fork), %u holders, shared ring %u",
+         j.port, c->queue, c->pid, mn_group_count(&g), g.shared - 1u);
+  mn_ctl_bind_reply r;
+  memset(&r, 0, sizeof(r));
+  ctl_reply_header(&r.h, req, 0);
+  r.port = j.port;
   reply(c, &r, sizeof(r));
 }
 

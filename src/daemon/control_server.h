@@ -75,6 +75,7 @@ class ControlServer {
   void do_attach(Conn* c, const uint8_t* msg);
   void do_bind(Conn* c, const uint8_t* msg);
   void do_unbind(Conn* c, const uint8_t* msg);
+  void do_join(Conn* c, const uint8_t* msg);
   void do_detach(Conn* c, const uint8_t* msg);
   void do_stats(Conn* c, const uint8_t* msg);
 

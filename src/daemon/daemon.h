@@ -63,6 +63,10 @@ struct DaemonCounters {
   // that left one (unbind or reclaim).
   uint64_t group_joins = 0;
   uint64_t group_leaves = 0;
+  uint64_t shared_joins = 0;   // leases that joined a port as fork sharers
+  uint64_t shared_leaves = 0;  // fork sharers that left (close, reclaim)
+  uint64_t shared_copies = 0;  // frames copied onto fork-shared rings
+  uint64_t shared_drops = 0;   // ... that found the ring full or the pool empty
   // Per queue: in use beyond posted_baseline after its last reclaim (mbufs
   // a dead holder kept without marking them with the port: leaked).
   uint64_t unaccounted[MN_SHM_MAX_QUEUES] = {};
@@ -86,6 +90,10 @@ struct Daemon {
   const rte_memzone* mz = nullptr;
   rte_mempool* pools[MN_SHM_MAX_QUEUES] = {};
   rte_ring* rings[MN_SHM_MAX_QUEUES] = {};
+  // Fork-shared ports: one ring per shared slot and the pool of the copies
+  // they hold (mn_shm.shared_rings, shared_pool).
+  rte_ring* shared_rings[MN_SHM_SHARED_RINGS] = {};
+  rte_mempool* shared_pool = nullptr;
   uint32_t pool_size = 0;
   uint64_t start_mono_ns = 0;
   DaemonCounters counters;

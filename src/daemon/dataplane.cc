@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "daemon/clock.h"
+#include "daemon/leases.h"
 #include "engine/log.h"
 #include "engine/memif_guard.h"
 #include "engine/ring_repair.h"
@@ -124,7 +125,7 @@ unsigned Dataplane::poll_parked(uint16_t q) {
     }
     handle(m);
   }
-  if (rte_ring_count(d_->rings[q]) == 0) {
+  if (rte_ring_count(d_->rings[q]) == 0 && !shared_ready(q)) {
     mn_lease_daemon_release(&l, MN_WAKE_PARKED);
     parked_ = true;
     return n;
@@ -136,6 +137,31 @@ unsigned Dataplane::poll_parked(uint16_t q) {
   return n + 1;
 }
 
+// Whether a fork-shared port lease q holds has datagrams on its ring (a
+// parked holder is woken for them too; whichever holder reads first takes
+// each one).
+bool Dataplane::shared_ready(uint16_t q) const {
+  if (d_->leases->shared_in_use() == 0) return false;
+  for (uint16_t p : d_->leases->ports_of(q)) {
+    uint16_t v = mn_port_queue(&d_->shm->ports[p]);
+    if ((v & MN_PORT_GROUP) == 0) continue;
+    uint16_t sh = mn_group_shared(&d_->shm->groups[MN_PORT_GROUP_INDEX(v)]);
+    if (sh != 0 && sh <= MN_SHM_SHARED_RINGS && rte_ring_count(d_->shared_rings[sh - 1]) != 0)
+      return true;
+  }
+  return false;
+}
+
+void Dataplane::wake_parked(uint16_t q) {
+  if (q == 0 || q >= d_->nb_queues || d_->wake_fds[q] < 0) return;
+  mn_lease& l = d_->shm->leases[q];
+  if (!mn_lease_daemon_claim(&l)) return;
+  mn_lease_daemon_release(&l, MN_WAKE_RUNNING);
+  eventfd_write(d_->wake_fds[q], 1);
+  l.wakeups++;
+  d_->counters.wakeups++;
+}
+
 bool Dataplane::active(uint16_t q) const {
   return q != 0 && q < d_->nb_queues && mn_lease_state(&d_->shm->leases[q]) == MN_LEASE_ACTIVE;
 }
@@ -144,16 +170,36 @@ uint16_t Dataplane::owner_of(uint16_t port, uint32_t hash) const {
   // The daemon is the groups' only writer, on this thread: its seqlock read
   // never retries.
   uint16_t q = mn_port_target(d_->shm, port, hash);
-  return active(q) ? q : 0;
+  return active(q) || (q & MN_STEER_SHARED) != 0 ? q : 0;
 }
 
 void Dataplane::handle(rte_mbuf* m) {
   uint16_t t = ipc::steer_target(*d_->shm, rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
-  if (active(t)) {
+  if (active(t) || (t & MN_STEER_SHARED) != 0) {
     steer(m, t);
     return;
   }
   engine::receive(*this, m, d_->cfg.ip, d_->cfg.prefix_len);
+}
+
+// A frame for a fork-shared port: a copy in the shared pool onto the
+// port's ring, which every holder reads. As in steer(): never while another
+// process is inside an operation on that pool or ring.
+void Dataplane::steer_shared(rte_mbuf* m, uint16_t g) {
+  uint16_t sh = g < MN_SHM_GROUPS ? mn_group_shared(&d_->shm->groups[g]) : 0;
+  rte_ring* ring = sh != 0 && sh <= MN_SHM_SHARED_RINGS ? d_->shared_rings[sh - 1] : nullptr;
+  if (ring == nullptr ||
+      !engine::ring_wait_quiet(engine::pool_ring(d_->shared_pool), kQuietSpins) ||
+      !engine::ring_wait_quiet(ring, kQuietSpins)) {
+    if (ring != nullptr) d_->counters.ring_busy++;
+    d_->counters.shared_drops++;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (engine::steer_copy(m, d_->shared_pool, ring, d_->port_id, nullptr, g, true))
+    d_->counters.shared_copies++;
+  else
+    d_->counters.shared_drops++;
 }
 
 bool Dataplane::steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash) {
@@ -194,6 +240,10 @@ void Dataplane::rx_fragment(rte_mbuf* m, const wire::ParsedFrame& pf) {
 }
 
 void Dataplane::steer(rte_mbuf* m, uint16_t target) {
+  if ((target & MN_STEER_SHARED) != 0) {
+    steer_shared(m, MN_STEER_SHARED_GROUP(target));
+    return;
+  }
   // Copied into the target's pool: m belongs to the pool of the queue it
   // came in on, and the owner of `target` may only hold mbufs of its own.
   // Only when nobody is inside an operation on that pool or ring: a gap left

@@ -41,6 +41,9 @@ class Dataplane {
   unsigned poll_parked(uint16_t q);
   // Whether the daemon polls RX queue q (q > 0) this round.
   bool polls(uint16_t q) const;
+  // Wakes the holder of q if it is parked (one eventfd write).
+  void wake_parked(uint16_t q);
+  bool shared_ready(uint16_t q) const;
   // True when the last poll() saw a holder whose threads may sleep (then
   // cleared): once woken they must get the CPU at once.
   bool take_polite() {
@@ -79,6 +82,7 @@ class Dataplane {
   // the member the flow hash `hash` picks, mn_flow_hash), or 0.
   uint16_t owner_of(uint16_t port, uint32_t hash) const;
   void steer(rte_mbuf* m, uint16_t target);
+  void steer_shared(rte_mbuf* m, uint16_t group);
   // Steers m to the owner of UDP port `port` (see owner_of); false (m
   // untouched) when nobody holds it.
   bool steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash);

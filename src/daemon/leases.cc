@@ -14,12 +14,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "daemon/clock.h"
 #include "daemon/dataplane.h"
 #include "engine/log.h"
 #include "engine/memif_guard.h"
+#include "engine/steer.h"
 
 namespace machnet::daemon {
 namespace {
@@ -35,7 +37,35 @@ uint64_t random_u64() {
 #define SYS_pidfd_open 434
 #endif
 
+// The parent of pid from /proc/<pid>/stat (field 4, after the parenthesised
+// comm, which may itself hold ')' or spaces); 0 when unknown.
+int32_t parent_of(int32_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return 0;
+  char buf[512];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char* r = strrchr(buf, ')');
+  int ppid = 0;
+  char state;
+  if (r == nullptr || sscanf(r + 1, " %c %d", &state, &ppid) != 2) return 0;
+  return ppid;
+}
+
 }  // namespace
+
+bool is_descendant(int32_t pid, int32_t ancestor, int32_t (*parent)(int32_t)) {
+  if (parent == nullptr) parent = parent_of;
+  if (pid <= 1 || ancestor <= 0) return false;
+  for (int depth = 0; depth < 64 && pid > 1; depth++) {
+    pid = parent(pid);
+    if (pid == ancestor) return true;
+  }
+  return false;
+}
 
 LeaseTable::LeaseTable(Daemon* d) : d_(d), ephemeral_(engine_ephemeral_range()) {
   next_ephemeral_ = static_cast<uint16_t>(ephemeral_.first +
@@ -166,6 +196,112 @@ int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint
   return 0;
 }
 
+int LeaseTable::join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, const char** why) {
+  mn_shm& shm = *d_->shm;
+  *why = nullptr;
+  if (proto != 17 || port == 0 || flags != 0) return -EINVAL;
+  const mn_lease& l = shm.leases[q];
+  mn_port_entry& e = shm.ports[port];
+  uint16_t v = mn_port_queue(&e);
+  if (v == 0) {
+    *why = "nobody holds the port";
+    return -EADDRINUSE;
+  }
+  if (held_[q].count(port) != 0) {
+    *why = "the caller holds the port already";
+    return -EADDRINUSE;
+  }
+  // The holders: one lease, or the members of a fork-shared group.
+  uint16_t holders[MN_GROUP_MAX_MEMBERS];
+  uint16_t n = 0;
+  mn_port_group* grp = nullptr;
+  if ((v & MN_PORT_GROUP) != 0) {
+    grp = &shm.groups[MN_PORT_GROUP_INDEX(v)];
+    if (grp->shared == 0) {
+      *why = "an SO_REUSEPORT group holds the port";
+      return -EADDRINUSE;
+    }
+    n = mn_group_count(grp);
+    for (uint16_t i = 0; i < n; i++) holders[i] = grp->members[i];
+  } else {
+    holders[n++] = v;
+  }
+  bool related = false, same_uid = false;
+  for (uint16_t i = 0; i < n; i++) {
+    const mn_lease& h = shm.leases[holders[i] % MN_SHM_MAX_QUEUES];
+    if (h.uid == l.uid) same_uid = true;
+    if (h.uid == l.uid && is_descendant(l.pid, h.pid)) related = true;
+  }
+  if (!same_uid) {
+    *why = "the port's holder has another uid";
+    return -EACCES;
+  }
+  if (!related) {
+    *why = "no holder of the port is an ancestor of the caller";
+    return -EADDRINUSE;
+  }
+  if (grp != nullptr) {
+    if (n >= MN_GROUP_MAX_MEMBERS) {
+      *why = "the port has the most holders a group takes";
+      return -ENOMEM;
+    }
+    memset(&grp->by_queue[q], 0, sizeof(grp->by_queue[q]));
+    mn_group_write_begin(grp);
+    mn_group_set_member(grp, n, q);
+    mn_group_set_count(grp, static_cast<uint16_t>(n + 1));
+    grp->generation++;
+    mn_group_write_end(grp);
+    d_->counters.shared_joins++;
+    held_[q].insert(port);
+    return 0;
+  }
+  // The port becomes fork-shared: a group of {holder, q} with a ring.
+  int gi = -1, si = -1;
+  for (unsigned i = 0; i < MN_SHM_GROUPS && gi < 0; i++) {
+    uint16_t c = static_cast<uint16_t>((next_group_ + i) % MN_SHM_GROUPS);
+    if (shm.groups[c].port == 0) gi = c;
+  }
+  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS && si < 0; i++) {
+    uint16_t c = static_cast<uint16_t>((next_shared_ + i) % MN_SHM_SHARED_RINGS);
+    if (!shared_taken_[c]) si = c;
+  }
+  if (gi < 0 || si < 0) {
+    *why = gi < 0 ? "every group slot is in use" : "every shared ring is in use";
+    return -ENOMEM;
+  }
+  next_group_ = static_cast<uint16_t>((gi + 1) % MN_SHM_GROUPS);
+  next_shared_ = static_cast<uint16_t>((si + 1) % MN_SHM_SHARED_RINGS);
+  shared_taken_[si] = true;
+  shared_used_++;
+  // Frames a steerer was still enqueueing when the ring's last use ended.
+  engine::drain_ring(d_->shared_rings[si]);
+  mn_port_group& g = shm.groups[gi];
+  memset(g.by_queue, 0, sizeof(g.by_queue));
+  // The holder's figures so far stay its own.
+  g.by_queue[v].rx_datagrams = e.rx_datagrams;
+  g.by_queue[v].rx_bytes = e.rx_bytes;
+  g.by_queue[v].tx_datagrams = e.tx_datagrams;
+  mn_group_write_begin(&g);
+  g.uid = l.uid;
+  mn_group_set_port(&g, port);
+  mn_group_set_member(&g, 0, v);
+  mn_group_set_member(&g, 1, q);
+  for (uint16_t i = 2; i < MN_GROUP_MAX_MEMBERS; i++) mn_group_set_member(&g, i, 0);
+  mn_group_set_count(&g, 2);
+  mn_group_set_shared(&g, static_cast<uint16_t>(si + 1));
+  g.generation++;
+  mn_group_write_end(&g);
+  // The first holder moves what its socket had queued onto the ring.
+  __atomic_store_n(&g.share_epoch, g.share_epoch + 1, __ATOMIC_RELEASE);
+  groups_used_++;
+  d_->counters.shared_joins++;
+  mn_port_set_queue(&e, static_cast<uint16_t>(MN_PORT_GROUP | static_cast<uint16_t>(gi)));
+  held_[q].insert(port);
+  // A parked first holder looks at its socket again.
+  d_->dataplane->wake_parked(v);
+  return 0;
+}
+
 void LeaseTable::release(uint16_t q, uint16_t port) {
   mn_shm& shm = *d_->shm;
   mn_port_entry& e = shm.ports[port];
@@ -180,7 +316,11 @@ void LeaseTable::release(uint16_t q, uint16_t port) {
   for (uint16_t i = 0; i < n; i++)
     if (g.members[i] == q) at = i;
   if (at == n) return;
-  d_->counters.group_leaves++;
+  uint16_t shared = g.shared;
+  if (shared != 0)
+    d_->counters.shared_leaves++;
+  else
+    d_->counters.group_leaves++;
   if (n == 1) {
     // The last member: the port first (new readers see nobody), then the
     // group (readers that read the entry before find it empty).
@@ -189,10 +329,19 @@ void LeaseTable::release(uint16_t q, uint16_t port) {
     mn_group_set_count(&g, 0);
     mn_group_set_member(&g, 0, 0);
     mn_group_set_port(&g, 0);
+    mn_group_set_shared(&g, 0);
     g.generation++;
     mn_group_write_end(&g);
     g.uid = 0;
     groups_used_--;
+    if (shared != 0 && shared <= MN_SHM_SHARED_RINGS) {
+      // Nobody reads the ring any more: what it holds goes back to the
+      // shared pool (and anything a steerer still adds is drained when the
+      // slot is taken again; readers check the port of every frame).
+      engine::drain_ring(d_->shared_rings[shared - 1]);
+      shared_taken_[shared - 1] = false;
+      shared_used_--;
+    }
     return;
   }
   // The last member takes the leaver's place (as in the kernel's reuseport
@@ -252,6 +401,35 @@ void Reclaimer::start(uint16_t q, const char* why) {
   p.pid = l.pid;
   memset(p.comm, 0, sizeof(p.comm));
   memcpy(p.comm, l.comm, sizeof(l.comm));
+  // A fork-shared ring or the shared pool the dead holder was inside (named
+  // by its ring_op; the group may be gone once its ports are released).
+  p.shared_ring = nullptr;
+  p.shared_side = -1;
+  {
+    uint32_t op = mn_lease_ring_op(&l);
+    uint16_t t = MN_RING_OP_QUEUE(op);
+    switch (MN_RING_OP_KIND(op)) {
+      case MN_RING_OP_SHARED_GET:
+      case MN_RING_OP_SHARED_PUT:
+        p.shared_ring = engine::pool_ring(d_->shared_pool);
+        p.shared_side = MN_RING_OP_KIND(op) == MN_RING_OP_SHARED_PUT ? 0 : 1;
+        break;
+      case MN_RING_OP_SHARED_ENQ:
+      case MN_RING_OP_SHARED_DEQ:
+        if (t < MN_SHM_GROUPS && d_->shm->groups[t].shared != 0 &&
+            d_->shm->groups[t].shared <= MN_SHM_SHARED_RINGS) {
+          p.shared_ring = d_->shared_rings[d_->shm->groups[t].shared - 1];
+          p.shared_side = MN_RING_OP_KIND(op) == MN_RING_OP_SHARED_ENQ ? 0 : 1;
+        }
+        break;
+      default:
+        break;
+    }
+    if (p.shared_ring != nullptr)
+      p.shared_seen = engine::ring_gap(
+          p.shared_ring,
+          (p.shared_side == 0 ? engine::RingSide::kProducer : engine::RingSide::kConsumer));
+  }
   p.ports = d_->leases->release_ports(q);
   p.start_ns = mono_ns();
   p.why = why;
@@ -442,6 +620,28 @@ bool Reclaimer::repair(uint16_t q, Pending& p, std::string* done) {
   uint16_t t = MN_RING_OP_QUEUE(op);
   int side = marked_side(op);
   if (side >= 0 && t < d_->nb_queues && t != q) try_side(t, side, false);
+  // A fork-shared ring or the shared pool: give back a gap unchanged since
+  // the reclaim started (HTS: nobody else could move that side).
+  if (p.shared_ring != nullptr) {
+    engine::RingGap now = engine::ring_gap(
+        p.shared_ring,
+        (p.shared_side == 0 ? engine::RingSide::kProducer : engine::RingSide::kConsumer));
+    if (now.open() && now == p.shared_seen) {
+      uint32_t n = engine::ring_give_back(
+          p.shared_ring,
+          (p.shared_side == 0 ? engine::RingSide::kProducer : engine::RingSide::kConsumer), now);
+      if (n != 0) {
+        d_->counters.ring_repairs++;
+        d_->counters.ring_repair_slots += n;
+        char buf[128];
+        std::snprintf(buf, sizeof(buf), "%s%s %s (%u slot%s)", done->empty() ? "" : ", ",
+                      p.shared_side == 0 ? "enqueue" : "dequeue", p.shared_ring->name, n,
+                      n == 1 ? "" : "s");
+        *done += buf;
+      }
+    }
+    p.shared_ring = nullptr;
+  }
   return own_clear;
 }
 

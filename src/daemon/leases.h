@@ -17,6 +17,10 @@ struct event;
 
 namespace machnet::daemon {
 
+// Whether `ancestor` is on pid's parent chain (parent(pid), its parent...,
+// at most 64 steps; parent: /proc/<pid>/stat's ppid when nullptr).
+bool is_descendant(int32_t pid, int32_t ancestor, int32_t (*parent)(int32_t) = nullptr);
+
 class LeaseTable {
  public:
   explicit LeaseTable(Daemon* d);
@@ -35,8 +39,16 @@ class LeaseTable {
   // Releases a port held by queue q (leaves its group: the last member
   // frees group and port); -EINVAL when q does not hold it.
   int unbind(uint16_t q, uint16_t port, uint8_t proto);
+  // Queue q (its holder is process `pid`, uid `uid`) shares `port` as a
+  // fork sharer (MN_CTL_JOIN): the port must be held by a lease whose
+  // process is an ancestor of pid, of the same uid. The port becomes
+  // fork-shared (a group with a shared ring) if it is not yet. 0, or
+  // -EINVAL / -EADDRINUSE / -EACCES / -ENOMEM (see mn_ctl_join_request).
+  int join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, const char** why);
   // Releases every port of queue q (reclaim); returns how many.
   size_t release_ports(uint16_t q);
+  // Fork-shared rings in use (machnet-stat).
+  uint32_t shared_in_use() const { return shared_used_; }
   // Group slots in use (machnet-stat).
   uint32_t groups_in_use() const { return groups_used_; }
   const std::set<uint16_t>& ports_of(uint16_t q) const { return held_[q]; }
@@ -52,6 +64,9 @@ class LeaseTable {
   std::set<uint16_t> held_[MN_SHM_MAX_QUEUES];
   uint16_t next_group_ = 0;  // where the search for a free group slot starts
   uint32_t groups_used_ = 0;
+  bool shared_taken_[MN_SHM_SHARED_RINGS] = {};
+  uint16_t next_shared_ = 0;
+  uint32_t shared_used_ = 0;
   // Port 0's ports: outside the kernel's ephemeral range (common/host.h).
   PortRange ephemeral_;
   uint16_t next_ephemeral_;
@@ -130,6 +145,11 @@ class Reclaimer {
     Gaps seen;
     // Every lease's steer_seq right after the ports were released.
     uint32_t steer_seen[MN_SHM_MAX_QUEUES] = {};
+    // A fork-shared ring or the shared pool's ring the holder's ring_op
+    // named when the reclaim started, and that side's gap then.
+    rte_ring* shared_ring = nullptr;
+    int shared_side = -1;
+    engine::RingGap shared_seen;
     unsigned retries = 0;
   };
   int32_t steering_into(uint16_t q, const Pending& p) const;

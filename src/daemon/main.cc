@@ -28,6 +28,7 @@
 #include "daemon/stale_cleanup.h"
 #include "daemon/stats.h"
 #include "engine/log.h"
+#include "engine/steer.h"
 
 namespace machnet::daemon {
 
@@ -253,6 +254,15 @@ int main(int argc, char** argv) {
   for (uint16_t q = 0; q < MN_SHM_MAX_QUEUES; q++) {
     if (d.rings[q] != nullptr) rte_ring_free(d.rings[q]);
     if (d.pools[q] != nullptr) rte_mempool_free(d.pools[q]);
+  }
+  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS; i++) {
+    if (d.shared_rings[i] != nullptr) {
+      machnet::engine::drain_ring(d.shared_rings[i]);
+      rte_ring_free(d.shared_rings[i]);
+    }
+  }
+  if (d.shared_pool != nullptr) {
+    rte_mempool_free(d.shared_pool);
   }
   if (d.mz != nullptr) rte_memzone_free(d.mz);
   if (d.base != nullptr) event_base_free(d.base);

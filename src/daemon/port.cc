@@ -138,6 +138,25 @@ bool setup_port(Daemon* d, std::string* err) {
       return false;
     }
   }
+  // Fork-shared ports: every holder reads one ring (first reader takes the
+  // datagram; a peek leaves it there), so both sides are HTS: a reader
+  // peeks with rte_ring_dequeue_bulk_start/finish, and a process killed
+  // inside an operation leaves an attributable gap (ring_op).
+  d->shared_pool = rte_pktmbuf_pool_create_by_ops("mn_pool_shared", cfg.mbufs_per_queue, 0, 0,
+                                                  data_room, socket, "ring_mt_hts");
+  if (d->shared_pool == nullptr) {
+    *err = std::string("cannot create mbuf pool mn_pool_shared: ") + rte_strerror(rte_errno);
+    return false;
+  }
+  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS; i++) {
+    std::string rn = "mn_shared_" + std::to_string(i);
+    d->shared_rings[i] = rte_ring_create(rn.c_str(), rte_align32pow2(cfg.rx_desc + 1), socket,
+                                         RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ);
+    if (d->shared_rings[i] == nullptr) {
+      *err = "cannot create ring " + rn + ": " + rte_strerror(rte_errno);
+      return false;
+    }
+  }
 
   d->mtu = engine::apply_mtu(d->port_id, cfg.mtu, info);
   bool mac_in_software = false;
@@ -204,6 +223,8 @@ bool setup_port(Daemon* d, std::string* err) {
     l.posted_baseline = rte_mempool_in_use_count(d->pools[q]);
     mn_lease_set_state(&l, q == 0 ? MN_LEASE_DAEMON : MN_LEASE_FREE);
   }
+  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS; i++) shm->shared_rings[i] = d->shared_rings[i];
+  shm->shared_pool = d->shared_pool;
   mn_shm_publish(shm);  // the magic, last
   return true;
 }

@@ -217,6 +217,11 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("reuseport_groups", d.leases->groups_in_use());
   j.u("group_joins", c.group_joins);
   j.u("group_leaves", c.group_leaves);
+  j.u("shared_ports", d.leases->shared_in_use());
+  j.u("shared_joins", c.shared_joins);
+  j.u("shared_leaves", c.shared_leaves);
+  j.u("shared_copies", c.shared_copies);
+  j.u("shared_drops", c.shared_drops);
   uint64_t unaccounted = 0;
   for (uint64_t u : c.unaccounted) unaccounted += u;
   j.u("mbufs_unaccounted", unaccounted);
@@ -258,6 +263,17 @@ std::string stats_json(const Daemon& d, size_t max_len) {
     j.close('}');
   }
   j.close(']');
+
+  // Fork-shared ports: the pool of the copies on their rings.
+  j.key("shared_pool");
+  j.open('{');
+  j.u("size", d.shared_pool->size);
+  j.u("in_use", rte_mempool_in_use_count(d.shared_pool));
+  uint64_t on_rings = 0;
+  for (rte_ring* r : d.shared_rings) on_rings += rte_ring_count(r);
+  j.u("ring", on_rings);
+  j.u("rings_in_use", d.leases->shared_in_use());
+  j.close('}');
 
   j.key("leases");
   j.open('[');
@@ -334,6 +350,11 @@ std::string stats_json(const Daemon& d, size_t max_len) {
       j.u("rx_bytes", sum.rx_bytes);
       j.u("tx_datagrams", sum.tx_datagrams);
       j.u("group", gi);
+      if (g.shared != 0) {
+        // Fork-shared: one ring every holder reads.
+        j.u("shared_ring", g.shared - 1u);
+        j.u("shared_queued", rte_ring_count(d.shared_rings[(g.shared - 1u) % MN_SHM_SHARED_RINGS]));
+      }
       j.u("group_uid", g.uid);
       j.u("group_generation", g.generation);
       j.key("members");

@@ -16,6 +16,7 @@
 #include <rte_lcore.h>
 #include <rte_memzone.h>
 #include <rte_ring.h>
+#include <rte_ring_peek.h>
 
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -26,7 +27,9 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <new>
 
+#include "engine/checksum.h"
 #include "engine/eal.h"
 #include "engine/engine_impl.h"
 #include "engine/log.h"
@@ -46,6 +49,7 @@ struct Joined {
   std::string eal_prefix;
   uint16_t lcore_id = 0;
   int32_t daemon_pid = 0;
+  pid_t pid = 0;  // the process that joined (a fork child is another)
 } g_joined;
 
 std::string errno_text(int neg) {
@@ -99,13 +103,26 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   }
 
   {
+    // A fork child: the parent's lock may have been held by one of its
+    // threads at fork() (none survived).
+    if (g_joined.done && g_joined.pid != getpid()) new (&g_joined.mu) std::mutex();
     std::lock_guard<std::mutex> lock(g_joined.mu);
     bool already = false;
     if (!eal_init_secondary_once(config, r.eal_prefix, r.lcore_id, r.device, &already, err)) {
       ctl->close();
       return false;
     }
-    if (already && rte_eal_process_type() == RTE_PROC_SECONDARY) {
+    if (already && rte_eal_process_type() == RTE_PROC_SECONDARY && g_joined.done &&
+        g_joined.pid != getpid() && g_joined.eal_prefix == r.eal_prefix &&
+        g_joined.daemon_pid == info.daemon_pid) {
+      // A fork() child of a process that joined: it has every mapping of
+      // its parent's but cannot run EAL again. It takes no lcore (the
+      // parent's per-lcore state, the mempool caches, are the parent's; our
+      // pools have no cache anyway) and polls the queue of its own lease.
+      RTE_PER_LCORE(_lcore_id) = LCORE_ID_ANY;
+      g_joined.pid = getpid();
+      g_joined.lcore_id = r.lcore_id;
+    } else if (already && rte_eal_process_type() == RTE_PROC_SECONDARY) {
       // A second engine in a process that joined a daemon's EAL before: only
       // the same daemon with the same lcore is safe (mempool caches are per
       // lcore, and a restarted daemon's memory is not mapped here).
@@ -122,6 +139,7 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
       g_joined.eal_prefix = r.eal_prefix;
       g_joined.lcore_id = r.lcore_id;
       g_joined.daemon_pid = info.daemon_pid;
+      g_joined.pid = getpid();
     }
   }
 
@@ -199,6 +217,15 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   ip_id = static_cast<uint16_t>(r.owner_id ^ (r.owner_id >> 16) ^ (r.owner_id >> 32) ^
                                 static_cast<uint64_t>(getpid()));
 
+  // net_memif in a secondary maps the peer's regions (a request to the
+  // primary over EAL's IPC channel) when it first sees the link up. Done
+  // here, and again now and then: a fork child (which inherits these
+  // mappings but not a working IPC channel: replies go to its parent) must
+  // never have to ask.
+  if (memif) {
+    rte_eth_link link;
+    rte_eth_link_get_nowait(port_id, &link);
+  }
   init_datapath();
   start_arp();
   // No telemetry: DPDK 22.11 serves it in primary processes only; machnetd
@@ -216,11 +243,105 @@ int Engine::Impl::park() {
   if (wake_fd < 0 || shared_waiting != 0 || !usable()) return 0;
   mn_lease_park(lease);
   parked = true;
-  if (rte_ring_count(lease->steer_ring) != 0) {
+  if (rte_ring_count(lease->steer_ring) != 0 || shared_ready()) {
     unpark();
     return -1;
   }
   return 1;
+}
+
+rte_ring* Engine::Impl::shared_ring_of(uint16_t port, uint16_t* group) const {
+  if (!attached || shm == nullptr) return nullptr;
+  uint16_t v = mn_port_queue(&shm->ports[port]);
+  if ((v & MN_PORT_GROUP) == 0) return nullptr;
+  uint16_t g = MN_PORT_GROUP_INDEX(v) % MN_SHM_GROUPS;
+  uint16_t sh = mn_group_shared(&shm->groups[g]);
+  if (sh == 0 || sh > MN_SHM_SHARED_RINGS) return nullptr;
+  if (group != nullptr) *group = g;
+  return shm->shared_rings[sh - 1];
+}
+
+bool Engine::Impl::shared_ready() const {
+  for (const UdpSocket* s : bound) {
+    rte_ring* r = shared_ring_of(s->port(), nullptr);
+    if (r != nullptr && rte_ring_count(r) != 0) return true;
+  }
+  return false;
+}
+
+// The ring's head is peeked at (HTS: one consumer operation at a time,
+// marked in our lease so a reclaim can give it back if we die inside),
+// copied out while it is still in the ring, then taken (or left: MSG_PEEK).
+// A reader killed anywhere holds nothing but that marked reservation.
+ssize_t Engine::Impl::shared_recv(UdpSocket* sock, rte_ring* ring, uint16_t group, void* buf,
+                                  size_t len, uint32_t* src_ip, uint16_t* src_port, bool peek) {
+  for (;;) {
+    void* obj = nullptr;
+    mn_lease_ring_op_begin(lease, MN_RING_OP_SHARED_DEQ, group);
+    if (rte_ring_dequeue_bulk_start(ring, &obj, 1, nullptr) == 0) {
+      mn_lease_ring_op_end(lease);
+      return -EAGAIN;
+    }
+    auto* m = static_cast<rte_mbuf*>(obj);
+    // Ethernet, IPv4, UDP to our port (a frame left from the ring's last
+    // use, or an ICMP error about the port, is taken and dropped).
+    uint8_t hdr[wire::kEthHdrLen + 60 + sizeof(wire::UdpHdr)];
+    ssize_t full = -1;
+    uint32_t ip_src = 0;
+    uint16_t port_src = 0;
+    const auto* p = static_cast<const uint8_t*>(
+        rte_pktmbuf_read(m, 0, std::min<uint32_t>(m->pkt_len, sizeof(hdr)), hdr));
+    uint32_t have = std::min<uint32_t>(m->pkt_len, sizeof(hdr));
+    if (p != nullptr && have >= wire::kEthHdrLen + sizeof(wire::Ipv4Hdr) + sizeof(wire::UdpHdr)) {
+      uint16_t et;
+      memcpy(&et, p + 12, 2);
+      const auto* ip = reinterpret_cast<const wire::Ipv4Hdr*>(p + wire::kEthHdrLen);
+      uint32_t l4 = wire::kEthHdrLen + ip->header_len();
+      if (et == htons(wire::kEtherTypeIpv4) && ip->version() == 4 && ip->header_len() >= 20 &&
+          ip->protocol == wire::kIpProtoUdp && l4 + sizeof(wire::UdpHdr) <= have) {
+        wire::UdpHdr udp;
+        memcpy(&udp, p + l4, sizeof(udp));
+        uint16_t ulen = ntohs(udp.length);
+        if (ntohs(udp.dst_port) == sock->port() && ulen >= sizeof(wire::UdpHdr) &&
+            l4 + ulen <= m->pkt_len &&
+            (udp.checksum == 0 ||
+             udp_checksum_ok(m, rte_pktmbuf_mtod_offset(m, const wire::Ipv4Hdr*, wire::kEthHdrLen),
+                             l4, ulen))) {
+          uint32_t plen = ulen - static_cast<uint32_t>(sizeof(wire::UdpHdr));
+          size_t n = std::min<size_t>(len, plen);
+          if (n > 0) {
+            const void* d =
+                rte_pktmbuf_read(m, l4 + sizeof(wire::UdpHdr), static_cast<uint32_t>(n), buf);
+            if (d != buf && d != nullptr) memcpy(buf, d, n);
+          }
+          full = plen;
+          ip_src = ntohl(ip->src);
+          port_src = ntohs(udp.src_port);
+        }
+      }
+    }
+    if (full >= 0 && peek) {
+      rte_ring_dequeue_finish(ring, 0);  // leave it for whoever reads it
+      mn_lease_ring_op_end(lease);
+    } else {
+      rte_ring_dequeue_finish(ring, 1);
+      mn_lease_ring_op_begin(lease, MN_RING_OP_SHARED_PUT, group);
+      rte_pktmbuf_free(m);
+      mn_lease_ring_op_end(lease);
+    }
+    if (full < 0) {
+      counters.drops[static_cast<size_t>(DropReason::kNoSocket)]++;
+      continue;
+    }
+    if (src_ip) *src_ip = ip_src;
+    if (src_port) *src_port = port_src;
+    if (!peek) {
+      sock->rx_datagrams_++;
+      sock->rx_bytes_ += static_cast<uint64_t>(full);
+      counters.udp_rx++;
+    }
+    return full;
+  }
 }
 
 // Takes the RX queue back; waits while the daemon is inside a burst on it
@@ -272,6 +393,19 @@ size_t Engine::Impl::poll_attached() {
 }
 
 void Engine::Impl::steer_out(rte_mbuf* m, uint16_t target) {
+  if ((target & MN_STEER_SHARED) != 0) {
+    // A fork-shared port (ours too): a copy onto the ring all holders read.
+    uint16_t g = MN_STEER_SHARED_GROUP(target) % MN_SHM_GROUPS;
+    uint16_t sh = mn_group_shared(&shm->groups[g]);
+    rte_ring* r = sh != 0 && sh <= MN_SHM_SHARED_RINGS ? shm->shared_rings[sh - 1] : nullptr;
+    if (r != nullptr && steer_copy(m, shm->shared_pool, r, port_id, lease, g, true))
+      counters.steered_out++;
+    else if (r != nullptr)
+      counters.steer_drops++;
+    else
+      rte_pktmbuf_free(m), counters.steer_drops++;
+    return;
+  }
   if (target >= shm->nb_queues || target >= MN_SHM_MAX_QUEUES) target = 0;
   mn_lease& l = shm->leases[target];
   if (steer_copy(m, l.pool, l.steer_ring, port_id, lease, target))
@@ -348,6 +482,10 @@ void Engine::Impl::run_attached_timers(uint64_t now) {
   if (ctl->peer_closed()) {
     go_detached("machnetd closed the control connection (it exited or crashed)");
     return;
+  }
+  if (memif && ++memif_link_ticks % 1024 == 0) {
+    rte_eth_link link;  // maps the memif regions once the link is up (see open_attached)
+    rte_eth_link_get_nowait(port_id, &link);
   }
   learn_shared_neighbours(now);
   arp->tick(now);
@@ -477,7 +615,10 @@ int Engine::Impl::attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSoc
   uint16_t got = 0;
   // SO_REUSEPORT on the socket: the port may be shared with other processes
   // (a group in the daemon, same uid, flows split by hash).
-  int rc = ctl->bind_udp(config.ip, port, &got, opt.reuseport ? MN_CTL_BIND_REUSEPORT : 0);
+  int rc = opt.fork_join
+               ? ctl->join_udp(port)
+               : ctl->bind_udp(config.ip, port, &got, opt.reuseport ? MN_CTL_BIND_REUSEPORT : 0);
+  if (opt.fork_join && rc == 0) got = port;
   if (!ctl->connected()) {
     go_detached("machnetd closed the control connection (it exited or crashed)");
     return -ENETDOWN;

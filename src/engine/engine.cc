@@ -3,6 +3,7 @@
 #include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_ring.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "engine/engine_impl.h"
 #include "engine/log.h"
 #include "engine/memif_guard.h"
+#include "engine/ring_repair.h"
 
 namespace machnet::engine {
 namespace {
@@ -524,7 +526,13 @@ void Engine::flush_tx() {
 ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
                              uint16_t* src_port) {
   if (!impl_->usable()) return -ENETDOWN;
-  if (sock->head_ == sock->tail_) return -EAGAIN;
+  if (sock->head_ == sock->tail_) {
+    // Attached, the port fork-shared: the ring its holders read.
+    uint16_t g = 0;
+    rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
+    if (r == nullptr) return -EAGAIN;
+    return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, false);
+  }
   UdpSocket::Slot& s = sock->slots_[sock->head_ % sock->capacity_];
   size_t n = len < s.payload_len ? len : s.payload_len;
   if (n > 0) {
@@ -557,7 +565,25 @@ int Engine::udp_peek_error(const UdpSocket* sock, uint32_t* dst_ip, uint16_t* ds
 
 uint32_t Engine::udp_pending(const UdpSocket* sock) const {
   if (impl_->detached.load(std::memory_order_relaxed)) return 0;
-  return sock->tail_ - sock->head_;
+  uint32_t n = sock->tail_ - sock->head_;
+  // One shm load when the port is not fork-shared.
+  if (rte_ring* r = impl_->shared_ring_of(sock->port(), nullptr)) n += rte_ring_count(r);
+  return n;
+}
+
+ssize_t Engine::udp_peek_shared(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                                uint16_t* src_port) {
+  if (!impl_->usable()) return -ENETDOWN;
+  if (sock->head_ != sock->tail_) return -EAGAIN;  // our own queue comes first
+  uint16_t g = 0;
+  rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
+  if (r == nullptr) return -EAGAIN;
+  return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, true);
+}
+
+uint64_t Engine::udp_shared_seq(const UdpSocket* sock) const {
+  rte_ring* r = impl_->shared_ring_of(sock->port(), nullptr);
+  return r == nullptr ? 0 : ring_gap(r, RingSide::kProducer).tail;
 }
 
 const EngineCounters& Engine::counters() const {

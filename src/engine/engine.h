@@ -64,6 +64,10 @@ struct UdpBindOptions {
   uint32_t local_ip = 0;   // host order; 0: any. Otherwise only datagrams to it
   bool shared = false;     // may share the port (see above)
   bool reuseport = false;  // SO_REUSEPORT: equally good matches split flows by hash
+  // Attached: the port is held by an ancestor process whose socket this
+  // process inherited through fork(): share it (MN_CTL_JOIN) instead of
+  // binding it.
+  bool fork_join = false;
 };
 
 // A bound UDP socket on the engine. Received datagrams wait in a bounded queue
@@ -207,6 +211,15 @@ class Engine {
   int udp_peek_error(const UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port) const;
   // Datagrams waiting on the socket.
   uint32_t udp_pending(const UdpSocket* sock) const;
+  // Attached, the socket's port fork-shared (a socket inherited through
+  // fork()): the datagram at the head of the ring every holder reads, left
+  // there (MSG_PEEK: another process may take it). -EAGAIN when our own
+  // queue has datagrams (they come first) or the ring is empty.
+  ssize_t udp_peek_shared(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                          uint16_t* src_port);
+  // Moves with every datagram put on the socket's fork-shared ring (0: not
+  // shared): a wake-up for sleepers.
+  uint64_t udp_shared_seq(const UdpSocket* sock) const;
 
   const EngineCounters& counters() const;
   void print_counters(FILE* out) const;

@@ -194,6 +194,16 @@ struct Engine::Impl {
   int park();
   void unpark();
   void steer_out(rte_mbuf* m, uint16_t target);
+  // Fork-shared ports (attached): the ring every holder of `port` reads,
+  // or nullptr when the port is not fork-shared (one shm load then).
+  rte_ring* shared_ring_of(uint16_t port, uint16_t* group) const;
+  // One datagram from a fork-shared ring: peek at the head, copy it out,
+  // then take it (or leave it there: peek). -EAGAIN when empty.
+  ssize_t shared_recv(UdpSocket* sock, rte_ring* ring, uint16_t group, void* buf, size_t len,
+                      uint32_t* src_ip, uint16_t* src_port, bool peek);
+  // Whether a fork-shared port of ours has datagrams waiting.
+  bool shared_ready() const;
+  uint32_t memif_link_ticks = 0;
   void rx_steered(rte_mbuf* m);  // from our own steering ring
   void rx_chain(rte_mbuf* m);    // a multi-segment datagram machnetd reassembled
   void run_attached_timers(uint64_t now);

@@ -20,9 +20,10 @@ namespace machnet::engine {
 // either way. False when the pool or the ring was full (the copy is freed).
 // A lease holder passes its lease and the target queue: each operation on
 // the target's pool and ring is marked in self->ring_op (shm.h); machnetd
-// passes null.
+// passes null. shared: the pool is mn_shm.shared_pool and the ring group
+// `target`'s fork-shared ring (marked with the MN_RING_OP_SHARED_* kinds).
 bool steer_copy(rte_mbuf* m, rte_mempool* pool, rte_ring* ring, uint16_t port_id, mn_lease* self,
-                uint16_t target);
+                uint16_t target, bool shared = false);
 
 // Frees every mbuf waiting on a steering ring; returns how many.
 unsigned drain_ring(rte_ring* ring);

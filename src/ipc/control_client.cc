@@ -235,6 +235,19 @@ int ControlClient::bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, ui
   return r;
 }
 
+int ControlClient::join_udp(uint16_t port, int timeout_ms) {
+  mn_ctl_join_request req{};
+  req.port = port;
+  req.proto = 17;
+  mn_ctl_bind_reply rep{};
+  int r = request(MN_CTL_JOIN, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  if (r == 0 && rep.port != port) {
+    close();
+    return -EPROTO;
+  }
+  return r;
+}
+
 int ControlClient::unbind_udp(uint16_t port, int timeout_ms) {
   mn_ctl_unbind_request req{};
   req.port = port;

@@ -36,6 +36,8 @@ class ControlClient {
   int bind_udp(uint32_t ip, uint16_t port, uint16_t* bound_port, uint8_t flags = 0,
                int timeout_ms = 1000);
   int unbind_udp(uint16_t port, int timeout_ms = 1000);
+  // MN_CTL_JOIN: share `port`, held by an ancestor process (fork).
+  int join_udp(uint16_t port, int timeout_ms = 1000);
   int detach(int timeout_ms = 1000);
   int stats(std::string* json, int timeout_ms = 1000);
 

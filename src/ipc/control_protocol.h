@@ -1,4 +1,4 @@
-/* machnetd control protocol, version 2 (docs/MACHNETD.md describes it in
+/* machnetd control protocol, version 3 (docs/MACHNETD.md describes it in
  * prose). Plain C: the preload shim (C, no libstdc++), the engine, machnetd
  * and machnet-stat all include it.
  *
@@ -23,7 +23,7 @@
 #endif
 
 #define MN_CTL_MAGIC 0x4d4e4350u /* "MNCP" */
-#define MN_CTL_VERSION 2         /* 2: BIND flags (MN_CTL_BIND_REUSEPORT) */
+#define MN_CTL_VERSION 3         /* 2: BIND flags (MN_CTL_BIND_REUSEPORT); 3: MN_CTL_JOIN */
 #define MN_CTL_DEFAULT_SOCKET "/run/machnet/machnetd.sock"
 #define MN_CTL_MAX_MESSAGE 65536 /* the largest reply (MN_CTL_STATS text) */
 
@@ -33,7 +33,8 @@ enum mn_ctl_type {
   MN_CTL_BIND = 3,   /* claim a UDP port for the caller's lease */
   MN_CTL_UNBIND = 4, /* release it */
   MN_CTL_DETACH = 5, /* give the lease back (closing the socket does too) */
-  MN_CTL_STATS = 6   /* JSON text: leases, ports, counters (machnet-stat) */
+  MN_CTL_STATS = 6,  /* JSON text: leases, ports, counters (machnet-stat) */
+  MN_CTL_JOIN = 7    /* share a port an ancestor holds: a socket inherited through fork() */
 };
 
 struct mn_ctl_header {
@@ -123,6 +124,24 @@ struct mn_ctl_unbind_request {
   uint32_t pad1;
 };
 
+/* MN_CTL_JOIN: the caller's lease joins UDP port `port` as a fork sharer:
+ * the caller (a fork child) inherited an offloaded socket bound to it. The
+ * port must be held by a lease whose process is an ancestor of the caller
+ * (its parent chain, /proc/<pid>/stat) and of the same uid; the port then
+ * becomes fork-shared (ipc/shm.h mn_port_group.shared): every datagram for
+ * it goes to one ring that every holder reads. Reply: mn_ctl_bind_reply.
+ * Errors: -EINVAL (no lease, proto != 17, port 0, flags != 0), -EADDRINUSE
+ * (the port is free, held by the caller already, by an SO_REUSEPORT group,
+ * or by no ancestor of the caller), -EACCES (held by another uid), -ENOMEM
+ * (every shared ring in use, or the holders' group full). */
+struct mn_ctl_join_request {
+  struct mn_ctl_header h;
+  uint16_t port;
+  uint8_t proto; /* 17 */
+  uint8_t flags; /* 0 */
+  uint32_t pad1;
+};
+
 /* MN_CTL_STATS reply: the header, then NUL-terminated JSON text. */
 
 MN_STATIC_ASSERT(sizeof(struct mn_ctl_header) == 16, "control protocol ABI");
@@ -138,5 +157,7 @@ MN_STATIC_ASSERT(offsetof(struct mn_ctl_attach_reply, shm_name) == 184, "control
 MN_STATIC_ASSERT(sizeof(struct mn_ctl_bind_request) == 24, "control protocol ABI");
 MN_STATIC_ASSERT(sizeof(struct mn_ctl_bind_reply) == 24, "control protocol ABI");
 MN_STATIC_ASSERT(sizeof(struct mn_ctl_unbind_request) == 24, "control protocol ABI");
+MN_STATIC_ASSERT(sizeof(struct mn_ctl_join_request) == 24, "control protocol ABI");
+MN_STATIC_ASSERT(offsetof(struct mn_ctl_join_request, port) == 16, "control protocol ABI");
 
 #endif

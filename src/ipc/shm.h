@@ -25,8 +25,9 @@
 #define MN_SHM_NAME "machnetd_shm"
 #define MN_SHM_MAGIC 0x4d4e5348u /* "MNSH" */
 /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings; 4: SO_REUSEPORT
- * groups, 40 drop reasons, mn_lease.quiesced and steer_seq */
-#define MN_SHM_VERSION 4u
+ * groups, 40 drop reasons, mn_lease.quiesced and steer_seq; 5: fork-shared
+ * ports (mn_port_group.shared, mn_shm.shared_rings, shared_pool) */
+#define MN_SHM_VERSION 5u
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
 #define MN_SHM_MAX_DROP_REASONS 40
@@ -40,6 +41,15 @@
  * the reader gives up and the frame goes to queue 0 (the daemon, the only
  * writer, never races with itself). */
 #define MN_GROUP_READ_TRIES 64u
+/* Fork-shared ports (a socket inherited through fork() and used by several
+ * processes): at most this many at once, each with one multi-consumer ring
+ * created by the daemon at start ("mn_shared_<i>"). */
+#define MN_SHM_SHARED_RINGS 16
+/* steer_target()'s answer for a fork-shared port: copy the frame into
+ * mn_shm.shared_pool and enqueue it on the ring of group
+ * MN_STEER_SHARED_GROUP(t). Never a queue number (queues < MN_SHM_MAX_QUEUES). */
+#define MN_STEER_SHARED 0x8000u
+#define MN_STEER_SHARED_GROUP(t) ((uint16_t)((t)&0x7fffu))
 
 struct rte_mempool;
 struct rte_ring;
@@ -67,7 +77,12 @@ struct rte_ring;
 enum mn_ring_op_kind {
   MN_RING_OP_STEER_ENQ = 1, /* enqueue on steering ring <queue> (producer side) */
   MN_RING_OP_POOL_GET = 2,  /* get from pool <queue> (consumer side of its ring) */
-  MN_RING_OP_POOL_PUT = 3   /* put into pool <queue> (producer side of its ring) */
+  MN_RING_OP_POOL_PUT = 3,  /* put into pool <queue> (producer side of its ring) */
+  /* Fork-shared ports; <queue> is then the group index. */
+  MN_RING_OP_SHARED_GET = 4, /* get from the shared pool (consumer side of its ring) */
+  MN_RING_OP_SHARED_ENQ = 5, /* enqueue on group <queue>'s shared ring */
+  MN_RING_OP_SHARED_DEQ = 6, /* peek/dequeue on group <queue>'s shared ring (consumer side) */
+  MN_RING_OP_SHARED_PUT = 7  /* put into the shared pool (producer side of its ring) */
 };
 #define MN_RING_OP(kind, queue) (((uint32_t)(kind) << 16) | (uint32_t)(queue))
 #define MN_RING_OP_KIND(op) ((op) >> 16)
@@ -201,7 +216,16 @@ struct __attribute__((aligned(64))) mn_port_group {
   uint32_t uid;                           /* daemon: uid of the lease that made the group */
   uint32_t generation;                    /* daemon: membership changes so far */
   uint16_t members[MN_GROUP_MAX_MEMBERS]; /* daemon, atomic: member queues */
-  uint8_t pad0[32];
+  /* Fork-shared port (a socket inherited through fork()): 1 + the index of
+   * its ring in mn_shm.shared_rings, 0 for an SO_REUSEPORT group. Every
+   * datagram for the port goes to that one ring, which every member reads
+   * (first reader takes it); no flow hash. */
+  uint16_t shared; /* daemon, atomic */
+  uint16_t pad1;
+  /* Bumped by the daemon when the port becomes fork-shared: a member that
+   * still has datagrams queued on its own socket moves them to the ring. */
+  uint32_t share_epoch; /* daemon, atomic */
+  uint8_t pad0[24];
   /* by_queue[q]: written by the holder of queue q while it is a member
    * (plain stores, read racily for machnet-stat); zeroed by the daemon
    * before q joins. */
@@ -234,6 +258,12 @@ struct mn_shm {
   struct mn_neighbour neighbours[MN_SHM_NEIGHBOUR_SLOTS];
   struct mn_port_entry ports[MN_SHM_PORTS];
   struct mn_port_group groups[MN_SHM_GROUPS];
+  /* Fork-shared ports: the rings (multi-producer and multi-consumer, both
+   * HTS: readers peek with rte_ring_dequeue_bulk_start/finish) and the pool
+   * of the copies they hold (ops ring_mt_hts, no cache). Daemon, fixed. */
+  struct rte_ring* shared_rings[MN_SHM_SHARED_RINGS];
+  struct rte_mempool* shared_pool;
+  uint8_t pad3[56];
 };
 
 /* The layout is ABI between machnetd and engines of the same MN_SHM_VERSION. */
@@ -282,9 +312,12 @@ MN_STATIC_ASSERT(MN_SHM_GROUPS <= MN_PORT_GROUP && MN_SHM_MAX_QUEUES < MN_PORT_G
 MN_STATIC_ASSERT(offsetof(struct mn_shm, groups) ==
                      64 + MN_SHM_MAX_QUEUES * 512 + MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32,
                  "shm ABI: mn_shm");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, shared) == 32, "shm ABI: mn_port_group");
+MN_STATIC_ASSERT(offsetof(struct mn_port_group, share_epoch) == 36, "shm ABI: mn_port_group");
 MN_STATIC_ASSERT(sizeof(struct mn_shm) == 64 + MN_SHM_MAX_QUEUES * 512 +
                                               MN_SHM_NEIGHBOUR_SLOTS * 16 + MN_SHM_PORTS * 32 +
-                                              MN_SHM_GROUPS * (64 + MN_SHM_MAX_QUEUES * 24),
+                                              MN_SHM_GROUPS * (64 + MN_SHM_MAX_QUEUES * 24) +
+                                              MN_SHM_SHARED_RINGS * 8 + 64,
                  "shm ABI: mn_shm");
 MN_STATIC_ASSERT(__atomic_always_lock_free(8, 0) && __atomic_always_lock_free(4, 0) &&
                      __atomic_always_lock_free(2, 0),
@@ -336,12 +369,16 @@ static inline uint16_t mn_group_pick(const struct mn_shm* shm, uint16_t g, uint1
     if ((s1 & 1) != 0) continue;
     uint16_t gport = __atomic_load_n(&grp->port, __ATOMIC_RELAXED);
     uint16_t n = __atomic_load_n(&grp->count, __ATOMIC_RELAXED);
+    uint16_t shared = __atomic_load_n(&grp->shared, __ATOMIC_RELAXED);
     uint16_t q = 0;
     if (n > MN_GROUP_MAX_MEMBERS) n = 0;
     if (n != 0) q = __atomic_load_n(&grp->members[hash % n], __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&grp->seq, __ATOMIC_RELAXED) != s1) continue;
-    return gport == port && q < MN_SHM_MAX_QUEUES ? q : 0;
+    if (gport != port || n == 0) return 0;
+    /* A fork-shared port: its one ring, whoever's the frame. */
+    if (shared != 0 && shared <= MN_SHM_SHARED_RINGS) return (uint16_t)(MN_STEER_SHARED | g);
+    return q < MN_SHM_MAX_QUEUES ? q : 0;
   }
   return 0;
 }
@@ -372,6 +409,15 @@ static inline void mn_group_set_count(struct mn_port_group* grp, uint16_t n) {
 }
 static inline void mn_group_set_port(struct mn_port_group* grp, uint16_t port) {
   __atomic_store_n(&grp->port, port, __ATOMIC_RELAXED);
+}
+static inline void mn_group_set_shared(struct mn_port_group* grp, uint16_t shared) {
+  __atomic_store_n(&grp->shared, shared, __ATOMIC_RELAXED);
+}
+static inline uint16_t mn_group_shared(const struct mn_port_group* grp) {
+  return __atomic_load_n(&grp->shared, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t mn_group_share_epoch(const struct mn_port_group* grp) {
+  return __atomic_load_n(&grp->share_epoch, __ATOMIC_ACQUIRE);
 }
 static inline uint16_t mn_group_count(const struct mn_port_group* grp) {
   return __atomic_load_n(&grp->count, __ATOMIC_ACQUIRE);

@@ -5,10 +5,14 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <new>
 #include <string>
+#include <vector>
 
 #include "engine/rundir.h"
 #include "socket/socket_internal.h"
@@ -25,6 +29,7 @@ void copy_msg(char* msg, size_t len, const std::string& s) {
 
 std::mutex g_init_mu;
 pid_t g_owner = 0;
+std::string g_config_path;
 
 // At exit the kernel would close every socket the process still holds:
 // stream connections send their FIN after the data still queued (or RST
@@ -109,8 +114,90 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
   }
   g.stack = s;
   g_owner = getpid();
+  g_config_path = path;
   atexit(close_streams_at_exit);
   copy_msg(msg, msglen, s->description());
+  return 0;
+}
+
+int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
+  // The parent's locks may be held by threads that did not survive fork():
+  // none of its objects is touched beyond plain reads of our own tables.
+  new (&g_init_mu) std::mutex();
+  std::lock_guard<std::mutex> init(g_init_mu);
+  stack::Stack* old = g.stack;
+  if (old == nullptr || !old->engine().attached()) {
+    copy_msg(msg, msglen, "a standalone engine cannot be shared with a fork child");
+    return -EBADFD;
+  }
+  // The sockets to keep: those the shim's fds still name.
+  std::vector<Sock*> keep;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t h = handles[i];
+    Sock* s = live_sock(h);
+    if (s != nullptr && s->kind == Kind::kUdp && s->us != nullptr &&
+        std::find(keep.begin(), keep.end(), s) == keep.end())
+      keep.push_back(s);
+  }
+  stack::Stack::forget_in_fork_child();
+  std::string err;
+  int e = 0;
+  stack::Stack* s = stack::Stack::start(g_config_path, {}, &err, &e);
+  if (s == nullptr) {
+    copy_msg(msg, msglen, "cannot attach to machnetd: " + err);
+    return -(e == 0 ? ENETDOWN : e);
+  }
+  if (!s->engine().attached()) {
+    copy_msg(msg, msglen, "the new engine is not attached to machnetd");
+    return -ENETDOWN;
+  }
+  g.stack = s;
+  g_owner = getpid();
+  // Every slot of the parent's: sockets not kept become stale handles
+  // (their engine side was the parent's); calls the parent's threads had
+  // in progress left references that nobody here will release.
+  for (uint32_t slot = 0; slot < g.next_slot; slot++) {
+    Sock* so = slot_ptr(slot);
+    if (so == nullptr) continue;
+    uint64_t st = so->state.load() & ~uint64_t{0xffffffff};
+    bool kept = std::find(keep.begin(), keep.end(), so) != keep.end();
+    if (!kept && so->us != nullptr) st += uint64_t{1} << 32;  // stale from now on
+    so->state.store(st);
+    if (!kept) so->us = nullptr;
+  }
+  size_t joined = 0;
+  int first_err = 0;
+  stack::Lock lock(mu());
+  for (Sock* so : keep) {
+    engine::UdpBindOptions opt;
+    opt.local_ip = so->local_ip;
+    opt.shared = true;
+    opt.fork_join = true;
+    engine::UdpSocket* us = nullptr;
+    int rc = eng().udp_bind(so->local_port, opt, &us);
+    if (rc != 0) {
+      if (first_err == 0) first_err = rc;
+      so->us = nullptr;
+      so->state.fetch_add(uint64_t{1} << 32);  // its calls fail with EBADF
+      continue;
+    }
+    so->us = us;
+    // A datagram the parent had peeked at is the parent's to hand over
+    // (it moves its queue to the shared ring): never delivered twice.
+    so->has_stash = false;
+    so->unfiltered = 0;
+    if (so->connected) eng().udp_connect(us, so->peer_ip, so->peer_port);
+    joined++;
+  }
+  if (first_err != 0) {
+    copy_msg(msg, msglen,
+             std::string("cannot share an inherited port with the parent: ") +
+                 std::strerror(-first_err));
+    return first_err;
+  }
+  copy_msg(msg, msglen,
+           std::to_string(joined) + " inherited UDP socket(s) shared with the parent; " +
+               s->description());
   return 0;
 }
 
@@ -166,6 +253,7 @@ const struct machnet_socket_ops_v1 kOps = {
     engine::remove_own_runtime_dir,
     op_spin_begin,
     op_spin_done,
+    op_fork_adopt,
 };
 
 }  // namespace

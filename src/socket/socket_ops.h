@@ -182,6 +182,17 @@ struct machnet_socket_ops_v1 {
    * the wait sleeps or returns. */
   int64_t (*spin_begin)(void);
   void (*spin_done)(void);
+
+  /* Appended. In a fork() child of a process whose engine is attached to
+   * machnetd: abandons the parent's stack (never touched again: it names
+   * the parent's queue), attaches for a lease of this process's own, and
+   * re-creates the UDP sockets handles[0..n) name in it, each joining its
+   * port as a fork sharer (MN_CTL_JOIN), same handles, same peers. Every
+   * other socket of the parent's is forgotten. Returns 0 (msg: the new
+   * engine), -EBADFD (a standalone engine: inherited sockets stay unusable
+   * in the child) or -errno with msg saying why. Called once, with no
+   * other call of the table in progress in this process. */
+  int (*fork_adopt)(const uint64_t* handles, size_t n, char* msg, size_t msglen);
 };
 
 /* Returned (negated) by stream calls on a socket whose connect fell back to

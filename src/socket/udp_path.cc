@@ -111,6 +111,14 @@ ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
       port = s->stash_port;
       full = s->stash_len;
       src = s->stash;
+    } else if ((flags & MSG_PEEK) &&
+               (full = static_cast<size_t>(eng().udp_peek_shared(s->us, g.bounce, kMaxDatagram, &ip,
+                                                                 &port))) <= kMaxDatagram) {
+      // A fork-shared port's ring: the datagram stays there, for whichever
+      // holder (this process or another) reads it (udp_peek_shared returned
+      // a length; -errno converts to a huge size_t).
+      exempt = true;
+      src = g.bounce;
     } else if (flags & MSG_PEEK) {
       // Peek: move the datagram into the stash, where the next call finds it.
       if (s->stash == nullptr) {
@@ -179,7 +187,8 @@ uint64_t rx_seq(const Sock* s) {
     // even when the readiness mask does not change).
     return s->ev.seq + (s->flow != 0 ? g.stack->transport().activity(s->flow) : 0);
   }
-  return s->us == nullptr ? 0 : s->rx_taken + eng().udp_pending(s->us);
+  return s->us == nullptr ? 0
+                          : s->rx_taken + eng().udp_pending(s->us) + eng().udp_shared_seq(s->us);
 }
 
 bool has_data(const Sock* s) {

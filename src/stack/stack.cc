@@ -124,7 +124,11 @@ Stack* Stack::start(const std::string& config_path, const std::vector<std::strin
   // Lives until exit: threads may still hold it.
   Stack* s = new Stack(cfg, std::move(eng), std::move(rx_fds));
   instance_.store(s, std::memory_order_release);
-  std::atexit(at_exit);
+  // Once per process image (a fork child inherits the registration; at_exit
+  // looks the stack up).
+  static bool exit_registered = false;
+  if (!exit_registered) std::atexit(at_exit);
+  exit_registered = true;
   publish_counters();
   s->start_progress();
   const WaitConfig& w = cfg.wait;

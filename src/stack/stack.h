@@ -67,6 +67,10 @@ class Stack final : public transport::DatagramSink {
   // The running stack, or nullptr. Never destroyed while the process runs
   // (threads may hold it); stopped at exit (down() then reads true).
   static Stack* get() { return instance_.load(std::memory_order_acquire); }
+  // A fork() child: forgets the parent's stack (leaked, never touched: its
+  // engine polls the parent's queue and its lock may be held by a thread
+  // that did not survive the fork), so that start() makes a new one.
+  static void forget_in_fork_child() { instance_.store(nullptr, std::memory_order_release); }
   // Starts the stack once per process: configuration from `config_path`
   // (empty: $MACHNET_CONFIG, or only MACHNET_* variables) plus `overrides`,
   // then the engine. A second call returns the running stack and ignores its

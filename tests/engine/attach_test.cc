@@ -491,6 +491,42 @@ TEST_F(GroupSteering, FlowsSpreadOverTheMembersAndEachStaysWithOne) {
   EXPECT_EQ(steer(make_udp(100, 1, 4000, 5000)), 2);
 }
 
+// A fork-shared port (a group with a shared ring): every datagram, whatever
+// its flow, goes to the group's ring (MN_STEER_SHARED | group), which every
+// holder reads; other ports are unchanged.
+TEST_F(GroupSteering, ForkSharedPortGoesToItsRing) {
+  mn_port_group& g = shm_->groups[kGroup];
+  mn_group_write_begin(&g);
+  mn_group_set_shared(&g, 3);
+  mn_group_write_end(&g);
+  for (uint16_t sport = 1000; sport < 1064; sport++)
+    EXPECT_EQ(steer(make_udp(100, 1, sport, kPort)), MN_STEER_SHARED | kGroup) << sport;
+  EXPECT_EQ(MN_STEER_SHARED_GROUP(steer(make_udp(100, 1, 1000, kPort))), kGroup);
+  EXPECT_EQ(steer(make_udp(100, 1, 4000, 5000)), 2);
+  // The daemon's own pick (reassembled datagrams, broadcasts) agrees.
+  EXPECT_EQ(mn_port_target(shm_.get(), kPort, 12345), MN_STEER_SHARED | kGroup);
+  // A group slot freed and reused for another port: nobody's (the daemon).
+  mn_group_write_begin(&g);
+  mn_group_set_port(&g, kPort + 1);
+  mn_group_write_end(&g);
+  EXPECT_EQ(steer(make_udp(100, 1, 1000, kPort)), 0);
+  // An empty group, or a shared index out of range, is never a ring.
+  mn_group_write_begin(&g);
+  mn_group_set_port(&g, kPort);
+  mn_group_set_count(&g, 0);
+  mn_group_write_end(&g);
+  EXPECT_EQ(steer(make_udp(100, 1, 1000, kPort)), 0);
+  set_members({1, 2, 3});
+  mn_group_write_begin(&g);
+  mn_group_set_shared(&g, MN_SHM_SHARED_RINGS + 1);
+  mn_group_write_end(&g);
+  uint16_t t = steer(make_udp(100, 1, 1000, kPort));
+  EXPECT_EQ(t, expected(1000));
+  EXPECT_EQ(t & MN_STEER_SHARED, 0);
+  // Never mistaken for a queue or a group entry of the port table.
+  static_assert(MN_STEER_SHARED >= MN_SHM_MAX_QUEUES, "MN_STEER_SHARED is not a queue");
+}
+
 TEST_F(GroupSteering, IcmpErrorGoesToTheMemberOfTheQuotedFlow) {
   // icmp_unreachable quotes a datagram from kPort to the peer's port 9999:
   // the member that the peer's datagrams from 9999 go to gets it.

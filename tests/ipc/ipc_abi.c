@@ -68,6 +68,9 @@ static const struct field bind_reply[] = {F(mn_ctl_bind_reply, h), F(mn_ctl_bind
 static const struct field unbind_request[] = {
     F(mn_ctl_unbind_request, h), F(mn_ctl_unbind_request, port), F(mn_ctl_unbind_request, proto),
     F(mn_ctl_unbind_request, pad0), F(mn_ctl_unbind_request, pad1)};
+static const struct field join_request[] = {
+    F(mn_ctl_join_request, h), F(mn_ctl_join_request, port), F(mn_ctl_join_request, proto),
+    F(mn_ctl_join_request, flags), F(mn_ctl_join_request, pad1)};
 static const struct field lease_counters[] = {
     F(mn_lease_counters, rx_packets),  F(mn_lease_counters, rx_bytes),
     F(mn_lease_counters, tx_packets),  F(mn_lease_counters, tx_bytes),
@@ -88,10 +91,11 @@ static const struct field port_entry[] = {
 static const struct field port_counters[] = {F(mn_port_counters, rx_datagrams),
                                              F(mn_port_counters, rx_bytes),
                                              F(mn_port_counters, tx_datagrams)};
-static const struct field port_group[] = {F(mn_port_group, seq),        F(mn_port_group, port),
-                                          F(mn_port_group, count),      F(mn_port_group, uid),
-                                          F(mn_port_group, generation), A(mn_port_group, members),
-                                          A(mn_port_group, pad0),       A(mn_port_group, by_queue)};
+static const struct field port_group[] = {
+    F(mn_port_group, seq),    F(mn_port_group, port),       F(mn_port_group, count),
+    F(mn_port_group, uid),    F(mn_port_group, generation), A(mn_port_group, members),
+    F(mn_port_group, shared), F(mn_port_group, pad1),       F(mn_port_group, share_epoch),
+    A(mn_port_group, pad0),   A(mn_port_group, by_queue)};
 static const struct field neighbour[] = {F(mn_neighbour, seq), F(mn_neighbour, ip),
                                          A(mn_neighbour, mac), F(mn_neighbour, pad0)};
 static const struct field shm[] = {
@@ -101,7 +105,8 @@ static const struct field shm[] = {
     F(mn_shm, pad0),          F(mn_shm, mtu),          F(mn_shm, pad1),
     F(mn_shm, shutting_down), F(mn_shm, heartbeat_ns), F(mn_shm, active_leases),
     A(mn_shm, pad2),          A(mn_shm, leases),       A(mn_shm, neighbours),
-    A(mn_shm, ports),         A(mn_shm, groups)};
+    A(mn_shm, ports),         A(mn_shm, groups),       A(mn_shm, shared_rings),
+    F(mn_shm, shared_pool),   A(mn_shm, pad3)};
 
 #define STRUCT(name, fields, align) \
   { #name, sizeof(struct name), align, fields, sizeof(fields) / sizeof(fields[0]) }
@@ -119,6 +124,7 @@ static const struct {
     STRUCT(mn_ctl_bind_request, bind_request, 1),
     STRUCT(mn_ctl_bind_reply, bind_reply, 1),
     STRUCT(mn_ctl_unbind_request, unbind_request, 1),
+    STRUCT(mn_ctl_join_request, join_request, 1),
     STRUCT(mn_lease_counters, lease_counters, 1),
     STRUCT(mn_lease, lease, 64),
     STRUCT(mn_port_entry, port_entry, 1),
@@ -134,21 +140,17 @@ static const struct {
   const char* name;
   unsigned long long value;
 } constants[] = {
-    C(MN_CTL_MAGIC),           C(MN_CTL_VERSION),
-    C(MN_CTL_MAX_MESSAGE),     C(MN_CTL_INFO),
-    C(MN_CTL_ATTACH),          C(MN_CTL_BIND),
-    C(MN_CTL_UNBIND),          C(MN_CTL_DETACH),
-    C(MN_CTL_STATS),           C(MN_SHM_MAGIC),
-    C(MN_SHM_VERSION),         C(MN_SHM_MAX_QUEUES),
-    C(MN_SHM_NEIGHBOUR_SLOTS), C(MN_SHM_MAX_DROP_REASONS),
-    C(MN_SHM_PORTS),           C(MN_LEASE_FREE),
-    C(MN_LEASE_ACTIVE),        C(MN_LEASE_RECLAIMING),
-    C(MN_LEASE_DAEMON),        C(MN_WAKE_RUNNING),
-    C(MN_WAKE_PARKED),         C(MN_WAKE_DAEMON),
-    C(MN_RING_OP_STEER_ENQ),   C(MN_RING_OP_POOL_GET),
-    C(MN_RING_OP_POOL_PUT),    C(MN_SHM_GROUPS),
-    C(MN_GROUP_MAX_MEMBERS),   C(MN_PORT_GROUP),
-    C(MN_CTL_BIND_REUSEPORT),  C(MN_CTL_BIND_FLAGS),
+    C(MN_CTL_MAGIC),         C(MN_CTL_VERSION),         C(MN_CTL_MAX_MESSAGE),
+    C(MN_CTL_INFO),          C(MN_CTL_ATTACH),          C(MN_CTL_BIND),
+    C(MN_CTL_UNBIND),        C(MN_CTL_DETACH),          C(MN_CTL_JOIN),
+    C(MN_CTL_STATS),         C(MN_SHM_MAGIC),           C(MN_SHM_VERSION),
+    C(MN_SHM_MAX_QUEUES),    C(MN_SHM_NEIGHBOUR_SLOTS), C(MN_SHM_MAX_DROP_REASONS),
+    C(MN_SHM_PORTS),         C(MN_LEASE_FREE),          C(MN_LEASE_ACTIVE),
+    C(MN_LEASE_RECLAIMING),  C(MN_LEASE_DAEMON),        C(MN_WAKE_RUNNING),
+    C(MN_WAKE_PARKED),       C(MN_WAKE_DAEMON),         C(MN_RING_OP_STEER_ENQ),
+    C(MN_RING_OP_POOL_GET),  C(MN_RING_OP_POOL_PUT),    C(MN_SHM_GROUPS),
+    C(MN_GROUP_MAX_MEMBERS), C(MN_PORT_GROUP),          C(MN_CTL_BIND_REUSEPORT),
+    C(MN_CTL_BIND_FLAGS),
 };
 
 int main(void) {

@@ -90,6 +90,11 @@ def figures(sock, prefix):
     print(f"leases_not_free {len(held)}")
     print(f"ports_held {len(j['ports']) + j.get('ports_truncated', 0)}")
     print(f"reuseport_groups {d.get('reuseport_groups', 0)}")
+    print(f"shared_ports {d.get('shared_ports', 0)}")
+    sp = j.get("shared_pool")
+    if sp is not None:
+        print(f"shared_pool_in_use {sp['in_use']}")
+        print(f"shared_pool_ring {sp['ring']}")
     for p in j["pools"]:
         q = p["queue"]
         print(f"pool{q}_in_use {p['in_use']}")

@@ -95,6 +95,38 @@ TEST(ControlParse, RequestsAreCopiedAndTrailingBytesIgnored) {
   for (size_t i = sizeof(mn_ctl_header); i < sizeof(p.req); i++) EXPECT_EQ(p.req[i], 0) << i;
 }
 
+TEST(ControlParse, JoinRequest) {
+  mn_ctl_join_request j{};
+  memcpy(&j.h, header(MN_CTL_JOIN, 9).data(), sizeof(j.h));
+  j.port = 7700;
+  j.proto = 17;
+  auto v = bytes(j);
+  CtlParsed p = parse(v);
+  ASSERT_EQ(p.verdict, CtlVerdict::kRequest);
+  EXPECT_EQ(p.type, MN_CTL_JOIN);
+  EXPECT_EQ(p.need, sizeof(j));
+  EXPECT_EQ(memcmp(p.req, &j, sizeof(j)), 0);
+  // Shorter than its structure: malformed, for every cut.
+  for (size_t n = sizeof(mn_ctl_header); n < sizeof(j); n++)
+    EXPECT_EQ(parse(std::vector<uint8_t>(v.begin(), v.begin() + static_cast<long>(n))).verdict,
+              CtlVerdict::kMalformed)
+        << n;
+  // Trailing bytes (a forged pid or queue) are ignored.
+  v.insert(v.end(), {0x39, 0x30, 0, 0, 2, 0, 0, 0});
+  p = parse(v);
+  ASSERT_EQ(p.verdict, CtlVerdict::kRequest);
+  EXPECT_EQ(p.need, sizeof(j));
+  for (size_t i = sizeof(j); i < sizeof(p.req); i++) EXPECT_EQ(p.req[i], 0) << i;
+  // A version-2 JOIN (before JOIN existed) is answered, not parsed.
+  EXPECT_EQ(parse(header(MN_CTL_JOIN, 10, 2)).status, -EPROTONOSUPPORT);
+  // JOIN needs a lease, like BIND.
+  const char* what = nullptr;
+  EXPECT_EQ(ctl_authorize(MN_CTL_JOIN, false, &what), -EINVAL);
+  ASSERT_NE(what, nullptr);
+  EXPECT_STREQ(what, "JOIN without a lease");
+  EXPECT_EQ(ctl_authorize(MN_CTL_JOIN, true, &what), 0);
+}
+
 TEST(ControlAuthorize, OnlyTheConnectionsOwnLease) {
   const char* what = nullptr;
   EXPECT_EQ(ctl_authorize(MN_CTL_INFO, false, &what), 0);
