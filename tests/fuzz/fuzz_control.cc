@@ -64,6 +64,7 @@ void check_message(const uint8_t* msg, size_t len, bool* has_lease) {
       case MN_CTL_BIND:
       case MN_CTL_UNBIND:
       case MN_CTL_DETACH:
+      case MN_CTL_JOIN:
         FUZZ_CHECK(status == (*has_lease ? 0 : -EINVAL));
         break;
       default:
