@@ -4,7 +4,9 @@
 
 #include <getopt.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -20,6 +22,35 @@ inline int version(const char* prog, const char* extra = nullptr) {
   std::printf("%s (machnet) %s%s%s\n", prog, PACKAGE_VERSION, extra ? ", " : "",
               extra ? extra : "");
   return 0;
+}
+
+// An option's value: a decimal integer in lo..hi into *out. Otherwise false
+// and one line on stderr naming the program, the option and the range.
+template <typename T>
+bool number(const char* prog, const char* what, const char* s, unsigned long long lo,
+            unsigned long long hi, T* out) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = s[0] == '-' ? 0 : std::strtoull(s, &end, 10);
+  if (s[0] == '-' || errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+    std::fprintf(stderr, "%s: %s must be %llu..%llu, got '%s'\n", prog, what, lo, hi, s);
+    return false;
+  }
+  *out = static_cast<T>(v);
+  return true;
+}
+
+// The same for a real number (seconds and such) in lo..hi.
+inline bool real(const char* prog, const char* what, const char* s, double lo, double hi,
+                 double* out) {
+  char* end = nullptr;
+  double v = std::strtod(s, &end);
+  if (end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+    std::fprintf(stderr, "%s: %s must be %g..%g, got '%s'\n", prog, what, lo, hi, s);
+    return false;
+  }
+  *out = v;
+  return true;
 }
 
 // After getopt_long returned '?' or ':': names the argument it rejected.

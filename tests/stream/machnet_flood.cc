@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/config.h"
 #include "engine/engine.h"
 #include "engine/engine_cli.h"
@@ -84,18 +85,7 @@ void usage(FILE* out) {
           "  --no-hugepages --set KEY=VALUE (machnet.conf keys)\n");
 }
 
-bool number(const char* what, const char* s, unsigned long lo, unsigned long hi,
-            unsigned long* out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long v = std::strtoul(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-    fprintf(stderr, "machnet-flood: %s must be %lu..%lu, got '%s'\n", what, lo, hi, s);
-    return false;
-  }
-  *out = v;
-  return true;
-}
+constexpr const char* kProg = "machnet-flood";
 
 // One encoded segment (header, and a payload for DATA).
 struct Wire {
@@ -187,37 +177,31 @@ int main(int argc, char** argv) {
         target = optarg;
         break;
       case kService:
-        ok = number("--service", optarg, 1, 65535, &service);
+        ok = machnet::cli::number(kProg, "--service", optarg, 1, 65535, &service);
         break;
       case kRendezvous:
-        ok = number("--rendezvous-port", optarg, 1, 65535, &rendezvous);
+        ok = machnet::cli::number(kProg, "--rendezvous-port", optarg, 1, 65535, &rendezvous);
         break;
       case kRate:
-        ok = number("--rate", optarg, 0, 100000000, &rate);
+        ok = machnet::cli::number(kProg, "--rate", optarg, 0, 100000000, &rate);
         break;
       case kBlindRate:
-        ok = number("--blind-rate", optarg, 0, 100000000, &blind_rate);
+        ok = machnet::cli::number(kProg, "--blind-rate", optarg, 0, 100000000, &blind_rate);
         break;
       case kBlindPort:
-        ok = number("--blind-port", optarg, 1, 65535, &blind_port);
+        ok = machnet::cli::number(kProg, "--blind-port", optarg, 1, 65535, &blind_port);
         break;
       case kBurst:
-        ok = number("--burst", optarg, 1, 512, &burst);
+        ok = machnet::cli::number(kProg, "--burst", optarg, 1, 512, &burst);
         break;
       case kPorts:
-        ok = number("--ports", optarg, 1, 4096, &nports);
+        ok = machnet::cli::number(kProg, "--ports", optarg, 1, 4096, &nports);
         break;
-      case kDuration: {
-        char* end = nullptr;
-        duration = std::strtod(optarg, &end);
-        if (end == optarg || *end != '\0' || !(duration > 0 && duration <= 86400)) {
-          fprintf(stderr, "machnet-flood: --duration must be 0..86400 seconds, got '%s'\n", optarg);
-          return 2;
-        }
+      case kDuration:
+        ok = machnet::cli::real(kProg, "--duration", optarg, 0.001, 86400, &duration);
         break;
-      }
       case kSeed:
-        ok = number("--seed", optarg, 0, ~0UL, &seed);
+        ok = machnet::cli::number(kProg, "--seed", optarg, 0, ~0UL, &seed);
         break;
       case 'h':
         usage(stdout);

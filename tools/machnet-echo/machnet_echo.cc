@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/config.h"
 #include "common/percentiles.h"
 #include "engine/engine.h"
@@ -305,6 +306,8 @@ int run_client(EchoIo& eng, uint32_t peer_ip, uint16_t peer_port, uint16_t local
 
 }  // namespace
 
+constexpr const char* kProg = "machnet-echo";
+
 int main(int argc, char** argv) {
   Config cfg;
   std::string err;
@@ -364,45 +367,37 @@ int main(int argc, char** argv) {
       case kPeer:
         peer = optarg;
         break;
-      case 'p': {
-        unsigned long p = std::strtoul(optarg, nullptr, 10);
-        if (p > 65535) {
-          fprintf(stderr, "machnet-echo: bad port '%s'\n", optarg);
-          return 2;
-        }
-        port = static_cast<uint16_t>(p);
+      case 'p':
+        if (!machnet::cli::number(kProg, "--port", optarg, 0, 65535, &port)) return 2;
         port_set = true;
         break;
-      }
       case kSizes: {
         sizes.clear();
         std::string s = optarg;
         for (size_t b = 0; b <= s.size();) {
           size_t e = s.find(',', b);
           if (e == std::string::npos) e = s.size();
-          unsigned long v = std::strtoul(s.substr(b, e - b).c_str(), nullptr, 10);
-          if (v > machnet::wire::kMaxUdpPayload) {
-            fprintf(stderr, "machnet-echo: size %lu is over the UDP maximum %zu\n", v,
-                    machnet::wire::kMaxUdpPayload);
+          size_t v = 0;
+          if (!machnet::cli::number(kProg, "--sizes", s.substr(b, e - b).c_str(), 0,
+                                    machnet::wire::kMaxUdpPayload, &v))
             return 2;
-          }
           sizes.push_back(v);
           b = e + 1;
         }
         break;
       }
       case 'n':
-        count = std::strtoull(optarg, nullptr, 10);
+        if (!machnet::cli::number(kProg, "--count", optarg, 0, UINT64_MAX, &count)) return 2;
         count_set = true;
         break;
       case kDuration:
-        duration = std::strtod(optarg, nullptr);
+        if (!machnet::cli::real(kProg, "--duration", optarg, 0.001, 86400, &duration)) return 2;
         break;
       case kWarmup:
-        warmup = std::strtoull(optarg, nullptr, 10);
+        if (!machnet::cli::number(kProg, "--warmup", optarg, 0, UINT64_MAX, &warmup)) return 2;
         break;
       case kTimeout:
-        timeout_ms = std::strtoull(optarg, nullptr, 10);
+        if (!machnet::cli::number(kProg, "--timeout-ms", optarg, 1, 3600000, &timeout_ms)) return 2;
         break;
       case 'v':
         verify = true;

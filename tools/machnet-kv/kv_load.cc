@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/config.h"
 #include "engine/engine.h"
 #include "engine/engine_cli.h"
@@ -347,6 +348,8 @@ class Load {
 
 }  // namespace
 
+constexpr const char* kProg = "machnet-kv-load";
+
 int main(int argc, char** argv) {
   machnet::cli::EngineOptions engine_opts;
   std::string server;
@@ -384,28 +387,6 @@ int main(int argc, char** argv) {
                                          {"timeout-ms", required_argument, nullptr, kTimeout},
                                          {"seed", required_argument, nullptr, kSeed},
                                          {"help", no_argument, nullptr, 'h'}});
-  auto number = [](const char* what, const char* s, unsigned long lo, unsigned long hi,
-                   unsigned long* out) {
-    char* end = nullptr;
-    errno = 0;
-    unsigned long v = std::strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-      fprintf(stderr, "machnet-kv-load: %s must be %lu..%lu, got '%s'\n", what, lo, hi, s);
-      return false;
-    }
-    *out = v;
-    return true;
-  };
-  auto real = [](const char* what, const char* s, double lo, double hi, double* out) {
-    char* end = nullptr;
-    double v = std::strtod(s, &end);
-    if (end == s || *end != '\0' || !(v >= lo && v <= hi)) {
-      fprintf(stderr, "machnet-kv-load: %s must be %g..%g, got '%s'\n", what, lo, hi, s);
-      return false;
-    }
-    *out = v;
-    return true;
-  };
   int c;
   while ((c = getopt_long(argc, argv, "h", opts.data(), nullptr)) != -1) {
     int engine = machnet::cli::engine_option(c, "machnet-kv-load", optarg, &engine_opts);
@@ -426,37 +407,38 @@ int main(int argc, char** argv) {
         }
         break;
       case kPort:
-        if (!number("--port", optarg, 0, 65535, &port)) return 2;
+        if (!machnet::cli::number(kProg, "--port", optarg, 0, 65535, &port)) return 2;
         break;
       case kDuration:
-        if (!real("--duration", optarg, 0.001, 86400, &duration)) return 2;
+        if (!machnet::cli::real(kProg, "--duration", optarg, 0.001, 86400, &duration)) return 2;
         break;
       case kWindow:
-        if (!number("--window", optarg, 1, 4096, &window)) return 2;
+        if (!machnet::cli::number(kProg, "--window", optarg, 1, 4096, &window)) return 2;
         break;
       case kRate:
-        if (!real("--rate", optarg, 0, 1e9, &rate)) return 2;
+        if (!machnet::cli::real(kProg, "--rate", optarg, 0, 1e9, &rate)) return 2;
         break;
       case kKeys:
-        if (!number("--keys", optarg, 1, 1UL << 24, &keys)) return 2;
+        if (!machnet::cli::number(kProg, "--keys", optarg, 1, 1UL << 24, &keys)) return 2;
         break;
       case kZipf:
-        if (!real("--zipf", optarg, 0, 10, &zipf)) return 2;
+        if (!machnet::cli::real(kProg, "--zipf", optarg, 0, 10, &zipf)) return 2;
         break;
       case kGetRatio:
-        if (!real("--get-ratio", optarg, 0, 1, &get_ratio)) return 2;
+        if (!machnet::cli::real(kProg, "--get-ratio", optarg, 0, 1, &get_ratio)) return 2;
         break;
       case kValueSize:
-        if (!number("--value-size", optarg, kv::kMinValue, 1400, &value_size)) return 2;
+        if (!machnet::cli::number(kProg, "--value-size", optarg, kv::kMinValue, 1400, &value_size))
+          return 2;
         break;
       case kNoPopulate:
         populate = false;
         break;
       case kTimeout:
-        if (!number("--timeout-ms", optarg, 1, 60000, &timeout_ms)) return 2;
+        if (!machnet::cli::number(kProg, "--timeout-ms", optarg, 1, 60000, &timeout_ms)) return 2;
         break;
       case kSeed:
-        if (!number("--seed", optarg, 0, ~0UL, &seed)) return 2;
+        if (!machnet::cli::number(kProg, "--seed", optarg, 0, ~0UL, &seed)) return 2;
         break;
       case 'h':
         usage(stdout);

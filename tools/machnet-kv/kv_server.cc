@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/config.h"
 #include "engine/engine.h"
 #include "engine/engine_cli.h"
@@ -242,6 +243,8 @@ int serve_raw(Engine& eng, uint16_t port, kv::Store& store, uint64_t deadline, T
 
 }  // namespace
 
+constexpr const char* kProg = "machnet-kv-server";
+
 int main(int argc, char** argv) {
   machnet::cli::EngineOptions engine_opts;
   std::string listen = "0.0.0.0:7400";
@@ -257,18 +260,6 @@ int main(int argc, char** argv) {
                                          {"max-value", required_argument, nullptr, kMaxValue},
                                          {"duration", required_argument, nullptr, kDuration},
                                          {"help", no_argument, nullptr, 'h'}});
-  auto number = [](const char* what, const char* s, unsigned long lo, unsigned long hi,
-                   unsigned long* out) {
-    char* end = nullptr;
-    errno = 0;
-    unsigned long v = std::strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-      fprintf(stderr, "machnet-kv-server: %s must be %lu..%lu, got '%s'\n", what, lo, hi, s);
-      return false;
-    }
-    *out = v;
-    return true;
-  };
   int c;
   while ((c = getopt_long(argc, argv, "h", opts.data(), nullptr)) != -1) {
     int engine = machnet::cli::engine_option(c, "machnet-kv-server", optarg, &engine_opts);
@@ -279,19 +270,19 @@ int main(int argc, char** argv) {
         listen = optarg;
         break;
       case kBatch:
-        if (!number("--batch", optarg, 1, 1024, &batch)) return 2;
+        if (!machnet::cli::number(kProg, "--batch", optarg, 1, 1024, &batch)) return 2;
         break;
       case kRaw:
         raw = true;
         break;
       case kKeys:
-        if (!number("--keys", optarg, 1, 1UL << 26, &keys)) return 2;
+        if (!machnet::cli::number(kProg, "--keys", optarg, 1, 1UL << 26, &keys)) return 2;
         break;
       case kMaxValue:
-        if (!number("--max-value", optarg, 1, 8192, &max_value)) return 2;
+        if (!machnet::cli::number(kProg, "--max-value", optarg, 1, 8192, &max_value)) return 2;
         break;
       case kDuration:
-        duration = std::strtod(optarg, nullptr);
+        if (!machnet::cli::real(kProg, "--duration", optarg, 0.001, 86400, &duration)) return 2;
         break;
       case 'h':
         usage(stdout);
