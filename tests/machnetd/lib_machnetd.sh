@@ -108,6 +108,17 @@ mnd_start() {
   echo "ok: $(grep '^machnetd: started:' "$TMP/$log.log")"
 }
 
+# mnd_memif_pair NAME_A NETNS_A IP_A NAME_B NETNS_B IP_B [SECONDS]: two hosts,
+# a machnetd each (A the memif server, B its client, socket $TMP/memif.sock),
+# and waits until both see the link up.
+mnd_memif_pair() {
+  local sock="$TMP/memif.sock" secs=${7:-10}
+  mnd_start "$1" "$2" "net_memif0,role=server,socket=$sock,socket-abstract=no,id=0" "$3/24"
+  mnd_start "$4" "$5" "net_memif0,role=client,socket=$sock,socket-abstract=no,id=0" "$6/24"
+  wait_for_line "${MND_LOG[$1]}" "link up on net_memif0" "$secs" || fail "memif link of host A ($1) did not come up"
+  wait_for_line "${MND_LOG[$4]}" "link up on net_memif0" "$secs" || fail "memif link of host B ($4) did not come up"
+}
+
 # mnd_log NAME: the path of the current log of daemon NAME.
 mnd_log() { echo "$TMP/${MND_LOG[$1]}.log"; }
 

@@ -27,15 +27,11 @@ WINDOW=16
 MND_QUEUES=10
 trap mnd_cleanup EXIT
 
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
 D="mfsa$$"
 DB="mfsb$$"
-mnd_start "$D" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-mnd_start "$DB" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
-wait_for_line "${MND_LOG[$D]}" "link up on net_memif0" 10 || fail "memif link of host A did not come up"
-wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 10 || fail "memif link of host B did not come up"
+mnd_memif_pair "$D" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
 echo "ok: memif link up between $D ($IP_A, server) and $DB ($IP_B, client)"
 mnd_figures "$D" "$TMP/start.txt"
 mnd_app "$NS_B" "$DB"

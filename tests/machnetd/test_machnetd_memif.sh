@@ -24,16 +24,12 @@ require_machnetd_build
 N=${MND_MEMIF_COUNT:-300}
 IP_A="$MND_NET.201"
 IP_B="$MND_NET.202"
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
 
-mnd_start "mma$$" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-mnd_start "mmb$$" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
 DA="mma$$"
 DB="mmb$$"
-wait_for_line "${MND_LOG[$DA]}" "link up on net_memif0" 10 || fail "memif link of host A did not come up"
-wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 10 || fail "memif link of host B did not come up"
+mnd_memif_pair "$DA" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
 echo "ok: memif link up between $DA ($IP_A) and $DB ($IP_B)"
 
 echo "# three preloaded servers on host B"

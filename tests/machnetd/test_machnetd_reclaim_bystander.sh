@@ -22,16 +22,12 @@ BLAST_N=${BLAST_N:-6000}
 BLAST_RATE=${BLAST_RATE:-1500}
 IP_A="$MND_NET.201"
 IP_B="$MND_NET.202"
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
 echo "machnetd.reclaim_grace_ms = 1000" >>"$TMP/machnetd.conf"
 DA="mba$$"
 DB="mbb$$"
-mnd_start "$DA" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-mnd_start "$DB" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
-wait_for_line "${MND_LOG[$DA]}" "link up on net_memif0" 10 || fail "memif link of host A did not come up"
-wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 10 || fail "memif link of host B did not come up"
+mnd_memif_pair "$DA" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
 mnd_figures "$DA" "$TMP/start-a.txt"
 
 mnd_app "$NS_B" "$DB"

@@ -60,15 +60,11 @@ trap rp_cleanup EXIT
 mkdir -m 0755 "$MND_SOCK_DIR"
 printf '[machnetd]\nsocket_mode = 0666\n' >"$TMP/machnetd.conf"
 
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
 D="mrpa$$"
 DB="mrpb$$"
-mnd_start "$D" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-mnd_start "$DB" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
-wait_for_line "${MND_LOG[$D]}" "link up on net_memif0" 10 || fail "memif link of host A did not come up"
-wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 10 || fail "memif link of host B did not come up"
+mnd_memif_pair "$D" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
 echo "ok: memif link up between $D ($IP_A, servers) and $DB ($IP_B, client), $MND_QUEUES queues each"
 mnd_figures "$D" "$TMP/start.txt"
 mnd_app "$NS_B" "$DB"

@@ -24,16 +24,12 @@ require_machnetd_build
 N=${MND_WAKE_COUNT:-40}
 IP_A="$MND_NET.201"
 IP_B="$MND_NET.202"
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
 
-mnd_start "mwa$$" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-mnd_start "mwb$$" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
 DA="mwa$$"
 DB="mwb$$"
-wait_for_line "${MND_LOG[$DA]}" "link up on net_memif0" 10 || fail "memif link of host A did not come up"
-wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 10 || fail "memif link of host B did not come up"
+mnd_memif_pair "$DA" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
 echo "ok: memif link up between $DA ($IP_A) and $DB ($IP_B)"
 
 # Only the daemon's eventfd wakes these programs in less than a second.

@@ -38,7 +38,6 @@ for t in sockperf redis-server redis-benchmark; do
 done
 IP_A="$MND_NET.201"
 IP_B="$MND_NET.202"
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
 DA="ska$$"
@@ -63,10 +62,7 @@ problems=0
 problem() { say "PROBLEM: $*"; problems=$((problems + 1)); }
 
 start_epoch() {
-  mnd_start "$DA" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-  mnd_start "$DB" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
-  wait_for_line "${MND_LOG[$DA]}" "link up on net_memif0" 20 || fail "memif link of A did not come up"
-  wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 20 || fail "memif link of B did not come up"
+  mnd_memif_pair "$DA" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B" 20
   mnd_figures "$DA" "$TMP/start-a.txt"
   mnd_figures "$DB" "$TMP/start-b.txt"
   mnd_app "$NS_B" "$DB"

@@ -18,15 +18,11 @@ require_machnetd_build
 command -v sockperf >/dev/null || fail "sockperf is not installed (tools/install-deps.sh installs it)"
 IP_A="$MND_NET.201"
 IP_B="$MND_NET.202"
-MEMIF="$TMP/memif.sock"
 mnd_netns_add NS_A
 mnd_netns_add NS_B
-mnd_start "msa$$" "$NS_A" "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,id=0" "$IP_A/24"
-mnd_start "msb$$" "$NS_B" "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,id=0" "$IP_B/24"
 DA="msa$$"
 DB="msb$$"
-wait_for_line "${MND_LOG[$DA]}" "link up on net_memif0" 10 || fail "memif link of host A did not come up"
-wait_for_line "${MND_LOG[$DB]}" "link up on net_memif0" 10 || fail "memif link of host B did not come up"
+mnd_memif_pair "$DA" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
 # Nothing on the kernel side of either namespace can reach the other host.
 ip netns exec "$NS_A" ip -o addr | grep -q "$IP_A" && fail "$IP_A is on a kernel interface"
 
