@@ -82,7 +82,7 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
   if (rc != 0) {
     *err = "machnetd at " + path + " did not lease a queue: " + errno_text(rc) +
            (rc == -EBUSY || rc == -EAGAIN || rc == -ENOSPC
-                ? " (every queue is leased: machnet-stat lists the holders)"
+                ? std::string(" (") + kNoFreeQueue + ": machnet-stat lists the holders)"
                 : "");
     ctl->close();
     return false;
@@ -267,6 +267,33 @@ bool Engine::Impl::shared_ready() const {
     if (r != nullptr && rte_ring_count(r) != 0) return true;
   }
   return false;
+}
+
+void Engine::Impl::hand_over_shared(UdpSocket* only) {
+  for (UdpSocket* s : bound) {
+    if (s->head_ == s->tail_ || (only != nullptr && s != only)) continue;
+    uint16_t g = 0;
+    rte_ring* r = shared_ring_of(s->port(), &g);
+    if (r == nullptr) continue;
+    // Behind what the ring already holds: UDP keeps no order, and a holder
+    // that peeked at our head (socat's fork mode) finds it there.
+    while (s->head_ != s->tail_) {
+      UdpSocket::Slot& slot = s->slots_[s->head_ % s->capacity_];
+      DatagramAddr a{slot.src_ip, config.ip, slot.src_port, s->port()};
+      if (steer_datagram(slot.m, slot.payload_off, slot.payload_len, a, shm->shared_pool, r,
+                         port_id, lease, g))
+        counters.steered_out++;
+      else
+        counters.steer_drops++;
+      // Counted again by whichever holder reads it.
+      s->rx_datagrams_--;
+      s->rx_bytes_ -= slot.payload_len;
+      counters.udp_rx--;
+      socket_gave(s, slot.m->nb_segs);
+      rte_pktmbuf_free(slot.m);
+      s->head_++;
+    }
+  }
 }
 
 // The ring's head is peeked at (HTS: one consumer operation at a time,
@@ -487,6 +514,7 @@ void Engine::Impl::run_attached_timers(uint64_t now) {
     rte_eth_link link;  // maps the memif regions once the link is up (see open_attached)
     rte_eth_link_get_nowait(port_id, &link);
   }
+  if (sockets_nonempty != 0) hand_over_shared();
   learn_shared_neighbours(now);
   arp->tick(now);
   learn_found_now(now);
@@ -634,6 +662,9 @@ int Engine::Impl::attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSoc
 void Engine::Impl::attached_close(UdpSocket* sock) {
   uint16_t port = sock->port();
   bool last = sockets[port] == sock && sock->next_ == nullptr;
+  // Queued datagrams of a port other processes hold go to them, not away
+  // with the socket (socat's fork mode closes the parent's after a peek).
+  if (usable() && sock->head_ != sock->tail_) hand_over_shared(sock);
   if (last && usable()) {
     publish_counters();
     ctl->unbind_udp(port);  // errors: the port goes back with the lease anyway

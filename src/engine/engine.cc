@@ -571,10 +571,22 @@ uint32_t Engine::udp_pending(const UdpSocket* sock) const {
   return n;
 }
 
-ssize_t Engine::udp_peek_shared(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
-                                uint16_t* src_port) {
+ssize_t Engine::udp_peek(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                         uint16_t* src_port, bool* from_ring) {
   if (!impl_->usable()) return -ENETDOWN;
-  if (sock->head_ != sock->tail_) return -EAGAIN;  // our own queue comes first
+  if (sock->head_ != sock->tail_) {
+    *from_ring = false;
+    const UdpSocket::Slot& s = sock->slots_[sock->head_ % sock->capacity_];
+    size_t n = len < s.payload_len ? len : s.payload_len;
+    if (n > 0) {
+      const void* p = rte_pktmbuf_read(s.m, s.payload_off, static_cast<uint32_t>(n), buf);
+      if (p != buf && p != nullptr) memcpy(buf, p, n);
+    }
+    if (src_ip) *src_ip = s.src_ip;
+    if (src_port) *src_port = s.src_port;
+    return s.payload_len;
+  }
+  *from_ring = true;
   uint16_t g = 0;
   rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
   if (r == nullptr) return -EAGAIN;

@@ -18,6 +18,10 @@
 
 namespace machnet::engine {
 
+// In Engine::create's error when machnetd had no free queue to lease: a
+// caller that can wait for one (a fork child) retries on it.
+inline constexpr const char* kNoFreeQueue = "every queue is leased";
+
 struct EngineCounters {
   uint64_t rx_packets = 0;
   uint64_t rx_bytes = 0;
@@ -211,12 +215,13 @@ class Engine {
   int udp_peek_error(const UdpSocket* sock, uint32_t* dst_ip, uint16_t* dst_port) const;
   // Datagrams waiting on the socket.
   uint32_t udp_pending(const UdpSocket* sock) const;
-  // Attached, the socket's port fork-shared (a socket inherited through
-  // fork()): the datagram at the head of the ring every holder reads, left
-  // there (MSG_PEEK: another process may take it). -EAGAIN when our own
-  // queue has datagrams (they come first) or the ring is empty.
-  ssize_t udp_peek_shared(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
-                          uint16_t* src_port);
+  // The oldest datagram, left where it is (MSG_PEEK, FIONREAD): copied into
+  // buf (truncated to len); returns its full length, or -EAGAIN. Our own
+  // queue comes first; then, attached and the port fork-shared (a socket
+  // inherited through fork()), the head of the ring every holder reads,
+  // which another process may take before we read it (*from_ring is set).
+  ssize_t udp_peek(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip, uint16_t* src_port,
+                   bool* from_ring);
   // Moves with every datagram put on the socket's fork-shared ring (0: not
   // shared): a wake-up for sleepers.
   uint64_t udp_shared_seq(const UdpSocket* sock) const;

@@ -203,6 +203,11 @@ struct Engine::Impl {
                       uint32_t* src_ip, uint16_t* src_port, bool peek);
   // Whether a fork-shared port of ours has datagrams waiting.
   bool shared_ready() const;
+  // Datagrams our queues hold for ports that became fork-shared after they
+  // arrived (a child joined): moved to the port's ring, where every holder
+  // finds them. One socket's (sock) or all of them; cheap when none is
+  // fork-shared with anything queued.
+  void hand_over_shared(UdpSocket* sock = nullptr);
   uint32_t memif_link_ticks = 0;
   void rx_steered(rte_mbuf* m);  // from our own steering ring
   void rx_chain(rte_mbuf* m);    // a multi-segment datagram machnetd reassembled

@@ -25,6 +25,25 @@ namespace machnet::engine {
 bool steer_copy(rte_mbuf* m, rte_mempool* pool, rte_ring* ring, uint16_t port_id, mn_lease* self,
                 uint16_t target, bool shared = false);
 
+// The addresses of a datagram rebuilt by steer_datagram (host order).
+struct DatagramAddr {
+  uint32_t src_ip;
+  uint32_t dst_ip;
+  uint16_t src_port;
+  uint16_t dst_port;
+};
+
+// A datagram queued on one of our sockets, handed to the other holders of a
+// fork-shared port: rebuilt as a frame in `pool` (Ethernet, IPv4 and UDP
+// headers, UDP checksum 0 since it was verified on arrival, then len bytes
+// of src from offset off, over as many segments as needed) and put on
+// `ring`, every segment marked with port_id and every pool and ring
+// operation marked in self's lease as steer_copy marks them. src is left
+// alone. False when the pool or the ring was full (nothing is left behind).
+bool steer_datagram(const rte_mbuf* src, uint32_t off, uint32_t len, const DatagramAddr& a,
+                    rte_mempool* pool, rte_ring* ring, uint16_t port_id, mn_lease* self,
+                    uint16_t group);
+
 // Frees every mbuf waiting on a steering ring; returns how many.
 unsigned drain_ring(rte_ring* ring);
 

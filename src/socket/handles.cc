@@ -51,7 +51,6 @@ void finalize(Sock* s, uint32_t slot) {
   s->us = nullptr;
   s->twin = -1;
   s->connected = false;
-  s->has_stash = false;
   s->unfiltered = 0;
   s->shut_rd.store(false);
   s->shut_wr.store(false);
@@ -110,7 +109,6 @@ int op_udp_open(int twin, const sockaddr_in* local, uint64_t* handle) {
   s->local_ip = ntohl(local->sin_addr.s_addr);
   s->local_port = us->port();
   s->connected = false;
-  s->has_stash = false;
   *handle = (s->state.load() & ~uint64_t{0xffffffff}) | (slot + 1);
   return 0;
 }

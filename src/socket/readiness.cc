@@ -24,7 +24,7 @@ short engine_revents(Sock* s, short events) {
   if (eng().failure() != 0) return static_cast<short>(POLLERR | (events & (POLLIN | POLLRDNORM)));
   // A pending ICMP error: POLLERR, and the receive that follows reports it.
   if (icmp_error_pending(s)) r |= static_cast<short>(POLLERR | (events & (POLLIN | POLLRDNORM)));
-  if ((events & (POLLIN | POLLRDNORM)) && (s->has_stash || eng().udp_pending(s->us) != 0))
+  if ((events & (POLLIN | POLLRDNORM)) && eng().udp_pending(s->us) != 0)
     r |= events & (POLLIN | POLLRDNORM);
   if (events & (POLLOUT | POLLWRNORM)) r |= events & (POLLOUT | POLLWRNORM);
   return r;

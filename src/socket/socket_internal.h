@@ -51,14 +51,6 @@ struct Sock {
   bool connected = false;
   uint32_t peer_ip = 0;
   uint16_t peer_port = 0;
-  // One datagram taken off the engine queue early (FIONREAD, MSG_PEEK): the
-  // engine has no "length of the next datagram" call. Allocated on first use.
-  uint8_t* stash = nullptr;
-  bool has_stash = false;
-  size_t stash_len = 0;
-  uint32_t stash_ip = 0;
-  uint16_t stash_port = 0;
-  bool stash_exempt = false;  // the stashed datagram predates connect()
   // Datagrams at the head of the engine queue that arrived before the last
   // connect(): delivered whatever their source, as the kernel does.
   uint32_t unfiltered = 0;

@@ -143,6 +143,18 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
   std::string err;
   int e = 0;
   stack::Stack* s = stack::Stack::start(g_config_path, {}, &err, &e);
+  // Every queue leased: forking servers (socat's fork mode) start a child
+  // per datagram while the last one's lease is still being reclaimed (some
+  // 20 ms after it exits). Wait for one to come free, up to kForkLeaseWaitMs.
+  constexpr int kForkLeaseWaitMs = 2000;
+  for (int waited = 0; s == nullptr && err.find(engine::kNoFreeQueue) != std::string::npos &&
+                       waited < kForkLeaseWaitMs;
+       waited += 5) {
+    usleep(5000);
+    err.clear();
+    e = 0;
+    s = stack::Stack::start(g_config_path, {}, &err, &e);
+  }
   if (s == nullptr) {
     copy_msg(msg, msglen, "cannot attach to machnetd: " + err);
     return -(e == 0 ? ENETDOWN : e);
@@ -182,9 +194,8 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
       continue;
     }
     so->us = us;
-    // A datagram the parent had peeked at is the parent's to hand over
-    // (it moves its queue to the shared ring): never delivered twice.
-    so->has_stash = false;
+    // What the parent's queue holds (a datagram it peeked at included) is
+    // the parent's to hand over: its engine moves it to the shared ring.
     so->unfiltered = 0;
     if (so->connected) eng().udp_connect(us, so->peer_ip, so->peer_port);
     joined++;

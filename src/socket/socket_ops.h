@@ -10,7 +10,7 @@
  * handle yields -EBADF, never another socket.
  *
  * The shim keeps the fd table; the socket layer keeps everything behind a
- * handle (engine port, peer, stash) and the engine lock. Every offloaded
+ * handle (engine port, peer) and the engine lock. Every offloaded
  * socket has a kernel twin (the fd itself); the socket layer uses it for
  * traffic that reaches the socket through the kernel, for sleeping and for
  * destinations the engine cannot reach (loopback, broadcast, multicast). */

@@ -92,7 +92,7 @@ ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
   // machnetd is gone: what the engine held is lost with it.
   if (int f = eng().failure()) return -f;
   for (;;) {
-    if (!s->has_stash && eng().udp_pending(s->us) == 0) {
+    if (eng().udp_pending(s->us) == 0) {
       g.stack->poll_locked();
       if (eng().udp_pending(s->us) == 0) {
         if (int e = take_icmp_error(s)) return -e;
@@ -103,62 +103,41 @@ ssize_t try_recv_locked(Sock* s, msghdr* m, int flags) {
     uint32_t ip;
     uint16_t port;
     size_t full;
-    const uint8_t* src;
-    bool exempt = false;
-    if (s->has_stash) {
-      exempt = s->stash_exempt;
-      ip = s->stash_ip;
-      port = s->stash_port;
-      full = s->stash_len;
-      src = s->stash;
-    } else if ((flags & MSG_PEEK) &&
-               (full = static_cast<size_t>(eng().udp_peek_shared(s->us, g.bounce, kMaxDatagram, &ip,
-                                                                 &port))) <= kMaxDatagram) {
-      // A fork-shared port's ring: the datagram stays there, for whichever
-      // holder (this process or another) reads it (udp_peek_shared returned
-      // a length; -errno converts to a huge size_t).
-      exempt = true;
-      src = g.bounce;
-    } else if (flags & MSG_PEEK) {
-      // Peek: move the datagram into the stash, where the next call finds it.
-      if (s->stash == nullptr) {
-        s->stash = static_cast<uint8_t*>(malloc(kMaxDatagram));
-        if (s->stash == nullptr) return -ENOMEM;
-      }
-      ssize_t n = eng().udp_recvfrom(s->us, s->stash, kMaxDatagram, &ip, &port);
+    const uint8_t* src = nullptr;  // nullptr: already in the caller's buffer
+    bool exempt;
+    bool direct = m->msg_iovlen == 1;
+    void* dst = direct ? m->msg_iov[0].iov_base : g.bounce;
+    size_t room = direct ? m->msg_iov[0].iov_len : kMaxDatagram;
+    if (flags & MSG_PEEK) {
+      // Left in place: in our queue for the next call, or on a fork-shared
+      // port's ring for whichever holder reads it first (this process or
+      // another), so a peek here and a read in another process see the
+      // same datagram.
+      bool from_ring = false;
+      ssize_t n = eng().udp_peek(s->us, dst, room, &ip, &port, &from_ring);
       if (n < 0) return n;
-      exempt = take_one(s);
-      s->stash_exempt = exempt;
-      s->has_stash = true;
-      s->stash_len = static_cast<size_t>(n);
-      s->stash_ip = ip;
-      s->stash_port = port;
-      full = s->stash_len;
-      src = s->stash;
-    } else if (m->msg_iovlen == 1) {
-      // Common case: straight into the caller's buffer.
-      ssize_t n =
-          eng().udp_recvfrom(s->us, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len, &ip, &port);
-      if (n < 0) return n;
-      exempt = take_one(s);
+      // The ring's head cannot be filtered out without taking it from the
+      // other holders; what our queue holds from before connect() passes.
+      exempt = from_ring || s->unfiltered != 0;
       full = static_cast<size_t>(n);
-      src = nullptr;
     } else {
-      ssize_t n = eng().udp_recvfrom(s->us, g.bounce, kMaxDatagram, &ip, &port);
+      ssize_t n = eng().udp_recvfrom(s->us, dst, room, &ip, &port);
       if (n < 0) return n;
       exempt = take_one(s);
       full = static_cast<size_t>(n);
-      src = g.bounce;
     }
+    if (!direct) src = g.bounce;
     if (s->connected && !exempt && (ip != s->peer_ip || port != s->peer_port)) {
       // A connected UDP socket only hears its peer, as in the kernel (which
       // filters on arrival: what was queued before connect() still comes).
-      s->has_stash = false;
+      if (flags & MSG_PEEK) {
+        eng().udp_recvfrom(s->us, nullptr, 0, nullptr, nullptr);  // the one peeked at
+        take_one(s);
+      }
       continue;
     }
     size_t copied = std::min(full, cap);
     if (src != nullptr) scatter(m, src, copied);
-    if (!(flags & MSG_PEEK)) s->has_stash = false;
     fill_name(m, ip, port);
     m->msg_controllen = 0;
     m->msg_flags = full > cap ? MSG_TRUNC : 0;
@@ -193,7 +172,7 @@ uint64_t rx_seq(const Sock* s) {
 
 bool has_data(const Sock* s) {
   if (s->kind != Kind::kUdp) return stream_has_data(s);
-  return s->us != nullptr && (s->has_stash || eng().udp_pending(s->us) != 0);
+  return s->us != nullptr && eng().udp_pending(s->us) != 0;
 }
 
 namespace {
@@ -352,9 +331,9 @@ int op_fionread(uint64_t h, int* out) {
   {
     stack::Lock lock(mu());
     if (g.stack->down()) return -ENETDOWN;
-    if (!s->has_stash && eng().udp_pending(s->us) == 0) g.stack->poll_locked();
-    if (s->has_stash || eng().udp_pending(s->us) != 0) {
-      // Peek the head datagram into the stash to learn its length.
+    if (eng().udp_pending(s->us) == 0) g.stack->poll_locked();
+    if (eng().udp_pending(s->us) != 0) {
+      // The head datagram's length, left in place (a zero-byte peek).
       char c;
       iovec iov{&c, 0};
       msghdr m{};
@@ -394,7 +373,6 @@ int op_connect(uint64_t h, const sockaddr_in* peer) {
   stack::Lock lock(mu());
   // The kernel filters by peer on arrival: what is queued now (a peeked
   // datagram included) is still delivered after connect().
-  if (s->has_stash) s->stash_exempt = true;
   s->unfiltered = g.stack->down() ? 0 : eng().udp_pending(s->us);
   if (peer == nullptr) {
     s->connected = false;
