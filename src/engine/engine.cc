@@ -523,6 +523,19 @@ void Engine::flush_tx() {
   if (impl_->usable()) impl_->tx_flush();
 }
 
+ssize_t Engine::Impl::read_slot(const UdpSocket::Slot& s, void* buf, size_t len, uint32_t* src_ip,
+                                uint16_t* src_port) {
+  size_t n = len < s.payload_len ? len : s.payload_len;
+  if (n > 0) {
+    // rte_pktmbuf_read copies only when the payload spans segments.
+    const void* p = rte_pktmbuf_read(s.m, s.payload_off, static_cast<uint32_t>(n), buf);
+    if (p != buf && p != nullptr) memcpy(buf, p, n);
+  }
+  if (src_ip) *src_ip = s.src_ip;
+  if (src_port) *src_port = s.src_port;
+  return s.payload_len;
+}
+
 ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
                              uint16_t* src_port) {
   if (!impl_->usable()) return -ENETDOWN;
@@ -534,15 +547,7 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
     return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, false);
   }
   UdpSocket::Slot& s = sock->slots_[sock->head_ % sock->capacity_];
-  size_t n = len < s.payload_len ? len : s.payload_len;
-  if (n > 0) {
-    // rte_pktmbuf_read copies only when the payload spans segments.
-    const void* p = rte_pktmbuf_read(s.m, s.payload_off, static_cast<uint32_t>(n), buf);
-    if (p != buf && p != nullptr) memcpy(buf, p, n);
-  }
-  if (src_ip) *src_ip = s.src_ip;
-  if (src_port) *src_port = s.src_port;
-  ssize_t full = s.payload_len;
+  ssize_t full = Impl::read_slot(s, buf, len, src_ip, src_port);
   impl_->socket_gave(sock, s.m->nb_segs);
   rte_pktmbuf_free(s.m);
   sock->head_++;
@@ -576,15 +581,7 @@ ssize_t Engine::udp_peek(UdpSocket* sock, void* buf, size_t len, uint32_t* src_i
   if (!impl_->usable()) return -ENETDOWN;
   if (sock->head_ != sock->tail_) {
     *from_ring = false;
-    const UdpSocket::Slot& s = sock->slots_[sock->head_ % sock->capacity_];
-    size_t n = len < s.payload_len ? len : s.payload_len;
-    if (n > 0) {
-      const void* p = rte_pktmbuf_read(s.m, s.payload_off, static_cast<uint32_t>(n), buf);
-      if (p != buf && p != nullptr) memcpy(buf, p, n);
-    }
-    if (src_ip) *src_ip = s.src_ip;
-    if (src_port) *src_port = s.src_port;
-    return s.payload_len;
+    return Impl::read_slot(sock->slots_[sock->head_ % sock->capacity_], buf, len, src_ip, src_port);
   }
   *from_ring = true;
   uint16_t g = 0;

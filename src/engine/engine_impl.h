@@ -80,9 +80,13 @@ struct Engine::Impl {
   void socket_took(UdpSocket* s, uint32_t segs);
   void socket_gave(UdpSocket* s, uint32_t segs);
   void socket_forget(UdpSocket* s);  // before a socket with a queue is deleted
-  Reassembly reassembly;             // standalone only: machnetd reassembles for attached engines
-  Responder responder;               // ARP replies and requests, ICMP echo and port unreachable
-  TxBatch tx;                        // frames for our TX queue, sent once per poll
+  // A queued datagram's payload into buf (truncated to len) and its source;
+  // returns its full length. The mbuf stays where it is.
+  static ssize_t read_slot(const UdpSocket::Slot& s, void* buf, size_t len, uint32_t* src_ip,
+                           uint16_t* src_port);
+  Reassembly reassembly;  // standalone only: machnetd reassembles for attached engines
+  Responder responder;    // ARP replies and requests, ICMP echo and port unreachable
+  TxBatch tx;             // frames for our TX queue, sent once per poll
   uint64_t tsc_hz = 0;
   // now_ns() = base_ns + (tsc - base_tsc) * tsc_to_ns_mult >> 32: a multiply
   // per reading instead of a 128-bit division (several readings per packet);

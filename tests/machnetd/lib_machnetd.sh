@@ -108,6 +108,16 @@ mnd_start() {
   echo "ok: $(grep '^machnetd: started:' "$TMP/$log.log")"
 }
 
+# mnd_tap NAME NETNS TAP KERNEL_IP DAEMON_IP: machnetd NAME on a net_tap port
+# (kernel interface TAP in NETNS, addressed KERNEL_IP/24 there: the other
+# host), DAEMON_IP/24; waits until the tap's link is up.
+mnd_tap() {
+  mnd_start "$1" "$2" "net_tap0,iface=$3" "$5/24"
+  ip -n "$2" addr add "$4/24" dev "$3"
+  ip -n "$2" link set "$3" up
+  wait_for_line "${MND_LOG[$1]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+}
+
 # mnd_memif_pair NAME_A NETNS_A IP_A NAME_B NETNS_B IP_B [SECONDS]: two hosts,
 # a machnetd each (A the memif server, B its client, socket $TMP/memif.sock),
 # and waits until both see the link up.
@@ -161,6 +171,20 @@ mnd_app() {
 mnd_figures() {
   "$PYTHON" "$MND_STAT" figures "${MND_SOCK[$1]}" "${MND_PREFIX[$1]}" >"$2" ||
     fail "machnet-stat --json of machnetd $1 failed"
+}
+
+# mnd_figures_back NAME START END [WHO]: waits up to 10 s for machnetd NAME's
+# figures (saved in END) to equal those saved in START; fails naming WHO
+# ("machnet-stat's" by default) if they do not.
+mnd_figures_back() {
+  local name=$1 start=$2 end=$3 who=${4:-machnet-stat\'s}
+  for _ in $(seq 100); do
+    mnd_figures "$name" "$end"
+    diff -q <(grep -v '^info' "$start") <(grep -v '^info' "$end") >/dev/null && return 0
+    sleep 0.1
+  done
+  diff <(grep -v '^info' "$start") <(grep -v '^info' "$end") ||
+    fail "$who figures did not come back to their starting values"
 }
 
 # mnd_stat NAME ARGS...: mnd_stat.py CMD SOCKET ARGS...

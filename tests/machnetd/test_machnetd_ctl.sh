@@ -19,10 +19,7 @@ DIP="$MND_NET.2"
 TAP="mnctap$$"
 mnd_netns_add NS
 D="mnc$$"
-mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
-ip -n "$NS" addr add "$KIP/24" dev "$TAP"
-ip -n "$NS" link set "$TAP" up
-wait_for_line "${MND_LOG[$D]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+mnd_tap "$D" "$NS" "$TAP" "$KIP" "$DIP"
 mnd_figures "$D" "$TMP/start.txt"
 
 ip netns exec "$NS" "$PYTHON" "$SRCDIR/tests/machnetd/ctl_smoke.py" --socket "${MND_SOCK[$D]}" \

@@ -112,13 +112,7 @@ crashed=$(grep "^worker .* ended (status" "$TMP/srv.log" | grep -v "^worker ${WP
 stop_bg "$SRV" >/dev/null 2>&1 || true
 for _ in $(seq 100); do [ "$(mnd_stat "$D" port "$PORT")" = free ] && break; sleep 0.05; done
 [ "$(mnd_stat "$D" port "$PORT")" = free ] || fail "port $PORT still held after the server exited"
-for _ in $(seq 100); do
-  mnd_figures "$D" "$TMP/end.txt"
-  diff -q <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") >/dev/null && break
-  sleep 0.1
-done
-diff <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") ||
-  fail "machnet-stat's figures did not come back to their starting values"
+mnd_figures_back "$D" "$TMP/start.txt" "$TMP/end.txt"
 echo "ok: port, shared rings, leases, pools back to their starting values: $(grep -E '^(ports_held|shared_[a-z_]+|free_leases|pool[0-9a-z_]+_in_use) ' "$TMP/end.txt" | tr '\n' ' ')"
 
 # FORK_SHARE_BENCH=1: requests/s of the pre-fork server with 1, 2 and 4

@@ -19,10 +19,7 @@ PORT=40123
 mnd_netns_add NS
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="$PORT $PORT"
 D="mnp$$"
-mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
-ip -n "$NS" addr add "$KIP/24" dev "$TAP"
-ip -n "$NS" link set "$TAP" up
-wait_for_line "${MND_LOG[$D]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+mnd_tap "$D" "$NS" "$TAP" "$KIP" "$DIP"
 start_bg kpeer ip netns exec "$NS" "$PYTHON" "$PEER" serve 7200 "$KIP"
 wait_for_line kpeer "serving on"
 ip netns exec "$NS" ping -c 1 -W 2 "$DIP" >/dev/null || fail "ping $DIP"

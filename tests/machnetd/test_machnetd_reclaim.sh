@@ -31,10 +31,7 @@ DIP="$MND_NET.2"
 TAP="mntap$$"
 mnd_netns_add NS
 D="mnr$$"
-mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
-ip -n "$NS" addr add "$KIP/24" dev "$TAP"
-ip -n "$NS" link set "$TAP" up
-wait_for_line "${MND_LOG[$D]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+mnd_tap "$D" "$NS" "$TAP" "$KIP" "$DIP"
 RUNDIR="/var/run/dpdk/${MND_PREFIX[$D]}"
 start_bg kpeer ip netns exec "$NS" "$PYTHON" "$PEER" serve 7200 "$KIP"
 KPEER=$LAST_PID

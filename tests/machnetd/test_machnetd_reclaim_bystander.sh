@@ -69,13 +69,7 @@ dups=$(echo "$line" | awk '{print $9}')
 echo "ok: the receiver lost $missing of $BLAST_N datagrams to another process's death: its traffic was steered off the dead queue"
 stop_bg "$SENDER" || true
 stop_bg "$SINK" || true
-for _ in $(seq 100); do
-  mnd_figures "$DA" "$TMP/end-a.txt"
-  diff -q <(grep -v '^info' "$TMP/start-a.txt") <(grep -v '^info' "$TMP/end-a.txt") >/dev/null && break
-  sleep 0.1
-done
-diff <(grep -v '^info' "$TMP/start-a.txt") <(grep -v '^info' "$TMP/end-a.txt") ||
-  fail "host A's machnet-stat figures did not come back to their starting values"
+mnd_figures_back "$DA" "$TMP/start-a.txt" "$TMP/end-a.txt" "host A's machnet-stat"
 echo "ok: host A's leases, ports and pools back to their starting values"
 mnd_stop "$DA"
 mnd_stop "$DB"

@@ -219,13 +219,7 @@ round round3 "${LEFT[@]}"
 for p in "${LEFT[@]}"; do stop_bg "$p" >/dev/null 2>&1 || true; done
 for _ in $(seq 100); do [ "$(mnd_stat "$D" port "$PORT")" = free ] && break; sleep 0.05; done
 [ "$(mnd_stat "$D" port "$PORT")" = free ] || fail "port $PORT still held after every server exited"
-for _ in $(seq 100); do
-  mnd_figures "$D" "$TMP/end.txt"
-  diff -q <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") >/dev/null && break
-  sleep 0.1
-done
-diff <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") ||
-  fail "machnet-stat's figures did not come back to their starting values"
+mnd_figures_back "$D" "$TMP/start.txt" "$TMP/end.txt"
 echo "ok: port, groups, leases, pools back to their starting values: $(grep -E '^(ports_held|reuseport_groups|free_leases|pool[0-9]+_in_use) ' "$TMP/end.txt" | tr '\n' ' ')"
 mnd_stop "$D"
 mnd_stop "$DB"

@@ -30,10 +30,7 @@ mnd_netns_add NS
 # the reclaim gives it back.
 echo "machnetd.reclaim_grace_ms = 500" >>"$TMP/machnetd.conf"
 D="mnk$$"
-mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
-ip -n "$NS" addr add "$KIP/24" dev "$TAP"
-ip -n "$NS" link set "$TAP" up
-wait_for_line "${MND_LOG[$D]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+mnd_tap "$D" "$NS" "$TAP" "$KIP" "$DIP"
 ip netns exec "$NS" ping -c 1 -W 2 "$DIP" >/dev/null || fail "ping $DIP"
 sleep 0.2
 mnd_figures "$D" "$TMP/start.txt"

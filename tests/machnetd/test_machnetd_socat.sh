@@ -29,10 +29,7 @@ trap mnd_cleanup EXIT
 
 mnd_netns_add NS
 D="mnsc$$"
-mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
-ip -n "$NS" addr add "$KIP/24" dev "$TAP"
-ip -n "$NS" link set "$TAP" up
-wait_for_line "${MND_LOG[$D]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+mnd_tap "$D" "$NS" "$TAP" "$KIP" "$DIP"
 echo "ok: $TAP in $NS: kernel $KIP/24, machnetd $DIP/24"
 mnd_figures "$D" "$TMP/start.txt"
 joins0=$(mnd_stat "$D" daemon-field shared_joins)
@@ -90,13 +87,7 @@ client 127.0.0.1 kernel || fail "kernel client -> kernel socat: $(tail -3 "$TMP/
 echo "ok: kernel: $(sed -n 's/^client: //p' "$TMP/kernel.log")"
 stop_bg "$KSOCAT" >/dev/null 2>&1 || true
 
-for _ in $(seq 100); do
-  mnd_figures "$D" "$TMP/end.txt"
-  diff -q <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") >/dev/null && break
-  sleep 0.1
-done
-diff <(grep -v '^info' "$TMP/start.txt") <(grep -v '^info' "$TMP/end.txt") ||
-  fail "machnet-stat's figures did not come back to their starting values"
+mnd_figures_back "$D" "$TMP/start.txt" "$TMP/end.txt"
 echo "ok: port, shared rings, leases, pools back to their starting values"
 mnd_stop "$D"
 echo "PASS"

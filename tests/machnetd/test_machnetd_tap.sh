@@ -21,10 +21,7 @@ DIP="$MND_NET.2"
 TAP="mntap$$"
 mnd_netns_add NS
 D="mnt$$"
-mnd_start "$D" "$NS" "net_tap0,iface=$TAP" "$DIP/24"
-ip -n "$NS" addr add "$KIP/24" dev "$TAP"
-ip -n "$NS" link set "$TAP" up
-wait_for_line "${MND_LOG[$D]}" "link up on net_tap0" 10 || fail "the tap's link did not come up"
+mnd_tap "$D" "$NS" "$TAP" "$KIP" "$DIP"
 echo "ok: $TAP in $NS: kernel $KIP/24, machnetd $DIP/24"
 mnd_figures "$D" "$TMP/start.txt"
 
