@@ -251,7 +251,8 @@ int Engine::Impl::park() {
 }
 
 rte_ring* Engine::Impl::shared_ring_of(uint16_t port, uint16_t* group) const {
-  if (!attached || shm == nullptr) return nullptr;
+  // Detached: the shared memory may be gone with the daemon.
+  if (!attached || shm == nullptr || detached.load(std::memory_order_relaxed)) return nullptr;
   uint16_t v = mn_port_queue(&shm->ports[port]);
   if ((v & MN_PORT_GROUP) == 0) return nullptr;
   uint16_t g = MN_PORT_GROUP_INDEX(v) % MN_SHM_GROUPS;

@@ -14,6 +14,9 @@
 #     the namespace): the round-trip medians, printed, never asserted;
 #   - once socat is gone: port, shared rings, leases and pools back to
 #     their starting values.
+#   - Python's socketserver.ForkingUDPServer (children reply on the
+#     inherited socket): 50 requests answered; then machnetd stops under it
+#     and it must still be alive a second later.
 . "$(dirname "$0")/lib_machnetd.sh"
 require_root
 require_machnetd_build
@@ -89,5 +92,45 @@ stop_bg "$KSOCAT" >/dev/null 2>&1 || true
 
 mnd_figures_back "$D" "$TMP/start.txt" "$TMP/end.txt"
 echo "ok: port, shared rings, leases, pools back to their starting values"
+
+# Python's socketserver.ForkingUDPServer: the parent reads each request and
+# forks a child that replies on the inherited socket (the child takes it
+# over to send). Then machnetd stops under it: the server must outlive the
+# daemon (a readiness check read the daemon's shared memory after detach,
+# which the daemon's shutdown had unmapped: SIGSEGV in poll()).
+cat >"$TMP/forking.py" <<'PY'
+import socketserver
+class Upper(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(data.upper(), self.client_address)
+class Server(socketserver.ForkingUDPServer):
+    def handle_error(self, request, client_address):
+        pass  # ENETDOWN once machnetd is gone: keep serving (and polling)
+with Server(("0.0.0.0", 9100), Upper) as s:
+    print("serving", flush=True)
+    s.serve_forever()
+PY
+start_bg forking "${APP[@]}" "$PYTHON" "$TMP/forking.py"
+FORKING=$LAST_PID
+wait_for_line forking "serving" 20 || fail "ForkingUDPServer did not start: $(tail -3 "$TMP/forking.log")"
+ip netns exec "$NS" "$PYTHON" - "$DIP" >"$TMP/forking_client.log" 2>&1 <<'PY' ||
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+for i in range(50):
+    m = f"request {i}".encode()
+    s.sendto(m, (sys.argv[1], 9100))
+    if s.recvfrom(100)[0] != m.upper():
+        sys.exit(f"request {i}: bad reply")
+print("50 requests answered by forked children")
+PY
+  fail "ForkingUDPServer: $(tail -3 "$TMP/forking_client.log")"
+echo "ok: ForkingUDPServer under machnet-run: $(cat "$TMP/forking_client.log")"
 mnd_stop "$D"
+sleep 1
+kill -0 "$FORKING" 2>/dev/null ||
+  fail "ForkingUDPServer died when machnetd stopped: $(tail -3 "$TMP/forking.log")"
+echo "ok: ForkingUDPServer outlived machnetd's shutdown"
+stop_bg "$FORKING" >/dev/null 2>&1 || true
 echo "PASS"
