@@ -22,8 +22,7 @@ struct fd_ent* offloaded(int fd, int* fail) {
     if (atomic_load_explicit(&g_forked_child, memory_order_relaxed)) {
       /* A fork child: under machnetd the socket is taken over at its first
        * use (fork_adopt); with a standalone engine it is unusable here. */
-      int err = (atomic_load_explicit(&e->flags, memory_order_relaxed) & FL_STREAM) ? EBADFD
-                                                                                    : fork_adopt();
+      int err = fork_adoptable(e) ? fork_adopt() : EBADFD;
       if (err == 0 && atomic_load(&e->kind) == KIND_OFFLOAD) {
         close_deferred();
         return e;

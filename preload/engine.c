@@ -291,7 +291,8 @@ int fork_adopt(void) {
     rc = g_adopt_err = EBADFD;
     goto out;
   }
-  /* The handles the child's fds still name (UDP; streams stay unusable). */
+  /* The handles the child's fds still name (UDP sockets and stream
+   * listeners; stream connections stay unusable). */
   size_t cap = 64, n = 0;
   uint64_t* hs = malloc(cap * sizeof(*hs));
   if (hs == NULL) {
@@ -304,7 +305,7 @@ int fork_adopt(void) {
     for (unsigned i = 0; i < FD_PAGE; i++) {
       struct fd_ent* e = &p[i];
       if (atomic_load(&e->kind) != KIND_OFFLOAD) continue;
-      if (atomic_load(&e->flags) & FL_STREAM) {
+      if (!fork_adoptable(e)) {
         atomic_store(&e->err, EBADFD);
         atomic_store_explicit(&e->kind, KIND_FAILED, memory_order_release);
         continue;

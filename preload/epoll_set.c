@@ -202,6 +202,11 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
         atomic_load(&c->sock) != NULL && !atomic_load(&g_forked_child) && !stream_moved(fd, c))
       return conn_ctl(epfd, op, fd, c, ev);
   }
+  /* A fork child adding an inherited socket it can take over (a pre-fork
+   * server's worker registering the master's listener): take it over first,
+   * so the set watches the engine's side, not only the kernel twin. */
+  if (!g_guard && op != EPOLL_CTL_DEL && atomic_load(&g_forked_child) && fork_adoptable(lookup(fd)))
+    fork_adopt();
   int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
   if (rc != 0 || g_guard) return rc;
   struct fd_ent* e = lookup(fd);

@@ -33,13 +33,12 @@ static int poll_pending(struct pollfd* fds, nfds_t n, int64_t timeout_ns, const 
   }
 }
 
-/* A fork child polling an inherited offloaded UDP socket takes them over
- * (fork_adopt); if it cannot, they are polled as kernel fds, as before. */
+/* A fork child polling an inherited offloaded UDP socket or stream listener
+ * takes them over (fork_adopt); if it cannot, they are polled as kernel
+ * fds, as before. */
 static void fork_adopt_any(struct pollfd* fds, nfds_t n) {
   for (nfds_t i = 0; i < n; i++) {
-    struct fd_ent* e = lookup(fds[i].fd);
-    if (e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD &&
-        !(atomic_load(&e->flags) & FL_STREAM)) {
+    if (fork_adoptable(lookup(fds[i].fd))) {
       fork_adopt();
       return;
     }
@@ -119,8 +118,7 @@ static int select_needs_engine(int nfds, fd_set* r, fd_set* w) {
   if (!g_guard && atomic_load(&g_forked_child) && nfds > 0 && nfds <= FD_SETSIZE) {
     for (int fd = 0; fd < nfds; fd++) {
       struct fd_ent* e = lookup(fd);
-      if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) && e != NULL &&
-          atomic_load(&e->kind) == KIND_OFFLOAD && !(atomic_load(&e->flags) & FL_STREAM)) {
+      if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) && fork_adoptable(e)) {
         fork_adopt();
         break;
       }

@@ -226,6 +226,16 @@ static void fork_child(void) {
   ep_unlock_all(1);
   pthread_mutex_init(&g_decide_mu, NULL);
   if (g_engine_up || g_engine_starting) atomic_store(&g_forked_child, 1);
+  /* Attached: the control connection the child's adoption will use, opened
+   * now, with the parent's credentials (see fork_child in socket_ops.h). */
+  if (g_engine_up && g_ops != NULL &&
+      g_ops->size >=
+          offsetof(struct machnet_socket_ops_v1, fork_child) + sizeof(g_ops->fork_child) &&
+      g_ops->fork_child != NULL) {
+    g_guard++;
+    g_ops->fork_child();
+    g_guard--;
+  }
 }
 
 void fork_handlers_install(void) {

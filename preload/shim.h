@@ -318,6 +318,13 @@ void unoffload(int fd, struct fd_ent* e);
 /* A fork child: takes the inherited offloaded UDP sockets over (engine.c).
  * 0, or the errno their calls fail with (EBADFD: a standalone engine). */
 int fork_adopt(void);
+/* Whether a fork child can take e over (fork_adopt): an offloaded UDP
+ * socket or stream listener. Stream connections stay unusable (EBADFD). */
+static inline int fork_adoptable(struct fd_ent* e) {
+  if (e == NULL || atomic_load(&e->kind) != KIND_OFFLOAD) return 0;
+  uint32_t f = atomic_load(&e->flags);
+  return !(f & FL_STREAM) || (f & FL_LISTEN);
+}
 
 /* Decides a PENDING stream socket at listen (role MN_ROLE_BIND) or connect
  * (MN_ROLE_CONNECT) from the rules: 1 offload (the engine is up), 0 kernel,

@@ -137,19 +137,28 @@ unsigned Dataplane::poll_parked(uint16_t q) {
   return n + 1;
 }
 
-// Whether a fork-shared port lease q holds has datagrams on its ring (a
-// parked holder is woken for them too; whichever holder reads first takes
-// each one).
-bool Dataplane::shared_ready(uint16_t q) const {
-  if (d_->leases->shared_in_use() == 0) return false;
+// Whether a fork-shared port lease q holds got datagrams on its ring since
+// q was last woken for them. Edge, not level: a holder never parks while a
+// ring it reads holds anything (Engine::Impl::park checks), so one wake per
+// arrival is enough, and a holder that leaves a ring to the others (a
+// rendezvous port's SYNs in a process that does not accept) is not woken
+// again and again while they sit there.
+bool Dataplane::shared_ready(uint16_t q) {
+  if (d_->leases->shared_in_use() == 0 || q >= MN_SHM_MAX_QUEUES) return false;
+  uint64_t arrivals = 0;
+  bool any = false;
   for (uint16_t p : d_->leases->ports_of(q)) {
     uint16_t v = mn_port_queue(&d_->shm->ports[p]);
     if ((v & MN_PORT_GROUP) == 0) continue;
     uint16_t sh = mn_group_shared(&d_->shm->groups[MN_PORT_GROUP_INDEX(v)]);
-    if (sh != 0 && sh <= MN_SHM_SHARED_RINGS && rte_ring_count(d_->shared_rings[sh - 1]) != 0)
-      return true;
+    if (sh == 0 || sh > MN_SHM_SHARED_RINGS) continue;
+    const rte_ring* r = d_->shared_rings[sh - 1];
+    arrivals += engine::ring_gap(r, engine::RingSide::kProducer).tail;
+    any = any || rte_ring_count(r) != 0;
   }
-  return false;
+  if (!any || arrivals == shared_woken_[q]) return false;
+  shared_woken_[q] = arrivals;
+  return true;
 }
 
 void Dataplane::wake_parked(uint16_t q) {

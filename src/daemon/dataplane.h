@@ -14,6 +14,7 @@
 
 #include <rte_mbuf.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -43,7 +44,9 @@ class Dataplane {
   bool polls(uint16_t q) const;
   // Wakes the holder of q if it is parked (one eventfd write).
   void wake_parked(uint16_t q);
-  bool shared_ready(uint16_t q) const;
+  // Whether lease q's fork-shared ports got datagrams on their rings since
+  // q was last woken for them (see dataplane.cc).
+  bool shared_ready(uint16_t q);
   // True when the last poll() saw a holder whose threads may sleep (then
   // cleared): once woken they must get the CPU at once.
   bool take_polite() {
@@ -102,6 +105,9 @@ class Dataplane {
   bool link_up_ = false;
   bool polite_ = false;
   bool parked_ = false;
+  // Per queue: the shared rings' arrivals (sum of producer tails) when its
+  // holder was last woken for them.
+  std::array<uint64_t, MN_SHM_MAX_QUEUES> shared_woken_{};
   uint64_t last_link_check_ns_ = 0;
   uint64_t last_gw_arp_ns_ = 0;
 };

@@ -264,6 +264,7 @@ rte_ring* Engine::Impl::shared_ring_of(uint16_t port, uint16_t* group) const {
 
 bool Engine::Impl::shared_ready() const {
   for (const UdpSocket* s : bound) {
+    if (!s->shared_reader_) continue;
     rte_ring* r = shared_ring_of(s->port(), nullptr);
     if (r != nullptr && rte_ring_count(r) != 0) return true;
   }

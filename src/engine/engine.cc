@@ -542,7 +542,7 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
   if (sock->head_ == sock->tail_) {
     // Attached, the port fork-shared: the ring its holders read.
     uint16_t g = 0;
-    rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
+    rte_ring* r = sock->shared_reader_ ? impl_->shared_ring_of(sock->port(), &g) : nullptr;
     if (r == nullptr) return -EAGAIN;
     return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, false);
   }
@@ -572,6 +572,7 @@ uint32_t Engine::udp_pending(const UdpSocket* sock) const {
   if (impl_->detached.load(std::memory_order_relaxed)) return 0;
   uint32_t n = sock->tail_ - sock->head_;
   // One shm load when the port is not fork-shared.
+  if (!sock->shared_reader_) return n;
   if (rte_ring* r = impl_->shared_ring_of(sock->port(), nullptr)) n += rte_ring_count(r);
   return n;
 }
@@ -585,12 +586,13 @@ ssize_t Engine::udp_peek(UdpSocket* sock, void* buf, size_t len, uint32_t* src_i
   }
   *from_ring = true;
   uint16_t g = 0;
-  rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
+  rte_ring* r = sock->shared_reader_ ? impl_->shared_ring_of(sock->port(), &g) : nullptr;
   if (r == nullptr) return -EAGAIN;
   return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, true);
 }
 
 uint64_t Engine::udp_shared_seq(const UdpSocket* sock) const {
+  if (!sock->shared_reader_) return 0;
   rte_ring* r = impl_->shared_ring_of(sock->port(), nullptr);
   return r == nullptr ? 0 : ring_gap(r, RingSide::kProducer).tail;
 }

@@ -116,6 +116,10 @@ class UdpSocket {
   uint16_t peer_port_ = 0;
   bool shared_ = false;
   bool reuseport_ = false;
+  // Reads the port's fork-shared ring (if it becomes one). Off for a port
+  // whose arrivals this process must not take before it asks (the stack's
+  // rendezvous port: SYNs go to the processes that accept).
+  bool shared_reader_ = true;
   int error_ = 0;  // from ICMP, like the kernel's sk_err: ECONNREFUSED, EHOSTUNREACH
   uint32_t error_ip_ = 0;
   uint16_t error_port_ = 0;
@@ -225,6 +229,10 @@ class Engine {
   // Moves with every datagram put on the socket's fork-shared ring (0: not
   // shared): a wake-up for sleepers.
   uint64_t udp_shared_seq(const UdpSocket* sock) const;
+  // Whether the socket reads its port's fork-shared ring (default yes). Off,
+  // receives, readiness and the parking check see the socket's own queue
+  // only: what the ring holds is left to the port's other holders.
+  void udp_set_shared_reader(UdpSocket* sock, bool on) { sock->shared_reader_ = on; }
 
   const EngineCounters& counters() const;
   void print_counters(FILE* out) const;

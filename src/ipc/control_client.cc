@@ -40,7 +40,33 @@ std::string access_hint(const std::string& path, int e) {
          ": only its owner and the members of group " + group + " may use machnetd)";
 }
 
+// The control socket this process connected to last, and the connection
+// preconnect_in_fork_child made (by process `g_pre_pid`).
+char g_path[sizeof(sockaddr_un::sun_path)];
+int g_pre_fd = -1;
+pid_t g_pre_pid = 0;
+
 }  // namespace
+
+void preconnect_in_fork_child() {
+  int saved = errno;
+  // The parent's preconnected socket (never taken) is the parent's.
+  if (g_pre_fd >= 0) ::close(g_pre_fd);
+  g_pre_fd = -1;
+  if (g_path[0] != '\0') {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, g_path, sizeof(g_path));
+    int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0) {
+      g_pre_fd = fd;
+      g_pre_pid = getpid();
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  errno = saved;
+}
 
 ControlClient::~ControlClient() {
   close();
@@ -60,6 +86,11 @@ int ControlClient::connect(const std::string& path, std::string* err) {
     return -ENAMETOOLONG;
   }
   std::memcpy(sa.sun_path, path.data(), path.size());
+  if (g_pre_fd >= 0 && g_pre_pid == getpid() && path == g_path) {
+    fd_ = g_pre_fd;  // made by preconnect_in_fork_child, with the parent's credentials
+    g_pre_fd = -1;
+    return 0;
+  }
   int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     int e = errno;
@@ -75,6 +106,8 @@ int ControlClient::connect(const std::string& path, std::string* err) {
     return -e;
   }
   fd_ = fd;
+  std::memcpy(g_path, path.data(), path.size());
+  g_path[path.size()] = '\0';
   return 0;
 }
 

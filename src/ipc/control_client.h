@@ -10,6 +10,16 @@
 
 namespace machnet::ipc {
 
+// A fork child's control connection, opened by the fork handler before the
+// program goes on: the daemon then sees the credentials the child has at
+// that moment (its parent's), which a pre-fork server's worker may drop
+// right after (nginx's `user` directive), losing the right to open the
+// socket at all. Async-signal-safe (fork handlers of multi-threaded
+// programs may call nothing else). Does nothing unless this process
+// connected to machnetd before. The next connect() to the same path in
+// this process takes it.
+void preconnect_in_fork_child();
+
 class ControlClient {
  public:
   ControlClient() = default;

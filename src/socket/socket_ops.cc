@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/rundir.h"
+#include "ipc/control_client.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_layer.h"
 #include "socket/stream.h"
@@ -29,7 +30,6 @@ void copy_msg(char* msg, size_t len, const std::string& s) {
 
 std::mutex g_init_mu;
 pid_t g_owner = 0;
-std::string g_config_path;
 
 // At exit the kernel would close every socket the process still holds:
 // stream connections send their FIN after the data still queued (or RST
@@ -114,7 +114,6 @@ int op_init(const machnet_libc* libc, const char* config_path, char* msg, size_t
   }
   g.stack = s;
   g_owner = getpid();
-  g_config_path = path;
   atexit(close_streams_at_exit);
   copy_msg(msg, msglen, s->description());
   return 0;
@@ -135,14 +134,17 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
   for (size_t i = 0; i < n; i++) {
     uint64_t h = handles[i];
     Sock* s = live_sock(h);
-    if (s != nullptr && s->kind == Kind::kUdp && s->us != nullptr &&
-        std::find(keep.begin(), keep.end(), s) == keep.end())
-      keep.push_back(s);
+    bool usable = (s != nullptr && s->kind == Kind::kUdp && s->us != nullptr) ||
+                  (s != nullptr && s->kind == Kind::kListener);
+    if (usable && std::find(keep.begin(), keep.end(), s) == keep.end()) keep.push_back(s);
   }
+  // The parent's configuration, as it read it: the child may not be able
+  // to read the file any more (a worker that dropped its privileges).
+  const stack::StackConfig cfg = old->config();
   stack::Stack::forget_in_fork_child();
   std::string err;
   int e = 0;
-  stack::Stack* s = stack::Stack::start(g_config_path, {}, &err, &e);
+  stack::Stack* s = stack::Stack::start(cfg, &err, &e);
   // Every queue leased: forking servers (socat's fork mode) start a child
   // per datagram while the last one's lease is still being reclaimed (some
   // 20 ms after it exits). Wait for one to come free, up to kForkLeaseWaitMs.
@@ -153,7 +155,7 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
     usleep(5000);
     err.clear();
     e = 0;
-    s = stack::Stack::start(g_config_path, {}, &err, &e);
+    s = stack::Stack::start(cfg, &err, &e);
   }
   if (s == nullptr) {
     copy_msg(msg, msglen, "cannot attach to machnetd: " + err);
@@ -177,10 +179,27 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
     so->state.store(st);
     if (!kept) so->us = nullptr;
   }
-  size_t joined = 0;
+  size_t joined = 0, listening = 0;
   int first_err = 0;
   stack::Lock lock(mu());
   for (Sock* so : keep) {
+    if (so->kind == Kind::kListener) {
+      // A listener of our own for the same service, on a UDP port of our
+      // own; the rendezvous port is shared with the parent, and SYNs go to
+      // whichever holder accepts (docs/MACHNETD.md, "Listeners shared by
+      // fork"). The parent's accept queue stays the parent's.
+      so->acceptq.clear();
+      int rc = g.stack->stream_listen(so->service_port, so->backlog, &so->ev, /*inherited=*/true);
+      if (rc == 0) {
+        transport::FlowOptions o = so->listen_opts.empty() ? stream_defaults() : so->listen_opts[0];
+        g.stack->transport().set_service_options(so->service_port, o);
+        listening++;
+        continue;
+      }
+      if (first_err == 0) first_err = rc;
+      so->state.fetch_add(uint64_t{1} << 32);  // its calls fail with EBADF
+      continue;
+    }
     engine::UdpBindOptions opt;
     opt.local_ip = so->local_ip;
     opt.shared = true;
@@ -207,8 +226,8 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
     return first_err;
   }
   copy_msg(msg, msglen,
-           std::to_string(joined) + " inherited UDP socket(s) shared with the parent; " +
-               s->description());
+           std::to_string(joined) + " inherited UDP socket(s) and " + std::to_string(listening) +
+               " stream listener(s) shared with the parent; " + s->description());
   return 0;
 }
 
@@ -265,6 +284,7 @@ const struct machnet_socket_ops_v1 kOps = {
     op_spin_begin,
     op_spin_done,
     op_fork_adopt,
+    ipc::preconnect_in_fork_child,
 };
 
 }  // namespace

@@ -193,6 +193,12 @@ struct machnet_socket_ops_v1 {
    * in the child) or -errno with msg saying why. Called once, with no
    * other call of the table in progress in this process. */
   int (*fork_adopt)(const uint64_t* handles, size_t n, char* msg, size_t msglen);
+  /* Appended. Called by the shim's fork handler in every fork() child of a
+   * process with an engine, before the program goes on: async-signal-safe.
+   * Attached, it opens the control connection fork_adopt will use, while
+   * the child still has its parent's credentials (a worker may drop them
+   * before it first touches an inherited socket). */
+  void (*fork_child)(void);
 };
 
 /* Returned (negated) by stream calls on a socket whose connect fell back to

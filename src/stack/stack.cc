@@ -93,13 +93,21 @@ class LowFdGuard {
 
 Stack* Stack::start(const std::string& config_path, const std::vector<std::string>& overrides,
                     std::string* err, int* errno_out) {
-  std::lock_guard<std::mutex> g(g_start_mu);
-  if (Stack* s = get()) return s->down() ? nullptr : s;
+  {
+    std::lock_guard<std::mutex> g(g_start_mu);
+    if (Stack* s = get()) return s->down() ? nullptr : s;
+  }
   StackConfig cfg;
   if (!load_stack_config(config_path, overrides, &cfg, err)) {
     *errno_out = EINVAL;
     return nullptr;
   }
+  return start(cfg, err, errno_out);
+}
+
+Stack* Stack::start(const StackConfig& cfg, std::string* err, int* errno_out) {
+  std::lock_guard<std::mutex> g(g_start_mu);
+  if (Stack* s = get()) return s->down() ? nullptr : s;
   // Threads EAL starts (interrupts, telemetry) inherit this thread's mask:
   // with every signal blocked there, a process-directed signal always goes
   // to an application thread, whose blocking call then ends with EINTR.
@@ -296,15 +304,17 @@ void Stack::wait_disarm(Waiter* w) {
 
 // ---- transport ports ------------------------------------------------------
 
-int Stack::acquire_port(uint16_t port, uint16_t* out) {
+int Stack::acquire_port(uint16_t port, uint16_t* out, bool fork_join) {
   if (down()) return -ENETDOWN;
   if (port != 0 && socks_[port] != nullptr) {
     // Bound already: by a listener (a second listen is refused by the
     // transport) or by a connect's ephemeral port, which is private to it.
     return -EADDRINUSE;
   }
+  engine::UdpBindOptions opt;
+  opt.fork_join = fork_join && port != 0;
   engine::UdpSocket* s = nullptr;
-  int rc = eng_->udp_bind(port, &s);
+  int rc = eng_->udp_bind(port, opt, &s);
   if (rc != 0) return rc;
   port = s->port();
   socks_[port] = s;

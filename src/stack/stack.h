@@ -78,6 +78,9 @@ class Stack final : public transport::DatagramSink {
   // says which: EINVAL (configuration), ENETDOWN (engine).
   static Stack* start(const std::string& config_path, const std::vector<std::string>& overrides,
                       std::string* err, int* errno_out);
+  // The same with a configuration already read (a fork child starts its own
+  // stack with its parent's).
+  static Stack* start(const StackConfig& cfg, std::string* err, int* errno_out);
 
   Stack(const Stack&) = delete;
   Stack& operator=(const Stack&) = delete;
@@ -139,8 +142,10 @@ class Stack final : public transport::DatagramSink {
   void flush_tx_locked();
 
   // Transport ports. acquire_port(0, ...) picks an ephemeral port. Returns 0
-  // or -errno (-EADDRINUSE, -EAGAIN: no ephemeral port left).
-  int acquire_port(uint16_t port, uint16_t* out);
+  // or -errno (-EADDRINUSE, -EAGAIN: no ephemeral port left). fork_join
+  // (attached): the port is held by an ancestor process that shared it
+  // with us through fork(): join it (UdpBindOptions::fork_join).
+  int acquire_port(uint16_t port, uint16_t* out, bool fork_join = false);
   // Takes a reference on a port already bound (an accepted flow).
   void ref_port(uint16_t port);
   void unref_port(uint16_t port);
@@ -159,7 +164,12 @@ class Stack final : public transport::DatagramSink {
   // the transport addressing of a TCP-like (address, port) lives here only.
   // Listens for stream connections to `service_port` (backlog 0: the
   // transport's default); listener events go to t. 0 or -errno.
-  int stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t);
+  // `inherited`: the listening socket came through fork() from a process
+  // that holds the rendezvous port (attached): the port is shared with it
+  // (a fork join) instead of bound, and this process's listener runs on a
+  // UDP port of its own.
+  int stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t,
+                    bool inherited = false);
   void stream_unlisten(uint16_t service_port);
   // The next established connection to the service: 0 with *id and *peer
   // (the flow holds a reference on its transport port, *port), or -EAGAIN.
@@ -273,7 +283,14 @@ class Stack final : public transport::DatagramSink {
   std::unordered_map<uint16_t, EventTarget*> service_targets_;   // by service port
   std::unordered_map<uint16_t, uint16_t> services_;  // service port -> accepted flows' UDP port
   uint32_t rendezvous_refs_ = 0;                     // services listening (R bound while > 0)
-  uint64_t activity_ = 0;                            // transport events and front-end notes
+  // This process asked for connections (accept, or readiness of a
+  // listener): only then does it take SYNs from the rendezvous port's
+  // fork-shared ring, so a parent that never accepts (nginx's master)
+  // leaves them to the children that do.
+  bool accepting_ = false;
+  // Binds (or, inherited, joins) the rendezvous port as its first service.
+  int acquire_rendezvous(bool inherited);
+  uint64_t activity_ = 0;  // transport events and front-end notes
   uint64_t last_activity_ = 0;
   uint64_t last_icmp_ = 0;
   std::atomic<uint64_t> poll_count_{0};

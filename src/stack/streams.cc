@@ -39,12 +39,26 @@ int status_errno(Status st) {
 
 }  // namespace
 
-int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t) {
+int Stack::acquire_rendezvous(bool inherited) {
+  // Inherited: the parent's port, joined (fork-shared: every holder may
+  // read what arrives), not bound.
+  uint16_t r = tp_->tunables().rendezvous_port, got;
+  int rc = acquire_port(r, &got, inherited);
+  // The parent (every other holder) let the port go before we took the
+  // listener over: it is ours alone now, as the kernel's socket would be.
+  if (rc == -EADDRINUSE && inherited) rc = acquire_port(r, &got);
+  if (rc != 0) return rc;
+  // SYNs waiting on the port's fork-shared ring are for processes that
+  // accept; we take them once we do (see accepting_).
+  eng_->udp_set_shared_reader(socks_[r], accepting_);
+  return 0;
+}
+
+int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t, bool inherited) {
   if (down()) return -ENETDOWN;
   if (services_.count(service_port) != 0) return -EADDRINUSE;
   if (rendezvous_refs_ == 0) {
-    uint16_t r;
-    int rc = acquire_port(tp_->tunables().rendezvous_port, &r);
+    int rc = acquire_rendezvous(inherited && eng_->attached());
     if (rc != 0) return rc;
   }
   rendezvous_refs_++;
@@ -77,6 +91,11 @@ void Stack::stream_unlisten(uint16_t service_port) {
 int Stack::stream_accept(uint16_t service_port, FlowId* id, Endpoint* peer, uint16_t* port) {
   auto it = services_.find(service_port);
   if (it == services_.end()) return -EINVAL;
+  if (!accepting_) {
+    accepting_ = true;
+    uint16_t r = tp_->tunables().rendezvous_port;
+    if (socks_[r] != nullptr) eng_->udp_set_shared_reader(socks_[r], true);
+  }
   FlowId f;
   if (tp_->accept_service(service_port, &f) != Status::kOk) return -EAGAIN;
   Endpoint local;
