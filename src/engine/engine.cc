@@ -597,6 +597,15 @@ uint64_t Engine::udp_shared_seq(const UdpSocket* sock) const {
   return r == nullptr ? 0 : ring_gap(r, RingSide::kProducer).tail;
 }
 
+uint64_t Engine::shared_arrivals() const {
+  const Impl& e = *impl_;
+  if (!e.attached || e.shm == nullptr || e.detached.load(std::memory_order_relaxed)) return 0;
+  uint64_t n = 0;
+  for (const rte_ring* r : e.shm->shared_rings)
+    if (r != nullptr) n += ring_gap(r, RingSide::kProducer).tail;
+  return n;
+}
+
 const EngineCounters& Engine::counters() const {
   return impl_->counters;
 }

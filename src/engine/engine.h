@@ -229,6 +229,11 @@ class Engine {
   // Moves with every datagram put on the socket's fork-shared ring (0: not
   // shared): a wake-up for sleepers.
   uint64_t udp_shared_seq(const UdpSocket* sock) const;
+  // Datagrams ever put on machnetd's fork-shared rings (all of them: a few
+  // loads), 0 when standalone or detached. Sleepers of a fork-shared socket
+  // wait for what lands there, which counts in no counter of ours until a
+  // holder reads it: the stack's wake-up check adds this.
+  uint64_t shared_arrivals() const;
   // Whether the socket reads its port's fork-shared ring (default yes). Off,
   // receives, readiness and the parking check see the socket's own queue
   // only: what the ring holds is left to the port's other holders.

@@ -207,7 +207,9 @@ void Stack::at_exit() {
 
 uint64_t Stack::activity_now() const {
   const engine::EngineCounters& c = eng_->counters();
-  return c.udp_rx + c.icmp_unreachable_rx + activity_;
+  // Arrivals on fork-shared rings count once a holder reads them: until
+  // then only the rings' own figures move.
+  return c.udp_rx + c.icmp_unreachable_rx + activity_ + eng_->shared_arrivals();
 }
 
 size_t Stack::poll_locked() {
