@@ -1,5 +1,6 @@
 // machnetd: the DPDK primary that owns one NIC port and leases its queue
 // pairs to applications (docs/MACHNETD.md).
+#include <dirent.h>
 #include <event2/event.h>
 #include <rte_eal.h>
 #include <rte_mempool.h>
@@ -113,6 +114,29 @@ void start_shutdown_watchdog(Daemon* d) {
     MN_LOG(DAEMON, NOTICE, "exited without DPDK's cleanup (%u hugepage files removed)", pages);
     _exit(1);
   }).detach();
+}
+
+// DPDK secondaries still running: EAL gives each one a socket
+// `mp_socket_<pid>_<tsc>` in our runtime directory. Freeing hugepage memory
+// makes the primary ask every one of them to unmap it (mp_malloc_sync) and
+// wait for the answers: one stopped, or exiting just then (a program leaving
+// after its ENETDOWN), holds the free for DPDK's 5 s request timeout, and
+// the watchdog ends the daemon with status 1. Nothing else will use that
+// memory (its files are removed right after), so the frees are skipped
+// while a secondary lives; it goes back when the last of them exits.
+unsigned live_secondaries(const std::string& runtime_dir) {
+  unsigned n = 0;
+  DIR* dir = opendir(runtime_dir.c_str());
+  if (dir == nullptr) return 0;
+  while (dirent* e = readdir(dir)) {
+    unsigned long pid = 0;
+    if (sscanf(e->d_name, "mp_socket_%lu_", &pid) != 1 || pid == 0 ||
+        pid == static_cast<unsigned long>(getpid()))
+      continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) n++;
+  }
+  closedir(dir);
+  return n;
 }
 
 int run(Daemon* d) {
@@ -250,21 +274,28 @@ int main(int argc, char** argv) {
 
   int code = run(&d);
 
-  // Free what lives in hugepages, then EAL, then the files EAL leaves.
-  for (uint16_t q = 0; q < MN_SHM_MAX_QUEUES; q++) {
-    if (d.rings[q] != nullptr) rte_ring_free(d.rings[q]);
-    if (d.pools[q] != nullptr) rte_mempool_free(d.pools[q]);
-  }
-  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS; i++) {
-    if (d.shared_rings[i] != nullptr) {
-      machnet::engine::drain_ring(d.shared_rings[i]);
-      rte_ring_free(d.shared_rings[i]);
+  // Free what lives in hugepages (unless secondaries would have to agree:
+  // see live_secondaries), then EAL, then the files EAL leaves.
+  unsigned secondaries = live_secondaries(d.runtime_dir);
+  if (secondaries != 0) {
+    MN_LOG(DAEMON, NOTICE,
+           "%u attached program(s) still running: their shared memory is not freed one object "
+           "at a time (it goes with its files and their exit)",
+           secondaries);
+  } else {
+    for (uint16_t q = 0; q < MN_SHM_MAX_QUEUES; q++) {
+      if (d.rings[q] != nullptr) rte_ring_free(d.rings[q]);
+      if (d.pools[q] != nullptr) rte_mempool_free(d.pools[q]);
     }
+    for (unsigned i = 0; i < MN_SHM_SHARED_RINGS; i++) {
+      if (d.shared_rings[i] != nullptr) {
+        machnet::engine::drain_ring(d.shared_rings[i]);
+        rte_ring_free(d.shared_rings[i]);
+      }
+    }
+    if (d.shared_pool != nullptr) rte_mempool_free(d.shared_pool);
+    if (d.mz != nullptr) rte_memzone_free(d.mz);
   }
-  if (d.shared_pool != nullptr) {
-    rte_mempool_free(d.shared_pool);
-  }
-  if (d.mz != nullptr) rte_memzone_free(d.mz);
   if (d.base != nullptr) event_base_free(d.base);
   rte_eal_cleanup();
   d.cleaned_up.store(true);
