@@ -55,7 +55,8 @@ bool read_config(const Config& c, DaemonConfig* d, std::string* err) {
       !engine::take_uint(c, "machnetd.rx_desc", &d->rx_desc, err) ||
       !engine::take_uint(c, "machnetd.tx_desc", &d->tx_desc, err) ||
       !engine::take_uint(c, "machnetd.reclaim_grace_ms", &d->reclaim_grace_ms, err) ||
-      !engine::take_uint(c, "machnetd.quiesce_timeout_ms", &d->quiesce_timeout_ms, err))
+      !engine::take_uint(c, "machnetd.quiesce_timeout_ms", &d->quiesce_timeout_ms, err) ||
+      !engine::take_uint(c, "transport.rendezvous_port", &d->rendezvous_port, err))
     return false;
   if (const auto* e = c.find("machnetd.socket_mode")) {
     d->socket_mode = static_cast<uint32_t>(std::strtoul(e->value.c_str(), nullptr, 8));

@@ -39,6 +39,10 @@ struct DaemonConfig : engine::HostSettings {
   uint16_t tx_desc = static_cast<uint16_t>(Config::default_uint("machnetd.tx_desc"));
   uint32_t reclaim_grace_ms =
       static_cast<uint32_t>(Config::default_uint("machnetd.reclaim_grace_ms"));
+  // The UDP port on which this host's stream services receive their SYNs
+  // (docs/PROTOCOL.md 2.1); the daemon steers them by service port.
+  uint32_t rendezvous_port =
+      static_cast<uint32_t>(Config::default_uint("transport.rendezvous_port"));
   // Shutdown: how long to wait for attached holders to stop using the port.
   uint32_t quiesce_timeout_ms =
       static_cast<uint32_t>(Config::default_uint("machnetd.quiesce_timeout_ms"));

@@ -17,6 +17,7 @@
 #include "daemon/clock.h"
 #include "daemon/control_parse.h"
 #include "daemon/leases.h"
+#include "daemon/services.h"
 #include "daemon/stats.h"
 #include "engine/log.h"
 #include "ipc/control_protocol.h"
@@ -424,6 +425,7 @@ void ControlServer::do_info(Conn* c, const uint8_t* req) {
   r.mtu = d_->mtu;
   r.nb_queues = d_->nb_queues;
   r.free_leases = d_->leases->free_leases();
+  r.rendezvous_port = static_cast<uint16_t>(d_->cfg.rendezvous_port);
   r.daemon_pid = getpid();
   snprintf(r.device, sizeof(r.device), "%s", d_->device_name.c_str());
   reply(c, &r, sizeof(r));
@@ -510,6 +512,23 @@ void ControlServer::do_bind(Conn* c, const uint8_t* req) {
   memcpy(&b, req, sizeof(b));
   mn_ctl_bind_reply r;
   memset(&r, 0, sizeof(r));
+  if (b.proto == MN_CTL_PROTO_SERVICE) {
+    int rc = (b.flags & ~MN_CTL_BIND_FLAGS) != 0 || b.ip != 0
+                 ? -EINVAL
+                 : d_->services->bind(c->queue, b.port, (b.flags & MN_CTL_BIND_REUSEPORT) != 0);
+    if (rc != 0) {
+      deny(c, req, rc,
+           "BIND of stream service " + std::to_string(b.port) +
+               (rc == -EADDRINUSE ? " (another process listens on it)" : ""));
+      return;
+    }
+    MN_LOG(DAEMON, INFO, "stream service %u: queue %u (pid %d) listens%s", b.port, c->queue, c->pid,
+           (b.flags & MN_CTL_BIND_REUSEPORT) != 0 ? " (SO_REUSEPORT)" : "");
+    ctl_reply_header(&r.h, req, 0);
+    r.port = b.port;
+    reply(c, &r, sizeof(r));
+    return;
+  }
   uint16_t port = 0;
   int rc = d_->leases->bind(c->queue, b.ip, b.port, b.proto, b.flags, &port);
   uint16_t holder = b.port != 0 ? mn_port_queue(&d_->shm->ports[b.port]) : 0;
@@ -539,6 +558,25 @@ void ControlServer::do_join(Conn* c, const uint8_t* req) {
   mn_ctl_join_request j;
   memcpy(&j, req, sizeof(j));
   const char* why = nullptr;
+  if (j.proto == MN_CTL_PROTO_SERVICE) {
+    uint16_t ring = 0;
+    int rc = j.flags != 0 ? -EINVAL : d_->services->join(c->queue, j.port, &ring, &why);
+    if (rc != 0) {
+      deny(c, req, rc,
+           "JOIN of stream service " + std::to_string(j.port) +
+               (why != nullptr ? std::string(": ") + why : ""));
+      return;
+    }
+    MN_LOG(DAEMON, INFO, "stream service %u: queue %u (pid %d) shares it (fork), shared ring %u",
+           j.port, c->queue, c->pid, ring);
+    mn_ctl_bind_reply r;
+    memset(&r, 0, sizeof(r));
+    ctl_reply_header(&r.h, req, 0);
+    r.port = j.port;
+    r.shared_ring = static_cast<uint16_t>(ring + 1);
+    reply(c, &r, sizeof(r));
+    return;
+  }
   int rc = d_->leases->join(c->queue, j.port, j.proto, j.flags, &why);
   if (rc != 0) {
     deny(
@@ -560,6 +598,17 @@ void ControlServer::do_join(Conn* c, const uint8_t* req) {
 void ControlServer::do_unbind(Conn* c, const uint8_t* req) {
   mn_ctl_unbind_request u;
   memcpy(&u, req, sizeof(u));
+  if (u.proto == MN_CTL_PROTO_SERVICE) {
+    int rc = d_->services->unbind(c->queue, u.port);
+    if (rc != 0) {
+      deny(c, req, rc,
+           "UNBIND of stream service " + std::to_string(u.port) +
+               ", on which its lease does not listen");
+      return;
+    }
+    reply_status(c, req, 0);
+    return;
+  }
   int rc = d_->leases->unbind(c->queue, u.port, u.proto);
   if (rc != 0) {
     uint16_t holder = mn_port_queue(&d_->shm->ports[u.port]);

@@ -21,6 +21,7 @@ namespace machnet::daemon {
 
 class Dataplane;
 class LeaseTable;
+class ServiceTable;
 class Reclaimer;
 class ControlServer;
 
@@ -63,10 +64,12 @@ struct DaemonCounters {
   // that left one (unbind or reclaim).
   uint64_t group_joins = 0;
   uint64_t group_leaves = 0;
-  uint64_t shared_joins = 0;   // leases that joined a port as fork sharers
-  uint64_t shared_leaves = 0;  // fork sharers that left (close, reclaim)
-  uint64_t shared_copies = 0;  // frames copied onto fork-shared rings
-  uint64_t shared_drops = 0;   // ... that found the ring full or the pool empty
+  uint64_t shared_joins = 0;          // leases that joined a port as fork sharers
+  uint64_t shared_leaves = 0;         // fork sharers that left (close, reclaim)
+  uint64_t shared_copies = 0;         // frames copied onto fork-shared rings
+  uint64_t shared_drops = 0;          // ... that found the ring full or the pool empty
+  uint64_t service_syns = 0;          // service SYNs steered to a listener of their service
+  uint64_t service_syns_unknown = 0;  // ... of a service nobody listens on (answered by RST)
   // Per queue: in use beyond posted_baseline after its last reclaim (mbufs
   // a dead holder kept without marking them with the port: leaked).
   uint64_t unaccounted[MN_SHM_MAX_QUEUES] = {};
@@ -101,6 +104,7 @@ struct Daemon {
   event_base* base = nullptr;
   Dataplane* dataplane = nullptr;
   LeaseTable* leases = nullptr;
+  ServiceTable* services = nullptr;
   Reclaimer* reclaimer = nullptr;
   ControlServer* control = nullptr;
 

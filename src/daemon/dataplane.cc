@@ -9,6 +9,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/leases.h"
+#include "daemon/services.h"
 #include "engine/log.h"
 #include "engine/memif_guard.h"
 #include "engine/ring_repair.h"
@@ -147,15 +148,17 @@ bool Dataplane::shared_ready(uint16_t q) {
   if (d_->leases->shared_in_use() == 0 || q >= MN_SHM_MAX_QUEUES) return false;
   uint64_t arrivals = 0;
   bool any = false;
+  auto look = [&](const rte_ring* r) {
+    arrivals += engine::ring_gap(r, engine::RingSide::kProducer).tail;
+    any = any || rte_ring_count(r) != 0;
+  };
   for (uint16_t p : d_->leases->ports_of(q)) {
     uint16_t v = mn_port_queue(&d_->shm->ports[p]);
     if ((v & MN_PORT_GROUP) == 0) continue;
     uint16_t sh = mn_group_shared(&d_->shm->groups[MN_PORT_GROUP_INDEX(v)]);
-    if (sh == 0 || sh > MN_SHM_SHARED_RINGS) continue;
-    const rte_ring* r = d_->shared_rings[sh - 1];
-    arrivals += engine::ring_gap(r, engine::RingSide::kProducer).tail;
-    any = any || rte_ring_count(r) != 0;
+    if (sh != 0 && sh <= MN_SHM_SHARED_RINGS) look(d_->shared_rings[sh - 1]);
   }
+  d_->services->for_each_ring_of(q, [&](int ring) { look(d_->shared_rings[ring]); });
   if (!any || arrivals == shared_woken_[q]) return false;
   shared_woken_[q] = arrivals;
   return true;
@@ -196,7 +199,10 @@ void Dataplane::handle(rte_mbuf* m) {
 // process is inside an operation on that pool or ring.
 void Dataplane::steer_shared(rte_mbuf* m, uint16_t g) {
   uint16_t sh = g < MN_SHM_GROUPS ? mn_group_shared(&d_->shm->groups[g]) : 0;
-  rte_ring* ring = sh != 0 && sh <= MN_SHM_SHARED_RINGS ? d_->shared_rings[sh - 1] : nullptr;
+  steer_ring(m, sh != 0 && sh <= MN_SHM_SHARED_RINGS ? d_->shared_rings[sh - 1] : nullptr, g);
+}
+
+void Dataplane::steer_ring(rte_mbuf* m, rte_ring* ring, uint16_t marker) {
   if (ring == nullptr ||
       !engine::ring_wait_quiet(engine::pool_ring(d_->shared_pool), kQuietSpins) ||
       !engine::ring_wait_quiet(ring, kQuietSpins)) {
@@ -205,7 +211,7 @@ void Dataplane::steer_shared(rte_mbuf* m, uint16_t g) {
     rte_pktmbuf_free(m);
     return;
   }
-  if (engine::steer_copy(m, d_->shared_pool, ring, d_->port_id, nullptr, g, true))
+  if (engine::steer_copy(m, d_->shared_pool, ring, d_->port_id, nullptr, marker, true))
     d_->counters.shared_copies++;
   else
     d_->counters.shared_drops++;
@@ -218,7 +224,40 @@ bool Dataplane::steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash) {
   return true;
 }
 
+// A service SYN (docs/PROTOCOL.md 2.1) to the rendezvous port: type SYN
+// (byte 3 is 1) with the SERVICE flag (0x40 in byte 4), the service port in
+// bytes 22-23 of the transport header (20-21 zero). Steered to a listener
+// of that service; for a service nobody listens on, to any process that
+// listens on something, whose transport answers "no such service" (an RST
+// the client tells apart from a host without machnet). True when taken.
+bool Dataplane::steer_service_syn(rte_mbuf* m, const wire::ParsedFrame& pf) {
+  if (pf.dst_port != d_->cfg.rendezvous_port || pf.dst_ip != d_->cfg.ip || pf.payload_len < 24)
+    return false;
+  uint8_t h[24];
+  const auto* p = static_cast<const uint8_t*>(rte_pktmbuf_read(m, pf.payload_offset, 24, h));
+  if (p == nullptr || p[3] != 1 || (p[4] & 0x40) == 0 || p[20] != 0 || p[21] != 0) return false;
+  uint16_t service = static_cast<uint16_t>(p[22] << 8 | p[23]);
+  int ring = -1;
+  uint16_t q = d_->services->target(
+      service, mn_flow_hash(pf.src_ip, pf.src_port, pf.dst_ip, pf.dst_port), &ring);
+  if (ring >= 0 && ring < MN_SHM_SHARED_RINGS) {
+    d_->counters.service_syns++;
+    steer_ring(m, d_->shared_rings[ring], MN_RING_OP_SERVICE_RING(ring));
+    return true;
+  }
+  if (q == 0 || !active(q)) {
+    q = d_->services->any_listener();
+    if (q == 0) return false;
+    d_->counters.service_syns_unknown++;
+  } else {
+    d_->counters.service_syns++;
+  }
+  steer(m, q);
+  return true;
+}
+
 void Dataplane::rx_udp(rte_mbuf* m, const wire::ParsedFrame& pf) {
+  if (steer_service_syn(m, pf)) return;
   // Broadcasts, and unicast that raced with a bind, end up here.
   if (steer_to_owner(m, pf.dst_port, mn_flow_hash(pf.src_ip, pf.src_port, pf.dst_ip, pf.dst_port)))
     return;

@@ -86,6 +86,10 @@ class Dataplane {
   uint16_t owner_of(uint16_t port, uint32_t hash) const;
   void steer(rte_mbuf* m, uint16_t target);
   void steer_shared(rte_mbuf* m, uint16_t group);
+  // A copy of m onto fork-shared ring `ring` (marker: the ring operation's
+  // <queue>, see MN_RING_OP_SERVICE_RING).
+  void steer_ring(rte_mbuf* m, rte_ring* ring, uint16_t marker);
+  bool steer_service_syn(rte_mbuf* m, const wire::ParsedFrame& pf);
   // Steers m to the owner of UDP port `port` (see owner_of); false (m
   // untouched) when nobody holds it.
   bool steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash);

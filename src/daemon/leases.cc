@@ -19,6 +19,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/dataplane.h"
+#include "daemon/services.h"
 #include "engine/log.h"
 #include "engine/memif_guard.h"
 #include "engine/steer.h"
@@ -261,20 +262,16 @@ int LeaseTable::join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, co
     uint16_t c = static_cast<uint16_t>((next_group_ + i) % MN_SHM_GROUPS);
     if (shm.groups[c].port == 0) gi = c;
   }
-  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS && si < 0; i++) {
-    uint16_t c = static_cast<uint16_t>((next_shared_ + i) % MN_SHM_SHARED_RINGS);
-    if (!shared_taken_[c]) si = c;
+  if (gi < 0) {
+    *why = "every group slot is in use";
+    return -ENOMEM;
   }
-  if (gi < 0 || si < 0) {
-    *why = gi < 0 ? "every group slot is in use" : "every shared ring is in use";
+  si = take_shared_ring();
+  if (si < 0) {
+    *why = "every shared ring is in use";
     return -ENOMEM;
   }
   next_group_ = static_cast<uint16_t>((gi + 1) % MN_SHM_GROUPS);
-  next_shared_ = static_cast<uint16_t>((si + 1) % MN_SHM_SHARED_RINGS);
-  shared_taken_[si] = true;
-  shared_used_++;
-  // Frames a steerer was still enqueueing when the ring's last use ended.
-  engine::drain_ring(d_->shared_rings[si]);
   mn_port_group& g = shm.groups[gi];
   memset(g.by_queue, 0, sizeof(g.by_queue));
   // The holder's figures so far stay its own.
@@ -300,6 +297,27 @@ int LeaseTable::join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, co
   // A parked first holder looks at its socket again.
   d_->dataplane->wake_parked(v);
   return 0;
+}
+
+int LeaseTable::take_shared_ring() {
+  for (unsigned i = 0; i < MN_SHM_SHARED_RINGS; i++) {
+    uint16_t c = static_cast<uint16_t>((next_shared_ + i) % MN_SHM_SHARED_RINGS);
+    if (shared_taken_[c]) continue;
+    next_shared_ = static_cast<uint16_t>((c + 1) % MN_SHM_SHARED_RINGS);
+    shared_taken_[c] = true;
+    shared_used_++;
+    // Frames a steerer was still enqueueing when the ring's last use ended.
+    engine::drain_ring(d_->shared_rings[c]);
+    return c;
+  }
+  return -1;
+}
+
+void LeaseTable::give_shared_ring(int ring) {
+  if (ring < 0 || ring >= MN_SHM_SHARED_RINGS || !shared_taken_[ring]) return;
+  engine::drain_ring(d_->shared_rings[ring]);
+  shared_taken_[ring] = false;
+  shared_used_--;
 }
 
 void LeaseTable::release(uint16_t q, uint16_t port) {
@@ -334,14 +352,10 @@ void LeaseTable::release(uint16_t q, uint16_t port) {
     mn_group_write_end(&g);
     g.uid = 0;
     groups_used_--;
-    if (shared != 0 && shared <= MN_SHM_SHARED_RINGS) {
-      // Nobody reads the ring any more: what it holds goes back to the
-      // shared pool (and anything a steerer still adds is drained when the
-      // slot is taken again; readers check the port of every frame).
-      engine::drain_ring(d_->shared_rings[shared - 1]);
-      shared_taken_[shared - 1] = false;
-      shared_used_--;
-    }
+    // Nobody reads the ring any more: what it holds goes back to the shared
+    // pool (and anything a steerer still adds is drained when the slot is
+    // taken again; readers check the port of every frame).
+    if (shared != 0 && shared <= MN_SHM_SHARED_RINGS) give_shared_ring(shared - 1);
     return;
   }
   // The last member takes the leaver's place (as in the kernel's reuseport
@@ -420,6 +434,10 @@ void Reclaimer::start(uint16_t q, const char* why) {
             d_->shm->groups[t].shared <= MN_SHM_SHARED_RINGS) {
           p.shared_ring = d_->shared_rings[d_->shm->groups[t].shared - 1];
           p.shared_side = MN_RING_OP_KIND(op) == MN_RING_OP_SHARED_ENQ ? 0 : 1;
+        } else if (t >= MN_SHM_GROUPS && t < MN_SHM_GROUPS + MN_SHM_SHARED_RINGS) {
+          // A stream service's ring, named by index (MN_RING_OP_SERVICE_RING).
+          p.shared_ring = d_->shared_rings[t - MN_SHM_GROUPS];
+          p.shared_side = MN_RING_OP_KIND(op) == MN_RING_OP_SHARED_ENQ ? 0 : 1;
         }
         break;
       default:
@@ -430,7 +448,7 @@ void Reclaimer::start(uint16_t q, const char* why) {
           p.shared_ring,
           (p.shared_side == 0 ? engine::RingSide::kProducer : engine::RingSide::kConsumer));
   }
-  p.ports = d_->leases->release_ports(q);
+  p.ports = d_->leases->release_ports(q) + d_->services->release_all(q);
   p.start_ns = mono_ns();
   p.why = why;
   p.retries = 0;

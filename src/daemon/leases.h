@@ -47,6 +47,11 @@ class LeaseTable {
   int join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, const char** why);
   // Releases every port of queue q (reclaim); returns how many.
   size_t release_ports(uint16_t q);
+  // A free fork-shared ring (drained of what a steerer may have added after
+  // its last use), taken; -1 when all are in use. give_shared_ring drains
+  // it and gives it back.
+  int take_shared_ring();
+  void give_shared_ring(int ring);
   // Fork-shared rings in use (machnet-stat).
   uint32_t shared_in_use() const { return shared_used_; }
   // Group slots in use (machnet-stat).

@@ -26,6 +26,7 @@
 #include "daemon/eal_setup.h"
 #include "daemon/leases.h"
 #include "daemon/port.h"
+#include "daemon/services.h"
 #include "daemon/stale_cleanup.h"
 #include "daemon/stats.h"
 #include "engine/log.h"
@@ -153,9 +154,11 @@ int run(Daemon* d) {
   }
   Dataplane dp(d);
   LeaseTable leases(d);
+  ServiceTable services(d);
   Reclaimer reclaimer(d);
   d->dataplane = &dp;
   d->leases = &leases;
+  d->services = &services;
   d->reclaimer = &reclaimer;
   int code = 0;
   {

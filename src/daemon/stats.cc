@@ -1,6 +1,7 @@
 #include "daemon/stats.h"
 
 #include "daemon/leases.h"
+#include "daemon/services.h"
 
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
@@ -43,6 +44,12 @@ class Json {
   void u(const char* k, uint64_t v) {
     key(k);
     num(v);
+  }
+  // A value already in JSON.
+  void raw(const char* k, const std::string& v) {
+    key(k);
+    sep();
+    s_ += v;
   }
   void i(const char* k, int64_t v) {
     key(k);
@@ -222,6 +229,9 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("shared_leaves", c.shared_leaves);
   j.u("shared_copies", c.shared_copies);
   j.u("shared_drops", c.shared_drops);
+  j.u("stream_services", d.services->size());
+  j.u("service_syns", c.service_syns);
+  j.u("service_syns_unknown", c.service_syns_unknown);
   uint64_t unaccounted = 0;
   for (uint64_t u : c.unaccounted) unaccounted += u;
   j.u("mbufs_unaccounted", unaccounted);
@@ -311,6 +321,7 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   }
   j.close(']');
 
+  j.raw("services", d.services->json());
   j.key("ports");
   j.open('[');
   uint64_t truncated = 0;

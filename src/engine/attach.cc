@@ -68,6 +68,7 @@ bool Engine::Impl::open_attached(const EngineConfig& cfg,
 
   mn_ctl_info_reply info{};
   int rc = ctl->info(&info);
+  daemon_rendezvous = info.rendezvous_port;
   if (rc != 0) {
     *err = "machnetd at " + path + " does not answer INFO: " + errno_text(rc);
     ctl->close();
@@ -263,8 +264,9 @@ rte_ring* Engine::Impl::shared_ring_of(uint16_t port, uint16_t* group) const {
 }
 
 bool Engine::Impl::shared_ready() const {
+  for (int ring : reader_rings)
+    if (rte_ring_count(shm->shared_rings[ring]) != 0) return true;
   for (const UdpSocket* s : bound) {
-    if (!s->shared_reader_) continue;
     rte_ring* r = shared_ring_of(s->port(), nullptr);
     if (r != nullptr && rte_ring_count(r) != 0) return true;
   }
@@ -642,6 +644,12 @@ int Engine::Impl::attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSoc
     bound.push_back(*out);
     return 0;
   }
+  if (opt.local_only) {
+    if (port == 0) return -EINVAL;
+    *out = new_socket(port, opt);
+    bound.push_back(*out);
+    return 0;
+  }
   uint16_t got = 0;
   // SO_REUSEPORT on the socket: the port may be shared with other processes
   // (a group in the daemon, same uid, flows split by hash).
@@ -663,7 +671,7 @@ int Engine::Impl::attached_bind(uint16_t port, const UdpBindOptions& opt, UdpSoc
 
 void Engine::Impl::attached_close(UdpSocket* sock) {
   uint16_t port = sock->port();
-  bool last = sockets[port] == sock && sock->next_ == nullptr;
+  bool last = sockets[port] == sock && sock->next_ == nullptr && !sock->local_only_;
   // Queued datagrams of a port other processes hold go to them, not away
   // with the socket (socat's fork mode closes the parent's after a peek).
   if (usable() && sock->head_ != sock->tail_) hand_over_shared(sock);
@@ -697,6 +705,63 @@ std::string Engine::Impl::describe_attached() const {
                   (tx_udp_csum ? "offloaded" : "software") + ", software steering";
   if (detached.load()) s += "; DETACHED: machnetd is gone";
   return s;
+}
+
+// ---- stream services (the daemon steers their SYNs) ------------------------
+
+int Engine::service_listen(uint16_t service, bool reuseport) {
+  Impl& e = *impl_;
+  if (!e.attached) return -ENOTSUP;
+  if (!e.usable()) return -ENETDOWN;
+  int rc = e.ctl->bind_service(service, reuseport ? MN_CTL_BIND_REUSEPORT : 0);
+  if (!e.ctl->connected()) {
+    e.go_detached("machnetd closed the control connection (it exited or crashed)");
+    return -ENETDOWN;
+  }
+  return rc;
+}
+
+int Engine::service_join(uint16_t service, int* ring) {
+  Impl& e = *impl_;
+  if (!e.attached) return -ENOTSUP;
+  if (!e.usable()) return -ENETDOWN;
+  uint16_t r = 0;
+  int rc = e.ctl->join_service(service, &r);
+  if (!e.ctl->connected()) {
+    e.go_detached("machnetd closed the control connection (it exited or crashed)");
+    return -ENETDOWN;
+  }
+  if (rc == 0) *ring = r;
+  return rc;
+}
+
+void Engine::service_unlisten(uint16_t service) {
+  Impl& e = *impl_;
+  if (!e.attached || !e.usable()) return;
+  e.ctl->unbind_service(service);  // errors: the service goes with the lease anyway
+  if (!e.ctl->connected())
+    e.go_detached("machnetd closed the control connection (it exited or crashed)");
+}
+
+uint16_t Engine::rendezvous_port() const {
+  return impl_->attached ? impl_->daemon_rendezvous : 0;
+}
+
+ssize_t Engine::ring_recv(int ring, UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                          uint16_t* src_port) {
+  Impl& e = *impl_;
+  if (!e.usable()) return -ENETDOWN;
+  if (!e.attached || ring < 0 || ring >= MN_SHM_SHARED_RINGS) return -EAGAIN;
+  return e.shared_recv(sock, e.shm->shared_rings[ring], MN_RING_OP_SERVICE_RING(ring), buf, len,
+                       src_ip, src_port, false);
+}
+
+void Engine::set_ring_reader(int ring, bool on) {
+  Impl& e = *impl_;
+  if (ring < 0 || ring >= MN_SHM_SHARED_RINGS) return;
+  auto it = std::find(e.reader_rings.begin(), e.reader_rings.end(), ring);
+  if (on && it == e.reader_rings.end()) e.reader_rings.push_back(ring);
+  if (!on && it != e.reader_rings.end()) e.reader_rings.erase(it);
 }
 
 }  // namespace machnet::engine

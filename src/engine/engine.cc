@@ -435,6 +435,7 @@ UdpSocket* Engine::Impl::new_socket(uint16_t port, const UdpBindOptions& opt) {
   s->local_ip_ = opt.local_ip;
   s->shared_ = opt.shared;
   s->reuseport_ = opt.reuseport;
+  s->local_only_ = opt.local_only;
   s->next_ = sockets[port];
   sockets[port] = s;
   return s;
@@ -542,7 +543,7 @@ ssize_t Engine::udp_recvfrom(UdpSocket* sock, void* buf, size_t len, uint32_t* s
   if (sock->head_ == sock->tail_) {
     // Attached, the port fork-shared: the ring its holders read.
     uint16_t g = 0;
-    rte_ring* r = sock->shared_reader_ ? impl_->shared_ring_of(sock->port(), &g) : nullptr;
+    rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
     if (r == nullptr) return -EAGAIN;
     return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, false);
   }
@@ -572,7 +573,6 @@ uint32_t Engine::udp_pending(const UdpSocket* sock) const {
   if (impl_->detached.load(std::memory_order_relaxed)) return 0;
   uint32_t n = sock->tail_ - sock->head_;
   // One shm load when the port is not fork-shared.
-  if (!sock->shared_reader_) return n;
   if (rte_ring* r = impl_->shared_ring_of(sock->port(), nullptr)) n += rte_ring_count(r);
   return n;
 }
@@ -586,13 +586,12 @@ ssize_t Engine::udp_peek(UdpSocket* sock, void* buf, size_t len, uint32_t* src_i
   }
   *from_ring = true;
   uint16_t g = 0;
-  rte_ring* r = sock->shared_reader_ ? impl_->shared_ring_of(sock->port(), &g) : nullptr;
+  rte_ring* r = impl_->shared_ring_of(sock->port(), &g);
   if (r == nullptr) return -EAGAIN;
   return impl_->shared_recv(sock, r, g, buf, len, src_ip, src_port, true);
 }
 
 uint64_t Engine::udp_shared_seq(const UdpSocket* sock) const {
-  if (!sock->shared_reader_) return 0;
   rte_ring* r = impl_->shared_ring_of(sock->port(), nullptr);
   return r == nullptr ? 0 : ring_gap(r, RingSide::kProducer).tail;
 }

@@ -72,6 +72,10 @@ struct UdpBindOptions {
   // process inherited through fork(): share it (MN_CTL_JOIN) instead of
   // binding it.
   bool fork_join = false;
+  // Attached: take the port in this process only, claiming nothing from
+  // machnetd. For the rendezvous port, whose frames the daemon steers by
+  // the service they name, not by port.
+  bool local_only = false;
 };
 
 // A bound UDP socket on the engine. Received datagrams wait in a bounded queue
@@ -116,10 +120,8 @@ class UdpSocket {
   uint16_t peer_port_ = 0;
   bool shared_ = false;
   bool reuseport_ = false;
-  // Reads the port's fork-shared ring (if it becomes one). Off for a port
-  // whose arrivals this process must not take before it asks (the stack's
-  // rendezvous port: SYNs go to the processes that accept).
-  bool shared_reader_ = true;
+  // Attached: not claimed from machnetd (UdpBindOptions::local_only).
+  bool local_only_ = false;
   int error_ = 0;  // from ICMP, like the kernel's sk_err: ECONNREFUSED, EHOSTUNREACH
   uint32_t error_ip_ = 0;
   uint16_t error_port_ = 0;
@@ -234,10 +236,28 @@ class Engine {
   // wait for what lands there, which counts in no counter of ours until a
   // holder reads it: the stack's wake-up check adds this.
   uint64_t shared_arrivals() const;
-  // Whether the socket reads its port's fork-shared ring (default yes). Off,
-  // receives, readiness and the parking check see the socket's own queue
-  // only: what the ring holds is left to the port's other holders.
-  void udp_set_shared_reader(UdpSocket* sock, bool on) { sock->shared_reader_ = on; }
+
+  // Stream services under machnetd (attached; standalone engines -ENOTSUP):
+  // the daemon steers each service SYN arriving on the host's rendezvous
+  // port to a listener of its service (docs/MACHNETD.md, "Stream
+  // services"). service_listen: this process listens on `service`
+  // (reuseport: its SO_REUSEPORT group, flows split by hash);
+  // service_join: it shares `service` with an ancestor that listens on it
+  // (fork): SYNs then go to fork-shared ring *ring, read with ring_recv.
+  // Errors as the daemon gives them (-EADDRINUSE, -EACCES, -ENOMEM...),
+  // -ENETDOWN once it is gone.
+  int service_listen(uint16_t service, bool reuseport);
+  int service_join(uint16_t service, int* ring);
+  void service_unlisten(uint16_t service);
+  // The daemon's rendezvous port (0: standalone, or a daemon too old to say).
+  uint16_t rendezvous_port() const;
+  // One datagram for `sock`'s port from fork-shared ring `ring` (peek,
+  // copy, take: as a fork-shared UDP socket's receive). -EAGAIN when empty.
+  ssize_t ring_recv(int ring, UdpSocket* sock, void* buf, size_t len, uint32_t* src_ip,
+                    uint16_t* src_port);
+  // Whether this process takes what lands on fork-shared ring `ring`: a
+  // holder never parks while a ring it reads holds anything.
+  void set_ring_reader(int ring, bool on);
 
   const EngineCounters& counters() const;
   void print_counters(FILE* out) const;

@@ -165,6 +165,10 @@ struct Engine::Impl {
   uint64_t queue_rx_bytes = 0;
   // Bound sockets, for the per-port counters published on each tick.
   std::vector<UdpSocket*> bound;
+  // Attached: fork-shared rings of stream services whose SYNs we take
+  // (Engine::set_ring_reader), and the daemon's rendezvous port.
+  std::vector<int> reader_rings;
+  uint16_t daemon_rendezvous = 0;
   // Addresses the ARP cache is resolving: ARP replies go to the daemon, which
   // fills shm->neighbours; each tick looks these up there.
   struct SharedNeighbourWait {

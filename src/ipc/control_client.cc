@@ -289,6 +289,43 @@ int ControlClient::unbind_udp(uint16_t port, int timeout_ms) {
   return request(MN_CTL_UNBIND, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
 }
 
+int ControlClient::bind_service(uint16_t service, uint8_t flags, int timeout_ms) {
+  mn_ctl_bind_request req{};
+  req.port = service;
+  req.proto = MN_CTL_PROTO_SERVICE;
+  req.flags = flags;
+  mn_ctl_bind_reply rep{};
+  int r = request(MN_CTL_BIND, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  if (r == 0 && rep.port != service) {
+    close();
+    return -EPROTO;
+  }
+  return r;
+}
+
+int ControlClient::join_service(uint16_t service, uint16_t* ring, int timeout_ms) {
+  mn_ctl_join_request req{};
+  req.port = service;
+  req.proto = MN_CTL_PROTO_SERVICE;
+  mn_ctl_bind_reply rep{};
+  int r = request(MN_CTL_JOIN, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+  // The ring's index is checked by its user (Engine::ring_recv).
+  if (r == 0 && (rep.port != service || rep.shared_ring == 0)) {
+    close();
+    return -EPROTO;
+  }
+  if (r == 0) *ring = static_cast<uint16_t>(rep.shared_ring - 1);
+  return r;
+}
+
+int ControlClient::unbind_service(uint16_t service, int timeout_ms) {
+  mn_ctl_unbind_request req{};
+  req.port = service;
+  req.proto = MN_CTL_PROTO_SERVICE;
+  mn_ctl_header rep{};
+  return request(MN_CTL_UNBIND, &req, sizeof(req), &rep, sizeof(rep), nullptr, timeout_ms);
+}
+
 int ControlClient::detach(int timeout_ms) {
   mn_ctl_header req{};
   mn_ctl_header rep{};

@@ -48,6 +48,12 @@ class ControlClient {
   int unbind_udp(uint16_t port, int timeout_ms = 1000);
   // MN_CTL_JOIN: share `port`, held by an ancestor process (fork).
   int join_udp(uint16_t port, int timeout_ms = 1000);
+  // Stream services (MN_CTL_PROTO_SERVICE): listen on `service` (flags:
+  // MN_CTL_BIND_REUSEPORT), share it with an ancestor that listens on it
+  // (fork; *ring: the index of the fork-shared ring its SYNs go to), stop.
+  int bind_service(uint16_t service, uint8_t flags, int timeout_ms = 1000);
+  int join_service(uint16_t service, uint16_t* ring, int timeout_ms = 1000);
+  int unbind_service(uint16_t service, int timeout_ms = 1000);
   int detach(int timeout_ms = 1000);
   int stats(std::string* json, int timeout_ms = 1000);
 

@@ -23,7 +23,9 @@
 #endif
 
 #define MN_CTL_MAGIC 0x4d4e4350u /* "MNCP" */
-#define MN_CTL_VERSION 3         /* 2: BIND flags (MN_CTL_BIND_REUSEPORT); 3: MN_CTL_JOIN */
+#define MN_CTL_VERSION                                        \
+  4 /* 2: BIND flags (MN_CTL_BIND_REUSEPORT); 3: MN_CTL_JOIN; \
+       4: stream services (MN_CTL_PROTO_SERVICE), rendezvous port in INFO */
 #define MN_CTL_DEFAULT_SOCKET "/run/machnet/machnetd.sock"
 #define MN_CTL_MAX_MESSAGE 65536 /* the largest reply (MN_CTL_STATS text) */
 
@@ -56,7 +58,7 @@ struct mn_ctl_info_reply {
   uint16_t mtu;
   uint16_t nb_queues; /* queue 0 is the daemon's */
   uint16_t free_leases;
-  uint16_t pad1;
+  uint16_t rendezvous_port; /* where this host's stream services get their SYNs */
   int32_t daemon_pid;
   char device[64]; /* e.g. "net_memif0" */
 };
@@ -92,6 +94,15 @@ struct mn_ctl_attach_reply {
  * SO_REUSEPORT; the port may be shared with other leases that bound it with
  * the flag too and whose holder has the same uid (an SO_REUSEPORT group, up
  * to MN_GROUP_MAX_MEMBERS leases; ipc/shm.h). Any other bit: -EINVAL. */
+/* BIND, UNBIND and JOIN name a UDP port (proto 17) or a stream service
+ * (MN_CTL_PROTO_SERVICE): the TCP-like port a listener accepts connections
+ * on, whose SYNs arrive on the host's rendezvous port and which the daemon
+ * steers by the service port they carry (docs/MACHNETD.md, "Stream
+ * services"). A service is never an ephemeral port (port 0: -EINVAL) and
+ * takes no address. */
+#define MN_CTL_PROTO_UDP 17
+#define MN_CTL_PROTO_SERVICE 6
+
 #define MN_CTL_BIND_REUSEPORT 0x01u
 #define MN_CTL_BIND_FLAGS MN_CTL_BIND_REUSEPORT /* every flag this version knows */
 
@@ -112,7 +123,9 @@ struct mn_ctl_bind_request {
 struct mn_ctl_bind_reply {
   struct mn_ctl_header h; /* status -EADDRINUSE as bind(2) would */
   uint16_t port;
-  uint16_t pad0;
+  /* JOIN of a service: 1 + the index in mn_shm.shared_rings of the ring its
+   * SYNs go to, which every holder may read; 0 otherwise. */
+  uint16_t shared_ring;
   uint32_t pad1;
 };
 

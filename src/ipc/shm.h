@@ -26,8 +26,9 @@
 #define MN_SHM_MAGIC 0x4d4e5348u /* "MNSH" */
 /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings; 4: SO_REUSEPORT
  * groups, 40 drop reasons, mn_lease.quiesced and steer_seq; 5: fork-shared
- * ports (mn_port_group.shared, mn_shm.shared_rings, shared_pool) */
-#define MN_SHM_VERSION 5u
+ * ports (mn_port_group.shared, mn_shm.shared_rings, shared_pool); 6: stream
+ * services' fork-shared rings (MN_RING_OP_SERVICE_RING) */
+#define MN_SHM_VERSION 6u
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
 #define MN_SHM_MAX_DROP_REASONS 40
@@ -87,6 +88,9 @@ enum mn_ring_op_kind {
 #define MN_RING_OP(kind, queue) (((uint32_t)(kind) << 16) | (uint32_t)(queue))
 #define MN_RING_OP_KIND(op) ((op) >> 16)
 #define MN_RING_OP_QUEUE(op) ((uint16_t)((op)&0xffffu))
+/* The <queue> of a SHARED_ENQ/DEQ operation on the fork-shared ring of a
+ * stream service, which has no group: its ring's index, past the groups. */
+#define MN_RING_OP_SERVICE_RING(i) ((uint16_t)(MN_SHM_GROUPS + (i)))
 
 /* mn_lease.wake_state. RUNNING: the owner polls its RX queue. PARKED: its
  * threads sleep; the daemon may poll RX queue q for it. DAEMON: the daemon

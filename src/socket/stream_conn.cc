@@ -207,7 +207,13 @@ int op_stream_listen(int twin, const sockaddr_in* local, int backlog, uint64_t* 
   uint16_t port = ntohs(local->sin_port);
   // As listen(2): the kernel caps the backlog at somaxconn, we at 4096.
   uint32_t bl = static_cast<uint32_t>(std::clamp(backlog, 1, 4096));
-  int rc = g.stack->stream_listen(port, bl, &s->ev);
+  // SO_REUSEPORT on the twin (the kernel has checked it against the
+  // port's other listeners): under machnetd the service is shared the same
+  // way with other processes.
+  int reuse = 0;
+  socklen_t rlen = sizeof(reuse);
+  if (getsockopt(twin, SOL_SOCKET, SO_REUSEPORT, &reuse, &rlen) != 0) reuse = 0;
+  int rc = g.stack->stream_listen(port, bl, &s->ev, /*inherited=*/false, reuse != 0);
   if (rc == 0) {
     // Accepted connections start with the stream defaults (they inherit
     // what the listener is given later by setsockopt, as in Linux).

@@ -236,6 +236,20 @@ size_t Stack::poll_locked() {
     Endpoint dst;
     if (eng_->udp_take_error(s, &dst.ip, &dst.port) != 0) tp_->on_icmp_unreachable(now, to, dst);
   }
+  // SYNs of services shared by fork, for whichever holder accepts first.
+  if (accepting_ && !service_rings_.empty()) {
+    uint16_t r = tp_->tunables().rendezvous_port;
+    const Endpoint to{ip_, r};
+    for (const auto& [svc, ring] : service_rings_) {
+      for (;;) {
+        Endpoint from;
+        ssize_t len =
+            eng_->ring_recv(ring, socks_[r], rxbuf_.data(), rxbuf_.size(), &from.ip, &from.port);
+        if (len < 0) break;
+        tp_->on_datagram(now, from, to, rxbuf_.data(), static_cast<size_t>(len));
+      }
+    }
+  }
   if (!loop_.empty()) n += deliver_loopback(now);
   uint64_t next = tp_->next_timer_ns();
   if (next <= now) {
@@ -308,17 +322,15 @@ void Stack::wait_disarm(Waiter* w) {
 
 // ---- transport ports ------------------------------------------------------
 
-int Stack::acquire_port(uint16_t port, uint16_t* out, bool fork_join) {
+int Stack::acquire_port(uint16_t port, uint16_t* out) {
   if (down()) return -ENETDOWN;
   if (port != 0 && socks_[port] != nullptr) {
     // Bound already: by a listener (a second listen is refused by the
     // transport) or by a connect's ephemeral port, which is private to it.
     return -EADDRINUSE;
   }
-  engine::UdpBindOptions opt;
-  opt.fork_join = fork_join && port != 0;
   engine::UdpSocket* s = nullptr;
-  int rc = eng_->udp_bind(port, opt, &s);
+  int rc = eng_->udp_bind(port, &s);
   if (rc != 0) return rc;
   port = s->port();
   socks_[port] = s;

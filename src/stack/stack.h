@@ -142,10 +142,8 @@ class Stack final : public transport::DatagramSink {
   void flush_tx_locked();
 
   // Transport ports. acquire_port(0, ...) picks an ephemeral port. Returns 0
-  // or -errno (-EADDRINUSE, -EAGAIN: no ephemeral port left). fork_join
-  // (attached): the port is held by an ancestor process that shared it
-  // with us through fork(): join it (UdpBindOptions::fork_join).
-  int acquire_port(uint16_t port, uint16_t* out, bool fork_join = false);
+  // or -errno (-EADDRINUSE, -EAGAIN: no ephemeral port left).
+  int acquire_port(uint16_t port, uint16_t* out);
   // Takes a reference on a port already bound (an accepted flow).
   void ref_port(uint16_t port);
   void unref_port(uint16_t port);
@@ -164,12 +162,13 @@ class Stack final : public transport::DatagramSink {
   // the transport addressing of a TCP-like (address, port) lives here only.
   // Listens for stream connections to `service_port` (backlog 0: the
   // transport's default); listener events go to t. 0 or -errno.
-  // `inherited`: the listening socket came through fork() from a process
-  // that holds the rendezvous port (attached): the port is shared with it
-  // (a fork join) instead of bound, and this process's listener runs on a
-  // UDP port of its own.
-  int stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t,
-                    bool inherited = false);
+  // Attached, the service is claimed from machnetd, which steers its SYNs
+  // here: `reuseport` (the socket has SO_REUSEPORT) joins its SO_REUSEPORT
+  // group; `inherited` (the listening socket came through fork() from a
+  // process that listens on it) shares it with that process through a
+  // fork-shared ring. The listener runs on a UDP port of this process's own.
+  int stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t, bool inherited = false,
+                    bool reuseport = false);
   void stream_unlisten(uint16_t service_port);
   // The next established connection to the service: 0 with *id and *peer
   // (the flow holds a reference on its transport port, *port), or -EAGAIN.
@@ -283,13 +282,18 @@ class Stack final : public transport::DatagramSink {
   std::unordered_map<uint16_t, EventTarget*> service_targets_;   // by service port
   std::unordered_map<uint16_t, uint16_t> services_;  // service port -> accepted flows' UDP port
   uint32_t rendezvous_refs_ = 0;                     // services listening (R bound while > 0)
+  // Attached: services shared by fork and the fork-shared ring their SYNs
+  // go to (read in poll_locked once accepting_).
+  std::unordered_map<uint16_t, int> service_rings_;
   // This process asked for connections (accept, or readiness of a
-  // listener): only then does it take SYNs from the rendezvous port's
-  // fork-shared ring, so a parent that never accepts (nginx's master)
-  // leaves them to the children that do.
+  // listener): only then does it take SYNs from its services' fork-shared
+  // rings, so a parent that never accepts (nginx's master) leaves them to
+  // the children that do.
   bool accepting_ = false;
-  // Binds (or, inherited, joins) the rendezvous port as its first service.
-  int acquire_rendezvous(bool inherited);
+  // Binds the rendezvous port with the first service (attached: in this
+  // process only) and claims a service from machnetd (see stream_listen).
+  int acquire_rendezvous();
+  int claim_service(uint16_t service_port, bool inherited, bool reuseport, int* ring);
   uint64_t activity_ = 0;  // transport events and front-end notes
   uint64_t last_activity_ = 0;
   uint64_t last_icmp_ = 0;

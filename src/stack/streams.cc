@@ -10,6 +10,7 @@
 // listens (standalone engines; under machnetd the daemon owns it).
 #include <cerrno>
 
+#include "engine/log.h"
 #include "stack/stack.h"
 
 namespace machnet::stack {
@@ -39,40 +40,71 @@ int status_errno(Status st) {
 
 }  // namespace
 
-int Stack::acquire_rendezvous(bool inherited) {
-  // Inherited: the parent's port, joined (fork-shared: every holder may
-  // read what arrives), not bound.
+int Stack::acquire_rendezvous() {
+  // Attached, the port is this process's own: the daemon steers the frames
+  // that reach it by the service they name (service_listen below), so it
+  // is never claimed by port. Standalone, it is bound as any other.
   uint16_t r = tp_->tunables().rendezvous_port, got;
-  int rc = acquire_port(r, &got, inherited);
-  // The parent (every other holder) let the port go before we took the
-  // listener over: it is ours alone now, as the kernel's socket would be.
-  if (rc == -EADDRINUSE && inherited) rc = acquire_port(r, &got);
+  if (!eng_->attached()) return acquire_port(r, &got);
+  if (eng_->rendezvous_port() != 0 && eng_->rendezvous_port() != r) {
+    MN_LOG(ENGINE, ERR,
+           "transport.rendezvous_port is %u but machnetd's is %u: stream listeners stay on the "
+           "kernel (every host must use the same port)",
+           r, eng_->rendezvous_port());
+    return -EINVAL;
+  }
+  engine::UdpBindOptions opt;
+  opt.local_only = true;
+  engine::UdpSocket* s = nullptr;
+  int rc = eng_->udp_bind(r, opt, &s);
   if (rc != 0) return rc;
-  // SYNs waiting on the port's fork-shared ring are for processes that
-  // accept; we take them once we do (see accepting_).
-  eng_->udp_set_shared_reader(socks_[r], accepting_);
+  socks_[r] = s;
+  refs_[r] = 1;
+  bound_.push_back(r);
   return 0;
 }
 
-int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t, bool inherited) {
+int Stack::claim_service(uint16_t service_port, bool inherited, bool reuseport, int* ring) {
+  *ring = -1;
+  if (!eng_->attached()) return 0;  // standalone: the rendezvous port is ours alone
+  if (inherited) {
+    int rc = eng_->service_join(service_port, ring);
+    // Every other holder stopped listening before we took the listener
+    // over: it is ours alone now, as the kernel's socket would be.
+    if (rc != -EADDRINUSE) return rc;
+  }
+  return eng_->service_listen(service_port, reuseport);
+}
+
+int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t, bool inherited,
+                         bool reuseport) {
   if (down()) return -ENETDOWN;
   if (services_.count(service_port) != 0) return -EADDRINUSE;
   if (rendezvous_refs_ == 0) {
-    int rc = acquire_rendezvous(inherited && eng_->attached());
+    int rc = acquire_rendezvous();
     if (rc != 0) return rc;
   }
   rendezvous_refs_++;
+  int ring = -1;
+  int rc = claim_service(service_port, inherited, reuseport, &ring);
   uint16_t local = 0;
-  int rc = acquire_port(0, &local);
   if (rc == 0) {
-    Status st = tp_->listen_service(service_port, local, backlog);
-    if (st == Status::kOk) {
-      services_[service_port] = local;
-      service_targets_[service_port] = t;
-      return 0;
+    rc = acquire_port(0, &local);
+    if (rc == 0) {
+      Status st = tp_->listen_service(service_port, local, backlog);
+      if (st == Status::kOk) {
+        services_[service_port] = local;
+        service_targets_[service_port] = t;
+        if (ring >= 0) {
+          service_rings_[service_port] = ring;
+          eng_->set_ring_reader(ring, accepting_);
+        }
+        return 0;
+      }
+      unref_port(local);
+      rc = -status_errno(st);
     }
-    unref_port(local);
-    rc = -status_errno(st);
+    if (eng_->attached()) eng_->service_unlisten(service_port);
   }
   if (--rendezvous_refs_ == 0) unref_port(tp_->tunables().rendezvous_port);
   return rc;
@@ -82,6 +114,12 @@ void Stack::stream_unlisten(uint16_t service_port) {
   auto it = services_.find(service_port);
   if (it == services_.end()) return;
   tp_->unlisten_service(service_port);
+  if (eng_->attached()) eng_->service_unlisten(service_port);
+  auto r = service_rings_.find(service_port);
+  if (r != service_rings_.end()) {
+    eng_->set_ring_reader(r->second, false);
+    service_rings_.erase(r);
+  }
   unref_port(it->second);
   services_.erase(it);
   service_targets_.erase(service_port);
@@ -92,9 +130,10 @@ int Stack::stream_accept(uint16_t service_port, FlowId* id, Endpoint* peer, uint
   auto it = services_.find(service_port);
   if (it == services_.end()) return -EINVAL;
   if (!accepting_) {
+    // From now on this process takes SYNs off its services' fork-shared
+    // rings (see accepting_).
     accepting_ = true;
-    uint16_t r = tp_->tunables().rendezvous_port;
-    if (socks_[r] != nullptr) eng_->udp_set_shared_reader(socks_[r], true);
+    for (const auto& [svc, ring] : service_rings_) eng_->set_ring_reader(ring, true);
   }
   FlowId f;
   if (tp_->accept_service(service_port, &f) != Status::kOk) return -EAGAIN;

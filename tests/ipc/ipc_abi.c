@@ -45,10 +45,12 @@ static const struct field ctl_header[] = {F(mn_ctl_header, magic), F(mn_ctl_head
                                           F(mn_ctl_header, type), F(mn_ctl_header, seq),
                                           F(mn_ctl_header, status)};
 static const struct field info_reply[] = {
-    F(mn_ctl_info_reply, h),    F(mn_ctl_info_reply, ip),         F(mn_ctl_info_reply, prefix_len),
-    A(mn_ctl_info_reply, mac),  F(mn_ctl_info_reply, pad0),       F(mn_ctl_info_reply, gateway),
-    F(mn_ctl_info_reply, mtu),  F(mn_ctl_info_reply, nb_queues),  F(mn_ctl_info_reply, free_leases),
-    F(mn_ctl_info_reply, pad1), F(mn_ctl_info_reply, daemon_pid), A(mn_ctl_info_reply, device)};
+    F(mn_ctl_info_reply, h),           F(mn_ctl_info_reply, ip),
+    F(mn_ctl_info_reply, prefix_len),  A(mn_ctl_info_reply, mac),
+    F(mn_ctl_info_reply, pad0),        F(mn_ctl_info_reply, gateway),
+    F(mn_ctl_info_reply, mtu),         F(mn_ctl_info_reply, nb_queues),
+    F(mn_ctl_info_reply, free_leases), F(mn_ctl_info_reply, rendezvous_port),
+    F(mn_ctl_info_reply, daemon_pid),  A(mn_ctl_info_reply, device)};
 static const struct field attach_request[] = {F(mn_ctl_attach_request, h),
                                               A(mn_ctl_attach_request, comm)};
 static const struct field attach_reply[] = {
@@ -64,7 +66,8 @@ static const struct field bind_request[] = {
     F(mn_ctl_bind_request, h), F(mn_ctl_bind_request, ip), F(mn_ctl_bind_request, port),
     F(mn_ctl_bind_request, proto), F(mn_ctl_bind_request, flags)};
 static const struct field bind_reply[] = {F(mn_ctl_bind_reply, h), F(mn_ctl_bind_reply, port),
-                                          F(mn_ctl_bind_reply, pad0), F(mn_ctl_bind_reply, pad1)};
+                                          F(mn_ctl_bind_reply, shared_ring),
+                                          F(mn_ctl_bind_reply, pad1)};
 static const struct field unbind_request[] = {
     F(mn_ctl_unbind_request, h), F(mn_ctl_unbind_request, port), F(mn_ctl_unbind_request, proto),
     F(mn_ctl_unbind_request, pad0), F(mn_ctl_unbind_request, pad1)};

@@ -5,8 +5,8 @@
 # no byte travels over kernel TCP:
 #   - nginx on B, `worker_processes 4`: the master binds and listens, the
 #     workers (fork children) accept on the inherited listener, each under a
-#     lease of its own (machnet-stat: the rendezvous port fork-shared by the
-#     master and the 4 workers);
+#     lease of its own (machnet-stat: the stream service shared by the
+#     master and the 4 workers through a fork-shared ring);
 #   - wrk on A (attached to A's machnetd): no socket errors, no non-2xx
 #     answers, and every worker served some of the requests (nginx's access
 #     log names the worker's pid);
@@ -83,32 +83,32 @@ wrk_run() {
   grep -E "requests in|Requests/sec|Latency" "$TMP/$1.log" | sed "s/^/  [$1] /"
 }
 
-# shared_holders: the pids machnet-stat lists as the rendezvous port's
-# fork-shared holders.
-shared_holders() {
-  "$PYTHON" - "${MND_SOCK[$DB]}" "$RENDEZVOUS" <<'PY'
+# service_holders: the pids machnet-stat lists as listening on stream
+# service PORT, and whether the service has a fork-shared ring.
+service_holders() {
+  "$PYTHON" - "${MND_SOCK[$DB]}" "$PORT" <<'PY'
 import json, subprocess, sys, os
 j = json.loads(subprocess.run([os.environ["MACHNET_STAT"], "--socket", sys.argv[1], "--json"],
                               capture_output=True, text=True, check=True).stdout)
-for p in j["ports"]:
-    if p["port"] == int(sys.argv[2]) and "shared_ring" in p:
-        print(" ".join(str(m["pid"]) for m in sorted(p["members"], key=lambda m: m["pid"])))
+for s in j["services"]:
+    if s["port"] == int(sys.argv[2]):
+        print(" ".join(str(m["pid"]) for m in sorted(s["members"], key=lambda m: m["pid"])),
+              "ring" if "shared_ring" in s else "no-ring")
 PY
 }
 export MACHNET_STAT
-RENDEZVOUS=14700
 
-# The workers take the listener over at their first epoll_ctl: the
-# rendezvous port is then shared by the master and every worker.
+# The workers take the listener over at their first epoll_ctl: the service
+# is then shared by the master and every worker, through a fork-shared ring.
 want=""
 for _ in $(seq 100); do
-  want=$(printf '%s\n' "$NG" $(pgrep -P "$NG") | sort -n | tr '\n' ' ' | sed 's/ $//')
-  [ "$(shared_holders)" = "$want" ] && break
+  want="$(printf '%s\n' "$NG" $(pgrep -P "$NG") | sort -n | tr '\n' ' ' | sed 's/ $//') ring"
+  [ "$(service_holders)" = "$want" ] && break
   sleep 0.1
 done
-got=$(shared_holders)
-[ "$got" = "$want" ] || fail "machnet-stat: port $RENDEZVOUS fork-shared by '$got', expected the master and workers '$want'"
-echo "ok: machnet-stat: the rendezvous port $RENDEZVOUS is fork-shared by $got (master $NG and $WORKERS workers)"
+got=$(service_holders)
+[ "$got" = "$want" ] || fail "machnet-stat: service $PORT held by '$got', expected the master and workers '$want'"
+echo "ok: machnet-stat: stream service $PORT shared by fork: $got (master $NG and $WORKERS workers)"
 
 : >"$TMP/ngx/access.log"
 wrk_run wrk1

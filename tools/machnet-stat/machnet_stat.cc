@@ -208,6 +208,24 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
   if (root["ports_truncated"].u() != 0)
     std::printf("(%" PRIu64 " more ports not shown)\n", root["ports_truncated"].u());
 
+  if (root.has("services")) {
+    // Stream services: who listens (SYNs steered by the daemon).
+    const JVal& services = root["services"];
+    std::printf("\n%-8s %-22s %s\n", "SERVICE", "HOW", "LISTENERS (queue/pid)");
+    if (services.arr.empty()) std::printf("(no stream listeners)\n");
+    for (const JVal& sv : services.arr) {
+      std::string how = sv.has("shared_ring")
+                            ? "fork-shared, ring " + std::to_string(sv["shared_ring"].u())
+                        : sv["reuseport"].b ? "SO_REUSEPORT"
+                                            : "one listener";
+      std::string who;
+      for (const JVal& m : sv["members"].arr)
+        who += (who.empty() ? "" : " ") + std::to_string(m["queue"].u()) + "/" +
+               std::to_string(m["pid"].i());
+      std::printf("%-8" PRIu64 " %-22s %s\n", sv["port"].u(), how.c_str(), who.c_str());
+    }
+  }
+
   std::printf("\n%-5s %7s %7s %9s %6s %11s\n", "POOL", "SIZE", "IN_USE", "BASELINE", "RING",
               "UNACCOUNTED");
   for (const JVal& p : root["pools"].arr) {
