@@ -197,6 +197,17 @@ int LeaseTable::bind(uint16_t q, uint32_t ip, uint16_t port, uint8_t proto, uint
   return 0;
 }
 
+int fork_sharer_check(const mn_shm& shm, uint16_t q, const uint16_t* holders, size_t n) {
+  const mn_lease& l = shm.leases[q % MN_SHM_MAX_QUEUES];
+  bool related = false, same_uid = false;
+  for (size_t i = 0; i < n; i++) {
+    const mn_lease& h = shm.leases[holders[i] % MN_SHM_MAX_QUEUES];
+    if (h.uid == l.uid) same_uid = true;
+    if (h.uid == l.uid && is_descendant(l.pid, h.pid)) related = true;
+  }
+  return !same_uid ? -EACCES : !related ? -EADDRINUSE : 0;
+}
+
 int LeaseTable::join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, const char** why) {
   mn_shm& shm = *d_->shm;
   *why = nullptr;
@@ -213,7 +224,7 @@ int LeaseTable::join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, co
     return -EADDRINUSE;
   }
   // The holders: one lease, or the members of a fork-shared group.
-  uint16_t holders[MN_GROUP_MAX_MEMBERS];
+  uint16_t holders[MN_GROUP_MAX_MEMBERS] = {};
   uint16_t n = 0;
   mn_port_group* grp = nullptr;
   if ((v & MN_PORT_GROUP) != 0) {
@@ -227,19 +238,10 @@ int LeaseTable::join(uint16_t q, uint16_t port, uint8_t proto, uint8_t flags, co
   } else {
     holders[n++] = v;
   }
-  bool related = false, same_uid = false;
-  for (uint16_t i = 0; i < n; i++) {
-    const mn_lease& h = shm.leases[holders[i] % MN_SHM_MAX_QUEUES];
-    if (h.uid == l.uid) same_uid = true;
-    if (h.uid == l.uid && is_descendant(l.pid, h.pid)) related = true;
-  }
-  if (!same_uid) {
-    *why = "the port's holder has another uid";
-    return -EACCES;
-  }
-  if (!related) {
-    *why = "no holder of the port is an ancestor of the caller";
-    return -EADDRINUSE;
+  if (int rc = fork_sharer_check(shm, q, holders, n); rc != 0) {
+    *why = rc == -EACCES ? "the port's holder has another uid"
+                         : "no holder of the port is an ancestor of the caller";
+    return rc;
   }
   if (grp != nullptr) {
     if (n >= MN_GROUP_MAX_MEMBERS) {

@@ -21,6 +21,11 @@ namespace machnet::daemon {
 // at most 64 steps; parent: /proc/<pid>/stat's ppid when nullptr).
 bool is_descendant(int32_t pid, int32_t ancestor, int32_t (*parent)(int32_t) = nullptr);
 
+// Whether queue q's holder may share what `holders` hold as a fork sharer:
+// one of them has its uid (else -EACCES) and is an ancestor of its process
+// (else -EADDRINUSE). 0 when it may.
+int fork_sharer_check(const mn_shm& shm, uint16_t q, const uint16_t* holders, size_t n);
+
 class LeaseTable {
  public:
   explicit LeaseTable(Daemon* d);

@@ -34,7 +34,6 @@ int ServiceTable::bind(uint16_t q, uint16_t service, bool reuseport) {
 int ServiceTable::join(uint16_t q, uint16_t service, uint16_t* ring, const char** why) {
   *why = nullptr;
   if (service == 0 || q == 0 || q >= MN_SHM_MAX_QUEUES) return -EINVAL;
-  const mn_lease& l = d_->shm->leases[q];
   auto it = services_.find(service);
   if (it == services_.end()) {
     *why = "nobody listens on the service";
@@ -49,19 +48,10 @@ int ServiceTable::join(uint16_t q, uint16_t service, uint16_t* ring, const char*
     *why = "an SO_REUSEPORT group listens on the service";
     return -EADDRINUSE;
   }
-  bool same_uid = false, related = false;
-  for (uint16_t m : s.members) {
-    const mn_lease& h = d_->shm->leases[m];
-    if (h.uid == l.uid) same_uid = true;
-    if (h.uid == l.uid && is_descendant(l.pid, h.pid)) related = true;
-  }
-  if (!same_uid) {
-    *why = "the service's listener has another uid";
-    return -EACCES;
-  }
-  if (!related) {
-    *why = "no listener of the service is an ancestor of the caller";
-    return -EADDRINUSE;
+  if (int rc = fork_sharer_check(*d_->shm, q, s.members.data(), s.members.size()); rc != 0) {
+    *why = rc == -EACCES ? "the service's listener has another uid"
+                         : "no listener of the service is an ancestor of the caller";
+    return rc;
   }
   if (s.ring < 0) {
     s.ring = d_->leases->take_shared_ring();
