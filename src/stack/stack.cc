@@ -240,14 +240,13 @@ size_t Stack::poll_locked() {
   if (accepting_ && !service_rings_.empty()) {
     uint16_t r = tp_->tunables().rendezvous_port;
     const Endpoint to{ip_, r};
+    // One SYN per ring and round: the other holders woken for the same
+    // arrivals get theirs, instead of the first one awake taking them all.
     for (const auto& [svc, ring] : service_rings_) {
-      for (;;) {
-        Endpoint from;
-        ssize_t len =
-            eng_->ring_recv(ring, socks_[r], rxbuf_.data(), rxbuf_.size(), &from.ip, &from.port);
-        if (len < 0) break;
-        tp_->on_datagram(now, from, to, rxbuf_.data(), static_cast<size_t>(len));
-      }
+      Endpoint from;
+      ssize_t len =
+          eng_->ring_recv(ring, socks_[r], rxbuf_.data(), rxbuf_.size(), &from.ip, &from.port);
+      if (len >= 0) tp_->on_datagram(now, from, to, rxbuf_.data(), static_cast<size_t>(len));
     }
   }
   if (!loop_.empty()) n += deliver_loopback(now);
