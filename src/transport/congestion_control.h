@@ -15,6 +15,11 @@ namespace transport {
 class CongestionControl {
  public:
   void init(const Tunables& t, uint32_t mss, uint64_t now_ns);
+  // A copy moved to another Transport (Flow adoption): same state, that
+  // transport's tunables (identical values). Not initialised stays so.
+  void rebind(const Tunables* t) {
+    if (t_ != nullptr) t_ = t;
+  }
 
   // An ACK newly acknowledged or SACKed `acked_bytes`; `delay_ns` is the RTT
   // sample with the receiver's ACK delay removed (0 if no sample).

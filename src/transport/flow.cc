@@ -10,7 +10,7 @@ namespace transport {
 Flow::Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint& remote,
            bool stream)
     : env_(env),
-      t_(*env.t),
+      t_(env.t),
       id_(id),
       local_(local),
       remote_(remote),
@@ -33,29 +33,50 @@ Flow::Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint&
     // A stream travels as chunks of at most stream_chunk_bytes: that is the
     // largest "message" this end accepts, which bounds reassembly memory to
     // the window plus one chunk instead of one max_message_bytes message.
-    rx_max_msg_ = std::min({t_.max_message_bytes, t_.stream_chunk_bytes, rcvbuf_});
+    rx_max_msg_ = std::min({t_->max_message_bytes, t_->stream_chunk_bytes, rcvbuf_});
   }
   // Rings start small and double on demand up to their hard bound.
-  sent_.reset(64, t_.max_inflight_segments);
-  out_msgs_.reset(16, t_.send_buffer_bytes);
-  slots_.reset(64, t_.max_inflight_segments);
-  in_msgs_.reset(8, t_.max_reassembly_messages);
-  ready_.reset(16, size_t{t_.recv_buffer_bytes} + t_.max_message_bytes);
-  rtx_fifo_.reset(16, t_.max_inflight_segments);
+  sent_.reset(64, t_->max_inflight_segments);
+  out_msgs_.reset(16, t_->send_buffer_bytes);
+  slots_.reset(64, t_->max_inflight_segments);
+  in_msgs_.reset(8, t_->max_reassembly_messages);
+  ready_.reset(16, size_t{t_->recv_buffer_bytes} + t_->max_message_bytes);
+  rtx_fifo_.reset(16, t_->max_inflight_segments);
   last_adv_wnd_ = rcvbuf_;
 }
 
+Flow::Flow(const Flow& snapshot, const FlowEnv& env, const Endpoint& local) : Flow(snapshot) {
+  // The copy constructor copied values only (rings and queues copy their
+  // vectors); what pointed into the other Transport is replaced here.
+  env_ = env;
+  t_ = env.t;
+  cc_.rebind(env.t);
+  local_ = local;
+  // Bookkeeping owned by the (new) Transport.
+  released = false;
+  accept_pending = false;
+  accepted = true;
+  heap_deadline = kNever;
+  in_half_open_index = false;
+  in_connecting_index = false;
+  reported_events = 0;
+  frozen = false;
+  retired = false;
+  retire_deadline = kNever;
+  migrating_ = true;
+}
+
 void Flow::set_options(uint64_t now, const FlowOptions& o) {
-  const uint32_t lo = t_.min_flow_buffer_bytes;
-  uint32_t r = std::min(std::max(o.recv_buffer_bytes, lo), t_.recv_buffer_bytes);
-  if (!stream_) r = std::max(r, t_.max_message_bytes);
+  const uint32_t lo = t_->min_flow_buffer_bytes;
+  uint32_t r = std::min(std::max(o.recv_buffer_bytes, lo), t_->recv_buffer_bytes);
+  if (!stream_) r = std::max(r, t_->max_message_bytes);
   if (advertised_) r = std::max(r, rx_max_msg_);  // a message we accepted must still fit
   rcvbuf_ = r;
   if (stream_ && !advertised_) {
-    rx_max_msg_ = std::min({t_.max_message_bytes, t_.stream_chunk_bytes, rcvbuf_});
+    rx_max_msg_ = std::min({t_->max_message_bytes, t_->stream_chunk_bytes, rcvbuf_});
   }
-  uint32_t w = std::min(std::max(o.send_buffer_bytes, lo), t_.send_buffer_bytes);
-  if (!stream_) w = std::max(w, t_.max_message_bytes);
+  uint32_t w = std::min(std::max(o.send_buffer_bytes, lo), t_->send_buffer_bytes);
+  if (!stream_) w = std::max(w, t_->max_message_bytes);
   sndbuf_ = w;
   ka_asked_.keepalive = o.keepalive;
   ka_asked_.keepalive_idle_ns = o.keepalive_idle_ns;
@@ -69,12 +90,12 @@ void Flow::set_options(uint64_t now, const FlowOptions& o) {
   } else {
     ka_idle_ns_ = 0;
   }
-  if (o.dead_peer_floor && t_.keepalive_idle_ns != 0) {
-    const uint64_t own = t_.keepalive_idle_ns + t_.keepalive_probes * t_.keepalive_interval_ns;
+  if (o.dead_peer_floor && t_->keepalive_idle_ns != 0) {
+    const uint64_t own = t_->keepalive_idle_ns + t_->keepalive_probes * t_->keepalive_interval_ns;
     if (ka_idle_ns_ == 0 || ka_idle_ns_ + ka_max_probes_ * ka_interval_ns_ > own) {
-      ka_idle_ns_ = t_.keepalive_idle_ns;
-      ka_interval_ns_ = t_.keepalive_interval_ns;
-      ka_max_probes_ = t_.keepalive_probes;
+      ka_idle_ns_ = t_->keepalive_idle_ns;
+      ka_interval_ns_ = t_->keepalive_interval_ns;
+      ka_max_probes_ = t_->keepalive_probes;
     }
   }
   nodelay_ = o.nodelay;
@@ -121,7 +142,7 @@ bool Flow::established_like() const {
 void Flow::init_established(uint64_t now) {
   state_ = FlowState::kEstablished;
   state_deadline_ = kNever;
-  cc_.init(t_, mss_, now);
+  cc_.init(*t_, mss_, now);
   last_rx_ns_ = now;
   ka_probes_ = 0;
   rtx_scan_ = loss_scan_ = snd_una_;
@@ -157,7 +178,8 @@ void Flow::fill_ack_fields(uint64_t now, Segment* s) {
 void Flow::transmit(uint64_t now, Segment* s, const uint8_t* payload, uint32_t len) {
   (void)now;
   s->payload_len = static_cast<uint16_t>(len);
-  if (t_.payload_checksum && len > 0) s->flags |= kFlagPayloadCsum;
+  if (t_->payload_checksum && len > 0) s->flags |= kFlagPayloadCsum;
+  if (migrating_) s->flags |= kFlagMigrated;
   uint8_t hdr[kHeaderSize];
   iovec iov{const_cast<uint8_t*>(payload), len};
   encode_header(*s, &iov, len > 0 ? 1 : 0, hdr);
@@ -201,7 +223,7 @@ void Flow::update_state(uint64_t now) {
   if (state_ == FlowState::kTimeWait) {
     // Both directions are done: nothing is outstanding any more. Linger only
     // to re-ACK a retransmitted FIN whose ACK was lost.
-    state_deadline_ = now + t_.time_wait_ns;
+    state_deadline_ = now + t_->time_wait_ns;
     rto_deadline_ = tlp_deadline_ = kNever;
     persist_ = false;
   }
@@ -246,6 +268,48 @@ void Flow::abort(uint64_t now) {
   fail(now, FlowError::kAborted, true);
 }
 
+void Flow::resume(uint64_t now) {
+  if (done() || !established_like()) return;
+  // Like an RTO without its penalty: the pause dropped segments, it did not
+  // prove congestion, so neither the window nor the back-off grows.
+  if (snd_una_ != snd_nxt_) {
+    for (size_t i = 0; i < sent_.size(); ++i)
+      mark_lost(sent_[i], snd_una_ + static_cast<uint32_t>(i));
+    rtx_scan_ = snd_una_;
+    backoff_ = 0;
+    dupacks_ = 0;
+    persist_ = false;
+    rto_deadline_ = tlp_deadline_ = kNever;  // re-armed by try_transmit
+    try_transmit(now);
+  }
+  // The liveness clock restarts: the peer was not silent, we were deaf.
+  last_rx_ns_ = now;
+  ka_probes_ = 0;
+  send_pure_ack(now);
+}
+
+bool Flow::accepts_migration(const Segment& s) const {
+  // The same proofs on_segment() asks of any segment of the flow, none of
+  // them weakened: both connection ids, an ACK that acknowledges nothing
+  // unsent (and nothing before snd_una: the moved end's copy cannot be
+  // behind what we already got), a sequence number inside the ring.
+  if (done() || !established_like()) return false;
+  if (s.src_conn != peer_id_) return false;
+  if (s.type == SegType::kSyn || s.type == SegType::kSynAck) return false;
+  if (!(s.flags & kFlagAck) || seq_gt(s.ack, snd_nxt_) || seq_lt(s.ack, snd_una_)) return false;
+  const int32_t max_off = static_cast<int32_t>(t_->max_inflight_segments);
+  const int32_t off = seq_diff(s.seq, rcv_nxt_);
+  switch (s.type) {
+    case SegType::kData:
+    case SegType::kFin:
+      return off >= -max_off && off < max_off;
+    case SegType::kRst:
+      return off >= 0 && off < max_off;
+    default:  // ACK, KEEPALIVE: seq is the sender's snd_nxt, at or above ours
+      return off >= 0 && off <= max_off;
+  }
+}
+
 uint64_t Flow::keepalive_deadline() const {
   if (ka_idle_ns_ == 0 || !established_like() || state_ == FlowState::kTimeWait) return kNever;
   return ka_probes_ == 0 ? last_rx_ns_ + ka_idle_ns_ : ka_last_probe_ns_ + ka_interval_ns_;
@@ -255,7 +319,7 @@ uint64_t Flow::next_deadline() const {
   if (done()) return kNever;
   uint64_t d = std::min({rto_deadline_, tlp_deadline_, ack_deadline_, state_deadline_});
   d = std::min(d, keepalive_deadline());
-  if (cork_ && hold_since_ != kNever) d = std::min(d, hold_since_ + t_.cork_max_ns);
+  if (cork_ && hold_since_ != kNever) d = std::min(d, hold_since_ + t_->cork_max_ns);
   return d;
 }
 
@@ -283,7 +347,7 @@ void Flow::on_timer(uint64_t now) {
   if (done()) return;
   if (keepalive_deadline() <= now) on_keepalive_timer(now);
   if (done()) return;
-  if (cork_ && hold_since_ != kNever && hold_since_ + t_.cork_max_ns <= now) {
+  if (cork_ && hold_since_ != kNever && hold_since_ + t_->cork_max_ns <= now) {
     release_tail();
     try_transmit(now);
   }

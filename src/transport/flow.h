@@ -130,6 +130,13 @@ struct FlowStats {
 class Flow {
  public:
   Flow(const FlowEnv& env, FlowId id, const Endpoint& local, const Endpoint& remote, bool stream);
+  // Adoption (Transport::adopt): a copy of `snapshot`, a flow of another
+  // Transport instance (the fork-time copy of the parent's), rebound to
+  // `env` and running on `local`. Every member is a value (rings copy their
+  // vectors) except the environment pointers, which are replaced here. The
+  // Transport-owned bookkeeping is reset; the copy announces the move
+  // (kFlagMigrated) until the peer answers at the new port.
+  Flow(const Flow& snapshot, const FlowEnv& env, const Endpoint& local);
 
   // --- handshake.cc ---------------------------------------------------------
   void start_connect(uint64_t now);
@@ -192,6 +199,20 @@ class Flow {
 
   // --- flow.cc ----------------------------------------------------------------
   void abort(uint64_t now);
+  // After a pause in which segments were dropped (thaw, adoption, the peer
+  // moved): everything unacknowledged and not SACKed is resent now (as far
+  // as the congestion window allows; the rest follows as ACKs come back),
+  // the back-off starts over and an ACK goes out. No-op on a finished flow.
+  void resume(uint64_t now);
+  // Path migration (docs/PROTOCOL.md, "Moving a flow to another process"):
+  // whether `s`, which came from the peer's IP but another UDP port with
+  // kFlagMigrated, carries every proof a segment of this flow must carry
+  // (ids, an ACK within [snd_una, snd_nxt], seq within the ring). Pure check.
+  bool accepts_migration(const Segment& s) const;
+  void set_remote_port(uint16_t port) { remote_.port = port; }
+  // Our segments carry kFlagMigrated (adopted, peer not heard at the new
+  // port yet).
+  bool migrating() const { return migrating_; }
   // The owner is about to vanish (process exit): what is unacknowledged
   // (data, FIN) is resent at the next poll and the back-off starts over, so
   // the retransmissions fit in the short time left. False if nothing is
@@ -216,8 +237,12 @@ class Flow {
   bool stream_mode() const { return stream_; }
   bool done() const { return state_ == FlowState::kClosed || state_ == FlowState::kFailed; }
   bool half_open() const { return state_ == FlowState::kSynReceived; }
+  // Past the handshake and not finished: ESTABLISHED, FIN_WAIT, CLOSE_WAIT,
+  // CLOSING, TIME_WAIT.
+  bool established_like() const;
   uint16_t service_port() const { return service_port_; }
   uint64_t born_ns() const { return born_ns_; }
+  const Tunables& tunables() const { return *t_; }
   FlowStats stats() const;
 
   // Bookkeeping owned by the Transport.
@@ -229,6 +254,13 @@ class Flow {
   bool in_half_open_index = false;  // FlowTable's indexes (no lookup per event)
   bool in_connecting_index = false;
   uint32_t reported_events = 0;  // last mask given to the event handler
+  // Hand-off to another process (Transport::freeze/retire): a frozen flow
+  // is not processed at all; a retired one is a silent tombstone until
+  // retire_deadline.
+  bool frozen = false;
+  bool frozen_drops = false;  // segments dropped while frozen: thaw resends
+  bool retired = false;
+  uint64_t retire_deadline = kNever;
 
  private:
   struct SentSeg {
@@ -268,7 +300,6 @@ class Flow {
   void free_buffers(bool keep_ready);
   void track_high_water();
   uint32_t advertised_window() const;
-  bool established_like() const;
   void init_established(uint64_t now);
   uint64_t keepalive_deadline() const;
 
@@ -316,7 +347,7 @@ class Flow {
   void on_keepalive_timer(uint64_t now);
 
   FlowEnv env_;
-  const Tunables& t_;
+  const Tunables* t_;  // env_.t (a pointer: an adopted copy is rebound)
   FlowId id_;
   uint32_t peer_id_ = 0;
   Endpoint local_, remote_;
@@ -345,6 +376,8 @@ class Flow {
   uint16_t service_port_ = 0;
   bool probing_ = false;  // SYN_SENT under the probe bound
   bool adopted_ = false;  // remote port taken from the SYN-ACK
+  // ---- hand-off ----
+  bool migrating_ = false;  // adopted: send kFlagMigrated until the peer answers
   uint64_t probe_deadline_ = kNever;
   FallbackReason fallback_ = FallbackReason::kNone;
   ProbeNews news_ = ProbeNews::kNone;

@@ -10,16 +10,16 @@ namespace transport {
 const char* Flow::check_invariants() const {
 #define MACHNET_CHECK(cond) \
   if (!(cond)) return #cond
-  MACHNET_CHECK(rcvbuf_ >= t_.min_flow_buffer_bytes && rcvbuf_ <= t_.recv_buffer_bytes);
-  MACHNET_CHECK(sndbuf_ >= t_.min_flow_buffer_bytes && sndbuf_ <= t_.send_buffer_bytes);
-  MACHNET_CHECK(rx_max_msg_ >= 1 && rx_max_msg_ <= t_.max_message_bytes);
+  MACHNET_CHECK(rcvbuf_ >= t_->min_flow_buffer_bytes && rcvbuf_ <= t_->recv_buffer_bytes);
+  MACHNET_CHECK(sndbuf_ >= t_->min_flow_buffer_bytes && sndbuf_ <= t_->send_buffer_bytes);
+  MACHNET_CHECK(rx_max_msg_ >= 1 && rx_max_msg_ <= t_->max_message_bytes);
   MACHNET_CHECK(!advertised_ || rcvbuf_ >= rx_max_msg_);
   MACHNET_CHECK(!fin_sent_ || fin_queued_);
   MACHNET_CHECK(!fin_acked_ || fin_sent_);
   MACHNET_CHECK(!probing_ || (service_port_ != 0 && !passive));
 
   // ---- send side ----
-  MACHNET_CHECK(sent_.size() <= t_.max_inflight_segments);
+  MACHNET_CHECK(sent_.size() <= t_->max_inflight_segments);
   if (state_ == FlowState::kSynSent || state_ == FlowState::kSynReceived) {
     MACHNET_CHECK(sent_.empty() && snd_nxt_ - snd_una_ == 1);
   } else if (!done()) {
@@ -55,7 +55,7 @@ const char* Flow::check_invariants() const {
     queued += n;
   }
   MACHNET_CHECK(queued == send_buffered_);
-  MACHNET_CHECK(send_buffered_ <= t_.send_buffer_bytes);
+  MACHNET_CHECK(send_buffered_ <= t_->send_buffer_bytes);
   if (!done()) {  // a finished flow has dropped its send queue, ids and all
     MACHNET_CHECK(size_t{next_msg_id_ - out_base_id_} == out_msgs_.size());
     MACHNET_CHECK(seg_msg_id_ - out_base_id_ <= next_msg_id_ - out_base_id_);
@@ -70,14 +70,14 @@ const char* Flow::check_invariants() const {
   }
 
   // ---- receive side ----
-  MACHNET_CHECK(slots_.size() <= t_.max_inflight_segments);
-  MACHNET_CHECK(in_msgs_.size() <= t_.max_reassembly_messages);
+  MACHNET_CHECK(slots_.size() <= t_->max_inflight_segments);
+  MACHNET_CHECK(in_msgs_.size() <= t_->max_reassembly_messages);
   MACHNET_CHECK(n_sacks_ <= kMaxSackBlocks);
   if (established_like()) {
     MACHNET_CHECK(slots_.empty() || slots_[0].state == 0);
     for (uint8_t i = 0; i < n_sacks_; ++i) {
       MACHNET_CHECK(seq_gt(sacks_[i].start, rcv_nxt_) && seq_lt(sacks_[i].start, sacks_[i].end));
-      MACHNET_CHECK(sacks_[i].end - rcv_nxt_ <= t_.max_inflight_segments);
+      MACHNET_CHECK(sacks_[i].end - rcv_nxt_ <= t_->max_inflight_segments);
     }
   }
   uint64_t reserved = 0, ready = 0;
@@ -96,7 +96,7 @@ const char* Flow::check_invariants() const {
   MACHNET_CHECK(ready - ready_off_ == ready_bytes_);
   MACHNET_CHECK(held_bytes_ <= reserved_bytes_);
   // The hard memory bound of docs/PROTOCOL.md section 4.
-  MACHNET_CHECK(reserved_bytes_ <= uint64_t{t_.recv_buffer_bytes} + rx_max_msg_);
+  MACHNET_CHECK(reserved_bytes_ <= uint64_t{t_->recv_buffer_bytes} + rx_max_msg_);
 #undef MACHNET_CHECK
   return nullptr;
 }

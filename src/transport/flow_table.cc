@@ -74,6 +74,13 @@ Flow* FlowTable::find_by_syn(const Endpoint& remote, uint32_t peer_id) const {
   return it == syn_index_.end() ? nullptr : find(it->second);
 }
 
+void FlowTable::remote_changed(Flow* f, const Endpoint& old_remote) {
+  if (!f->passive) return;
+  auto s = syn_index_.find(SynKey{old_remote.ip, old_remote.port, f->peer_id()});
+  if (s != syn_index_.end() && s->second == f->id()) syn_index_.erase(s);
+  syn_index_[SynKey{f->remote().ip, f->remote().port, f->peer_id()}] = f->id();
+}
+
 void FlowTable::refresh(Flow* f) {
   // Called after every event: the flags on the flow avoid hash lookups in
   // the common case (an established flow, in neither index).

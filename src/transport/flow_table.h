@@ -32,6 +32,9 @@ class FlowTable {
   // Re-derives the half-open and connecting indexes after an event changed a
   // flow's state.
   void refresh(Flow* f);
+  // The flow's remote endpoint changed from `old_remote` (path migration):
+  // re-keys the duplicate-SYN index.
+  void remote_changed(Flow* f, const Endpoint& old_remote);
 
   // The half-open flow that has waited longest, or nullptr.
   Flow* oldest_half_open() const;

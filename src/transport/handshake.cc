@@ -18,9 +18,9 @@ void Flow::send_syn(uint64_t now) {
   s.dst_conn = 0;
   s.seq = iss_;
   s.rwnd = advertised_window();
-  s.msg_id = t_.max_inflight_segments;  // our receive ring: the peer's limit in segments
-  s.msg_len = t_.mtu_payload;           // the largest payload we accept
-  s.msg_offset = rx_max_msg_;           // the largest message (stream: chunk) we accept
+  s.msg_id = t_->max_inflight_segments;  // our receive ring: the peer's limit in segments
+  s.msg_len = t_->mtu_payload;           // the largest payload we accept
+  s.msg_offset = rx_max_msg_;            // the largest message (stream: chunk) we accept
   s.tsval = static_cast<uint32_t>(now);
   if (stream_) s.flags |= kFlagStream;
   if (service_port_ != 0) {
@@ -38,8 +38,8 @@ void Flow::send_syn_ack(uint64_t now) {
   s.type = SegType::kSynAck;
   fill_ack_fields(now, &s);
   s.seq = iss_;
-  s.msg_id = t_.max_inflight_segments;
-  s.msg_len = t_.mtu_payload;
+  s.msg_id = t_->max_inflight_segments;
+  s.msg_len = t_->mtu_payload;
   s.msg_offset = rx_max_msg_;
   if (stream_) s.flags |= kFlagStream;
   // From this flow's own port: the client adopts it as the flow's remote port.
@@ -65,20 +65,20 @@ void Flow::start_connect(uint64_t now) {
   syn_retries_ = 0;
   syn_sent_ns_ = now;
   send_syn(now);
-  state_deadline_ = now + (probing_ ? probe_rto() : t_.syn_rto_ns);
+  state_deadline_ = now + (probing_ ? probe_rto() : t_->syn_rto_ns);
 }
 
 uint64_t Flow::probe_rto() const {
   // Three SYNs within the probe bound: one lost SYN or SYN-ACK does not
   // send a machnet peer's connection to kernel TCP.
-  uint64_t r = std::min(t_.syn_rto_ns, t_.probe_timeout_ns / 3);
+  uint64_t r = std::min(t_->syn_rto_ns, t_->probe_timeout_ns / 3);
   return r == 0 ? 1 : r;
 }
 
 void Flow::start_service_connect(uint64_t now, uint16_t service_port) {
   service_port_ = service_port;
   probing_ = true;
-  probe_deadline_ = now + t_.probe_timeout_ns;
+  probe_deadline_ = now + t_->probe_timeout_ns;
   ++env_.counters->probes_sent;
   start_connect(now);
 }
@@ -140,7 +140,7 @@ void Flow::start_accept(uint64_t now, const Segment& syn) {
   last_rx_ns_ = now;
   syn_retries_ = 0;
   send_syn_ack(now);
-  state_deadline_ = now + t_.syn_rto_ns;
+  state_deadline_ = now + t_->syn_rto_ns;
 }
 
 void Flow::on_duplicate_syn(uint64_t now, const Segment& syn) {
@@ -172,7 +172,7 @@ void Flow::on_handshake_timer(uint64_t now) {
         ++(machnet ? env_.counters->probes_extended : env_.counters->probes_no_route);
         syn_retries_ = 0;
         send_syn(now);
-        state_deadline_ = now + t_.syn_rto_ns;
+        state_deadline_ = now + t_->syn_rto_ns;
         return;
       }
       news_ = ProbeNews::kPlainTimeout;
@@ -184,7 +184,7 @@ void Flow::on_handshake_timer(uint64_t now) {
     state_deadline_ = std::min(now + probe_rto(), probe_deadline_);
     return;
   }
-  if (++syn_retries_ > t_.syn_max_retries) {
+  if (++syn_retries_ > t_->syn_max_retries) {
     fail(now, FlowError::kConnectTimeout, false);
     return;
   }
@@ -194,7 +194,7 @@ void Flow::on_handshake_timer(uint64_t now) {
     send_syn_ack(now);
   }
   uint32_t shift = syn_retries_ < 20 ? syn_retries_ : 20;
-  state_deadline_ = now + (t_.syn_rto_ns << shift);
+  state_deadline_ = now + (t_->syn_rto_ns << shift);
 }
 
 void Flow::on_icmp_unreachable(uint64_t now) {

@@ -13,7 +13,7 @@ namespace transport {
 uint64_t Flow::current_rto() const {
   uint32_t shift = std::min<uint32_t>(backoff_, 30);
   uint64_t r = rto_ << shift;
-  if ((r >> shift) != rto_ || r > t_.rto_max_ns) r = t_.rto_max_ns;
+  if ((r >> shift) != rto_ || r > t_->rto_max_ns) r = t_->rto_max_ns;
   return r;
 }
 
@@ -26,8 +26,8 @@ void Flow::update_rtt(uint64_t r) {
     rttvar_ = (3 * rttvar_ + err) / 4;
     srtt_ = (7 * srtt_ + r) / 8;
   }
-  uint64_t rto = srtt_ + std::max(t_.rto_granularity_ns, 4 * rttvar_);
-  rto_ = std::min(std::max(rto, t_.rto_min_ns), t_.rto_max_ns);
+  uint64_t rto = srtt_ + std::max(t_->rto_granularity_ns, 4 * rttvar_);
+  rto_ = std::min(std::max(rto, t_->rto_min_ns), t_->rto_max_ns);
 }
 
 void Flow::mark_lost(SentSeg& g, uint32_t seq) {
@@ -118,7 +118,7 @@ void Flow::arm_tlp(uint64_t now) {
   tlp_deadline_ = kNever;
   if (snd_nxt_ == snd_una_ || srtt_ == 0) return;
   // Two RTTs plus the peer's delayed ACK without any ACK: probe the tail.
-  uint64_t pto = 2 * srtt_ + t_.delayed_ack_ns;
+  uint64_t pto = 2 * srtt_ + t_->delayed_ack_ns;
   if (now + pto < rto_deadline_) tlp_deadline_ = now + pto;
 }
 
@@ -148,7 +148,7 @@ void Flow::detect_losses(uint64_t now) {
     bool found = false;
     while (seq_gt(q, loss_scan_)) {
       --q;
-      if (sent_[q - snd_una_].sacked && ++cnt >= t_.dupack_threshold) {
+      if (sent_[q - snd_una_].sacked && ++cnt >= t_->dupack_threshold) {
         found = true;
         break;
       }
@@ -167,7 +167,7 @@ void Flow::detect_losses(uint64_t now) {
   } else {
     have_sacked_ = false;
   }
-  if (dupacks_ >= t_.dupack_threshold && !sent_.empty() && !sent_.front().sacked &&
+  if (dupacks_ >= t_->dupack_threshold && !sent_.empty() && !sent_.front().sacked &&
       !sent_.front().loss_marked) {
     mark_lost(sent_.front(), snd_una_);
     ++st_.fast_retransmits;
@@ -256,7 +256,7 @@ void Flow::on_rto_timer(uint64_t now) {
   rto_deadline_ = kNever;
   tlp_deadline_ = kNever;
   if (snd_una_ == snd_nxt_) return;
-  if (backoff_ >= t_.max_retransmits) {
+  if (backoff_ >= t_->max_retransmits) {
     fail(now, FlowError::kRetransmitTimeout, true);
     return;
   }
@@ -286,7 +286,7 @@ bool Flow::expedite(uint64_t now) {
 
 void Flow::on_persist_timer(uint64_t now) {
   rto_deadline_ = kNever;
-  if (probe_unanswered_ >= t_.max_retransmits) {
+  if (probe_unanswered_ >= t_->max_retransmits) {
     fail(now, FlowError::kRetransmitTimeout, true);
     return;
   }

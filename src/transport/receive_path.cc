@@ -13,7 +13,7 @@ namespace transport {
 void Flow::on_segment(uint64_t now, const Segment& s, uint16_t from_port) {
   if (state_ == FlowState::kClosed && s.src_conn == peer_id_ &&
       (s.type == SegType::kFin || s.type == SegType::kData) && seq_lt(s.seq, rcv_nxt_) &&
-      seq_diff(rcv_nxt_, s.seq) <= static_cast<int32_t>(t_.max_inflight_segments)) {
+      seq_diff(rcv_nxt_, s.seq) <= static_cast<int32_t>(t_->max_inflight_segments)) {
     // Closed but not yet released: still re-ACK a retransmission whose ACK
     // was lost so the peer's close completes instead of timing out.
     ++env_.counters->rx_duplicate;
@@ -32,7 +32,7 @@ void Flow::on_segment(uint64_t now, const Segment& s, uint16_t from_port) {
     ++env_.counters->rx_bad_conn_id;
     return;
   }
-  const int32_t max_off = static_cast<int32_t>(t_.max_inflight_segments);
+  const int32_t max_off = static_cast<int32_t>(t_->max_inflight_segments);
   if (s.type == SegType::kRst) {
     int32_t off = seq_diff(s.seq, rcv_nxt_);
     if (off < 0 || off >= max_off) {
@@ -87,7 +87,9 @@ void Flow::on_segment(uint64_t now, const Segment& s, uint16_t from_port) {
       return;
     }
   }
-  // Only a validated segment proves the peer is alive.
+  // Only a validated segment proves the peer is alive, and (adopted flow)
+  // that it sends to our new port: the move need not be announced any more.
+  migrating_ = false;
   last_rx_ns_ = now;
   ka_probes_ = 0;
   ++st_.segments_received;
@@ -104,13 +106,13 @@ void Flow::on_segment(uint64_t now, const Segment& s, uint16_t from_port) {
 
 bool Flow::accept_data(const Segment& s, uint32_t off) {
   (void)off;
-  if (s.payload_len == 0 || s.payload_len > t_.mtu_payload || s.msg_len == 0 ||
+  if (s.payload_len == 0 || s.payload_len > t_->mtu_payload || s.msg_len == 0 ||
       s.msg_len > rx_max_msg_ || uint64_t{s.msg_offset} + s.payload_len > uint64_t{s.msg_len}) {
     ++env_.counters->rx_bad_fragment;
     return false;
   }
   uint32_t idx = s.msg_id - rcv_msg_base_;
-  if (idx >= t_.max_reassembly_messages || !in_msgs_.extend_to(size_t{idx} + 1)) {
+  if (idx >= t_->max_reassembly_messages || !in_msgs_.extend_to(size_t{idx} + 1)) {
     ++env_.counters->rx_out_of_window;
     return false;
   }
@@ -142,7 +144,7 @@ void Flow::on_data_or_fin(uint64_t now, const Segment& s) {
     ++env_.counters->rx_duplicate;
     send_pure_ack(now);
     // RFC 793: a retransmitted FIN restarts TIME_WAIT.
-    if (state_ == FlowState::kTimeWait) state_deadline_ = now + t_.time_wait_ns;
+    if (state_ == FlowState::kTimeWait) state_deadline_ = now + t_->time_wait_ns;
     return;
   }
   if (!slots_.extend_to(static_cast<size_t>(off) + 1)) {
@@ -176,18 +178,18 @@ void Flow::on_data_or_fin(uint64_t now, const Segment& s) {
   // ACK at once when the sender needs information fast (reordering or loss,
   // a hole just filled, FIN, end of a burst); otherwise coalesce.
   bool urgent = off > 0 || had_gap || s.type == SegType::kFin ||
-                unacked_segs_ >= t_.ack_every_segments || quickack_;
+                unacked_segs_ >= t_->ack_every_segments || quickack_;
   bool ack_now = urgent || (s.flags & kFlagAckNow);
-  if (ack_now && !urgent && t_.reply_grace_ns > 0 && !ready_.empty()) {
+  if (ack_now && !urgent && t_->reply_grace_ns > 0 && !ready_.empty()) {
     // The end of a burst that completed a message: wait briefly for the
     // application's reply to piggyback on.
-    const uint64_t d = now + t_.reply_grace_ns;
+    const uint64_t d = now + t_->reply_grace_ns;
     if (d < ack_deadline_) ack_deadline_ = d;
   } else if (ack_now) {
     try_transmit(now);  // piggyback on data if we have any
     if (unacked_segs_ > 0) send_pure_ack(now);
   } else if (ack_deadline_ == kNever) {
-    ack_deadline_ = now + t_.delayed_ack_ns;
+    ack_deadline_ = now + t_->delayed_ack_ns;
   }
 }
 

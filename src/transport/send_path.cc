@@ -37,7 +37,7 @@ uint64_t Flow::unacked_bytes() const {
 
 uint32_t Flow::chunk_limit() const {
   // The peer's limit (its chunk size in stream mode) once known.
-  return std::max<uint32_t>(1, std::min(t_.stream_chunk_bytes, max_msg_));
+  return std::max<uint32_t>(1, std::min(t_->stream_chunk_bytes, max_msg_));
 }
 
 void Flow::split_queued_chunks() {
@@ -197,7 +197,7 @@ void Flow::send_segment(uint64_t now, SentSeg& seg, uint32_t seq, bool rtx) {
 
 bool Flow::send_new_segment(uint64_t now) {
   if (fin_sent_) return false;
-  uint32_t ring = std::min(peer_ring_, t_.max_inflight_segments);
+  uint32_t ring = std::min(peer_ring_, t_->max_inflight_segments);
   if (snd_nxt_ - snd_una_ >= ring) return false;
   if (seg_msg_id_ != next_msg_id_) {
     if (seg_offset_ == 0 && hold_tail(now)) return false;
@@ -255,7 +255,7 @@ bool Flow::hold_tail(uint64_t now) {
   if (len >= chunk_limit()) return false;
   if (cork_ && !tail_released_) {
     if (hold_since_ == kNever) hold_since_ = now;
-    if (now < hold_since_ + t_.cork_max_ns) return true;
+    if (now < hold_since_ + t_->cork_max_ns) return true;
     release_tail();
   }
   return !nodelay_ && len < mss_ && snd_nxt_ != snd_una_;

@@ -102,7 +102,9 @@ void Transport::on_probe_news(Flow* f, Flow::ProbeNews n) {
 void Transport::settle_probes(uint32_t ip, uint16_t service, FallbackReason reason) {
   for (FlowId id : table_.connecting_to(ip)) {
     Flow* g = table_.find(id);
-    if (g == nullptr || !g->probing() || (service != 0 && g->service_port() != service)) continue;
+    if (g == nullptr || g->frozen || !g->probing() ||
+        (service != 0 && g->service_port() != service))
+      continue;
     g->settle_probe(last_now_, reason);
     after_event(g);
   }
@@ -124,8 +126,9 @@ FlowOptions Transport::default_flow_options() const {
 
 Status Transport::set_flow_options(uint64_t now, FlowId id, const FlowOptions& o) {
   last_now_ = now;
-  Flow* f = app_flow(id);
-  if (f == nullptr) return Status::kNoSuchFlow;
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
+  if (f == nullptr) return err;
   f->set_options(now, o);
   after_event(f);
   return Status::kOk;

@@ -34,6 +34,17 @@ Flow* Transport::app_flow(FlowId id) const {
   return f == nullptr || f->released ? nullptr : f;
 }
 
+Flow* Transport::live_flow(FlowId id, Status* err) const {
+  Flow* f = app_flow(id);
+  if (f == nullptr) {
+    *err = Status::kNoSuchFlow;
+  } else if (f->frozen) {
+    *err = Status::kAgain;  // until thawed (or, once retired, kNoSuchFlow)
+    f = nullptr;
+  }
+  return f;
+}
+
 void Transport::destroy(Flow* f) {
   ++counters_.flows_destroyed;
   table_.erase(f->id());
@@ -49,13 +60,25 @@ Transport::Listener* Transport::listener_of(const Flow* f) {
 }
 
 void Transport::after_event(Flow* f, uint64_t not_before) {
+  if (f->frozen) {
+    // Untouched while frozen; a tombstone only waits for its end.
+    uint64_t d = deadline_of(f);
+    if (d < f->heap_deadline) {
+      f->heap_deadline = d;
+      timers_.push({d, f->id()});
+    }
+    return;
+  }
   Flow::ProbeNews news = f->take_probe_news();
   if (news != Flow::ProbeNews::kNone) on_probe_news(f, news);
   if (f->accept_pending) {
     f->accept_pending = false;
     Listener* l = listener_of(f);
-    if (l == nullptr || l->backlog.size() >= l->max_backlog) {
-      f->abort(last_now_);  // listener gone or full: refuse rather than queue unboundedly
+    // A full queue does not refuse it: it was admitted at its SYN, when there
+    // was room (handle_syn), so the overshoot is bounded by the half-open
+    // flows; the kernel does not reset such a connection either.
+    if (l == nullptr) {
+      f->abort(last_now_);  // listener gone
       f->released = true;
     } else {
       l->backlog.push(f->id());
@@ -97,7 +120,7 @@ uint64_t Transport::next_timer_ns() {
     TimerEntry e = timers_.top();
     Flow* f = table_.find(e.second);
     if (f != nullptr && f->heap_deadline == e.first) {
-      uint64_t d = f->next_deadline();
+      uint64_t d = deadline_of(f);
       if (d <= e.first) return e.first;
       // The flow's timer moved later (e.g. a timer was cancelled): re-file it.
       timers_.pop();
@@ -118,6 +141,14 @@ void Transport::poll(uint64_t now) {
     Flow* f = table_.find(e.second);
     if (f == nullptr || f->heap_deadline != e.first) continue;
     f->heap_deadline = kNever;
+    if (f->frozen) {
+      if (f->retired && f->retire_deadline <= now) {
+        destroy(f);  // the tombstone's end: nothing is sent
+      } else {
+        after_event(f);
+      }
+      continue;
+    }
     bool stalled = false;
     if (f->next_deadline() <= now) {
       f->on_timer(now);
@@ -205,8 +236,9 @@ Status Transport::accept_from(Listener* l, FlowId* out) {
 
 Status Transport::close(uint64_t now, FlowId id) {
   last_now_ = now;
-  Flow* f = app_flow(id);
-  if (f == nullptr) return Status::kNoSuchFlow;
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
+  if (f == nullptr) return err;
   f->shutdown_send(now);
   f->released = true;
   after_event(f);
@@ -215,8 +247,9 @@ Status Transport::close(uint64_t now, FlowId id) {
 
 Status Transport::shutdown_send(uint64_t now, FlowId id) {
   last_now_ = now;
-  Flow* f = app_flow(id);
-  if (f == nullptr) return Status::kNoSuchFlow;
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
+  if (f == nullptr) return err;
   Status s = f->shutdown_send(now);
   after_event(f);
   return s;
@@ -224,8 +257,9 @@ Status Transport::shutdown_send(uint64_t now, FlowId id) {
 
 Status Transport::abort(uint64_t now, FlowId id) {
   last_now_ = now;
-  Flow* f = app_flow(id);
-  if (f == nullptr) return Status::kNoSuchFlow;
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
+  if (f == nullptr) return err;
   f->abort(now);
   f->released = true;
   after_event(f);
@@ -235,15 +269,16 @@ Status Transport::abort(uint64_t now, FlowId id) {
 bool Transport::expedite(uint64_t now, FlowId id) {
   last_now_ = now;
   Flow* f = table_.find(id);
-  if (f == nullptr || !f->expedite(now)) return false;
+  if (f == nullptr || f->frozen || !f->expedite(now)) return false;
   after_event(f);
   return true;
 }
 
 Status Transport::send_message(uint64_t now, FlowId id, const void* data, size_t len) {
   last_now_ = now;
-  Flow* f = app_flow(id);
-  if (f == nullptr) return Status::kNoSuchFlow;
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
+  if (f == nullptr) return err;
   Status s = f->send_message(now, static_cast<const uint8_t*>(data), len);
   after_event(f);
   return s;
@@ -251,8 +286,9 @@ Status Transport::send_message(uint64_t now, FlowId id, const void* data, size_t
 
 Status Transport::recv_message(uint64_t now, FlowId id, std::vector<uint8_t>* out) {
   last_now_ = now;
-  Flow* f = app_flow(id);
-  if (f == nullptr) return Status::kNoSuchFlow;
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
+  if (f == nullptr) return err;
   Status s = f->recv_message(now, out);
   after_event(f);
   return s;
@@ -261,9 +297,10 @@ Status Transport::recv_message(uint64_t now, FlowId id, std::vector<uint8_t>* ou
 Status Transport::send_stream(uint64_t now, FlowId id, const void* data, size_t len,
                               size_t* accepted) {
   last_now_ = now;
-  Flow* f = app_flow(id);
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
   *accepted = 0;
-  if (f == nullptr) return Status::kNoSuchFlow;
+  if (f == nullptr) return err;
   Status s = f->send_stream(now, static_cast<const uint8_t*>(data), len, accepted);
   after_event(f);
   return s;
@@ -271,9 +308,10 @@ Status Transport::send_stream(uint64_t now, FlowId id, const void* data, size_t 
 
 Status Transport::recv_stream(uint64_t now, FlowId id, void* buf, size_t cap, size_t* got) {
   last_now_ = now;
-  Flow* f = app_flow(id);
+  Status err = Status::kOk;
+  Flow* f = live_flow(id, &err);
   *got = 0;
-  if (f == nullptr) return Status::kNoSuchFlow;
+  if (f == nullptr) return err;
   Status s = f->recv_stream(now, static_cast<uint8_t*>(buf), cap, got);
   after_event(f);
   return s;
@@ -371,6 +409,10 @@ void Transport::handle_syn(uint64_t now, const Endpoint& from, const Endpoint& t
     return;
   }
   if (Flow* dup = table_.find_by_syn(from, s.src_conn)) {
+    if (dup->frozen) {
+      ++counters_.rx_drop_frozen;
+      return;
+    }
     dup->on_duplicate_syn(now, s);
     after_event(dup);
     return;
@@ -455,7 +497,18 @@ void Transport::receive(uint64_t now, const Endpoint& from, const Endpoint& to, 
     if (s.type != SegType::kRst) send_rst_reply(to, from, s);  // never RST a RST
     return;
   }
+  if (f->frozen) {
+    // Frozen for a hand-off, or a tombstone: never answered (a RST would
+    // kill the flow the other process continues). Recovered by resending.
+    ++counters_.rx_drop_frozen;
+    f->frozen_drops = true;
+    return;
+  }
   if (!f->accepts_source(from) || f->local().port != to.port) {
+    if ((s.flags & kFlagMigrated) && from.ip == f->remote().ip && f->local().port == to.port) {
+      on_migration(now, f, from, s);
+      return;
+    }
     ++counters_.rx_bad_conn_id;  // right id, wrong addresses: stale or spoofed
     return;
   }
@@ -478,7 +531,7 @@ void Transport::on_icmp_unreachable(uint64_t now, const Endpoint& local, const E
   // probe's ephemeral port.
   for (FlowId id : table_.connecting_to(remote.ip)) {
     Flow* f = table_.find(id);
-    if (f == nullptr || f->state() != FlowState::kSynSent || f->remote() != remote ||
+    if (f == nullptr || f->frozen || f->state() != FlowState::kSynSent || f->remote() != remote ||
         f->local().port != local.port)
       continue;
     if (f->probing() && remote.port == t_.rendezvous_port) {
@@ -488,6 +541,100 @@ void Transport::on_icmp_unreachable(uint64_t now, const Endpoint& local, const E
     }
     after_event(f);
   }
+}
+
+void Transport::on_migration(uint64_t now, Flow* f, const Endpoint& from, const Segment& s) {
+  // The peer's flow moved to another process on the same host (another UDP
+  // port). Accepted only with every proof a segment of the flow carries; a
+  // failure is dropped silently (never a RST to the new port: it would be a
+  // reflector for forged migrations).
+  if (!f->accepts_migration(s)) {
+    ++counters_.rx_bad_migration;
+    return;
+  }
+  const Endpoint old = f->remote();
+  f->set_remote_port(from.port);
+  table_.remote_changed(f, old);
+  ++counters_.path_migrations;
+  f->on_segment(now, s, from.port);
+  // What we sent to the old port while the peer was frozen was dropped, and
+  // so were our ACKs: resend and acknowledge at once.
+  f->resume(now);
+  after_event(f);
+}
+
+Status Transport::freeze(FlowId id) {
+  Flow* f = app_flow(id);
+  if (f == nullptr || (f->passive && !f->accepted)) return Status::kInvalidArgument;
+  if (f->frozen) return Status::kOk;
+  f->frozen = true;
+  f->frozen_drops = false;
+  // Its pending heap entries become stale: poll() skips them.
+  f->heap_deadline = kNever;
+  return Status::kOk;
+}
+
+bool Transport::frozen(FlowId id) const {
+  Flow* f = table_.find(id);
+  return f != nullptr && f->frozen;
+}
+
+Status Transport::thaw(uint64_t now, FlowId id) {
+  last_now_ = now;
+  Flow* f = app_flow(id);
+  if (f == nullptr || !f->frozen) return Status::kInvalidArgument;
+  f->frozen = false;
+  f->heap_deadline = kNever;
+  // Nothing lost while frozen (a parent that takes its connections back at
+  // once): its timers carry on, no resend, no ACK storm for many flows.
+  if (f->frozen_drops) f->resume(now);
+  after_event(f);
+  return Status::kOk;
+}
+
+Status Transport::retire(uint64_t now, FlowId id, uint64_t hold_ns) {
+  last_now_ = now;
+  Flow* f = app_flow(id);
+  if (f == nullptr || !f->frozen) return Status::kInvalidArgument;
+  f->released = true;
+  f->retired = true;
+  if (hold_ns == 0) {
+    destroy(f);
+    return Status::kOk;
+  }
+  f->retire_deadline = hold_ns > kNever - now ? kNever - 1 : now + hold_ns;
+  f->heap_deadline = kNever;
+  after_event(f);
+  return Status::kOk;
+}
+
+Status Transport::adopt(uint64_t now, const Flow& snapshot, uint16_t local_port, FlowId* out) {
+  last_now_ = now;
+  if (!snapshot.established_like() || snapshot.local().ip != local_ip_ || local_port == 0 ||
+      snapshot.id() == 0)
+    return Status::kInvalidArgument;
+  // The copy's rings, buffers and segment sizes were bounded by the
+  // snapshot's tunables: this transport's must bound them the same way.
+  const Tunables& o = snapshot.tunables();
+  if (o.mtu_payload != t_.mtu_payload || o.max_inflight_segments != t_.max_inflight_segments ||
+      o.max_reassembly_messages != t_.max_reassembly_messages ||
+      o.max_message_bytes != t_.max_message_bytes ||
+      o.stream_chunk_bytes != t_.stream_chunk_bytes ||
+      o.recv_buffer_bytes != t_.recv_buffer_bytes || o.send_buffer_bytes != t_.send_buffer_bytes ||
+      o.min_flow_buffer_bytes != t_.min_flow_buffer_bytes)
+    return Status::kInvalidArgument;
+  if (table_.find(snapshot.id()) != nullptr) return Status::kAddressInUse;
+  if (table_.full()) return Status::kTooManyFlows;
+  auto f = std::make_unique<Flow>(snapshot, env_, Endpoint{local_ip_, local_port});
+  if (f->check_invariants() != nullptr) return Status::kInvalidArgument;
+  Flow* p = f.get();
+  ++counters_.flows_created;
+  table_.insert(std::move(f));
+  note_peaks();
+  p->resume(now);  // announces the new port (kFlagMigrated) and resends
+  after_event(p);
+  *out = p->id();
+  return Status::kOk;
 }
 
 bool Transport::flow_stats(FlowId id, FlowStats* out) const {

@@ -96,6 +96,41 @@ class Transport {
   // when nothing is outstanding (or no such flow).
   bool expedite(uint64_t now_ns, FlowId id);
 
+  // --- moving a flow to another process (docs/PROTOCOL.md, "Moving a flow
+  // to another process") ---
+  // Stops flow `id` (before a fork, so the child's copy is exact): until
+  // thaw/retire, segments for it are dropped without any answer (counted
+  // rx_drop_frozen), its timers do not fire and nothing is sent for it; the
+  // data and close calls on it return kAgain. kInvalidArgument for an
+  // unknown or released id (or a server flow not accepted yet). Idempotent.
+  Status freeze(FlowId id);
+  bool frozen(FlowId id) const;
+  // Resumes a frozen flow: its timers are filed again and, because segments
+  // were dropped while it was frozen, what is unacknowledged is resent at
+  // once and an ACK goes out. kInvalidArgument unless `id` is frozen (and
+  // not retired).
+  Status thaw(uint64_t now_ns, FlowId id);
+  // The frozen flow now lives in another process: the handle is released
+  // and the flow stays as a silent tombstone (segments for its id dropped,
+  // counted rx_drop_frozen: no RST, no timers, nothing sent) until
+  // now + hold_ns, then it is destroyed without sending anything (hold_ns 0:
+  // at once). kInvalidArgument unless `id` is frozen (and not retired).
+  Status retire(uint64_t now_ns, FlowId id, uint64_t hold_ns);
+  // Read access to a flow (the snapshot side of adopt): nullptr if unknown.
+  const Flow* find_flow(FlowId id) const { return table_.find(id); }
+  // Imports `snapshot`, a flow of ANOTHER Transport instance (the fork-time
+  // copy of the parent's: same binary, same tunables, same local IP), as a
+  // flow of this transport with the same FlowId, on local UDP port
+  // `local_port`. Only a flow past the handshake (Flow::established_like():
+  // ESTABLISHED, FIN_WAIT, CLOSE_WAIT, CLOSING, TIME_WAIT) is accepted, and
+  // only with tunables that bound its state the same way; else
+  // kInvalidArgument. kAddressInUse if the id is taken here, kTooManyFlows
+  // if the table is full. The new flow is accepted (an application handle),
+  // not frozen, and announces the move: its segments carry kFlagMigrated
+  // until a valid segment from the peer arrives at the new port. It sends an
+  // ACK and resends everything unacknowledged at once. *out = the id.
+  Status adopt(uint64_t now_ns, const Flow& snapshot, uint16_t local_port, FlowId* out);
+
   // --- data ---
   // Message mode: whole message or kAgain (send buffer full: back-pressure).
   Status send_message(uint64_t now_ns, FlowId id, const void* data, size_t len);
@@ -160,6 +195,17 @@ class Transport {
   };
 
   Flow* app_flow(FlowId id) const;
+  // app_flow for calls that act on the flow: nullptr with *err kNoSuchFlow
+  // (unknown or released) or kAgain (frozen).
+  Flow* live_flow(FlowId id, Status* err) const;
+  // When the flow's timer heap entry is due: a frozen flow has none, a
+  // retired one its destruction.
+  static uint64_t deadline_of(const Flow* f) {
+    if (f->frozen) return f->retired ? f->retire_deadline : kNever;
+    return f->next_deadline();
+  }
+  // A segment from the peer's IP but another UDP port, with kFlagMigrated.
+  void on_migration(uint64_t now, Flow* f, const Endpoint& from, const Segment& s);
   // Reports readiness changes, queues accepted flows, destroys finished ones
   // and files the flow's next deadline (not before `not_before`).
   void after_event(Flow* f, uint64_t not_before = 0);

@@ -139,6 +139,8 @@ const char* flow_state_name(FlowState s);
   X(rx_syn_no_service)     /* service SYN, nobody offers it (RST) */      \
   X(rx_syn_not_rendezvous) /* service SYN to a port other than R */       \
   X(rx_flow_finished)      /* segment for a closed or failed flow */      \
+  X(rx_drop_frozen)        /* flow frozen or retired (hand-off) */        \
+  X(rx_bad_migration)      /* MIGRATED, new port, failed the checks */    \
   X(rx_unexpected)         /* valid header, wrong type for the flow's state */
 
 #define MACHNET_TRANSPORT_COUNTERS(X)                                                  \
@@ -164,6 +166,7 @@ const char* flow_state_name(FlowState s);
   X(timer_stalls)   /* a timer fired and stayed due: a bug, never expected */          \
   X(flows_created)                                                                     \
   X(flows_destroyed)                                                                   \
+  X(path_migrations) /* the peer's flow moved to another UDP port (kFlagMigrated) */   \
   /* service probes (connect_service) and their fallbacks to kernel TCP */             \
   X(probes_sent)                                                                       \
   X(probes_machnet)         /* answered by a machnet SYN-ACK */                        \

@@ -37,7 +37,11 @@ constexpr uint8_t kFlagRetransmit = 0x20;   // informational (tracing)
 // SYN-ACK: the answer to one, sent from the accepting endpoint's own port.
 // RST: "no such service" (a machnet host, but nothing listens there).
 constexpr uint8_t kFlagService = 0x40;
-constexpr uint8_t kKnownFlags = 0x7f;
+// Path migration (docs/PROTOCOL.md, "Moving a flow to another process"): the
+// sender's flow moved to another process and UDP port of the same host; set
+// on every segment of the moved flow until the peer answers at the new port.
+constexpr uint8_t kFlagMigrated = 0x80;
+constexpr uint8_t kKnownFlags = 0xff;
 
 struct SackBlock {
   uint32_t start = 0;  // first sequence number received

@@ -210,7 +210,7 @@ void forge(World& w, Input& in) {
       s.type = static_cast<SegType>(1 + in.u8() % kMaxSegType);
       break;
     case 3:
-      s.flags ^= static_cast<uint8_t>(1u << (in.u8() % 7));
+      s.flags ^= static_cast<uint8_t>(1u << (in.u8() % 8));  // kFlagMigrated too
       break;
     case 4:
       s.msg_id += delta;

@@ -212,20 +212,30 @@ TEST(Handshake, ListenBacklogIsBounded) {
   std::vector<FlowId> ids(4);
   for (auto& id : ids)
     ASSERT_EQ(a->transport().connect(0, kPortA, {kIpB, kPortB}, &id), Status::kOk);
-  // All four are SYN-ACKed (half-open slots are free), but only
-  // `listen_backlog` are queued; the rest are reset when their ACK arrives.
+  // All four SYNs find room (the queue is empty when they arrive): all four
+  // complete and are queued, none reset (as the kernel: a handshake it took
+  // is not refused for a queue that filled meanwhile).
   net.run_until(2 * kMs);
   int reset = 0, established = 0;
   for (auto id : ids) {
     reset += a->transport().error(id) == FlowError::kReset;
     established += a->transport().state(id) == FlowState::kEstablished;
   }
-  EXPECT_EQ(reset, 2);
-  EXPECT_EQ(established, 2);
+  EXPECT_EQ(reset, 0);
+  EXPECT_EQ(established, 4);
+  // With the queue full, a new SYN is dropped (counted) and retried by the
+  // client's SYN retransmission: it completes once the queue has room.
+  FlowId late;
+  ASSERT_EQ(a->transport().connect(net.now(), kPortA, {kIpB, kPortB}, &late), Status::kOk);
+  net.run_until(net.now() + kMs);
+  EXPECT_EQ(a->transport().state(late), FlowState::kSynSent);
+  EXPECT_GE(b->transport().counters().rx_syn_backlog_full, 1u);
   FlowId x;
-  EXPECT_EQ(b->transport().accept(kPortB, &x), Status::kOk);
-  EXPECT_EQ(b->transport().accept(kPortB, &x), Status::kOk);
+  for (int i = 0; i < 4; i++) EXPECT_EQ(b->transport().accept(kPortB, &x), Status::kOk);
   EXPECT_EQ(b->transport().accept(kPortB, &x), Status::kAgain);
+  net.run_until(net.now() + 5000 * kMs);
+  EXPECT_EQ(a->transport().state(late), FlowState::kEstablished);
+  EXPECT_EQ(b->transport().accept(kPortB, &x), Status::kOk);
 }
 
 TEST(Handshake, RstForUnknownFlowResetsThePeer) {

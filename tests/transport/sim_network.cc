@@ -61,6 +61,19 @@ Host* SimNetwork::host(uint32_t ip) {
   return it == hosts_.end() ? nullptr : it->second.get();
 }
 
+Host* SimNetwork::add_process(uint32_t ip, uint16_t port, const Tunables& t) {
+  auto h = std::make_unique<Host>(this, ip, t, rng_.next());
+  Host* p = h.get();
+  procs_[{ip, port}] = std::move(h);
+  return p;
+}
+
+Host* SimNetwork::host_for(const Endpoint& e) {
+  auto it = procs_.find({e.ip, e.port});
+  if (it != procs_.end()) return it->second.get();
+  return host(e.ip);
+}
+
 SimNetwork::Link& SimNetwork::link_state(uint32_t from, uint32_t to) {
   auto it = links_.find({from, to});
   if (it == links_.end())
@@ -193,6 +206,11 @@ bool SimNetwork::step(uint64_t limit) {
     if (kv.second->down) continue;
     next_tmr = std::min(next_tmr, kv.second->transport().next_timer_ns());
   }
+  for (auto& kv : procs_) {
+    Host* h = host(kv.first.first);
+    if (h != nullptr && h->down) continue;
+    next_tmr = std::min(next_tmr, kv.second->transport().next_timer_ns());
+  }
   uint64_t t = std::min(next_pkt, next_tmr);
   if (t == kNever || t > limit) {
     if (limit != kNever && limit > now_) now_ = limit;
@@ -209,6 +227,12 @@ bool SimNetwork::step(uint64_t limit) {
       Host* h = kv.second.get();
       if (!h->down && h->transport().next_timer_ns() <= now_) h->transport().poll(now_);
     }
+    for (auto& kv : procs_) {
+      Host* h = host(kv.first.first);
+      if (h != nullptr && h->down) continue;
+      Transport& t = kv.second->transport();
+      if (t.next_timer_ns() <= now_) t.poll(now_);
+    }
   }
   if (after_event) after_event();
   return true;
@@ -220,10 +244,12 @@ void SimNetwork::deliver(Event* ev) {
   if (e->icmp) {
     // ICMP back to the original sender: p.from is the local end there.
     Host* h = host(p.from.ip);
-    if (h != nullptr && !h->down) h->transport().on_icmp_unreachable(now_, p.from, p.to);
+    Host* dst = host_for(p.from);
+    if (h != nullptr && !h->down) dst->transport().on_icmp_unreachable(now_, p.from, p.to);
     return;
   }
   Host* h = host(p.to.ip);
+  Host* dst = host_for(p.to);
   // Injected packets bypass the link model (and create no link state).
   const bool injected = links_.count({p.from.ip, p.to.ip}) == 0 && host(p.from.ip) == nullptr;
   Link* l = injected ? nullptr : &link_state(p.from.ip, p.to.ip);
@@ -259,7 +285,7 @@ void SimNetwork::deliver(Event* ev) {
     return;
   }
   if (l != nullptr) ++l->s.delivered;
-  h->transport().on_datagram(now_, p.from, p.to, p.bytes.data(), p.bytes.size());
+  dst->transport().on_datagram(now_, p.from, p.to, p.bytes.data(), p.bytes.size());
 }
 
 void SimNetwork::run_until(uint64_t t) {

@@ -85,6 +85,14 @@ class SimNetwork {
 
   Host* add_host(uint32_t ip, const Tunables& t);
   Host* host(uint32_t ip);
+  // Another process on host `ip` (which must exist): its own Transport that
+  // owns UDP port `port` there. Datagrams to (ip, port) go to it instead of
+  // the host's transport, and ICMP about what it sent comes back to it; it
+  // shares the host's links and `down` (a fork-time hand-off).
+  Host* add_process(uint32_t ip, uint16_t port, const Tunables& t);
+  // Who receives datagrams sent to `e`: a process owning the port, else the
+  // host.
+  Host* host_for(const Endpoint& e);
   void set_link(uint32_t from_ip, uint32_t to_ip, const LinkParams& p);
   // A host's NIC uplink shared by all its outgoing links (serialization and a
   // tail-drop queue), applied before the per-link model: a shared bottleneck.
@@ -160,6 +168,7 @@ class SimNetwork {
   Rng rng_;
   LinkParams default_link_;
   std::map<uint32_t, std::unique_ptr<Host>> hosts_;
+  std::map<std::pair<uint32_t, uint16_t>, std::unique_ptr<Host>> procs_;
   std::map<std::pair<uint32_t, uint32_t>, Link> links_;
   std::map<uint32_t, Egress> egress_;
   struct Ingress {
