@@ -272,8 +272,10 @@ static int engine_ready(void) {
  * inherited offloaded UDP sockets over on their first use: the socket layer
  * attaches for a lease of the child's own and joins each port as a fork
  * sharer (docs/MACHNETD.md, "Ports shared by fork"). Lazily: a child that
- * execs, or never touches them, pays nothing. A standalone engine cannot be
- * shared (EBADFD, as before); inherited stream sockets stay unusable. */
+ * execs, or never touches them, pays nothing. Stream listeners are shared
+ * the same way ("Listeners shared by fork"); a stream connection is taken
+ * over from the parent at its first use here ("Connections across fork").
+ * A standalone engine cannot be shared (EBADFD). */
 static int g_adopt_err; /* the adoption failed for good: its errno */
 
 int fork_adopt(void) {
@@ -284,15 +286,11 @@ int fork_adopt(void) {
     rc = g_adopt_err;
     goto out;
   }
-  if (g_ops == NULL || !g_engine_up ||
-      g_ops->size <
-          offsetof(struct machnet_socket_ops_v1, fork_adopt) + sizeof(g_ops->fork_adopt) ||
-      g_ops->fork_adopt == NULL) {
+  if (!g_engine_up || !SHIM_HAS_OP(fork_adopt)) {
     rc = g_adopt_err = EBADFD;
     goto out;
   }
-  /* The handles the child's fds still name (UDP sockets and stream
-   * listeners; stream connections stay unusable). */
+  /* The handles the child's fds still name. */
   size_t cap = 64, n = 0;
   uint64_t* hs = malloc(cap * sizeof(*hs));
   if (hs == NULL) {

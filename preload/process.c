@@ -212,6 +212,13 @@ static void fork_prepare(void) {
   pthread_mutex_lock(&g_decide_mu);
   ep_lock_all();
   t_fork_locked = 1;
+  /* Attached: freeze the stream connections, so that the child's copy of
+   * them is exact (see fork_prepare in socket_ops.h). */
+  if (g_engine_up && !atomic_load(&g_forked_child) && SHIM_HAS_OP(fork_prepare)) {
+    g_guard++;
+    g_ops->fork_prepare();
+    g_guard--;
+  }
 }
 
 static void fork_parent(void) {
@@ -228,10 +235,7 @@ static void fork_child(void) {
   if (g_engine_up || g_engine_starting) atomic_store(&g_forked_child, 1);
   /* Attached: the control connection the child's adoption will use, opened
    * now, with the parent's credentials (see fork_child in socket_ops.h). */
-  if (g_engine_up && g_ops != NULL &&
-      g_ops->size >=
-          offsetof(struct machnet_socket_ops_v1, fork_child) + sizeof(g_ops->fork_child) &&
-      g_ops->fork_child != NULL) {
+  if (g_engine_up && SHIM_HAS_OP(fork_child)) {
     g_guard++;
     g_ops->fork_child();
     g_guard--;

@@ -295,6 +295,11 @@ extern pthread_mutex_t g_decide_mu;
 extern struct mn_config g_cfg;
 extern int g_cfg_state; /* 0 = not loaded, 1 = ok, -1 = bad: nothing is offloaded */
 extern const struct machnet_socket_ops_v1* g_ops;
+/* Whether the socket layer's table has entry `f` (entries are appended:
+ * an older libmachnet's table ends before the newer ones). */
+#define SHIM_HAS_OP(f)                                                                             \
+  (g_ops != NULL && g_ops->size >= offsetof(struct machnet_socket_ops_v1, f) + sizeof(g_ops->f) && \
+   g_ops->f != NULL)
 extern int g_engine_err;           /* > 0: the engine cannot start (errno) */
 extern _Atomic int g_forked_child; /* a fork() child of a process with an engine */
 extern int g_engine_up;
@@ -318,12 +323,11 @@ void unoffload(int fd, struct fd_ent* e);
 /* A fork child: takes the inherited offloaded UDP sockets over (engine.c).
  * 0, or the errno their calls fail with (EBADFD: a standalone engine). */
 int fork_adopt(void);
-/* Whether a fork child can take e over (fork_adopt): an offloaded UDP
- * socket or stream listener. Stream connections stay unusable (EBADFD). */
+/* Whether a fork child can take e over (fork_adopt): any offloaded socket
+ * (a stream connection is claimed from the parent at its first use, and
+ * fails with EBADFD if the parent or another child took it first). */
 static inline int fork_adoptable(struct fd_ent* e) {
-  if (e == NULL || atomic_load(&e->kind) != KIND_OFFLOAD) return 0;
-  uint32_t f = atomic_load(&e->flags);
-  return !(f & FL_STREAM) || (f & FL_LISTEN);
+  return e != NULL && atomic_load(&e->kind) == KIND_OFFLOAD;
 }
 
 /* Decides a PENDING stream socket at listen (role MN_ROLE_BIND) or connect

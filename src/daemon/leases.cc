@@ -103,6 +103,7 @@ int LeaseTable::attach(int32_t pid, uint32_t uid, const char* comm) {
     l.attached_ns = real_ns();
     memset(&l.counters, 0, sizeof(l.counters));
     __atomic_store_n(&l.quiesced, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&l.service_rings, 0, __ATOMIC_RELAXED);
     l.wakeups = 0;
     mn_lease_set_wake_state(&l, MN_WAKE_RUNNING);
     d_->set_wake_fd(q, -1);

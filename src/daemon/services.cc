@@ -64,6 +64,10 @@ int ServiceTable::join(uint16_t q, uint16_t service, uint16_t* ring, const char*
   held_[q].insert(service);
   d_->counters.shared_joins++;
   *ring = static_cast<uint16_t>(s.ring);
+  // Every member reads the ring, the listener that bound it first too: it
+  // learns of the ring from its lease (mn_lease.service_rings).
+  for (uint16_t m : s.members)
+    __atomic_fetch_or(&d_->shm->leases[m].service_rings, 1u << s.ring, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -77,10 +81,12 @@ void ServiceTable::leave(uint16_t q, uint16_t service) {
     // the flows spread anew over those that remain.
     s.members[i] = s.members.back();
     s.members.pop_back();
-    if (s.ring >= 0)
+    if (s.ring >= 0) {
+      __atomic_fetch_and(&d_->shm->leases[q].service_rings, ~(1u << s.ring), __ATOMIC_RELEASE);
       d_->counters.shared_leaves++;
-    else if (s.reuseport)
+    } else if (s.reuseport) {
       d_->counters.group_leaves++;
+    }
     break;
   }
   if (!s.members.empty()) return;

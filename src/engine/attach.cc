@@ -764,4 +764,10 @@ void Engine::set_ring_reader(int ring, bool on) {
   if (!on && it != e.reader_rings.end()) e.reader_rings.erase(it);
 }
 
+uint32_t Engine::service_rings() const {
+  Impl& e = *impl_;
+  if (!e.attached || !e.usable() || e.lease == nullptr) return 0;
+  return mn_lease_service_rings(e.lease) & ((1u << MN_SHM_SHARED_RINGS) - 1);
+}
+
 }  // namespace machnet::engine

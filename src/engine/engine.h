@@ -258,6 +258,10 @@ class Engine {
   // Whether this process takes what lands on fork-shared ring `ring`: a
   // holder never parks while a ring it reads holds anything.
   void set_ring_reader(int ring, bool on);
+  // The fork-shared rings the daemon steers this lease's services' SYNs to
+  // (bit i: ring i; mn_lease.service_rings): a listener whose service a
+  // fork child joined learns of the ring here. 0 standalone or detached.
+  uint32_t service_rings() const;
 
   const EngineCounters& counters() const;
   void print_counters(FILE* out) const;

@@ -27,8 +27,9 @@
 /* 2: wake hand-off, active_leases; 3: ring_op, HTS rings; 4: SO_REUSEPORT
  * groups, 40 drop reasons, mn_lease.quiesced and steer_seq; 5: fork-shared
  * ports (mn_port_group.shared, mn_shm.shared_rings, shared_pool); 6: stream
- * services' fork-shared rings (MN_RING_OP_SERVICE_RING) */
-#define MN_SHM_VERSION 6u
+ * services' fork-shared rings (MN_RING_OP_SERVICE_RING); 7:
+ * mn_lease.service_rings */
+#define MN_SHM_VERSION 7u
 #define MN_SHM_MAX_QUEUES 16       /* queue 0 is the daemon's; leases use 1..nb_queues-1 */
 #define MN_SHM_NEIGHBOUR_SLOTS 256 /* open addressing on the IPv4 address */
 #define MN_SHM_MAX_DROP_REASONS 40
@@ -167,7 +168,11 @@ struct __attribute__((aligned(64))) mn_lease {
    * every live owner seen odd after the release to move on before it
    * sweeps (mn_lease_steer_begin/end). */
   uint32_t steer_seq; /* owner, atomic */
-  uint32_t pad2;
+  /* Bit i: shared_rings[i] carries the SYNs of a stream service this lease
+   * listens on (it became shared by fork). The original listener learns
+   * here that its service's SYNs now go to a ring, and reads it once it
+   * accepts (docs/MACHNETD.md, "Stream services"). */
+  uint32_t service_rings; /* daemon, atomic */
 };
 
 /* One UDP port of the host. queue 0 = nobody: the daemon answers with ICMP
@@ -493,6 +498,10 @@ static inline void mn_lease_steer_end(struct mn_lease* l) {
 }
 static inline uint32_t mn_lease_steer_seq(const struct mn_lease* l) {
   return __atomic_load_n(&l->steer_seq, __ATOMIC_ACQUIRE);
+}
+/* The fork-shared rings of the lease's stream services (bit i: ring i). */
+static inline uint32_t mn_lease_service_rings(const struct mn_lease* l) {
+  return __atomic_load_n(&l->service_rings, __ATOMIC_ACQUIRE);
 }
 /* Owner: it touches no shared memory from here on (detached). */
 static inline void mn_lease_set_quiesced(struct mn_lease* l) {

@@ -78,6 +78,16 @@ struct Sock {
   uint32_t backlog = 0;                   // kListener: accept queue bound
   std::deque<transport::FlowId> acceptq;  // kListener: established, not accepted
   std::vector<transport::FlowOptions> listen_opts;  // kListener: set by setsockopt (0 or 1)
+
+  // ---- a connection frozen at a fork() (fork_streams.cc) ----
+  // Not settled by this process yet: its next call claims it (Stack::handoff_*).
+  bool handoff = false;
+  // Fork child: the claim word, and the flow as the parent froze it (in the
+  // parent's abandoned stack, never touched by anyone else here).
+  std::atomic<uint32_t>* handoff_claim = nullptr;
+  const transport::Flow* handoff_snapshot = nullptr;
+  // The connection went on in another process: calls fail with EBADFD.
+  bool moved = false;
 };
 
 // Process-wide state of the socket layer (the engine and the lock are the

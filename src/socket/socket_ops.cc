@@ -135,11 +135,16 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
     uint64_t h = handles[i];
     Sock* s = live_sock(h);
     bool usable = (s != nullptr && s->kind == Kind::kUdp && s->us != nullptr) ||
-                  (s != nullptr && s->kind == Kind::kListener);
+                  (s != nullptr && s->kind == Kind::kListener) ||
+                  (s != nullptr && s->kind == Kind::kStream);
     if (usable && std::find(keep.begin(), keep.end(), s) == keep.end()) keep.push_back(s);
   }
   // The parent's configuration, as it read it: the child may not be able
   // to read the file any more (a worker that dropped its privileges).
+  // Stream connections: claimed at their first call here (fork_streams.cc),
+  // from the parent's frozen copy, which the abandoned stack keeps.
+  for (Sock* so : keep)
+    if (so->kind == Kind::kStream) fork_child_keep_stream(so, old);
   const stack::StackConfig cfg = old->config();
   stack::Stack::forget_in_fork_child();
   std::string err;
@@ -178,11 +183,22 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
     if (!kept && so->us != nullptr) st += uint64_t{1} << 32;  // stale from now on
     so->state.store(st);
     if (!kept) so->us = nullptr;
+    if (!kept && so->kind == Kind::kStream) {
+      // The parent's flow: nothing of it is this process's to close.
+      so->flow = 0;
+      so->tp_port = 0;
+      so->handoff = false;
+    }
   }
   size_t joined = 0, listening = 0;
   int first_err = 0;
   stack::Lock lock(mu());
+  size_t connections = 0;
   for (Sock* so : keep) {
+    if (so->kind == Kind::kStream) {
+      connections += so->handoff ? 1 : 0;
+      continue;
+    }
     if (so->kind == Kind::kListener) {
       // A listener of our own for the same service, on a UDP port of our
       // own; the rendezvous port is shared with the parent, and SYNs go to
@@ -227,7 +243,8 @@ int op_fork_adopt(const uint64_t* handles, size_t n, char* msg, size_t msglen) {
   }
   copy_msg(msg, msglen,
            std::to_string(joined) + " inherited UDP socket(s) and " + std::to_string(listening) +
-               " stream listener(s) shared with the parent; " + s->description());
+               " stream listener(s) shared with the parent, " + std::to_string(connections) +
+               " inherited connection(s) to take over at first use; " + s->description());
   return 0;
 }
 
@@ -285,6 +302,7 @@ const struct machnet_socket_ops_v1 kOps = {
     op_spin_done,
     op_fork_adopt,
     ipc::preconnect_in_fork_child,
+    op_fork_prepare,
 };
 
 }  // namespace

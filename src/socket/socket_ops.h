@@ -199,6 +199,13 @@ struct machnet_socket_ops_v1 {
    * the child still has its parent's credentials (a worker may drop them
    * before it first touches an inherited socket). */
   void (*fork_child)(void);
+  /* Appended. Called by the shim's fork handler in the parent right before
+   * fork() (the shim's locks held, no other call of the table in progress
+   * on this thread): freezes the established stream connections so that
+   * the child's copy of them is exact; the first process to use one
+   * afterwards takes it (docs/MACHNETD.md, "Connections across fork").
+   * Attached engines only; does nothing otherwise. */
+  void (*fork_prepare)(void);
 };
 
 /* Returned (negated) by stream calls on a socket whose connect fell back to

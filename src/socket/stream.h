@@ -32,6 +32,16 @@ inline transport::FlowOptions stream_defaults() {
 }
 
 int flow_errno(transport::FlowError e);
+
+// ---- connections across fork() (fork_streams.cc) ----
+// Parent, right before fork(): freezes the established connections.
+void op_fork_prepare();
+// Fork child, in fork_adopt: keeps an inherited connection to be claimed at
+// its first call (or marks it moved), from the parent's stack `parent`.
+void fork_child_keep_stream(Sock* s, stack::Stack* parent);
+// First call on a connection frozen at a fork (lock held): takes it here, or
+// marks it moved (EBADFD). `closing`: the call is the last close.
+void settle_handoff(Sock* s, bool closing = false);
 // Settles a connect in progress from its flow (lock held): connected,
 // failed, or fallen back to the kernel (the flow is then released).
 void settle_connect(Sock* s);

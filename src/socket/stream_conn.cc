@@ -73,6 +73,10 @@ Sock* new_sock(Kind kind, uint64_t* handle) {
   s->eof_reported = false;
   s->linger_reset = false;
   s->connected = false;
+  s->handoff = false;
+  s->handoff_claim = nullptr;
+  s->handoff_snapshot = nullptr;
+  s->moved = false;
   s->acceptq.clear();
   *handle = (s->state.load() & ~uint64_t{0xffffffff}) | (slot + 1);
   return s;
@@ -174,6 +178,7 @@ void to_sockaddr(const Endpoint& e, sockaddr_in* out) {
 // Has the probe of a connecting socket settled? (lock held) Updates
 // connecting / fallback / so_error from the flow.
 void settle_connect(Sock* s) {
+  if (s->handoff) settle_handoff(s);
   if (!s->connecting) return;
   transport::Transport& tp = g.stack->transport();
   FlowState st = tp.state(s->flow);
@@ -357,7 +362,14 @@ void stream_finalize(Sock* s) {
     s->acceptq.clear();
     g.stack->stream_unlisten(s->service_port);
     s->service_port = 0;
-  } else if (s->flow != 0) {
+  } else if (s->handoff && s->handoff_snapshot == nullptr) {
+    // Frozen at a fork: a child may still take it (Stack::handoff_release).
+    if (g.stack->handoff_release(s->flow, s->tp_port)) s->flow = 0;
+    s->handoff = false;
+  } else if (s->handoff) {
+    settle_handoff(s, /*closing=*/true);
+  }
+  if (s->kind == Kind::kStream && s->flow != 0) {
     // As Linux: SO_LINGER {1, 0}, or data received and never read, makes
     // close a reset (the peer sees ECONNRESET); otherwise FIN after what is
     // queued.
@@ -390,6 +402,7 @@ int op_setsockopt(uint64_t h, int level, int name, const void* val, socklen_t le
   if (s->kind == Kind::kUdp) return -ENOPROTOOPT;
   stack::Lock lock(mu());
   if (g.stack->down()) return -ENETDOWN;
+  if (s->handoff) settle_handoff(s);  // a connection inherited through fork
   if (level == SOL_SOCKET && name == SO_LINGER) {
     if (len < sizeof(linger)) return -EINVAL;
     const auto* l = static_cast<const linger*>(val);

@@ -42,6 +42,7 @@ bool failed(const Sock* s) {
 // while the connect is still probing, -MACHNET_EFALLBACK, -ENOTCONN.
 int ready_for_data(Sock* s) {
   settle_connect(s);
+  if (s->moved) return -EBADFD;
   if (s->fallback) return -MACHNET_EFALLBACK;
   if (s->connecting) return -EAGAIN;
   if (!s->connected) return -ENOTCONN;
@@ -212,6 +213,7 @@ short stream_revents(Sock* s, short events) {
     return s->acceptq.empty() ? 0 : static_cast<short>(events & in);
   }
   settle_connect(s);
+  if (s->moved) return POLLNVAL;
   if (s->fallback) return MACHNET_POLL_FALLBACK;
   if (s->connecting) return 0;
   if (s->flow == 0) return static_cast<short>(POLLHUP | (events & (in | out)));

@@ -237,12 +237,19 @@ size_t Stack::poll_locked() {
     if (eng_->udp_take_error(s, &dst.ip, &dst.port) != 0) tp_->on_icmp_unreachable(now, to, dst);
   }
   // SYNs of services shared by fork, for whichever holder accepts first.
-  if (accepting_ && !service_rings_.empty()) {
+  if (!services_.empty()) {
+    uint32_t m = eng_->service_rings();
+    if (m != lease_rings_) {
+      lease_rings_ = m;
+      refresh_read_rings();
+    }
+  }
+  if (accepting_ && !read_rings_.empty()) {
     uint16_t r = tp_->tunables().rendezvous_port;
     const Endpoint to{ip_, r};
     // One SYN per ring and round: the other holders woken for the same
     // arrivals get theirs, instead of the first one awake taking them all.
-    for (const auto& [svc, ring] : service_rings_) {
+    for (int ring : read_rings_) {
       Endpoint from;
       ssize_t len =
           eng_->ring_recv(ring, socks_[r], rxbuf_.data(), rxbuf_.size(), &from.ip, &from.port);
@@ -256,6 +263,7 @@ size_t Stack::poll_locked() {
     next = tp_->next_timer_ns();
   }
   next_timer_ns_.store(next, std::memory_order_relaxed);
+  if (next_handoff_check_ns_ != 0 && now >= next_handoff_check_ns_) check_handoffs(now);
   if (now >= next_reap_ns_ && !lingering_.empty()) {
     next_reap_ns_ = now + kReapPeriodNs;
     reap_lingering();

@@ -46,7 +46,11 @@ namespace machnet::stack {
   X(fallback_no_port)         /* no ephemeral transport port left */         \
   X(fallback_flow_table_full) /* transport flow table full */                \
   X(fallback_error)           /* any other error of the transport */         \
-  X(kernel_accepts)           /* plain TCP clients accepted by a listener */
+  X(kernel_accepts)           /* plain TCP clients accepted by a listener */ \
+  X(handoffs_frozen)          /* connections frozen at a fork() */           \
+  X(handoffs_to_child)        /* ... that a fork child took over */          \
+  X(handoffs_kept)            /* ... that stayed with this process */        \
+  X(handoffs_adopted)         /* connections taken over from the parent */
 
 struct StackCounters {
 #define MACHNET_X(n) uint64_t n = 0;
@@ -185,6 +189,40 @@ class Stack final : public transport::DatagramSink {
   // reset; its port is released once the transport is done with it.
   void stream_release(transport::FlowId id, uint16_t port, bool reset);
 
+  // ---- stream connections across fork() (handoff.cc) ----
+  // docs/MACHNETD.md, "Connections across fork": before fork() the parent
+  // freezes its established connections, so that the child's copy of each
+  // flow is exact; the first process to use one afterwards claims it through
+  // a word in memory both share, and only that process goes on with it.
+  // Claim word values:
+  enum : uint32_t { kClaimOpen = 0, kClaimParent = 1, kClaimChild = 2, kClaimReleased = 3 };
+  // Parent, under mu(), right before fork(): freezes flows ids[i] (on
+  // transport ports ports[i]); returns how many it froze.
+  size_t handoff_freeze(const transport::FlowId* ids, const uint16_t* ports, size_t n);
+  // The claim word of a flow frozen here and not settled (a fork child reads
+  // its copy of the parent's stack), or nullptr.
+  std::atomic<uint32_t>* handoff_claim(transport::FlowId id) const;
+  // Parent: the program uses the connection. 0: it is this process's (again,
+  // thawed); -EBADFD: a child took it (the flow here is retired).
+  int handoff_take(transport::FlowId id);
+  // Parent: the connection's last fd closed. True when the hand-off deals
+  // with the flow (and its port); false: release it as usual.
+  bool handoff_release(transport::FlowId id, uint16_t port);
+  // Child: claims the connection `snapshot` (the flow as the parent froze it)
+  // and runs it here on a port of its own, events to t. `closing`: the
+  // child closes it unused, so it takes it only if the parent closed it too
+  // (then the child is the last holder). 0 with *id and *port, or -EBADFD.
+  int handoff_adopt(const transport::Flow& snapshot, std::atomic<uint32_t>* claim, bool closing,
+                    EventTarget* t, transport::FlowId* id, uint16_t* port);
+  // A frozen connection nobody claimed goes back to the parent after this
+  // long (a child that exec'd, or never uses it); a child later gets EBADFD.
+  static constexpr uint64_t kHandoffWaitNs = 5'000'000'000;
+  // The parent's retired copy drops segments silently for this long after
+  // the child took it, while the peer learns the child's port.
+  static constexpr uint64_t kHandoffTombstoneNs = 5'000'000'000;
+  // How often a poll round looks at the claim words while any is unsettled.
+  static constexpr uint64_t kHandoffCheckNs = 1'000'000;
+
   // Counters beside the transport's (mu() held to change them).
   StackCounters& counters() { return counters_; }
   // A consistent copy of the transport's and the stack's counters, for the
@@ -237,6 +275,10 @@ class Stack final : public transport::DatagramSink {
   void start_progress();
   void progress_loop();
   void reap_lingering();
+  void check_handoffs(uint64_t now);
+  struct Handoff;
+  void retire_handoff(uint64_t now, transport::FlowId id, Handoff* h);
+  void drop_claim_page(uint32_t page);
   void count_connect_fallback(int rc);
   void on_transport_event(transport::FlowId flow, uint16_t listen_port, uint32_t events);
   void log_flow_failure(transport::FlowId flow);
@@ -285,6 +327,12 @@ class Stack final : public transport::DatagramSink {
   // Attached: services shared by fork and the fork-shared ring their SYNs
   // go to (read in poll_locked once accepting_).
   std::unordered_map<uint16_t, int> service_rings_;
+  // Rings the daemon says our services' SYNs go to (mn_lease.service_rings:
+  // a fork child joined a service this process bound), and the union of
+  // both, read in poll_locked once accepting_.
+  uint32_t lease_rings_ = 0;
+  std::vector<int> read_rings_;
+  void refresh_read_rings();
   // This process asked for connections (accept, or readiness of a
   // listener): only then does it take SYNs from its services' fork-shared
   // rings, so a parent that never accepts (nginx's master) leaves them to
@@ -294,6 +342,23 @@ class Stack final : public transport::DatagramSink {
   // process only) and claims a service from machnetd (see stream_listen).
   int acquire_rendezvous();
   int claim_service(uint16_t service_port, bool inherited, bool reuseport, int* ring);
+  // Connections frozen at a fork() and not settled (handoff.cc).
+  struct Handoff {
+    uint16_t port = 0;
+    std::atomic<uint32_t>* claim = nullptr;
+    uint32_t page = 0;  // index in claim_pages_
+    uint64_t deadline_ns = 0;
+    bool released = false;  // the parent closed it: the child may still take it
+    bool moved = false;     // a child took it; the socket has not been told yet
+  };
+  struct ClaimPage {
+    void* base = nullptr;  // MAP_SHARED | MAP_ANONYMOUS: the children see it
+    size_t len = 0;
+    uint32_t users = 0;  // handoffs still reading their word
+  };
+  std::unordered_map<transport::FlowId, Handoff> handoffs_;
+  std::vector<ClaimPage> claim_pages_;
+  uint64_t next_handoff_check_ns_ = 0;
   uint64_t activity_ = 0;  // transport events and front-end notes
   uint64_t last_activity_ = 0;
   uint64_t last_icmp_ = 0;

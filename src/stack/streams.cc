@@ -8,6 +8,7 @@
 // this process (the SYN-ACK comes from there). A connect sends its SYN from
 // an ephemeral port of ours to the peer's R. R is bound while any service
 // listens (standalone engines; under machnetd the daemon owns it).
+#include <algorithm>
 #include <cerrno>
 
 #include "engine/log.h"
@@ -97,7 +98,7 @@ int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t
         service_targets_[service_port] = t;
         if (ring >= 0) {
           service_rings_[service_port] = ring;
-          eng_->set_ring_reader(ring, accepting_);
+          refresh_read_rings();
         }
         return 0;
       }
@@ -110,16 +111,25 @@ int Stack::stream_listen(uint16_t service_port, uint32_t backlog, EventTarget* t
   return rc;
 }
 
+void Stack::refresh_read_rings() {
+  std::vector<int> now;
+  for (const auto& [svc, ring] : service_rings_) now.push_back(ring);
+  for (int i = 0; i < 32; i++)
+    if ((lease_rings_ >> i) & 1u) now.push_back(i);
+  std::sort(now.begin(), now.end());
+  now.erase(std::unique(now.begin(), now.end()), now.end());
+  for (int ring : read_rings_)
+    if (!std::binary_search(now.begin(), now.end(), ring)) eng_->set_ring_reader(ring, false);
+  for (int ring : now) eng_->set_ring_reader(ring, accepting_);
+  read_rings_ = std::move(now);
+}
+
 void Stack::stream_unlisten(uint16_t service_port) {
   auto it = services_.find(service_port);
   if (it == services_.end()) return;
   tp_->unlisten_service(service_port);
   if (eng_->attached()) eng_->service_unlisten(service_port);
-  auto r = service_rings_.find(service_port);
-  if (r != service_rings_.end()) {
-    eng_->set_ring_reader(r->second, false);
-    service_rings_.erase(r);
-  }
+  if (service_rings_.erase(service_port) != 0) refresh_read_rings();
   unref_port(it->second);
   services_.erase(it);
   service_targets_.erase(service_port);
@@ -133,7 +143,7 @@ int Stack::stream_accept(uint16_t service_port, FlowId* id, Endpoint* peer, uint
     // From now on this process takes SYNs off its services' fork-shared
     // rings (see accepting_).
     accepting_ = true;
-    for (const auto& [svc, ring] : service_rings_) eng_->set_ring_reader(ring, true);
+    for (int ring : read_rings_) eng_->set_ring_reader(ring, true);
   }
   FlowId f;
   if (tp_->accept_service(service_port, &f) != Status::kOk) return -EAGAIN;

@@ -87,7 +87,7 @@ static const struct field lease[] = {
     F(mn_lease, steer_ring), F(mn_lease, pool),        F(mn_lease, posted_baseline),
     F(mn_lease, pad0),       F(mn_lease, counters),    F(mn_lease, wake_state),
     F(mn_lease, pad1),       F(mn_lease, wakeups),     F(mn_lease, ring_op),
-    F(mn_lease, quiesced),   F(mn_lease, steer_seq),   F(mn_lease, pad2)};
+    F(mn_lease, quiesced),   F(mn_lease, steer_seq),   F(mn_lease, service_rings)};
 static const struct field port_entry[] = {
     F(mn_port_entry, queue),        F(mn_port_entry, pad0),     F(mn_port_entry, generation),
     F(mn_port_entry, rx_datagrams), F(mn_port_entry, rx_bytes), F(mn_port_entry, tx_datagrams)};

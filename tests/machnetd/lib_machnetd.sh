@@ -166,6 +166,25 @@ mnd_app() {
     --config "$TMP/attached.conf" --)
 }
 
+# mnd_two_hosts TAG IP_A IP_B: hosts A and B, each a machnetd (DA, DB) in
+# a namespace of its own (NS_A, NS_B), joined by net_memif; B's address on
+# no kernel interface, so whatever works went through the daemons. Sets
+# CLI and SRV (mnd_app prefixes for A and B) and saves B's starting
+# figures in $TMP/start.txt.
+mnd_two_hosts() {
+  mnd_netns_add NS_A
+  mnd_netns_add NS_B
+  DA="${1}a$$"
+  DB="${1}b$$"
+  mnd_memif_pair "$DA" "$NS_A" "$2" "$DB" "$NS_B" "$3"
+  ip netns exec "$NS_B" ip -o addr | grep -q "$3" && fail "$3 is on a kernel interface"
+  mnd_figures "$DB" "$TMP/start.txt"
+  mnd_app "$NS_A" "$DA"
+  CLI=("${APP[@]}")
+  mnd_app "$NS_B" "$DB"
+  SRV=("${APP[@]}")
+}
+
 # mnd_figures NAME FILE: the figures that must come back to their starting
 # values (mnd_stat.py figures), saved in FILE.
 mnd_figures() {

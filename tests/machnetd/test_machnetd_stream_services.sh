@@ -24,17 +24,7 @@ IP_B="$MND_NET.202"
 MND_QUEUES=10
 trap mnd_cleanup EXIT
 
-mnd_netns_add NS_A
-mnd_netns_add NS_B
-DA="mssa$$"
-DB="mssb$$"
-mnd_memif_pair "$DA" "$NS_A" "$IP_A" "$DB" "$NS_B" "$IP_B"
-ip netns exec "$NS_B" ip -o addr | grep -q "$IP_B" && fail "$IP_B is on a kernel interface"
-mnd_figures "$DB" "$TMP/start.txt"
-mnd_app "$NS_A" "$DA"
-CLI=("${APP[@]}")
-mnd_app "$NS_B" "$DB"
-SRV=("${APP[@]}")
+mnd_two_hosts mss "$IP_A" "$IP_B"
 export MACHNET_STAT
 
 # service_pids PORT: the pids machnet-stat lists as listening on PORT.
