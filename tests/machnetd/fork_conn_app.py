@@ -25,6 +25,7 @@ import socket
 import socketserver
 import struct
 import sys
+import time
 
 
 def recv_exact(c, n):
@@ -117,6 +118,7 @@ def one_raw(ip, port, size, i):
 def run_clients(fn, ip, port, n, size, out):
     pids = collections.Counter()
     errors = []
+    t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futs = [pool.submit(fn, ip, port, size, i) for i in range(n)]
         for i, fu in enumerate(futs):
@@ -130,7 +132,9 @@ def run_clients(fn, ip, port, n, size, out):
                 pids[pid] += 1
     with open(out, "w") as f:
         json.dump({"pids": pids, "errors": errors}, f)
-    print(f"{n} connections: {len(pids)} answering pids, errors {len(errors)}", flush=True)
+    secs = time.monotonic() - t0
+    print(f"{n} connections in {secs:.2f} s ({n / secs:.1f}/s): {len(pids)} answering pids, "
+          f"errors {len(errors)}", flush=True)
     return 0 if not errors else 1
 
 

@@ -34,6 +34,7 @@ check() {
   local name=$1 mode=$2 port=$3 n=$4 size=$5 who=$6
   timeout 300 "${CLI[@]}" "$PYTHON" -u "$APPPY" "$mode" "$IP_B" "$port" "$n" "$size" "$TMP/$name.json" \
     >"$TMP/$name-client.log" 2>&1 || fail "$name: $(tail -3 "$TMP/$name-client.log") $(head -c 600 "$TMP/$name.json" 2>/dev/null)"
+  grep -h "connections in" "$TMP/$name-client.log" | sed 's/^/  /'
   "$PYTHON" - "$TMP/$name.json" "$n" "$who" <<'PY' || fail "$name: wrong answers"
 import json, sys
 r = json.load(open(sys.argv[1]))
