@@ -58,8 +58,10 @@ struct DaemonCounters {
   uint64_t ring_repairs = 0;
   uint64_t ring_repair_slots = 0;
   uint64_t ring_busy = 0;
-  uint64_t wakeups = 0;    // eventfd writes to parked leases (all queues)
-  uint64_t parked_rx = 0;  // frames taken from parked leases' RX queues
+  uint64_t steer_deferred = 0;    // frames that waited for a busy pool or ring
+  uint64_t deferred_expired = 0;  // ... and were dropped after waiting too long
+  uint64_t wakeups = 0;           // eventfd writes to parked leases (all queues)
+  uint64_t parked_rx = 0;         // frames taken from parked leases' RX queues
   // SO_REUSEPORT groups: leases that joined an existing group, and members
   // that left one (unbind or reclaim).
   uint64_t group_joins = 0;

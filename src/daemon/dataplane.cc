@@ -24,6 +24,8 @@ constexpr unsigned kBurst = 32;
 // How long the daemon waits for another process's operation on a ring or
 // pool it is about to use (rte_pause each: tens of microseconds).
 constexpr unsigned kQuietSpins = 4096;
+// A deferred frame's retry, every round: a short look, not a wait.
+constexpr unsigned kRetrySpins = 64;
 constexpr uint64_t kLinkCheckNs = 100'000'000;
 constexpr uint64_t kGatewayArpNs = 1'000'000'000;
 
@@ -55,6 +57,7 @@ bool Dataplane::pool0_quiet() {
 
 unsigned Dataplane::poll() {
   if (!pool0_quiet()) return 0;
+  if (deferred_n_ != 0) retry_deferred();
   unsigned total = 0;
   rte_mbuf* burst[kBurst];
   for (uint16_t q = 0; q < d_->nb_queues; q++) {
@@ -74,7 +77,8 @@ unsigned Dataplane::poll() {
   for (unsigned i = 0; i < n; i++) handle(burst[i]);
   total += n;
   tx_.flush();
-  return total;
+  // Frames waiting for a busy ring: not idle (no sleep in the event loop).
+  return total + (deferred_n_ != 0 ? 1 : 0);
 }
 
 // Queue 0, every free queue, and a queue under reclaim. The reclaimed
@@ -117,8 +121,9 @@ unsigned Dataplane::poll_parked(uint16_t q) {
     d_->counters.parked_rx++;
     uint16_t t = ipc::steer_target(*d_->shm, rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
     if (t == q) {
-      if (!engine::ring_wait_quiet(d_->rings[q], kQuietSpins) ||
-          rte_ring_enqueue(d_->rings[q], m) != 0) {
+      if (deferred_n_ != 0 || !engine::ring_wait_quiet(d_->rings[q], kQuietSpins)) {
+        deliver(m, {q, q, d_->rings[q]});  // behind what waits, or waits itself
+      } else if (rte_ring_enqueue(d_->rings[q], m) != 0) {
         d_->counters.steer_drops++;
         rte_pktmbuf_free(m);
       }
@@ -203,18 +208,12 @@ void Dataplane::steer_shared(rte_mbuf* m, uint16_t g) {
 }
 
 void Dataplane::steer_ring(rte_mbuf* m, rte_ring* ring, uint16_t marker) {
-  if (ring == nullptr ||
-      !engine::ring_wait_quiet(engine::pool_ring(d_->shared_pool), kQuietSpins) ||
-      !engine::ring_wait_quiet(ring, kQuietSpins)) {
-    if (ring != nullptr) d_->counters.ring_busy++;
+  if (ring == nullptr) {
     d_->counters.shared_drops++;
     rte_pktmbuf_free(m);
     return;
   }
-  if (engine::steer_copy(m, d_->shared_pool, ring, d_->port_id, nullptr, marker, true))
-    d_->counters.shared_copies++;
-  else
-    d_->counters.shared_drops++;
+  deliver(m, {0, marker, ring});
 }
 
 bool Dataplane::steer_to_owner(rte_mbuf* m, uint16_t port, uint32_t hash) {
@@ -292,23 +291,96 @@ void Dataplane::steer(rte_mbuf* m, uint16_t target) {
     steer_shared(m, MN_STEER_SHARED_GROUP(target));
     return;
   }
-  // Copied into the target's pool: m belongs to the pool of the queue it
-  // came in on, and the owner of `target` may only hold mbufs of its own.
-  // Only when nobody is inside an operation on that pool or ring: a gap left
-  // by a process killed there would otherwise wedge this thread, which is
-  // the one that repairs it (at the reclaim). A live holder's operation
-  // ends within kQuietSpins; a dead one's costs a dropped frame.
-  if (!engine::ring_wait_quiet(engine::pool_ring(d_->pools[target]), kQuietSpins) ||
-      !engine::ring_wait_quiet(d_->rings[target], kQuietSpins)) {
+  deliver(m, {target, target, d_->rings[target]});
+}
+
+// Copied into the target's pool (a lease's own, or the shared pool for a
+// fork-shared ring): m belongs to the pool of the queue it came in on, and
+// the owner of the target may only hold mbufs of its own. Only when nobody
+// is inside an operation on that pool or ring: a gap left by a process
+// killed there would otherwise wedge this thread, which is the one that
+// repairs it (at the reclaim). A live process's operation may outlast
+// kQuietSpins when it is preempted (a loaded host): the frame then waits in
+// the deferred list and is retried every round, behind nothing else for the
+// same target, so it is neither lost nor overtaken.
+Dataplane::Attempt Dataplane::try_deliver(rte_mbuf* m, const SteerTo& to, unsigned spins) {
+  rte_mempool* pool = to.lease != 0 ? d_->pools[to.lease] : d_->shared_pool;
+  if (!engine::ring_wait_quiet(engine::pool_ring(pool), spins) ||
+      !engine::ring_wait_quiet(to.ring, spins))
+    return Attempt::kBusy;
+  bool ok = to.lease != 0
+                ? engine::steer_copy(m, pool, to.ring, d_->port_id, nullptr, to.marker)
+                : engine::steer_copy(m, pool, to.ring, d_->port_id, nullptr, to.marker, true);
+  if (to.lease != 0)
+    ++(ok ? d_->counters.steered : d_->counters.steer_drops);
+  else
+    ++(ok ? d_->counters.shared_copies : d_->counters.shared_drops);
+  return Attempt::kDone;
+}
+
+void Dataplane::deliver(rte_mbuf* m, const SteerTo& to) {
+  if (deferred_n_ == 0 || !waiting(to)) {
+    if (try_deliver(m, to, kQuietSpins) == Attempt::kDone) return;
     d_->counters.ring_busy++;
-    d_->counters.steer_drops++;
+  }
+  defer(m, to);
+}
+
+bool Dataplane::waiting(const SteerTo& to) const {
+  for (size_t i = 0; i < deferred_n_; i++)
+    if (deferred_[i].to.ring == to.ring) return true;
+  return false;
+}
+
+void Dataplane::defer(rte_mbuf* m, const SteerTo& to) {
+  auto lost = [&]() { ++(to.lease != 0 ? d_->counters.steer_drops : d_->counters.shared_drops); };
+  if (deferred_n_ == kDeferMax) {
+    lost();
     rte_pktmbuf_free(m);
     return;
   }
-  if (engine::steer_copy(m, d_->pools[target], d_->rings[target], d_->port_id, nullptr, target))
-    d_->counters.steered++;
-  else
-    d_->counters.steer_drops++;
+  // Kept in pool 0: the sweep of a queue under reclaim may count on no
+  // mbuf of its pool being held by the daemon between rounds.
+  m = to_pool0(m);
+  if (m == nullptr) {
+    lost();
+    return;
+  }
+  deferred_[deferred_n_++] = {m, to, mono_ns()};
+  d_->counters.steer_deferred++;
+}
+
+void Dataplane::retry_deferred() {
+  uint64_t now = mono_ns();
+  size_t kept = 0;
+  for (size_t i = 0; i < deferred_n_; i++) {
+    Deferred e = deferred_[i];
+    bool behind = false;  // an older frame for the same ring still waits
+    for (size_t k = 0; k < kept && !behind; k++) behind = deferred_[k].to.ring == e.to.ring;
+    if (!behind) {
+      if (e.to.lease != 0 && !active(e.to.lease)) {
+        // Its holder is gone (the reclaim released its ports): as a frame
+        // for a port nobody holds.
+        d_->counters.steer_drops++;
+        rte_pktmbuf_free(e.m);
+        continue;
+      }
+      if (try_deliver(e.m, e.to, kRetrySpins) == Attempt::kDone) continue;
+      if (now - e.since_ns > kDeferNs) {
+        ++(e.to.lease != 0 ? d_->counters.steer_drops : d_->counters.shared_drops);
+        d_->counters.deferred_expired++;
+        rte_pktmbuf_free(e.m);
+        continue;
+      }
+    }
+    deferred_[kept++] = e;
+  }
+  deferred_n_ = kept;
+}
+
+void Dataplane::drop_deferred() {
+  for (size_t i = 0; i < deferred_n_; i++) rte_pktmbuf_free(deferred_[i].m);
+  deferred_n_ = 0;
 }
 
 void Dataplane::rx_arp(rte_mbuf* m, const wire::ParsedFrame& pf) {

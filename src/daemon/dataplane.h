@@ -67,6 +67,9 @@ class Dataplane {
 
   // Drains ring q (reclaim); returns the mbufs freed.
   unsigned drain_ring(uint16_t q);
+  // Frees the frames still deferred (shutdown: before the pools go).
+  void drop_deferred();
+  size_t deferred() const { return deferred_n_; }
 
  private:
   // Handlers of engine::receive(), one per kind of frame.
@@ -101,6 +104,34 @@ class Dataplane {
   // Returns m itself when it is a single segment of pool 0, else a pool-0
   // copy (m is freed); nullptr when pool 0 is empty (m is freed).
   rte_mbuf* to_pool0(rte_mbuf* m);
+
+  // Where a steered frame goes: lease `lease`'s pool and ring (lease != 0),
+  // or fork-shared ring `ring` through the shared pool; `marker` names the
+  // target in ring-operation records.
+  struct SteerTo {
+    uint16_t lease;
+    uint16_t marker;
+    rte_ring* ring;
+  };
+  enum class Attempt { kDone, kBusy };
+  Attempt try_deliver(rte_mbuf* m, const SteerTo& to, unsigned spins);
+  void deliver(rte_mbuf* m, const SteerTo& to);
+  // Frames that found another process inside an operation on their
+  // target's pool or ring (a holder preempted there; or killed, until its
+  // reclaim repairs the gap): kept in pool 0, retried every round in arrival
+  // order per target, dropped (counted) after kDeferNs or beyond kDeferMax.
+  struct Deferred {
+    rte_mbuf* m;
+    SteerTo to;
+    uint64_t since_ns;
+  };
+  static constexpr size_t kDeferMax = 256;
+  static constexpr uint64_t kDeferNs = 1'000'000'000;
+  bool waiting(const SteerTo& to) const;
+  void defer(rte_mbuf* m, const SteerTo& to);
+  void retry_deferred();
+  std::array<Deferred, kDeferMax> deferred_{};
+  size_t deferred_n_ = 0;
 
   Daemon* d_;
   engine::Reassembly reassembly_;

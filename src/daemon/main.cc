@@ -220,6 +220,7 @@ int run(Daemon* d) {
           last_events = now;
         }
       }
+      dp.drop_deferred();
       MN_LOG(DAEMON, NOTICE, "%s: shutting down", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
       start_shutdown_watchdog(d);
       mn_shm_set_shutting_down(d->shm, 1);

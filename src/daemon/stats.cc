@@ -219,6 +219,8 @@ std::string stats_json(const Daemon& d, size_t max_len) {
   j.u("ring_repairs", c.ring_repairs);
   j.u("ring_repair_slots", c.ring_repair_slots);
   j.u("ring_busy", c.ring_busy);
+  j.u("steer_deferred", c.steer_deferred);
+  j.u("deferred_expired", c.deferred_expired);
   j.u("wakeups", c.wakeups);
   j.u("parked_rx", c.parked_rx);
   j.u("reuseport_groups", d.leases->groups_in_use());
@@ -435,6 +437,8 @@ int tel_daemon(const char*, const char*, rte_tel_data* t) {
   rte_tel_data_add_dict_u64(t, "ring_repairs", c.ring_repairs);
   rte_tel_data_add_dict_u64(t, "ring_repair_slots", c.ring_repair_slots);
   rte_tel_data_add_dict_u64(t, "ring_busy", c.ring_busy);
+  rte_tel_data_add_dict_u64(t, "steer_deferred", c.steer_deferred);
+  rte_tel_data_add_dict_u64(t, "deferred_expired", c.deferred_expired);
   rte_tel_data_add_dict_u64(t, "wakeups", c.wakeups);
   rte_tel_data_add_dict_u64(t, "group_joins", c.group_joins);
   rte_tel_data_add_dict_u64(t, "group_leaves", c.group_leaves);

@@ -8,6 +8,9 @@
 //   ring_killer SOCKET put          put an mbuf back into its own pool
 //   ring_killer SOCKET stall        stay inside a steering round (steer_seq
 //                                   odd) until SIGUSR1 ends it; exit on SIGTERM
+//   ring_killer SOCKET hold PORT    as steer, but alive: a holder preempted
+//                                   inside the enqueue; SIGUSR1 cancels the
+//                                   reservation, SIGTERM then exits
 // steer and get mark the lease's ring_op as the engine's steering copy does
 // (src/engine/steer.cc); put, like the engine's own frees, does not.
 // HTS and single-producer/consumer sides are reserved with DPDK's zero-copy
@@ -81,9 +84,9 @@ void reserve_dequeue(rte_ring* r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3) die("usage: ring_killer SOCKET steer|get PORT | ring_killer SOCKET put|stall");
+  if (argc < 3) die("usage: ring_killer SOCKET steer|get|hold PORT | ring_killer SOCKET put|stall");
   std::string mode = argv[2];
-  if ((mode == "steer" || mode == "get") != (argc == 4) ||
+  if ((mode == "steer" || mode == "get" || mode == "hold") != (argc == 4) ||
       (mode == "put" || mode == "stall") != (argc == 3))
     die("bad arguments");
   machnet::ipc::ControlClient ctl;
@@ -146,6 +149,29 @@ int main(int argc, char** argv) {
       die("port " + std::to_string(port) + " has no other owner");
     mn_lease* target = &shm->leases[t];
     std::printf("target: queue %u pid %d\n", t, target->pid);
+    if (mode == "hold") {
+      rte_ring* ring = target->steer_ring;
+      if (ring->prod.sync_type != RTE_RING_SYNC_MT_HTS) die("the steering ring is not HTS");
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGUSR1);
+      sigaddset(&set, SIGTERM);
+      sigprocmask(SIG_BLOCK, &set, nullptr);
+      mn_lease_ring_op_begin(self, MN_RING_OP_STEER_ENQ, t);
+      rte_ring_zc_data zcd{};
+      if (rte_ring_enqueue_zc_burst_start(ring, 1, &zcd, nullptr) != 1) die("ring full");
+      std::printf("held: enqueue on steering ring %s open\n", ring->name);
+      std::fflush(stdout);
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0 || sig == SIGTERM) return 0;
+      rte_ring_enqueue_zc_finish(ring, 0);  // nothing enqueued: the reservation ends
+      mn_lease_ring_op_end(self);
+      std::printf("released: the enqueue ended\n");
+      std::fflush(stdout);
+      while (sigwait(&set, &sig) == 0 && sig != SIGTERM) {
+      }
+      return 0;
+    }
     if (mode == "steer") {
       // What steer_copy enqueues: a copy from the target's pool.
       mn_lease_ring_op_begin(self, MN_RING_OP_POOL_GET, t);

@@ -127,6 +127,44 @@ echo "ok: the reclaim of queue $kq waited for pid $STALL's steering round, then:
 stop_bg "$STALL" || fail "the staller exited with an error"
 exchange "after the stalled round"
 
+# A live process preempted inside an enqueue on the server's steering ring
+# (ring_killer hold: the reservation stays open until SIGUSR1). The daemon,
+# steering the client's datagram to the server (polling the parked
+# server's RX queue, or another queue), finds the ring mid-operation: the
+# frame waits in its deferred list and goes out once the enqueue ends,
+# instead of being dropped (the client would then resend after its 5 s
+# timeout: a retry). The holder's own RX queue is read by nobody while it
+# lives: a client whose flow the tap hashes there is not steered by the
+# daemon at all, so the check is made again from a new source port then.
+held_ok=""
+for attempt in 1 2 3 4 5 6; do
+  start_bg "holder$attempt" "$KILLER" "${MND_SOCK[$D]}" hold 7700
+  HOLD=$LAST_PID
+  wait_for_line "holder$attempt" "^held" 20 || fail "hold: ring_killer did not start: $(cat "$TMP/holder$attempt.log")"
+  def0=$(mnd_stat "$D" daemon-field steer_deferred)
+  timeout 90 ip netns exec "$NS" "$PYTHON" "$FLOW_APP" client "kheld$attempt" "$DIP" 7700 5 srv --timeout 5 \
+    >"$TMP/kheld$attempt.log" 2>&1 &
+  KHELD=$!
+  for _ in $(seq 60); do
+    [ "$(mnd_stat "$D" daemon-field steer_deferred)" -gt "$def0" ] && break
+    sleep 0.05
+  done
+  def1=$(mnd_stat "$D" daemon-field steer_deferred)
+  kill -USR1 "$HOLD"
+  wait_for_line "holder$attempt" "^released" 20 || fail "hold: the reservation did not end"
+  stop_bg "$HOLD" || fail "the holder exited with an error"
+  wait "$KHELD" || fail "hold: the client lost replies: $(tail -2 "$TMP/kheld$attempt.log")"
+  if [ "$def1" -gt "$def0" ]; then
+    grep -q " 0 retries" "$TMP/kheld$attempt.log" ||
+      fail "hold: a datagram was lost while the ring was held (the client resent): $(tail -1 "$TMP/kheld$attempt.log")"
+    held_ok="steer_deferred $def0 -> $def1: $(tail -1 "$TMP/kheld$attempt.log")"
+    break
+  fi
+  echo "note: attempt $attempt: the client's flow went to the holder's own RX queue; again from another port"
+done
+[ -n "$held_ok" ] || fail "hold: no client flow was steered by the daemon in 6 attempts"
+echo "ok: a frame for a ring held mid-enqueue waited and arrived ($held_ok)"
+
 stop_bg "$SRV" || true
 for _ in $(seq 50); do
   [ "$(mnd_stat "$D" daemon-field free_leases)" = $((MND_QUEUES - 1)) ] && break

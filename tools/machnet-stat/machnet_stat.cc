@@ -145,8 +145,10 @@ void print(const JVal& root, const Sample* prev, Sample* cur) {
               d["ctl_denied"].u(), d["attaches"].u(), d["reclaims"].u(), d["mbufs_swept"].u(),
               d["mbufs_unaccounted"].u());
   std::printf("  crashed ring operations: %" PRIu64 " given back (%" PRIu64 " slots); %" PRIu64
-              " times a busy ring or pool was skipped\n",
-              d["ring_repairs"].u(), d["ring_repair_slots"].u(), d["ring_busy"].u());
+              " times a busy ring or pool was skipped; %" PRIu64
+              " frames deferred for one, %" PRIu64 " of them dropped after waiting\n",
+              d["ring_repairs"].u(), d["ring_repair_slots"].u(), d["ring_busy"].u(),
+              d["steer_deferred"].u(), d["deferred_expired"].u());
   std::printf("  wake-ups: %" PRIu64 " to parked leases, %" PRIu64
               " frames polled for them; %" PRIu64 " active leases\n",
               d["wakeups"].u(), d["parked_rx"].u(), d["active_leases"].u());
