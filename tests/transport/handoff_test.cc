@@ -86,6 +86,14 @@ struct MsgDir {
   bool done() const { return got.size() >= msgs.size(); }
 };
 
+// Both directions of one connection, one round: true once both are done.
+template <class Dir>
+bool pump_both(Dir& a, Dir& b, uint64_t now) {
+  a.pump(now);
+  b.pump(now);
+  return a.done() && b.done();
+}
+
 std::vector<std::vector<uint8_t>> messages(uint64_t seed, size_t n, size_t len) {
   std::vector<std::vector<uint8_t>> v;
   for (size_t i = 0; i < n; ++i) v.push_back(pattern(seed * 1000 + i, len + i));
@@ -130,11 +138,7 @@ TEST(Handoff, MoveServerFlowToChildMidTransfer) {
   // A large transfer both ways, frozen in the middle.
   StreamDir up{&p.A(), p.fa, &p.B(), p.fb, pattern(21, 3 << 20)};
   StreamDir down{&p.B(), p.fb, &p.A(), p.fa, pattern(22, 2 << 20)};
-  auto pump = [&] {
-    up.pump(sp.now());
-    down.pump(sp.now());
-    return up.done() && down.done();
-  };
+  auto pump = [&] { return pump_both(up, down, sp.now()); };
   ASSERT_TRUE(p.net.run_until(
       [&] {
         pump();
@@ -228,11 +232,7 @@ TEST(Handoff, InFlightDataWithLossesArrivesExactlyOnceAfterClientMoves) {
   ASSERT_TRUE(p.connect());
   MsgDir ab{&p.A(), p.fa, &p.B(), p.fb, messages(1, 40, 30000)};
   MsgDir ba{&p.B(), p.fb, &p.A(), p.fa, messages(2, 40, 20000)};
-  auto pump = [&] {
-    ab.pump(p.net.now());
-    ba.pump(p.net.now());
-    return ab.done() && ba.done();
-  };
+  auto pump = [&] { return pump_both(ab, ba, p.net.now()); };
   // Drop a few data segments each way from the moment `lossy` is set.
   int lose_a = 0, lose_b = 0, lost = 0;
   p.net.filter = [&](const sim::Packet& pk) {
@@ -307,11 +307,7 @@ TEST(Handoff, FreezeThenThawRecoversWhatWasDropped) {
   ASSERT_TRUE(p.connect(true));
   StreamDir up{&p.A(), p.fa, &p.B(), p.fb, pattern(31, 2 << 20)};
   StreamDir down{&p.B(), p.fb, &p.A(), p.fa, pattern(32, 1 << 20)};
-  auto pump = [&] {
-    up.pump(sp.now());
-    down.pump(sp.now());
-    return up.done() && down.done();
-  };
+  auto pump = [&] { return pump_both(up, down, sp.now()); };
   ASSERT_TRUE(p.net.run_until(
       [&] {
         pump();
